@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the local cluster's node needs: runc (the OCI runtime containerd's
+# shim calls), the CNI plugins (a loopback-only network makes the runtime report NetworkReady),
+# and the mount/namespace utilities the kubelet calls. Safe to run again: it does nothing when
+# every package is already installed.
+set -euo pipefail
+
+packages=(runc containernetworking-plugins iptables mount util-linux)
+
+missing=()
+for p in "${packages[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+	echo ">> cluster packages already installed: ${packages[*]}"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: must run as root to install: ${missing[*]}" >&2
+	exit 1
+fi
+
+echo ">> installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
