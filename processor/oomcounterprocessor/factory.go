@@ -1,0 +1,48 @@
+package oomcounterprocessor
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processorhelper"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
+)
+
+// NewFactory returns the factory of the oom_counter processor.
+func NewFactory() processor.Factory {
+	return processor.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		processor.WithMetrics(createMetrics, metadata.MetricsStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		Counters: []Counter{{
+			Metric:              "k8s.container.oom_killed",
+			Output:              "k8s.container.oom_kills",
+			OccurrenceAttribute: "k8s.container.restart_count",
+		}},
+		GapPolicy:          GapLowerBound,
+		MaxStale:           15 * time.Minute,
+		MaxSeries:          100_000,
+		CheckpointInterval: 30 * time.Second,
+	}
+}
+
+func createMetrics(ctx context.Context, set processor.Settings, cfg component.Config, next consumer.Metrics) (processor.Metrics, error) {
+	p, err := newCounterProcessor(set, cfg.(*Config))
+	if err != nil {
+		return nil, err
+	}
+	return processorhelper.NewMetrics(ctx, set, cfg, next, p.processMetrics,
+		processorhelper.WithCapabilities(consumer.Capabilities{MutatesData: true}),
+		processorhelper.WithStart(p.start),
+		processorhelper.WithShutdown(p.shutdown),
+	)
+}

@@ -1,0 +1,130 @@
+// Package store keeps the state of every tracked series: a fixed number of shards, each a map
+// under its own lock, with a global bound on the number of series and expiry of stale ones.
+package store
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
+)
+
+// shardCount spreads concurrent batches over independent locks. A power of two, so a key picks
+// its shard with a mask.
+const shardCount = 64
+
+type shard struct {
+	mu     sync.Mutex
+	series map[identity.Key]counting.Series
+	// Padding keeps two shards' locks off one cache line.
+	_ [40]byte
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	shards [shardCount]shard
+	size   atomic.Int64
+	limit  int64
+}
+
+// New returns a store that tracks at most limit series.
+func New(limit int) *Store {
+	s := &Store{limit: int64(limit)}
+	for i := range s.shards {
+		s.shards[i].series = make(map[identity.Key]counting.Series)
+	}
+	return s
+}
+
+// Update is what applying a point to the store did.
+type Update struct {
+	counting.Result
+	// Tracked is false when the series is new and the store is full: nothing was recorded.
+	Tracked bool
+	// New tells that the point started the series.
+	New bool
+	// Count and Start describe the series after the point.
+	Count uint64
+	Start uint64
+}
+
+// Apply feeds p to the series key, creating the series at its baseline if it is new and there is
+// room. now is the coarse clock value recorded as the series' last sighting.
+func (s *Store) Apply(key identity.Key, mode counting.Mode, policy counting.GapPolicy, p counting.Point, now uint32) Update {
+	sh := &s.shards[key.Lo&(shardCount-1)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ser, ok := sh.series[key]
+	var u Update
+	if ok {
+		u.Result = ser.Apply(mode, policy, p)
+	} else {
+		if s.size.Add(1) > s.limit {
+			s.size.Add(-1)
+			return Update{}
+		}
+		ser, u.Result = counting.Baseline(mode, p)
+		u.New = true
+	}
+	ser.LastSeen = now
+	sh.series[key] = ser
+	u.Tracked = true
+	u.Count = ser.Count
+	u.Start = ser.Start
+	return u
+}
+
+// Len is the number of tracked series.
+func (s *Store) Len() int {
+	return int(s.size.Load())
+}
+
+// Expire forgets every series last seen before cutoff and returns how many it forgot. It locks
+// one shard at a time, so batches keep flowing through the others.
+func (s *Store) Expire(cutoff uint32) int {
+	expired := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, ser := range sh.series {
+			if ser.LastSeen < cutoff {
+				delete(sh.series, k)
+				expired++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	s.size.Add(int64(-expired))
+	return expired
+}
+
+// Range calls f for every series, one shard at a time, holding that shard's lock: f must not
+// call back into the store.
+func (s *Store) Range(f func(identity.Key, counting.Series)) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for k, ser := range sh.series {
+			f(k, ser)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Put restores a series, as when state is loaded from storage. It reports false when the store
+// is full or the series is already tracked (what was seen since start is newer and wins).
+func (s *Store) Put(key identity.Key, ser counting.Series) bool {
+	sh := &s.shards[key.Lo&(shardCount-1)]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if _, ok := sh.series[key]; ok {
+		return false
+	}
+	if s.size.Add(1) > s.limit {
+		s.size.Add(-1)
+		return false
+	}
+	sh.series[key] = ser
+	return true
+}

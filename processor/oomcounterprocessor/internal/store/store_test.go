@@ -1,0 +1,114 @@
+package store
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
+)
+
+func key(i int) identity.Key {
+	return identity.Series(identity.Key{Hi: 1, Lo: 2}, identity.Key{Hi: uint64(i), Lo: uint64(i) * 7})
+}
+
+func flag(ts uint64, occ int64, v uint64) counting.Point {
+	return counting.Point{Timestamp: ts, Occurrence: occ, Value: v}
+}
+
+func TestLimitRefusesNewSeriesOnly(t *testing.T) {
+	t.Parallel()
+	s := New(2)
+	assert.True(t, s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0).Tracked)
+	assert.True(t, s.Apply(key(2), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0).Tracked)
+	refused := s.Apply(key(3), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0)
+	assert.False(t, refused.Tracked)
+	assert.Equal(t, 2, s.Len())
+
+	u := s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(2, 0, 1), 0)
+	assert.True(t, u.Tracked, "a tracked series keeps counting at the limit")
+	assert.Equal(t, uint64(1), u.Count)
+}
+
+func TestExpireForgetsOnlyStaleSeries(t *testing.T) {
+	t.Parallel()
+	s := New(10)
+	s.Apply(key(1), counting.Edge, counting.LowerBound, flag(1, 0, 0), 5)
+	s.Apply(key(2), counting.Edge, counting.LowerBound, flag(1, 0, 0), 9)
+	assert.Equal(t, 1, s.Expire(9))
+	assert.Equal(t, 1, s.Len())
+
+	u := s.Apply(key(1), counting.Edge, counting.LowerBound, flag(7, 0, 1), 10)
+	assert.True(t, u.New, "an expired series comes back as a new one")
+	assert.Equal(t, uint64(7), u.Start)
+	assert.Equal(t, uint64(0), u.Count)
+}
+
+func TestPutRestoresWithoutOverwriting(t *testing.T) {
+	t.Parallel()
+	s := New(2)
+	require.True(t, s.Put(key(1), counting.Series{Count: 4, Start: 1, Last: 3}))
+	u := s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(4, 1, 1), 0)
+	assert.False(t, u.New)
+	assert.Equal(t, uint64(5), u.Count)
+	assert.Equal(t, uint64(1), u.Start)
+	assert.False(t, s.Put(key(1), counting.Series{Count: 1}), "live state wins over stored state")
+	require.True(t, s.Put(key(2), counting.Series{}))
+	assert.False(t, s.Put(key(3), counting.Series{}), "the limit holds for restored state too")
+}
+
+func TestConcurrentApplyAndExpire(t *testing.T) {
+	t.Parallel()
+	s := New(1 << 20)
+	const workers, perWorker = 4, 2000
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				// Every worker feeds the same series: totals must add up exactly.
+				s.Apply(key(i), counting.Delta, counting.LowerBound, counting.Point{Timestamp: uint64(w*perWorker + i + 1), Value: 1}, 1)
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			s.Expire(0)
+			runtime.Gosched()
+		}
+	})
+	wg.Wait()
+	assert.Equal(t, perWorker, s.Len())
+}
+
+// BenchmarkBytesPerSeries reports the heap held by the store per tracked series.
+func BenchmarkBytesPerSeries(b *testing.B) {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				b.StartTimer()
+				s := New(n)
+				for i := range n {
+					s.Apply(key(i), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0)
+				}
+				b.StopTimer()
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if s.Len() != n {
+					b.Fatalf("tracked %d series, want %d", s.Len(), n)
+				}
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(n), "bytes/series")
+				runtime.KeepAlive(s)
+				b.StartTimer()
+			}
+		})
+	}
+}

@@ -1,0 +1,517 @@
+package oomcounterprocessor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/checkpoint"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/store"
+)
+
+// stateKey is the key of the state blob in the storage client of this processor instance.
+const stateKey = "state"
+
+// rule is a Counter prepared for the data path.
+type rule struct {
+	output      string
+	description string
+	occurrence  string
+	flagMode    counting.Mode
+}
+
+type counterProcessor struct {
+	cfg       *Config
+	id        component.ID
+	logger    *zap.Logger
+	telemetry *metadata.TelemetryBuilder
+	rules     map[string]rule
+	outputs   map[string]struct{}
+	policy    counting.GapPolicy
+	store     *store.Store
+
+	// The store's clock counts whole seconds since epoch: four bytes per series instead of eight.
+	now      func() time.Time
+	epoch    time.Time
+	staleSec uint32
+
+	fingerprint uint64
+	client      storage.Client
+	encoder     checkpoint.Encoder
+	saveMu      sync.Mutex
+
+	stop    chan struct{}
+	started bool
+	done    sync.WaitGroup
+
+	reasonOutOfOrder metric.AddOption
+	reasonLimit      metric.AddOption
+	reasonInvalid    metric.AddOption
+}
+
+func newCounterProcessor(set processor.Settings, cfg *Config) (*counterProcessor, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	p := &counterProcessor{
+		cfg:       cfg,
+		id:        set.ID,
+		logger:    set.Logger,
+		telemetry: tb,
+		rules:     make(map[string]rule, len(cfg.Counters)),
+		outputs:   make(map[string]struct{}, len(cfg.Counters)),
+		store:     store.New(cfg.MaxSeries),
+		now:       time.Now,
+		staleSec:  uint32(math.Ceil(cfg.MaxStale.Seconds())),
+		stop:      make(chan struct{}),
+
+		reasonOutOfOrder: reason("out_of_order"),
+		reasonLimit:      reason("limit"),
+		reasonInvalid:    reason("invalid"),
+	}
+	p.epoch = p.now()
+	if cfg.GapPolicy == GapUpperBound {
+		p.policy = counting.UpperBound
+	}
+	for _, c := range cfg.Counters {
+		mode := counting.Edge
+		if c.OccurrenceAttribute != "" {
+			mode = counting.Occurrence
+		}
+		p.rules[c.Metric] = rule{
+			output:      c.Output,
+			description: "Cumulative count of " + c.Metric + " events, kept by the oom_counter processor.",
+			occurrence:  c.OccurrenceAttribute,
+			flagMode:    mode,
+		}
+		p.outputs[c.Output] = struct{}{}
+	}
+	p.fingerprint = fingerprint(cfg.Counters)
+	return p, nil
+}
+
+func reason(r string) metric.AddOption {
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
+}
+
+// fingerprint names the counting configuration a checkpoint was written under: state kept for
+// other rules would be read with the wrong meaning.
+func fingerprint(counters []Counter) uint64 {
+	lines := make([]string, len(counters))
+	for i, c := range counters {
+		lines[i] = c.Metric + "\x00" + c.Output + "\x00" + c.OccurrenceAttribute
+	}
+	sort.Strings(lines)
+	d := xxhash.New()
+	for _, l := range lines {
+		_, _ = d.WriteString(l)
+		_, _ = d.WriteString("\x01")
+	}
+	return d.Sum64()
+}
+
+// clock returns the store's notion of now.
+func (p *counterProcessor) clock() uint32 {
+	return uint32(p.now().Sub(p.epoch) / time.Second)
+}
+
+func (p *counterProcessor) start(ctx context.Context, host component.Host) error {
+	if p.cfg.Storage != nil {
+		client, err := storageClient(ctx, host, *p.cfg.Storage, p.id)
+		if err != nil {
+			return err
+		}
+		p.client = client
+		p.restore(ctx)
+	}
+	p.started = true
+	p.done.Go(p.expireLoop)
+	if p.client != nil {
+		p.done.Go(p.checkpointLoop)
+	}
+	return nil
+}
+
+func storageClient(ctx context.Context, host component.Host, id, self component.ID) (storage.Client, error) {
+	ext, ok := host.GetExtensions()[id]
+	if !ok {
+		return nil, fmt.Errorf("storage: extension %q not found", id)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return nil, fmt.Errorf("storage: extension %q is not a storage extension", id)
+	}
+	client, err := se.GetClient(ctx, component.KindProcessor, self, "")
+	if err != nil {
+		return nil, fmt.Errorf("storage: extension %q: %w", id, err)
+	}
+	return client, nil
+}
+
+func (p *counterProcessor) shutdown(ctx context.Context) error {
+	defer p.telemetry.Shutdown()
+	if !p.started {
+		return nil
+	}
+	close(p.stop)
+	waited := make(chan struct{})
+	go func() {
+		p.done.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if p.client == nil {
+		return nil
+	}
+	saveErr := p.save(ctx)
+	return errors.Join(saveErr, p.client.Close(ctx))
+}
+
+// expireLoop forgets stale series. Sweeping every max_stale/2 bounds how long a series outlives
+// max_stale: it is forgotten at most max_stale/2 plus one clock second after it became stale.
+func (p *counterProcessor) expireLoop() {
+	t := time.NewTicker(p.cfg.MaxStale / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.expire()
+		}
+	}
+}
+
+func (p *counterProcessor) expire() {
+	now := p.clock()
+	if now <= p.staleSec {
+		return
+	}
+	// A series recorded at clock second s was last seen before s+1; it is stale once more than
+	// staleSec whole seconds lie between that and now.
+	if n := p.store.Expire(now - p.staleSec); n > 0 {
+		ctx := context.Background()
+		p.telemetry.OomCounterSeriesExpired.Add(ctx, int64(n))
+		p.telemetry.OomCounterSeriesTracked.Add(ctx, int64(-n))
+	}
+}
+
+func (p *counterProcessor) checkpointLoop() {
+	t := time.NewTicker(p.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			if err := p.save(context.Background()); err != nil {
+				p.logger.Warn("Saving the counter state failed; it is retried at the next checkpoint", zap.Error(err))
+			}
+		}
+	}
+}
+
+// save writes the state of every series as one blob.
+func (p *counterProcessor) save(ctx context.Context) error {
+	p.saveMu.Lock()
+	defer p.saveMu.Unlock()
+	p.encoder.Begin(p.fingerprint, p.store.Len())
+	p.store.Range(p.encoder.Add)
+	if err := p.client.Set(ctx, stateKey, p.encoder.Finish()); err != nil {
+		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
+		return fmt.Errorf("saving counter state: %w", err)
+	}
+	return nil
+}
+
+// restore loads the saved state. Damaged or foreign state is discarded with a warning: the
+// counters then restart visibly (new StartTimestamp), which is honest, rather than wrong.
+func (p *counterProcessor) restore(ctx context.Context) {
+	blob, err := p.client.Get(ctx, stateKey)
+	if err != nil {
+		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
+		p.logger.Warn("Reading the saved counter state failed; counters start afresh", zap.Error(err))
+		return
+	}
+	if blob == nil {
+		return
+	}
+	var entries []checkpoint.Entry
+	if err := checkpoint.Decode(blob, p.fingerprint, func(e checkpoint.Entry) { entries = append(entries, e) }); err != nil {
+		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
+		p.logger.Warn("Discarding saved counter state; counters start afresh", zap.Error(err))
+		return
+	}
+	now := p.clock()
+	restored := 0
+	for _, e := range entries {
+		e.Series.LastSeen = now
+		if p.store.Put(e.Key, e.Series) {
+			restored++
+		}
+	}
+	p.telemetry.OomCounterSeriesTracked.Add(ctx, int64(restored))
+	p.logger.Info("Restored counter state", zap.Int("series", restored), zap.Int("saved", len(entries)))
+}
+
+// tally gathers a batch's telemetry, recorded once per batch instead of once per point.
+type tally struct {
+	counted, increments, unattributed, newSeries int64
+	outOfOrder, limit, invalid                   int64
+}
+
+func (p *counterProcessor) record(ctx context.Context, t *tally) {
+	tb := p.telemetry
+	add := func(c metric.Int64Counter, n int64, opts ...metric.AddOption) {
+		if n != 0 {
+			c.Add(ctx, n, opts...)
+		}
+	}
+	add(tb.OomCounterPointsCounted, t.counted)
+	add(tb.OomCounterIncrements, t.increments)
+	add(tb.OomCounterRestartsUnattributed, t.unattributed)
+	add(tb.OomCounterPointsDropped, t.outOfOrder, p.reasonOutOfOrder)
+	add(tb.OomCounterPointsDropped, t.limit, p.reasonLimit)
+	add(tb.OomCounterPointsDropped, t.invalid, p.reasonInvalid)
+	add(tb.OomCounterSeriesRefused, t.limit)
+	if t.newSeries != 0 {
+		tb.OomCounterSeriesTracked.Add(ctx, t.newSeries)
+	}
+}
+
+func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {
+	b := batch{p: p, now: p.clock()}
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		rm := rms.At(i)
+		resourceHashed := false
+		var resourceKey identity.Key
+		sms := rm.ScopeMetrics()
+		for j := range sms.Len() {
+			sm := sms.At(j)
+			metrics := sm.Metrics()
+			scopeHashed := false
+			var scopeKey identity.Key
+			converted := false
+			// Counters appended below (kept input, passed-through points) are not inputs again.
+			for k, n := 0, metrics.Len(); k < n; k++ {
+				m := metrics.At(k)
+				r, ok := p.rules[m.Name()]
+				if !ok {
+					continue
+				}
+				if !resourceHashed {
+					resourceKey = b.hasher.Map(rm.Resource().Attributes(), "")
+					resourceHashed = true
+				}
+				if !scopeHashed {
+					scopeKey = b.hasher.Scope(sm.Scope())
+					scopeHashed = true
+				}
+				metricKey := b.hasher.Metric(resourceKey, scopeKey, r.output)
+				b.convert(metrics, m, r, metricKey)
+				converted = true
+			}
+			if converted {
+				metrics.RemoveIf(p.emptyCounter)
+			}
+		}
+	}
+	p.record(ctx, &b.tally)
+	return md, nil
+}
+
+// emptyCounter tells a counter all of whose points were dropped: an empty metric is noise.
+func (p *counterProcessor) emptyCounter(m pmetric.Metric) bool {
+	if _, ok := p.outputs[m.Name()]; !ok || m.Type() != pmetric.MetricTypeSum {
+		return false
+	}
+	return m.Sum().DataPoints().Len() == 0
+}
+
+// batch is the per-call working set of processMetrics.
+type batch struct {
+	p      *counterProcessor
+	now    uint32
+	hasher identity.Hasher
+	tally  tally
+}
+
+// convert turns metric m, an input of rule r, into the counter. With keep_input the input stays
+// and the counter is added beside it.
+func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, metricKey identity.Key) {
+	var mode counting.Mode
+	switch {
+	case m.Type() == pmetric.MetricTypeGauge:
+		mode = r.flagMode
+	case m.Type() == pmetric.MetricTypeSum && m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta:
+		mode = counting.Delta
+	default:
+		// A cumulative sum, histogram... under a counter's input name is not something this rule
+		// can count: it passes through untouched and its points are counted as invalid.
+		b.tally.invalid += int64(dataPointCount(m))
+		return
+	}
+	if b.p.cfg.KeepInput {
+		input := m
+		m = metrics.AppendEmpty()
+		input.CopyTo(m)
+	}
+
+	input := inputShape{name: m.Name(), description: m.Description(), unit: m.Unit()}
+	var points pmetric.NumberDataPointSlice
+	if mode == counting.Delta {
+		input.monotonic = m.Sum().IsMonotonic()
+		points = m.Sum().DataPoints()
+	} else {
+		// Move the gauge's points into a sum without copying them.
+		points = pmetric.NewNumberDataPointSlice()
+		m.Gauge().DataPoints().MoveAndAppendTo(points)
+		m.SetEmptySum()
+		points.MoveAndAppendTo(m.Sum().DataPoints())
+		points = m.Sum().DataPoints()
+		m.SetUnit("{event}")
+	}
+	m.SetName(r.output)
+	m.SetDescription(r.description)
+	sum := m.Sum()
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	sum.SetIsMonotonic(true)
+
+	var passthrough pmetric.NumberDataPointSlice
+	points.RemoveIf(func(dp pmetric.NumberDataPoint) bool {
+		pt, ok := parsePoint(dp, mode, r.occurrence)
+		if !ok {
+			b.tally.invalid++
+			return true
+		}
+		key := identity.Series(metricKey, b.hasher.Map(dp.Attributes(), r.occurrence))
+		u := b.p.store.Apply(key, mode, b.p.policy, pt, b.now)
+		switch {
+		case !u.Tracked:
+			b.tally.limit++
+			if !b.p.cfg.KeepInput {
+				// The series is not tracked: its point, not yet changed, passes on as it came.
+				if passthrough == (pmetric.NumberDataPointSlice{}) {
+					passthrough = passthroughMetric(metrics, input, mode)
+				}
+				dp.CopyTo(passthrough.AppendEmpty())
+			}
+			return true
+		case u.Outcome == counting.OutOfOrder:
+			b.tally.outOfOrder++
+			return true
+		}
+		b.tally.counted++
+		b.tally.increments += int64(u.Added)
+		b.tally.unattributed += int64(u.Unattributed)
+		if u.New {
+			b.tally.newSeries++
+		}
+		dp.SetIntValue(int64(u.Count))
+		dp.SetStartTimestamp(pcommon.Timestamp(u.Start))
+		if r.occurrence != "" {
+			dp.Attributes().Remove(r.occurrence)
+		}
+		return false
+	})
+}
+
+// inputShape is what a counter's input metric looked like before it was converted.
+type inputShape struct {
+	name, description, unit string
+	monotonic               bool
+}
+
+// passthroughMetric appends a metric shaped like the input, for points of untracked series.
+func passthroughMetric(metrics pmetric.MetricSlice, input inputShape, mode counting.Mode) pmetric.NumberDataPointSlice {
+	m := metrics.AppendEmpty()
+	m.SetName(input.name)
+	m.SetDescription(input.description)
+	m.SetUnit(input.unit)
+	if mode == counting.Delta {
+		s := m.SetEmptySum()
+		s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+		s.SetIsMonotonic(input.monotonic)
+		return s.DataPoints()
+	}
+	return m.SetEmptyGauge().DataPoints()
+}
+
+func dataPointCount(m pmetric.Metric) int {
+	switch m.Type() {
+	case pmetric.MetricTypeGauge:
+		return m.Gauge().DataPoints().Len()
+	case pmetric.MetricTypeSum:
+		return m.Sum().DataPoints().Len()
+	case pmetric.MetricTypeHistogram:
+		return m.Histogram().DataPoints().Len()
+	case pmetric.MetricTypeExponentialHistogram:
+		return m.ExponentialHistogram().DataPoints().Len()
+	case pmetric.MetricTypeSummary:
+		return m.Summary().DataPoints().Len()
+	}
+	return 0
+}
+
+// parsePoint checks a data point and reads what counting needs. Invalid input (no timestamp, a
+// flag that is not 0 or 1, a negative, fractional or NaN delta, a missing or non-int occurrence)
+// is refused, never guessed at.
+func parsePoint(dp pmetric.NumberDataPoint, mode counting.Mode, occurrenceAttr string) (counting.Point, bool) {
+	pt := counting.Point{Timestamp: uint64(dp.Timestamp()), Start: uint64(dp.StartTimestamp())}
+	if pt.Timestamp == 0 || dp.Flags().NoRecordedValue() {
+		return pt, false
+	}
+	switch dp.ValueType() {
+	case pmetric.NumberDataPointValueTypeInt:
+		v := dp.IntValue()
+		if v < 0 {
+			return pt, false
+		}
+		pt.Value = uint64(v)
+	case pmetric.NumberDataPointValueTypeDouble:
+		v := dp.DoubleValue()
+		if !(v >= 0 && v <= counting.MaxCount) || v != math.Trunc(v) {
+			return pt, false
+		}
+		pt.Value = uint64(v)
+	default:
+		return pt, false
+	}
+	if mode == counting.Delta {
+		return pt, true
+	}
+	if pt.Value > 1 {
+		return pt, false
+	}
+	if mode == counting.Occurrence {
+		v, ok := dp.Attributes().Get(occurrenceAttr)
+		if !ok || v.Type() != pcommon.ValueTypeInt || v.Int() < 0 {
+			return pt, false
+		}
+		pt.Occurrence = v.Int()
+	}
+	return pt, true
+}
