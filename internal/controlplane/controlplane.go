@@ -1,0 +1,454 @@
+// Package controlplane starts and stops the project's local Kubernetes cluster on this machine:
+// etcd and kube-apiserver on 127.0.0.1, and optionally a real node (containerd with Debian's runc,
+// and a kubelet) on which the kernel really OOM-kills containers, plus a kubelet-less node whose
+// pod statuses tests write themselves.
+//
+// Everything it does to the host (processes, cgroups, mounts, sysctls, paths outside its own
+// folders) is recorded in a state file before it is done, and Teardown undoes it from that file
+// and from the fixed names below, so teardown works from another process, after a crash, and
+// twice in a row.
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const serviceClusterIP = "10.96.0.1"
+
+// Options says where the cluster lives and what it runs. The zero value, after Defaults, is the
+// cluster that `make cluster-up` starts.
+type Options struct {
+	// Dir holds the binaries (bin/), image archives (images/), certificates (pki/, kept across
+	// runs), kubeconfigs, logs and the state file. Default: <module root>/_build/cluster.
+	Dir string
+	// VarDir and RunDir hold the runtime data (etcd, containerd, kubelet) and the sockets; both
+	// are removed at teardown. Defaults: /var/lib/oomwatch-cluster and /run/oomwatch-cluster.
+	VarDir string
+	RunDir string
+	// ModuleDir is the module the test images are built from. Default: found from the working dir.
+	ModuleDir string
+
+	// Node starts containerd and a kubelet (root only). Without it only the control plane runs.
+	Node bool
+	// NodeName is the real node; StandinNodeName the kubelet-less one ("" skips it).
+	NodeName        string
+	StandinNodeName string
+	// CgroupRoot is the kubelet's cgroupRoot; the cluster's own processes go in CgroupRoot+".system".
+	CgroupRoot string
+
+	EtcdPort        int
+	EtcdPeerPort    int
+	APIServerPort   int
+	KubeletPort     int
+	KubeletHealthz  int
+	StandinKubelet  int // kubelet port the kubelet-less node advertises (for a stand-in server)
+	ReadyTimeout    time.Duration
+	ExtraAPIArgs    []string
+	ExtraKubeletEnv []string
+
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Defaults fills every zero field.
+func (o Options) Defaults() (Options, error) {
+	if o.ModuleDir == "" {
+		dir, err := findModuleRoot()
+		if err != nil {
+			return o, err
+		}
+		o.ModuleDir = dir
+	}
+	if o.Dir == "" {
+		o.Dir = filepath.Join(o.ModuleDir, "_build", "cluster")
+	}
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defInt := func(i *int, v int) {
+		if *i == 0 {
+			*i = v
+		}
+	}
+	def(&o.VarDir, "/var/lib/oomwatch-cluster")
+	def(&o.RunDir, "/run/oomwatch-cluster")
+	def(&o.NodeName, "oomwatch-node")
+	def(&o.CgroupRoot, "/oomwatch")
+	defInt(&o.EtcdPort, 32379)
+	defInt(&o.EtcdPeerPort, 32380)
+	defInt(&o.APIServerPort, 36443)
+	defInt(&o.KubeletPort, 10250)
+	defInt(&o.KubeletHealthz, 10248)
+	defInt(&o.StandinKubelet, 10255)
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return o, nil
+}
+
+// state is what teardown needs to undo; it is written before each host change.
+type state struct {
+	Procs map[string]proc `json:"procs"`
+	// Sysctls holds the values from before the kubelet first ran; never overwritten until restored.
+	Sysctls map[string]string `json:"sysctls,omitempty"`
+	// CreatedPaths are paths outside Dir, VarDir and RunDir that did not exist before start.
+	CreatedPaths []string `json:"created_paths,omitempty"`
+}
+
+// Cluster is a started cluster.
+type Cluster struct {
+	opts  Options
+	state state
+	pki   pki
+}
+
+// Open returns the cluster described by opts and its state file, whether it runs or not.
+func Open(opts Options) (*Cluster, error) {
+	o, err := opts.Defaults()
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{opts: o, pki: pki{dir: filepath.Join(o.Dir, "pki")}, state: state{Procs: map[string]proc{}}}
+	b, err := os.ReadFile(c.statePath())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		if err := json.Unmarshal(b, &c.state); err != nil {
+			return nil, fmt.Errorf("state file %s: %w", c.statePath(), err)
+		}
+		if c.state.Procs == nil {
+			c.state.Procs = map[string]proc{}
+		}
+	}
+	return c, nil
+}
+
+// Options returns the options with defaults filled in.
+func (c *Cluster) Options() Options { return c.opts }
+
+func (c *Cluster) statePath() string    { return filepath.Join(c.opts.Dir, "state.json") }
+func (c *Cluster) systemCgroup() string { return c.opts.CgroupRoot + ".system" }
+func (c *Cluster) logf(format string, args ...any) {
+	fmt.Fprintf(c.opts.Log, ">> "+format+"\n", args...)
+}
+
+func (c *Cluster) saveState() error {
+	b, err := json.MarshalIndent(c.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.opts.Dir, 0o755); err != nil {
+		return err
+	}
+	tmp := c.statePath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, c.statePath())
+}
+
+// Bin returns the path of a cluster binary.
+func (c *Cluster) Bin(name string) string { return filepath.Join(c.opts.Dir, "bin", name) }
+
+// Start starts the cluster (a no-op for the parts already running) and waits until it is ready:
+// the API server answers /readyz and, with a node, the node is Ready.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	c, err := Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.start(ctx); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	began := time.Now()
+	for _, b := range []string{"etcd", "kube-apiserver"} {
+		if !exists(c.Bin(b)) {
+			return fmt.Errorf("%s is missing: run `make cluster-bin`", c.Bin(b))
+		}
+	}
+	for _, d := range []string{c.opts.Dir, c.opts.VarDir, c.opts.RunDir, filepath.Join(c.opts.Dir, "kubeconfig")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := c.pki.ensure(c.opts.NodeName, hostIPs()); err != nil {
+		return err
+	}
+	if err := c.writeKubeconfigs(); err != nil {
+		return err
+	}
+	if err := createCgroup(c.systemCgroup()); err != nil {
+		return err
+	}
+	if err := c.startEtcd(ctx); err != nil {
+		return err
+	}
+	if err := c.StartAPIServer(ctx); err != nil {
+		return err
+	}
+	c.logf("control plane ready after %s", time.Since(began).Round(10*time.Millisecond))
+	if err := c.bootstrap(ctx); err != nil {
+		return err
+	}
+	if c.opts.Node {
+		nodeBegan := time.Now()
+		if err := c.startNode(ctx); err != nil {
+			return err
+		}
+		c.logf("node %s Ready after %s (%s since start)", c.opts.NodeName,
+			time.Since(nodeBegan).Round(10*time.Millisecond), time.Since(began).Round(10*time.Millisecond))
+	}
+	return nil
+}
+
+func (c *Cluster) etcdURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.opts.EtcdPort) }
+
+// EtcdEndpoint is the etcd client URL (plain HTTP on loopback), for tests that compact etcd.
+func (c *Cluster) EtcdEndpoint() string { return c.etcdURL() }
+
+func (c *Cluster) startEtcd(ctx context.Context) error {
+	if p, ok := c.state.Procs["etcd"]; ok && p.alive() {
+		return nil
+	}
+	peer := fmt.Sprintf("http://127.0.0.1:%d", c.opts.EtcdPeerPort)
+	c.logf("starting etcd on %s", c.etcdURL())
+	if _, err := c.spawn("etcd", c.Bin("etcd"), []string{
+		"--name=oomwatch",
+		"--data-dir=" + filepath.Join(c.opts.VarDir, "etcd"),
+		"--listen-client-urls=" + c.etcdURL(),
+		"--advertise-client-urls=" + c.etcdURL(),
+		"--listen-peer-urls=" + peer,
+		"--initial-advertise-peer-urls=" + peer,
+		"--initial-cluster=oomwatch=" + peer,
+		"--listen-metrics-urls=",
+		// Test data only: losing it on a host crash costs nothing, and fsync dominates start time.
+		"--unsafe-no-fsync",
+		"--log-level=warn",
+	}, nil); err != nil {
+		return err
+	}
+	return c.waitHTTP(ctx, "etcd", c.etcdURL()+"/health", nil)
+}
+
+// StartAPIServer starts kube-apiserver (if it is not running) and waits for /readyz. With the
+// certificates kept in the pki folder it comes back under the same CA after StopAPIServer.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
+	if p, ok := c.state.Procs["kube-apiserver"]; ok && p.alive() {
+		return nil
+	}
+	pk := c.pki.path
+	args := []string{
+		"--etcd-servers=" + c.etcdURL(),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		fmt.Sprintf("--secure-port=%d", c.opts.APIServerPort),
+		// The default reconciler refuses a loopback advertise address.
+		"--endpoint-reconciler-type=none",
+		"--cert-dir=" + c.pki.dir,
+		"--tls-cert-file=" + pk(apiServerName+".crt"),
+		"--tls-private-key-file=" + pk(apiServerName+".key"),
+		"--client-ca-file=" + pk(caName+".crt"),
+		"--kubelet-client-certificate=" + pk(apiKubeletClient+".crt"),
+		"--kubelet-client-key=" + pk(apiKubeletClient+".key"),
+		"--kubelet-certificate-authority=" + pk(caName+".crt"),
+		"--kubelet-preferred-address-types=InternalIP,Hostname",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file=" + pk(serviceAccountKey+".pub"),
+		"--service-account-signing-key-file=" + pk(serviceAccountKey+".key"),
+		"--api-audiences=https://kubernetes.default.svc.cluster.local",
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
+		"--allow-privileged=true",
+		// Short requests keep a stop short while watches are open; without the watch cache an
+		// etcd compaction reaches watchers as a real 410 Gone.
+		"--request-timeout=5s",
+		"--watch-cache=false",
+		"--profiling=false",
+		"--v=1",
+	}
+	args = append(args, c.opts.ExtraAPIArgs...)
+	c.logf("starting kube-apiserver on https://127.0.0.1:%d", c.opts.APIServerPort)
+	if _, err := c.spawn("kube-apiserver", c.Bin("kube-apiserver"), args, nil); err != nil {
+		return err
+	}
+	return c.waitHTTP(ctx, "kube-apiserver", fmt.Sprintf("https://127.0.0.1:%d/readyz", c.opts.APIServerPort), c.adminHTTPClient)
+}
+
+// StopAPIServer stops kube-apiserver, SIGKILL when kill is set (a crash) or SIGTERM otherwise.
+func (c *Cluster) StopAPIServer(kill bool) error {
+	p, ok := c.state.Procs["kube-apiserver"]
+	if !ok || !p.alive() {
+		return errNotRunning
+	}
+	grace := 10 * time.Second
+	if kill {
+		grace = 0
+	}
+	if err := stopProc(p, grace); err != nil {
+		return err
+	}
+	delete(c.state.Procs, "kube-apiserver")
+	return c.saveState()
+}
+
+// waitHTTP polls url until it answers 200, the process behind it dies, or the ready timeout.
+func (c *Cluster) waitHTTP(ctx context.Context, name, url string, client func() (*http.Client, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
+	defer cancel()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	if client != nil {
+		var err error
+		if hc, err = client(); err != nil {
+			return err
+		}
+	}
+	for {
+		if p := c.state.Procs[name]; !p.alive() {
+			return fmt.Errorf("%s exited; see %s", name, filepath.Join(c.opts.Dir, "logs", name+".log"))
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := hc.Do(req); err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s: %w", name, url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// AdminKubeconfig is the path of a kubeconfig with cluster-admin rights (group system:masters).
+func (c *Cluster) AdminKubeconfig() string {
+	return filepath.Join(c.opts.Dir, "kubeconfig", "admin.kubeconfig")
+}
+
+// CAFile is the cluster CA, which signs the API server's and the kubelet's serving certificates.
+func (c *Cluster) CAFile() string { return c.pki.path(caName + ".crt") }
+
+// APIServerURL is the API server's address.
+func (c *Cluster) APIServerURL() string {
+	return fmt.Sprintf("https://127.0.0.1:%d", c.opts.APIServerPort)
+}
+
+// RESTConfig is an admin client configuration.
+func (c *Cluster) RESTConfig() (*rest.Config, error) {
+	return clientcmd.BuildConfigFromFlags("", c.AdminKubeconfig())
+}
+
+// Client is an admin clientset.
+func (c *Cluster) Client() (kubernetes.Interface, error) {
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+func (c *Cluster) adminHTTPClient() (*http.Client, error) {
+	cfg, err := c.RESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 2 * time.Second
+	return rest.HTTPClientFor(cfg)
+}
+
+func (c *Cluster) writeKubeconfigs() error {
+	for _, kc := range []struct{ file, user string }{
+		{"admin.kubeconfig", adminName},
+		{"kubelet.kubeconfig", kubeletClientName},
+	} {
+		content := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: oomwatch
+  cluster:
+    server: %s
+    certificate-authority: %s
+users:
+- name: %s
+  user:
+    client-certificate: %s
+    client-key: %s
+contexts:
+- name: oomwatch
+  context: {cluster: oomwatch, user: %s}
+current-context: oomwatch
+`, c.APIServerURL(), c.CAFile(), kc.user, c.pki.path(kc.user+".crt"), c.pki.path(kc.user+".key"), kc.user)
+		if err := os.WriteFile(filepath.Join(c.opts.Dir, "kubeconfig", kc.file), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// hostIPs are the machine's non-loopback IPv4 addresses; the kubelet registers one of them.
+func hostIPs() []net.IP {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []net.IP
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			out = append(out, n.IP)
+		}
+	}
+	return out
+}
+
+func findModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && isMainModule(b) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find the oomwatch module root above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func isMainModule(gomod []byte) bool {
+	for _, l := range strings.Split(string(gomod), "\n") {
+		if strings.TrimSpace(l) == "module github.com/oomwatch/oomwatch" {
+			return true
+		}
+	}
+	return false
+}

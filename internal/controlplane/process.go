@@ -1,0 +1,136 @@
+package controlplane
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// proc names one process the cluster started: its pid and start time (so a recycled pid is
+// never signalled by mistake).
+type proc struct {
+	PID       int    `json:"pid"`
+	StartTime uint64 `json:"start_time"`
+}
+
+func (p proc) alive() bool {
+	if p.PID <= 0 {
+		return false
+	}
+	st, err := procStartTime(p.PID)
+	if err != nil || st != p.StartTime {
+		return false
+	}
+	// A zombie has exited: only its parent's wait is missing.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
+	if err != nil {
+		return false
+	}
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ')' {
+			return i+2 < len(b) && b[i+2] != 'Z'
+		}
+	}
+	return true
+}
+
+// spawn starts a long-running component in its own session, so it outlives the command that
+// started the cluster, with its output in logDir/<name>.log, and moves it into the system cgroup.
+func (c *Cluster) spawn(name, bin string, args []string, env []string) (proc, error) {
+	logPath := filepath.Join(c.opts.Dir, "logs", name+".log")
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return proc{}, err
+	}
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return proc{}, err
+	}
+	defer logFile.Close()
+	fmt.Fprintf(logFile, "==== %s starting %s\n", time.Now().Format(time.RFC3339), name)
+
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return proc{}, fmt.Errorf("starting %s: %w", name, err)
+	}
+	// The process is reaped in the background so that a stop seen from here is a real exit, not
+	// a zombie; when the starter exits first, init reaps it.
+	go func() { _ = cmd.Wait() }()
+	st, err := procStartTime(cmd.Process.Pid)
+	if err != nil {
+		return proc{}, fmt.Errorf("%s exited at once (see %s): %w", name, logPath, err)
+	}
+	p := proc{PID: cmd.Process.Pid, StartTime: st}
+	c.state.Procs[name] = p
+	if err := c.saveState(); err != nil {
+		return p, err
+	}
+	if err := joinCgroup(c.systemCgroup(), p.PID); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// stopProc sends SIGTERM, waits up to grace, then SIGKILL.
+func stopProc(p proc, grace time.Duration) error {
+	if !p.alive() {
+		return nil
+	}
+	_ = syscall.Kill(p.PID, syscall.SIGTERM)
+	deadline := time.Now().Add(grace)
+	for time.Now().Before(deadline) {
+		if !p.alive() {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(p.PID, syscall.SIGKILL)
+	for range 100 {
+		if !p.alive() {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("process %d did not exit after SIGKILL", p.PID)
+}
+
+// killPIDs sends SIGKILL to every pid and waits until none is left.
+func killPIDs(pids []int, wait time.Duration) error {
+	var procs []proc
+	for _, pid := range pids {
+		if pid == os.Getpid() {
+			continue
+		}
+		st, err := procStartTime(pid)
+		if err != nil {
+			continue
+		}
+		p := proc{PID: pid, StartTime: st}
+		procs = append(procs, p)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		var left []int
+		for _, p := range procs {
+			if p.alive() {
+				left = append(left, p.PID)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes still alive after SIGKILL: %v", left)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var errNotRunning = errors.New("not running")
