@@ -83,3 +83,23 @@ $(CLUSTER_BIN)/kubelet:
 $(CLUSTER_BIN)/containerd $(CLUSTER_BIN)/ctr $(CLUSTER_BIN)/containerd-shim-runc-v2:
 	@echo ">> building $(notdir $@) v2.4.2"
 	cd $(CLUSTER_BUILD)/containerd && CGO_ENABLED=0 $(GO) build -trimpath -tags '$(CTRD_TAGS)' -ldflags '$(CTRD_LDFLAGS)' -o $@ github.com/containerd/containerd/v2/cmd/$(notdir $@)
+
+## cluster-deps: install the Debian packages the node needs (runc, CNI plugins); idempotent.
+cluster-deps:
+	hack/cluster/install-deps.sh
+
+## cluster-images: build the pause and workload images into _build/cluster/images.
+cluster-images:
+	$(GO) run ./hack/cluster/localcluster images
+
+## cluster-up: build what is missing, then start the control plane and a real node (root).
+cluster-up: cluster-bin cluster-deps
+	$(GO) run ./hack/cluster/localcluster up
+
+## cluster-down: stop the cluster and undo every change to the host; safe to run twice.
+cluster-down:
+	$(GO) run ./hack/cluster/localcluster down
+
+## cluster-smoke: start a cluster, see a 64Mi container OOM-killed by the kernel, tear down (root).
+cluster-smoke: cluster-bin cluster-deps
+	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run TestSmokeRealOOMKill -timeout 10m ./internal/controlplane/

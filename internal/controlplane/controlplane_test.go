@@ -1,0 +1,66 @@
+package controlplane
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPKIKeepsCAAcrossRuns(t *testing.T) {
+	t.Parallel()
+	p := pki{dir: filepath.Join(t.TempDir(), "pki")}
+	require.NoError(t, p.ensure("node-a", []net.IP{net.ParseIP("192.0.2.2")}))
+	ca1, err := os.ReadFile(p.path("ca.crt"))
+	require.NoError(t, err)
+	srv1, err := os.ReadFile(p.path("apiserver.crt"))
+	require.NoError(t, err)
+
+	require.NoError(t, p.ensure("node-a", nil))
+	ca2, err := os.ReadFile(p.path("ca.crt"))
+	require.NoError(t, err)
+	srv2, err := os.ReadFile(p.path("apiserver.crt"))
+	require.NoError(t, err)
+	assert.Equal(t, ca1, ca2, "a restarted API server must serve under the same CA")
+	assert.Equal(t, srv1, srv2)
+
+	caCert, _, err := loadPair(p.path("ca.crt"), p.path("ca.key"))
+	require.NoError(t, err)
+	kubelet, _, err := loadPair(p.path("kubelet-server.crt"), p.path("kubelet-server.key"))
+	require.NoError(t, err)
+	require.NoError(t, kubelet.CheckSignatureFrom(caCert))
+	assert.Contains(t, kubelet.DNSNames, "node-a")
+	assert.True(t, kubelet.IPAddresses[1].Equal(net.ParseIP("192.0.2.2")))
+	node, _, err := loadPair(p.path("kubelet-client.crt"), p.path("kubelet-client.key"))
+	require.NoError(t, err)
+	assert.Equal(t, "system:node:node-a", node.Subject.CommonName)
+	assert.Equal(t, []string{"system:nodes"}, node.Subject.Organization)
+	for _, f := range []string{"service-account.key", "service-account.pub", "admin.crt", "apiserver-kubelet-client.crt"} {
+		assert.FileExists(t, p.path(f))
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, "/var/lib/a b", unescapeMount(`/var/lib/a\040b`))
+	assert.Equal(t, "/plain", unescapeMount("/plain"))
+}
+
+func TestProcStartTimeNamesThisProcess(t *testing.T) {
+	t.Parallel()
+	st, err := procStartTime(os.Getpid())
+	require.NoError(t, err)
+	p := proc{PID: os.Getpid(), StartTime: st}
+	assert.True(t, p.alive())
+	p.StartTime++
+	assert.False(t, p.alive(), "a pid with another start time is another process")
+}
+
+func TestIsMainModule(t *testing.T) {
+	t.Parallel()
+	assert.True(t, isMainModule([]byte("// c\nmodule github.com/oomwatch/oomwatch\n\ngo 1.26.0\n")))
+	assert.False(t, isMainModule([]byte("module github.com/oomwatch/oomwatch/hack/cluster/build/etcd\n")))
+}
