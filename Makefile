@@ -11,6 +11,7 @@ all: build
 ## generate: regenerate mdatagen code for every component.
 generate:
 	cd processor/oomcounterprocessor && $(TOOLS) mdatagen metadata.yaml
+	cd receiver/k8scontainerreceiver && $(TOOLS) mdatagen metadata.yaml
 
 ## build: compile every package.
 build:

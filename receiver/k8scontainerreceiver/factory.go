@@ -1,0 +1,50 @@
+package k8scontainerreceiver
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/scraper/scraperhelper"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/apiclient"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+)
+
+const (
+	defaultCollectionInterval     = 10 * time.Second
+	defaultKubeletTimeout         = 5 * time.Second
+	defaultMaxPendingTerminations = 64
+)
+
+// NewFactory returns the factory of the k8s_container receiver.
+func NewFactory() receiver.Factory {
+	return receiver.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		receiver.WithMetrics(createMetrics, metadata.MetricsStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	controller := scraperhelper.NewDefaultControllerConfig()
+	controller.CollectionInterval = defaultCollectionInterval
+	return &Config{
+		ControllerConfig:     controller,
+		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
+		AuthType:             apiclient.AuthServiceAccount,
+		Kubelet: KubeletConfig{
+			Enabled:  true,
+			AuthType: kubelet.AuthServiceAccount,
+			Timeout:  defaultKubeletTimeout,
+		},
+		MaxPendingTerminations: defaultMaxPendingTerminations,
+	}
+}
+
+func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
+	return newReceiver(set, cfg.(*Config), next, defaultDeps())
+}

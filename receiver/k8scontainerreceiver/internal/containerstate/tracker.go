@@ -1,0 +1,305 @@
+// Package containerstate holds what the receiver knows about each container between two
+// scrapes: the terminations already seen, the points not yet scraped, and the latest state.
+//
+// Every pod update is diffed against this state at once, so a termination that is visible
+// in the pod status only between two scrapes is still reported.
+package containerstate
+
+import (
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+)
+
+// knownKeys is how many recent terminations of a container are remembered to recognise them
+// when they show up again. A status shows at most two, the newest; older ones never return.
+const knownKeys = 4
+
+// Point is one value of the OOM-kill flag of a container instance.
+type Point struct {
+	// Instance is the restart index the point is about.
+	Instance  int64
+	OOMKilled bool
+	// Time is when the state was observed; the points of one container strictly increase.
+	Time time.Time
+}
+
+// Pod is the part of a pod the metrics need.
+type Pod struct {
+	UID         types.UID
+	Namespace   string
+	Name        string
+	Node        string
+	Labels      map[string]string
+	Annotations map[string]string
+	Containers  []*Container
+
+	deleted bool
+}
+
+// Container is one container of a pod (regular, init or ephemeral; names are unique in a pod).
+type Container struct {
+	Name         string
+	ContainerID  string
+	RestartCount int32
+	// MemoryLimit and MemoryRequest are in bytes; 0 means not set.
+	MemoryLimit   int64
+	MemoryRequest int64
+	// Last is the newest termination seen, valid when HasLast.
+	Last    termination.Termination
+	HasLast bool
+
+	known    [knownKeys]termination.Key
+	nKnown   int
+	pending  []Point
+	lastTime time.Time
+}
+
+// Observed counts what one update brought.
+type Observed struct {
+	Terminations int
+	OOMKills     int
+	// Dropped counts points that did not fit in the pending limit; the oldest go first.
+	Dropped int
+}
+
+func (o *Observed) add(p Observed) {
+	o.Terminations += p.Terminations
+	o.OOMKills += p.OOMKills
+	o.Dropped += p.Dropped
+}
+
+// Tracker is the state of all containers of the watched pods. It is safe for concurrent use.
+type Tracker struct {
+	mu         sync.Mutex
+	pods       map[types.UID]*Pod
+	maxPending int
+	sticky     [1]Point
+}
+
+// New returns an empty tracker that keeps at most maxPending unscraped points per container.
+func New(maxPending int) *Tracker {
+	return &Tracker{pods: make(map[types.UID]*Pod), maxPending: max(maxPending, 1)}
+}
+
+// Upsert diffs pod against what is known and records each new termination, observed at now.
+// A container seen for the first time gets a baseline point instead: what it shows then is
+// history, not news.
+func (t *Tracker) Upsert(pod *corev1.Pod, now time.Time) Observed {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.upsert(pod, now)
+}
+
+// Delete records what the final state of a deleted pod shows, then forgets the pod: at once
+// if nothing waits to be scraped, else after the next Drain.
+func (t *Tracker) Delete(pod *corev1.Pod, now time.Time) Observed {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	obs := t.upsert(pod, now)
+	p := t.pods[pod.UID]
+	p.deleted = true
+	if !p.hasPending() {
+		delete(t.pods, pod.UID)
+	}
+	return obs
+}
+
+// Drain hands every container with its points since the last Drain to emit: the baseline and
+// the terminations observed, oldest first, or else one point for its latest state, stamped
+// now. Pods deleted since are forgotten afterwards. emit must not keep the points slice.
+func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for uid, p := range t.pods {
+		for _, c := range p.Containers {
+			if len(c.pending) > 0 {
+				emit(p, c, c.pending)
+				c.pending = c.pending[:0]
+				continue
+			}
+			if p.deleted {
+				continue
+			}
+			t.sticky[0] = c.latest(c.stamp(now))
+			emit(p, c, t.sticky[:])
+		}
+		if p.deleted {
+			delete(t.pods, uid)
+		}
+	}
+}
+
+// Containers returns how many containers are tracked.
+func (t *Tracker) Containers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, p := range t.pods {
+		n += len(p.Containers)
+	}
+	return n
+}
+
+// Pods returns how many pods are tracked.
+func (t *Tracker) Pods() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pods)
+}
+
+func (t *Tracker) upsert(pod *corev1.Pod, now time.Time) Observed {
+	p := t.pods[pod.UID]
+	if p == nil {
+		p = &Pod{UID: pod.UID}
+		t.pods[pod.UID] = p
+	}
+	p.Namespace, p.Name, p.Node = pod.Namespace, pod.Name, pod.Spec.NodeName
+	p.Labels, p.Annotations = pod.Labels, pod.Annotations
+	p.deleted = false
+
+	var obs Observed
+	for i := range pod.Status.InitContainerStatuses {
+		s := &pod.Status.InitContainerStatuses[i]
+		obs.add(t.observe(p, s, specResources(pod.Spec.InitContainers, s.Name), now))
+	}
+	for i := range pod.Status.ContainerStatuses {
+		s := &pod.Status.ContainerStatuses[i]
+		obs.add(t.observe(p, s, specResources(pod.Spec.Containers, s.Name), now))
+	}
+	for i := range pod.Status.EphemeralContainerStatuses {
+		// Ephemeral containers have no resources.
+		obs.add(t.observe(p, &pod.Status.EphemeralContainerStatuses[i], nil, now))
+	}
+	return obs
+}
+
+func (t *Tracker) observe(p *Pod, s *corev1.ContainerStatus, spec *corev1.ResourceRequirements, now time.Time) Observed {
+	c, firstSight := p.container(s.Name)
+	c.ContainerID = s.ContainerID
+	c.RestartCount = s.RestartCount
+	c.MemoryLimit, c.MemoryRequest = memory(s.Resources, spec)
+
+	seen, n := termination.Visible(s)
+	if firstSight {
+		// Everything visible at first sight is history.
+		for _, term := range seen[:n] {
+			c.remember(term)
+		}
+		t.push(c, c.latest(c.stamp(now)))
+		return Observed{}
+	}
+	var obs Observed
+	for _, term := range seen[:n] {
+		if c.knows(term.Key()) {
+			continue
+		}
+		c.remember(term)
+		obs.Terminations++
+		if term.OOMKilled() {
+			obs.OOMKills++
+		}
+		obs.Dropped += t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now)})
+	}
+	return obs
+}
+
+// push queues a point, dropping the oldest beyond the limit; it returns how many it dropped.
+func (t *Tracker) push(c *Container, p Point) int {
+	dropped := 0
+	if len(c.pending) >= t.maxPending {
+		dropped = len(c.pending) - t.maxPending + 1
+		c.pending = c.pending[:copy(c.pending, c.pending[dropped:])]
+	}
+	c.pending = append(c.pending, p)
+	return dropped
+}
+
+func (p *Pod) container(name string) (c *Container, created bool) {
+	for _, c := range p.Containers {
+		if c.Name == name {
+			return c, false
+		}
+	}
+	c = &Container{Name: name}
+	p.Containers = append(p.Containers, c)
+	return c, true
+}
+
+func (p *Pod) hasPending() bool {
+	for _, c := range p.Containers {
+		if len(c.pending) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// latest is the container's state as one point: 1 at the instance of its newest termination
+// if the OOM killer ended it, else 0 at its current instance.
+func (c *Container) latest(at time.Time) Point {
+	if c.HasLast && c.Last.OOMKilled() {
+		return Point{Instance: c.Last.Instance, OOMKilled: true, Time: at}
+	}
+	return Point{Instance: int64(c.RestartCount), Time: at}
+}
+
+// stamp returns now, or just after the container's previous point if now is not later.
+func (c *Container) stamp(now time.Time) time.Time {
+	if !now.After(c.lastTime) {
+		now = c.lastTime.Add(time.Nanosecond)
+	}
+	c.lastTime = now
+	return now
+}
+
+func (c *Container) knows(k termination.Key) bool {
+	for i := range min(c.nKnown, knownKeys) {
+		if c.known[i] == k {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Container) remember(term termination.Termination) {
+	c.known[c.nKnown%knownKeys] = term.Key()
+	c.nKnown++
+	if !c.HasLast || c.Last.Before(term) {
+		c.Last, c.HasLast = term, true
+	}
+}
+
+func specResources(containers []corev1.Container, name string) *corev1.ResourceRequirements {
+	for i := range containers {
+		if containers[i].Name == name {
+			return &containers[i].Resources
+		}
+	}
+	return nil
+}
+
+// memory prefers the resources the kubelet reports as applied (they follow in-place resizes)
+// over the pod spec.
+func memory(applied, spec *corev1.ResourceRequirements) (limit, request int64) {
+	return quantity(applied, spec, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Limits }),
+		quantity(applied, spec, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Requests })
+}
+
+func quantity(applied, spec *corev1.ResourceRequirements, list func(*corev1.ResourceRequirements) corev1.ResourceList) int64 {
+	if applied != nil {
+		if q, ok := list(applied)[corev1.ResourceMemory]; ok {
+			return q.Value()
+		}
+	}
+	if spec != nil {
+		if q, ok := list(spec)[corev1.ResourceMemory]; ok {
+			return q.Value()
+		}
+	}
+	return 0
+}

@@ -1,0 +1,104 @@
+// Package termination reads container terminations out of a pod's container statuses and
+// names the container instance each one ended.
+//
+// The kubelet shows at most two terminations per container: the current container's in
+// state.terminated, which ended instance restartCount, and the previous container's in
+// lastState.terminated, which ended instance restartCount-1. Between two restarts both are
+// visible at once, and a termination moves from one field to the other when the container
+// restarts, so one termination is identified by its Key, never by the field it is in.
+package termination
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// ReasonOOMKilled is the reason the kubelet gives to a container killed by the OOM killer.
+const ReasonOOMKilled = "OOMKilled"
+
+// Termination is one ended container instance.
+type Termination struct {
+	// Instance is the restart index of the container instance that ended, 0-based.
+	Instance    int64
+	Reason      string
+	ExitCode    int32
+	FinishedAt  time.Time
+	ContainerID string
+}
+
+// OOMKilled tells whether the OOM killer ended the instance.
+func (t Termination) OOMKilled() bool { return t.Reason == ReasonOOMKilled }
+
+// Key identifies a termination across updates, relists and the move from state.terminated
+// to lastState.terminated.
+type Key struct {
+	// ContainerID of the terminated container; a new container gets a new ID.
+	ContainerID string
+	// Instance and FinishedAt identify a termination that has no container ID (the kubelet
+	// reports some, such as ContainerStatusUnknown, without one). They are zero when
+	// ContainerID is set, so the instance a termination was first attributed to cannot
+	// split one termination into two.
+	Instance   int64
+	FinishedAt int64
+}
+
+// Key returns the identity of t.
+func (t Termination) Key() Key {
+	if t.ContainerID != "" {
+		return Key{ContainerID: t.ContainerID}
+	}
+	return Key{Instance: t.Instance, FinishedAt: t.FinishedAt.UnixNano()}
+}
+
+// Before orders terminations oldest first: by instance, then by end time.
+func (t Termination) Before(u Termination) bool {
+	if t.Instance != u.Instance {
+		return t.Instance < u.Instance
+	}
+	return t.FinishedAt.Before(u.FinishedAt)
+}
+
+// Visible returns the terminations a container status shows, oldest first, each once.
+// The array result keeps the common path free of allocations.
+func Visible(status *corev1.ContainerStatus) (out [2]Termination, n int) {
+	restarts := int64(status.RestartCount)
+	if last := status.LastTerminationState.Terminated; last != nil {
+		out[n] = from(last, max(restarts-1, 0))
+		n++
+	}
+	if cur := status.State.Terminated; cur != nil {
+		t := from(cur, restarts)
+		switch {
+		case n == 1 && out[0].Key() == t.Key():
+			// The same container in both fields: keep the attribution of the current state.
+			out[0] = t
+		case n == 1 && t.Before(out[0]):
+			out[1], out[0] = out[0], t
+			n++
+		default:
+			out[n] = t
+			n++
+		}
+	}
+	return out, n
+}
+
+// Latest returns the newest termination a container status shows.
+func Latest(status *corev1.ContainerStatus) (Termination, bool) {
+	all, n := Visible(status)
+	if n == 0 {
+		return Termination{}, false
+	}
+	return all[n-1], true
+}
+
+func from(s *corev1.ContainerStateTerminated, instance int64) Termination {
+	return Termination{
+		Instance:    instance,
+		Reason:      s.Reason,
+		ExitCode:    s.ExitCode,
+		FinishedAt:  s.FinishedAt.UTC(),
+		ContainerID: s.ContainerID,
+	}
+}

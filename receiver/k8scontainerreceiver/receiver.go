@@ -1,0 +1,328 @@
+package k8scontainerreceiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/scraper"
+	"go.opentelemetry.io/collector/scraper/scraperhelper"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/apiclient"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+)
+
+// deps are the receiver's connections to the outside, replaced in tests.
+type deps struct {
+	// client connects to the API server; the rest config also carries the kubeConfig
+	// credentials to the kubelet.
+	client func(cfg *Config) (kubernetes.Interface, *rest.Config, error)
+	// tokenFile is the service-account token presented to the kubelet.
+	tokenFile string
+	now       func() time.Time
+}
+
+func defaultDeps() deps {
+	return deps{
+		client: func(cfg *Config) (kubernetes.Interface, *rest.Config, error) {
+			rc, err := apiclient.RestConfig(cfg.AuthType, cfg.Context)
+			if err != nil {
+				return nil, nil, err
+			}
+			cs, err := kubernetes.NewForConfig(rc)
+			return cs, rc, err
+		},
+		tokenFile: kubelet.ServiceAccountToken,
+		now:       time.Now,
+	}
+}
+
+func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics, d deps) (receiver.Metrics, error) {
+	s, err := newScraper(set, cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	sc, err := scraper.NewMetrics(s.scrape, scraper.WithStart(s.start), scraper.WithShutdown(s.shutdown))
+	if err != nil {
+		return nil, err
+	}
+	return scraperhelper.NewMetricsController(&cfg.ControllerConfig, set, next, scraperhelper.AddMetricsScraper(metadata.Type, sc))
+}
+
+// attributeName maps a pod label or annotation to its resource attribute.
+type attributeName struct{ key, attribute string }
+
+// statsKey finds a container in the Summary.
+type statsKey struct{ podUID, container string }
+
+type containerScraper struct {
+	cfg       *Config
+	deps      deps
+	logger    *zap.Logger
+	mb        *metadata.MetricsBuilder
+	telemetry *metadata.TelemetryBuilder
+	tracker   *containerstate.Tracker
+
+	labels      []attributeName
+	annotations []attributeName
+
+	client  kubernetes.Interface
+	kubelet *kubelet.Client
+	factory informers.SharedInformerFactory
+	stopCh  chan struct{}
+
+	// endpoint is the kubelet address, from the config or resolved from the Node object.
+	endpoint string
+	// kubeletProblem is the last Summary error, logged only when it changes.
+	kubeletProblem string
+	stats          map[statsKey]*stats.ContainerStats
+	// events counts handled informer events; tests wait on it.
+	events atomic.Int64
+
+	shutdownOnce sync.Once
+}
+
+func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, err
+	}
+	s := &containerScraper{
+		cfg:       cfg,
+		deps:      d,
+		logger:    set.Logger,
+		mb:        metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
+		telemetry: tb,
+		tracker:   containerstate.New(cfg.MaxPendingTerminations),
+		stats:     map[statsKey]*stats.ContainerStats{},
+	}
+	for _, f := range cfg.Extract.Labels {
+		s.labels = append(s.labels, attributeName{f.Key, f.attribute("k8s.pod.label.")})
+	}
+	for _, f := range cfg.Extract.Annotations {
+		s.annotations = append(s.annotations, attributeName{f.Key, f.attribute("k8s.pod.annotation.")})
+	}
+	return s, nil
+}
+
+func (s *containerScraper) start(_ context.Context, _ component.Host) error {
+	client, rc, err := s.deps.client(s.cfg)
+	if err != nil {
+		return fmt.Errorf("connecting to the Kubernetes API server: %w", err)
+	}
+	s.client = client
+	if s.cfg.Kubelet.Enabled {
+		k := s.cfg.Kubelet
+		s.kubelet, err = kubelet.NewClient(kubelet.Settings{
+			AuthType:           k.AuthType,
+			CAFile:             k.CAFile,
+			CertFile:           k.CertFile,
+			KeyFile:            k.KeyFile,
+			InsecureSkipVerify: k.InsecureSkipVerify,
+			Timeout:            k.Timeout,
+			TokenFile:          s.deps.tokenFile,
+			RestConfig:         rc,
+		})
+		if err != nil {
+			return err
+		}
+		s.endpoint = k.Endpoint
+	}
+
+	var opts []informers.SharedInformerOption
+	if s.cfg.Node != "" {
+		selector := fields.OneTermEqualSelector("spec.nodeName", s.cfg.Node).String()
+		opts = append(opts, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
+	}
+	s.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
+	inf := s.factory.Core().V1().Pods().Informer()
+	if err := inf.SetTransform(slimpod.Transform(s.cfg.Extract.labelKeys(), s.cfg.Extract.annotationKeys())); err != nil {
+		return err
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.onUpsert,
+		UpdateFunc: func(_, obj any) { s.onUpsert(obj) },
+		DeleteFunc: s.onDelete,
+	}); err != nil {
+		return err
+	}
+	s.stopCh = make(chan struct{})
+	s.factory.Start(s.stopCh)
+	return nil
+}
+
+func (s *containerScraper) shutdown(ctx context.Context) error {
+	var err error
+	s.shutdownOnce.Do(func() {
+		defer s.telemetry.Shutdown()
+		s.kubelet.Close()
+		if s.factory == nil {
+			return
+		}
+		close(s.stopCh)
+		done := make(chan struct{})
+		go func() {
+			s.factory.Shutdown()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("waiting for the pod informer to stop: %w", ctx.Err())
+		}
+	})
+	return err
+}
+
+func (s *containerScraper) onUpsert(obj any) {
+	if pod, ok := obj.(*corev1.Pod); ok {
+		s.count(s.tracker.Upsert(pod, s.deps.now()))
+	}
+	s.events.Add(1)
+}
+
+func (s *containerScraper) onDelete(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if pod, ok := obj.(*corev1.Pod); ok {
+		s.count(s.tracker.Delete(pod, s.deps.now()))
+	}
+	s.events.Add(1)
+}
+
+func (s *containerScraper) count(o containerstate.Observed) {
+	ctx := context.Background()
+	if o.Terminations > 0 {
+		s.telemetry.K8sContainerTerminationsObserved.Add(ctx, int64(o.Terminations))
+	}
+	if o.OOMKills > 0 {
+		s.telemetry.K8sContainerOomKillsObserved.Add(ctx, int64(o.OOMKills))
+	}
+	if o.Dropped > 0 {
+		s.telemetry.K8sContainerTerminationsDropped.Add(ctx, int64(o.Dropped))
+	}
+}
+
+// scrape reports every tracked container. A kubelet failure costs the stats of this scrape
+// only; it is counted and logged when it changes, not returned, since the scraper controller
+// would log a returned error on every scrape.
+func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) {
+	now := s.deps.now()
+	clear(s.stats)
+	if s.kubelet != nil {
+		s.collectStats(ctx)
+	}
+	nowTS := pcommon.NewTimestampFromTime(now)
+	containers := 0
+	s.tracker.Drain(now, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
+		containers++
+		s.record(nowTS, p, c, points)
+	})
+	s.telemetry.K8sContainerContainersTracked.Record(ctx, int64(containers))
+	return s.mb.Emit(), nil
+}
+
+func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
+	rb := s.mb.NewResourceBuilder()
+	rb.SetK8sNamespaceName(p.Namespace)
+	rb.SetK8sPodName(p.Name)
+	rb.SetK8sPodUID(string(p.UID))
+	rb.SetK8sContainerName(c.Name)
+	rb.SetK8sNodeName(p.Node)
+	if id := runtimeID(c.ContainerID); id != "" {
+		rb.SetContainerID(id)
+	}
+	res := rb.Emit()
+	for _, a := range s.labels {
+		if v, ok := p.Labels[a.key]; ok {
+			res.Attributes().PutStr(a.attribute, v)
+		}
+	}
+	for _, a := range s.annotations {
+		if v, ok := p.Annotations[a.key]; ok {
+			res.Attributes().PutStr(a.attribute, v)
+		}
+	}
+
+	for _, pt := range points {
+		flag := int64(0)
+		if pt.OOMKilled {
+			flag = 1
+		}
+		s.mb.RecordK8sContainerOomKilledDataPoint(pcommon.NewTimestampFromTime(pt.Time), flag, pt.Instance)
+	}
+	s.mb.RecordK8sContainerRestartCountDataPoint(now, int64(c.RestartCount))
+	if c.HasLast {
+		s.mb.RecordK8sContainerLastTerminatedExitCodeDataPoint(now, int64(c.Last.ExitCode), c.Last.Reason)
+	}
+	if c.MemoryLimit > 0 {
+		s.mb.RecordK8sContainerMemoryLimitDataPoint(now, c.MemoryLimit)
+	}
+	if c.MemoryRequest > 0 {
+		s.mb.RecordK8sContainerMemoryRequestDataPoint(now, c.MemoryRequest)
+	}
+	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res)}
+	if st := s.stats[statsKey{string(p.UID), c.Name}]; st != nil {
+		s.recordStats(st, c.MemoryLimit)
+		if !st.StartTime.IsZero() {
+			// CPU time and page faults restart from zero with each container instance.
+			opts = append(opts, metadata.WithStartTimeOverride(pcommon.NewTimestampFromTime(st.StartTime.Time)))
+		}
+	}
+	s.mb.EmitForResource(opts...)
+}
+
+// runtimeID strips the runtime scheme of a container ID (containerd://<id>).
+func runtimeID(id string) string {
+	if i := strings.Index(id, "://"); i >= 0 {
+		return id[i+3:]
+	}
+	return id
+}
+
+func (s *containerScraper) reportKubelet(err error) {
+	if err == nil {
+		if s.kubeletProblem != "" {
+			s.logger.Info("Kubelet Summary API is answering again", zap.String("endpoint", s.endpoint))
+			s.kubeletProblem = ""
+		}
+		return
+	}
+	reason := metadata.AttributeReasonTransport.String()
+	if ke, ok := errors.AsType[*kubelet.Error](err); ok {
+		reason = ke.Reason
+	} else if errors.Is(err, errEndpoint) {
+		reason = metadata.AttributeReasonEndpoint.String()
+	}
+	s.telemetry.K8sContainerKubeletErrors.Add(context.Background(), 1,
+		metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason))))
+	if msg := err.Error(); msg != s.kubeletProblem {
+		s.logger.Warn("No container stats from the kubelet Summary API; termination metrics go on",
+			zap.String("reason", reason), zap.Error(err))
+		s.kubeletProblem = msg
+	}
+}
