@@ -171,6 +171,8 @@ func (p *counterProcessor) shutdown(ctx context.Context) error {
 	if !p.started {
 		return nil
 	}
+	// The series of this instance are no longer tracked once it is gone.
+	defer func() { p.telemetry.OomCounterSeriesTracked.Add(context.Background(), int64(-p.store.Len())) }()
 	close(p.stop)
 	waited := make(chan struct{})
 	go func() {
