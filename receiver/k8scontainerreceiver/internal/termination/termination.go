@@ -62,7 +62,7 @@ func (t Termination) Before(u Termination) bool {
 // Visible returns the terminations a container status shows, oldest first, each once.
 // The array result keeps the common path free of allocations.
 func Visible(status *corev1.ContainerStatus) (out [2]Termination, n int) {
-	restarts := int64(status.RestartCount)
+	restarts := max(int64(status.RestartCount), 0)
 	if last := status.LastTerminationState.Terminated; last != nil {
 		out[n] = from(last, max(restarts-1, 0))
 		n++

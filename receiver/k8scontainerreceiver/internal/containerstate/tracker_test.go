@@ -1,0 +1,360 @@
+package containerstate
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+var t0 = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
+
+// life is a container's history as the kubelet shows it: each run ends with a reason, and
+// the status after a run shows it in state.terminated, then, once restarted, in lastState.
+type life struct {
+	name    string
+	reasons []string
+}
+
+func ended(name string, run int, reason string) *corev1.ContainerStateTerminated {
+	exit := int32(1)
+	if reason == "OOMKilled" {
+		exit = 137
+	}
+	return &corev1.ContainerStateTerminated{
+		Reason:      reason,
+		ExitCode:    exit,
+		FinishedAt:  metav1.NewTime(t0.Add(time.Duration(run) * time.Minute)),
+		ContainerID: fmt.Sprintf("containerd://%s-%d", name, run),
+	}
+}
+
+// statuses returns the kubelet's successive statuses: running run 0, terminated run 0,
+// running run 1 (run 0 in lastState), terminated run 1, ...
+func (l life) statuses() []corev1.ContainerStatus {
+	out := []corev1.ContainerStatus{{Name: l.name, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	for run, reason := range l.reasons {
+		s := corev1.ContainerStatus{Name: l.name, RestartCount: int32(run)}
+		if run > 0 {
+			s.LastTerminationState.Terminated = ended(l.name, run-1, l.reasons[run-1])
+		}
+		s.State.Terminated = ended(l.name, run, reason)
+		out = append(out, s)
+		out = append(out, corev1.ContainerStatus{
+			Name:                 l.name,
+			RestartCount:         int32(run + 1),
+			State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+			LastTerminationState: corev1.ContainerState{Terminated: ended(l.name, run, reason)},
+		})
+	}
+	return out
+}
+
+func podWith(uid string, statuses ...corev1.ContainerStatus) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p-" + uid, UID: types.UID(uid)},
+		Spec:       corev1.PodSpec{NodeName: "node-a"},
+		Status:     corev1.PodStatus{ContainerStatuses: statuses},
+	}
+}
+
+type drained struct {
+	pod, container string
+	points         []Point
+}
+
+func drain(tr *Tracker, now time.Time) []drained {
+	var out []drained
+	tr.Drain(now, func(p *Pod, c *Container, pts []Point) {
+		out = append(out, drained{string(p.UID), c.Name, append([]Point(nil), pts...)})
+	})
+	return out
+}
+
+func pt(instance int64, oom bool, at time.Time) Point {
+	return Point{Instance: instance, OOMKilled: oom, Time: at}
+}
+
+func TestBaselineThenTerminationsThenSticky(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "Error"}}.statuses()
+
+	// First sight while instance 1 runs after an OOM kill of instance 0: that kill is history.
+	obs := tr.Upsert(podWith("u1", st[2]), t0.Add(time.Second))
+	assert.Equal(t, Observed{}, obs)
+	// Two more OOM kills before the scrape, each seen on its own.
+	var total Observed
+	for i, s := range st[3:7] {
+		total.add(tr.Upsert(podWith("u1", s), t0.Add(time.Duration(2+i)*time.Second)))
+	}
+	assert.Equal(t, Observed{Terminations: 2, OOMKills: 2}, total)
+	got := drain(tr, t0.Add(10*time.Second))
+	require.Len(t, got, 1)
+	assert.Equal(t, []Point{
+		pt(0, true, t0.Add(time.Second)),
+		pt(1, true, t0.Add(2*time.Second)),
+		pt(2, true, t0.Add(4*time.Second)),
+	}, got[0].points)
+
+	// Nothing new: one point for the latest state.
+	got = drain(tr, t0.Add(20*time.Second))
+	assert.Equal(t, []Point{pt(2, true, t0.Add(20*time.Second))}, got[0].points)
+
+	// A crash that is no OOM kill, then the restart: 0 at the crashed instance, then 0 at the new one.
+	tr.Upsert(podWith("u1", st[7]), t0.Add(21*time.Second))
+	tr.Upsert(podWith("u1", st[8]), t0.Add(22*time.Second))
+	got = drain(tr, t0.Add(30*time.Second))
+	assert.Equal(t, []Point{pt(3, false, t0.Add(21*time.Second))}, got[0].points)
+	got = drain(tr, t0.Add(40*time.Second))
+	assert.Equal(t, []Point{pt(4, false, t0.Add(40*time.Second))}, got[0].points)
+}
+
+func TestSameTerminationThroughBothFieldsAndRelist(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
+	tr.Upsert(podWith("u1", st[0]), t0)
+	// state.terminated, then lastState.terminated after the restart, then the same status
+	// again from a relist, then the next kill with the previous one still in lastState.
+	var total Observed
+	for i, s := range []corev1.ContainerStatus{st[1], st[2], st[2], st[1], st[3], st[3]} {
+		total.add(tr.Upsert(podWith("u1", s), t0.Add(time.Duration(i+1)*time.Second)))
+	}
+	assert.Equal(t, Observed{Terminations: 2, OOMKills: 2}, total)
+	got := drain(tr, t0.Add(time.Minute))
+	assert.Equal(t, []Point{
+		pt(0, false, t0),
+		pt(0, true, t0.Add(time.Second)),
+		pt(1, true, t0.Add(5*time.Second)),
+	}, got[0].points)
+}
+
+func TestTimestampsStrictlyIncrease(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	// Both terminations appear in one update, at the same wall-clock time as the first sight.
+	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
+	tr.Upsert(podWith("u1", st[0]), t0)
+	tr.Upsert(podWith("u1", st[3]), t0)
+	got := drain(tr, t0)
+	assert.Equal(t, []Point{
+		pt(0, false, t0),
+		pt(0, true, t0.Add(1)),
+		pt(1, true, t0.Add(2)),
+	}, got[0].points)
+	// A scrape whose clock is behind still moves forward.
+	got = drain(tr, t0.Add(-time.Hour))
+	assert.Equal(t, []Point{pt(1, true, t0.Add(3))}, got[0].points)
+}
+
+func TestRestartPolicyNeverAndInitContainer(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	pod := podWith("u1")
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
+	}}}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	tr.Upsert(pod, t0)
+
+	done := pod.DeepCopy()
+	done.Status.InitContainerStatuses[0].State = corev1.ContainerState{Terminated: ended("init", 0, "OOMKilled")}
+	obs := tr.Upsert(done, t0.Add(time.Second))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
+	got := drain(tr, t0.Add(2*time.Second))
+	require.Len(t, got, 1)
+	assert.Equal(t, "init", got[0].container)
+	assert.Equal(t, []Point{pt(0, false, t0), pt(0, true, t0.Add(time.Second))}, got[0].points)
+	got = drain(tr, t0.Add(3*time.Second))
+	assert.Equal(t, []Point{pt(0, true, t0.Add(3*time.Second))}, got[0].points)
+}
+
+func TestFirstSightOfAnOOMKilledContainer(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled"}}.statuses()
+	tr.Upsert(podWith("u1", st[7]), t0)
+	got := drain(tr, t0.Add(time.Second))
+	// The latest termination (instance 3, in state.terminated) was an OOM kill.
+	assert.Equal(t, []Point{pt(3, true, t0)}, got[0].points)
+}
+
+func TestPodRecreatedWithTheSameName(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled"}}.statuses()
+	old := podWith("u1", st[2])
+	tr.Upsert(old, t0)
+	drain(tr, t0.Add(time.Second))
+	tr.Delete(old, t0.Add(2*time.Second))
+	assert.Equal(t, 0, tr.Pods())
+
+	again := podWith("u2", st[0])
+	again.Name = old.Name
+	tr.Upsert(again, t0.Add(3*time.Second))
+	got := drain(tr, t0.Add(4*time.Second))
+	require.Len(t, got, 1)
+	assert.Equal(t, "u2", got[0].pod)
+	assert.Equal(t, []Point{pt(0, false, t0.Add(3*time.Second))}, got[0].points)
+}
+
+func TestDeletedPodReportsItsLastTerminationThenLeavesNoState(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled"}}.statuses()
+	tr.Upsert(podWith("u1", st[0]), t0)
+	drain(tr, t0.Add(time.Second))
+	// The pod is OOM-killed and deleted before the next scrape; the delete carries the kill.
+	obs := tr.Delete(podWith("u1", st[1]), t0.Add(2*time.Second))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
+	assert.Equal(t, 1, tr.Pods())
+	got := drain(tr, t0.Add(3*time.Second))
+	assert.Equal(t, []Point{pt(0, true, t0.Add(2*time.Second))}, got[0].points)
+	assert.Equal(t, 0, tr.Pods())
+	assert.Equal(t, 0, tr.Containers())
+	assert.Empty(t, drain(tr, t0.Add(4*time.Second)))
+}
+
+func TestPendingIsBounded(t *testing.T) {
+	t.Parallel()
+	tr := New(3)
+	reasons := make([]string, 10)
+	for i := range reasons {
+		reasons[i] = "OOMKilled"
+	}
+	st := life{"hog", reasons}.statuses()
+	var total Observed
+	for i, s := range st {
+		total.add(tr.Upsert(podWith("u1", s), t0.Add(time.Duration(i)*time.Second)))
+	}
+	// Baseline plus 10 kills, 3 kept: the newest.
+	assert.Equal(t, Observed{Terminations: 10, OOMKills: 10, Dropped: 8}, total)
+	got := drain(tr, t0.Add(time.Minute))
+	require.Len(t, got[0].points, 3)
+	assert.Equal(t, []int64{7, 8, 9}, []int64{got[0].points[0].Instance, got[0].points[1].Instance, got[0].points[2].Instance})
+}
+
+func TestMemoryPrefersAppliedResources(t *testing.T) {
+	t.Parallel()
+	tr := New(4)
+	pod := podWith("u1", corev1.ContainerStatus{Name: "app", Resources: &corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+	}})
+	pod.Spec.Containers = []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
+	}}}
+	tr.Upsert(pod, t0)
+	tr.Drain(t0, func(_ *Pod, c *Container, _ []Point) {
+		assert.Equal(t, int64(128<<20), c.MemoryLimit)
+		assert.Equal(t, int64(32<<20), c.MemoryRequest)
+	})
+}
+
+// FuzzTrackerAgainstModel replays a container's life with updates dropped (merged by the
+// API server), repeated (relists) and scrapes in between, and checks against a model: the
+// OOM kills counted from the points, one per instance flagged 1 after the baseline, are the
+// kills that showed up in a delivered status and were not visible at first sight; the
+// points of the container strictly increase in time.
+func FuzzTrackerAgainstModel(f *testing.F) {
+	f.Add(uint64(0b1011), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8})
+	f.Add(uint64(0xffff), []byte{2, 2, 2, 9, 9, 0, 1})
+	f.Add(uint64(0), []byte{17, 33, 65, 3})
+	f.Fuzz(func(t *testing.T, ooms uint64, script []byte) {
+		if len(script) > 64 {
+			script = script[:64]
+		}
+		reasons := make([]string, 12)
+		for i := range reasons {
+			reasons[i] = "Error"
+			if ooms&(1<<i) != 0 {
+				reasons[i] = "OOMKilled"
+			}
+		}
+		st := life{"c", reasons}.statuses()
+		tr := New(1024)
+		now := t0
+
+		var first map[string]bool
+		seen := map[string]bool{}
+		expected := map[int64]bool{}
+		counted := map[int64]bool{}
+		var baseline *Point
+		var last time.Time
+		next := 0
+		for _, op := range script {
+			now = now.Add(time.Duration(op%3) * time.Millisecond)
+			switch {
+			case op&0x80 != 0: // scrape
+				tr.Drain(now, func(_ *Pod, _ *Container, pts []Point) {
+					for _, p := range pts {
+						if !p.Time.After(last) {
+							t.Fatalf("point at %v not after %v", p.Time, last)
+						}
+						last = p.Time
+						if baseline == nil {
+							b := p
+							baseline = &b
+							continue
+						}
+						if p.OOMKilled && (!baseline.OOMKilled || p.Instance != baseline.Instance) {
+							counted[p.Instance] = true
+						}
+					}
+				})
+			default: // deliver a status, skipping some, or repeating the last one
+				next = min(next+int(op&3), len(st)-1)
+				s := st[next]
+				tr.Upsert(podWith("u", s), now)
+				visible := map[string]bool{}
+				for _, term := range []*corev1.ContainerStateTerminated{s.State.Terminated, s.LastTerminationState.Terminated} {
+					if term != nil {
+						visible[term.ContainerID] = true
+					}
+				}
+				if first == nil {
+					first = visible
+				}
+				for id := range visible {
+					if !first[id] && !seen[id] {
+						var run int64
+						_, _ = fmt.Sscanf(id, "containerd://c-%d", &run)
+						if reasons[run] == "OOMKilled" {
+							expected[run] = true
+						}
+					}
+					seen[id] = true
+				}
+			}
+		}
+		// A final scrape flushes what is pending.
+		tr.Drain(now.Add(time.Second), func(_ *Pod, _ *Container, pts []Point) {
+			for _, p := range pts {
+				if baseline == nil {
+					b := p
+					baseline = &b
+					continue
+				}
+				if p.OOMKilled && (!baseline.OOMKilled || p.Instance != baseline.Instance) {
+					counted[p.Instance] = true
+				}
+			}
+		})
+		if len(expected) != len(counted) {
+			t.Fatalf("counted OOM kills at %v, the statuses showed new ones at %v", counted, expected)
+		}
+		for run := range expected {
+			if !counted[run] {
+				t.Fatalf("OOM kill of instance %d not counted (counted %v)", run, counted)
+			}
+		}
+	})
+}

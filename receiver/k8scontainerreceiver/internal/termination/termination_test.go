@@ -1,0 +1,203 @@
+package termination
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func at(s string) metav1.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return metav1.NewTime(t)
+}
+
+func ended(reason string, exit int32, finished, id string) *corev1.ContainerStateTerminated {
+	return &corev1.ContainerStateTerminated{Reason: reason, ExitCode: exit, FinishedAt: at(finished), ContainerID: id}
+}
+
+func TestVisibleRealKubeletStatus(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("testdata", "memhog-oom.status.json"))
+	require.NoError(t, err)
+	var status corev1.PodStatus
+	require.NoError(t, json.Unmarshal(b, &status))
+
+	got, n := Visible(&status.ContainerStatuses[0])
+	require.Equal(t, 2, n)
+	// restartCount 3: the previous container ended instance 2, the current one instance 3.
+	assert.Equal(t, int64(2), got[0].Instance)
+	assert.Equal(t, int64(3), got[1].Instance)
+	assert.True(t, got[0].OOMKilled())
+	assert.True(t, got[1].OOMKilled())
+	assert.Equal(t, int32(137), got[1].ExitCode)
+	assert.NotEqual(t, got[0].Key(), got[1].Key())
+	assert.Equal(t, "containerd://bb77a18c4820e225c4b9c0637bfe4b6216e3741aeadf8dc1c9cad004ad8d6e59", got[1].ContainerID)
+}
+
+func TestVisibleFirstKillSeenRunningAgain(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("testdata", "memhog-oom.first-kill.container-status.json"))
+	require.NoError(t, err)
+	var status corev1.ContainerStatus
+	require.NoError(t, json.Unmarshal(b, &status))
+
+	got, n := Visible(&status)
+	require.Equal(t, 1, n)
+	assert.Equal(t, int64(0), got[0].Instance)
+	assert.True(t, got[0].OOMKilled())
+}
+
+func TestVisible(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		status corev1.ContainerStatus
+		want   []Termination
+	}{
+		{
+			name:   "running, never terminated",
+			status: corev1.ContainerStatus{State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}},
+		},
+		{
+			name: "restartPolicy Never: OOM in state.terminated at restart count 0",
+			status: corev1.ContainerStatus{
+				State: corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
+			},
+			want: []Termination{{Instance: 0, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
+		},
+		{
+			name: "crash with Error exit 1 in lastState",
+			status: corev1.ContainerStatus{
+				RestartCount:         4,
+				LastTerminationState: corev1.ContainerState{Terminated: ended("Error", 1, "2026-01-01T00:00:05Z", "c://a")},
+			},
+			want: []Termination{{Instance: 3, Reason: "Error", ExitCode: 1, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
+		},
+		{
+			name: "the same container in both fields is one termination, attributed as the current state",
+			status: corev1.ContainerStatus{
+				RestartCount:         2,
+				State:                corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
+				LastTerminationState: corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
+			},
+			want: []Termination{{Instance: 2, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
+		},
+		{
+			name: "no container ID: identified by instance and end time",
+			status: corev1.ContainerStatus{
+				RestartCount:         1,
+				LastTerminationState: corev1.ContainerState{Terminated: ended("ContainerStatusUnknown", 137, "2026-01-01T00:00:05Z", "")},
+			},
+			want: []Termination{{Instance: 0, Reason: "ContainerStatusUnknown", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time}},
+		},
+		{
+			name: "lastState without restarts is clamped to instance 0, ordered by end time",
+			status: corev1.ContainerStatus{
+				State:                corev1.ContainerState{Terminated: ended("Error", 2, "2026-01-01T00:00:01Z", "c://b")},
+				LastTerminationState: corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:09Z", "c://a")},
+			},
+			want: []Termination{
+				{Instance: 0, Reason: "Error", ExitCode: 2, FinishedAt: at("2026-01-01T00:00:01Z").Time, ContainerID: "c://b"},
+				{Instance: 0, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:09Z").Time, ContainerID: "c://a"},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, n := Visible(&tt.status)
+			assert.Equal(t, tt.want, append([]Termination(nil), got[:n]...))
+			latest, ok := Latest(&tt.status)
+			assert.Equal(t, n > 0, ok)
+			if ok {
+				assert.Equal(t, tt.want[len(tt.want)-1], latest)
+			}
+		})
+	}
+}
+
+func TestKeySurvivesTheMoveToLastState(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"containerd://abc", ""} {
+		current := corev1.ContainerStatus{
+			RestartCount: 5,
+			State:        corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", id)},
+		}
+		restarted := corev1.ContainerStatus{
+			RestartCount:         6,
+			State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+			LastTerminationState: current.State,
+		}
+		a, _ := Latest(&current)
+		b, _ := Latest(&restarted)
+		assert.Equal(t, a.Key(), b.Key(), "container ID %q", id)
+		assert.Equal(t, a.Instance, b.Instance)
+	}
+}
+
+// FuzzVisible checks, for any pair of terminations and restart count, that each termination
+// comes out once, oldest first, with the instance of the field it was in.
+func FuzzVisible(f *testing.F) {
+	f.Add(int32(3), true, "OOMKilled", int64(10), "c://a", true, "OOMKilled", int64(5), "c://b")
+	f.Add(int32(0), true, "OOMKilled", int64(10), "", false, "", int64(0), "")
+	f.Add(int32(1), true, "Error", int64(10), "c://a", true, "Error", int64(10), "c://a")
+	f.Add(int32(2), true, "Error", int64(10), "", true, "Error", int64(10), "")
+	f.Add(int32(-1), false, "", int64(0), "", true, "OOMKilled", int64(-5), "x")
+	f.Fuzz(func(t *testing.T, restarts int32, hasCur bool, curReason string, curEnd int64, curID string,
+		hasLast bool, lastReason string, lastEnd int64, lastID string,
+	) {
+		status := corev1.ContainerStatus{RestartCount: restarts}
+		if hasCur {
+			status.State.Terminated = &corev1.ContainerStateTerminated{Reason: curReason, FinishedAt: metav1.Unix(curEnd, 0), ContainerID: curID}
+		}
+		if hasLast {
+			status.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: lastReason, FinishedAt: metav1.Unix(lastEnd, 0), ContainerID: lastID}
+		}
+		got, n := Visible(&status)
+
+		want := 0
+		if hasCur {
+			want++
+		}
+		if hasLast {
+			want++
+		}
+		if hasCur && hasLast {
+			c, _ := Latest(&corev1.ContainerStatus{RestartCount: restarts, State: status.State})
+			l, _ := Latest(&corev1.ContainerStatus{RestartCount: restarts, LastTerminationState: status.LastTerminationState})
+			if c.Key() == l.Key() {
+				want = 1
+			}
+		}
+		if n != want {
+			t.Fatalf("%d terminations, want %d", n, want)
+		}
+		for i := range n {
+			if got[i].Instance < 0 {
+				t.Fatalf("negative instance %d", got[i].Instance)
+			}
+			if cur, ok := Latest(&corev1.ContainerStatus{RestartCount: restarts, State: status.State}); hasCur && ok &&
+				got[i].Key() == cur.Key() && got[i].Instance != max(int64(restarts), 0) {
+				t.Fatalf("state.terminated attributed to instance %d, restart count %d", got[i].Instance, restarts)
+			}
+		}
+		if n == 2 {
+			if got[1].Before(got[0]) {
+				t.Fatalf("not oldest first: %+v", got)
+			}
+			if got[0].Key() == got[1].Key() {
+				t.Fatalf("one termination twice: %+v", got)
+			}
+		}
+	})
+}
