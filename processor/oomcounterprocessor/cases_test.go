@@ -354,6 +354,17 @@ func (s *memoryStorage) GetClient(_ context.Context, kind component.Kind, id com
 	return &memoryClient{s: s, prefix: fmt.Sprintf("%s/%s/%s/", kind, id, name)}, nil
 }
 
+// snapshot copies the data, as a disk would hold it after the process was killed.
+func (s *memoryStorage) snapshot() *memoryStorage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := newMemoryStorage()
+	for k, v := range s.data {
+		c.data[k] = append([]byte(nil), v...)
+	}
+	return c
+}
+
 func (s *memoryStorage) corrupt() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

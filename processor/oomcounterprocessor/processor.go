@@ -388,12 +388,11 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 		input.monotonic = m.Sum().IsMonotonic()
 		points = m.Sum().DataPoints()
 	} else {
-		// Move the gauge's points into a sum without copying them.
-		points = pmetric.NewNumberDataPointSlice()
-		m.Gauge().DataPoints().MoveAndAppendTo(points)
-		m.SetEmptySum()
-		points.MoveAndAppendTo(m.Sum().DataPoints())
-		points = m.Sum().DataPoints()
+		// Move the gauge's points into a sum without copying them: the gauge stays reachable
+		// through its points until they are moved.
+		gaugePoints := m.Gauge().DataPoints()
+		points = m.SetEmptySum().DataPoints()
+		gaugePoints.MoveAndAppendTo(points)
 		m.SetUnit("{event}")
 	}
 	m.SetName(r.output)

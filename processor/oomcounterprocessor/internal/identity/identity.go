@@ -8,21 +8,15 @@ import (
 	"math"
 	"math/bits"
 
-	"github.com/cespare/xxhash/v2"
+	"github.com/zeebo/xxh3"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 )
 
-// Key identifies a series. Two independent 64-bit hashes make accidental collisions between the
-// series of one collector practically impossible.
+// Key identifies a series. 128 bits make accidental collisions between the series of one
+// collector practically impossible.
 type Key struct {
 	Hi, Lo uint64
 }
-
-// Fixed seeds: keys must be the same in every process that reads a checkpoint.
-const (
-	seedHi uint64 = 0x6f6f6d7761746368 // "oomwatch"
-	seedLo uint64 = 0x9e3779b97f4a7c15
-)
 
 // Value type tags keep "1" (string) and 1 (int) apart.
 const (
@@ -36,11 +30,12 @@ const (
 	tagSlice
 )
 
-// Hasher computes keys without allocating. The zero value is ready to use; it is not safe for
-// concurrent use, so each goroutine keeps its own.
+// Hasher computes keys. Each hash is one pass of XXH3-128 over bytes laid out in a scratch
+// buffer, which is reused: in steady state hashing allocates nothing. A Hasher is not safe for
+// concurrent use; each goroutine keeps its own.
 type Hasher struct {
-	hi, lo xxhash.Digest
-	buf    [8 * 6]byte
+	scratch []byte
+	initial [256]byte
 }
 
 // Map hashes a set of attributes, leaving out the key skip (may be empty). The order of the
@@ -52,7 +47,10 @@ func (h *Hasher) Map(m pcommon.Map, skip string) Key {
 		if skip != "" && k == skip {
 			continue
 		}
-		pair := h.pair(k, v)
+		h.begin()
+		h.appendString(k)
+		h.appendValue(v)
+		pair := h.sum()
 		sum.Hi += pair.Hi
 		sum.Lo += pair.Lo
 		n++
@@ -66,21 +64,20 @@ func (h *Hasher) Map(m pcommon.Map, skip string) Key {
 // Scope hashes an instrumentation scope: name, version and attributes.
 func (h *Hasher) Scope(s pcommon.InstrumentationScope) Key {
 	attrs := h.Map(s.Attributes(), "")
-	h.reset()
-	h.writeString(s.Name())
-	h.writeByte(0)
-	h.writeString(s.Version())
-	h.writeKey(attrs)
+	h.begin()
+	h.appendString(s.Name())
+	h.appendString(s.Version())
+	h.appendKey(attrs)
 	return h.sum()
 }
 
 // Metric combines what all series of one metric in one scope share: resource, scope and the
 // output metric name. It runs once per metric; Series then runs once per data point.
 func (h *Hasher) Metric(resource, scope Key, metric string) Key {
-	h.reset()
-	h.writeKey(resource)
-	h.writeKey(scope)
-	h.writeString(metric)
+	h.begin()
+	h.appendKey(resource)
+	h.appendKey(scope)
+	h.appendString(metric)
 	return h.sum()
 }
 
@@ -103,90 +100,67 @@ func fmix64(x uint64) uint64 {
 	return x
 }
 
-func (h *Hasher) pair(k string, v pcommon.Value) Key {
-	h.reset()
-	h.writeString(k)
-	h.writeByte(0)
-	h.writeValue(v)
-	return h.sum()
-}
-
-func (h *Hasher) writeValue(v pcommon.Value) {
-	switch v.Type() {
-	case pcommon.ValueTypeStr:
-		h.writeByte(tagStr)
-		h.writeString(v.Str())
-	case pcommon.ValueTypeInt:
-		h.writeByte(tagInt)
-		h.writeUint64(uint64(v.Int()))
-	case pcommon.ValueTypeDouble:
-		h.writeByte(tagDouble)
-		h.writeUint64(math.Float64bits(v.Double()))
-	case pcommon.ValueTypeBool:
-		h.writeByte(tagBool)
-		if v.Bool() {
-			h.writeByte(1)
-		} else {
-			h.writeByte(0)
-		}
-	case pcommon.ValueTypeBytes:
-		h.writeByte(tagBytes)
-		b := v.Bytes().AsRaw()
-		h.writeUint64(uint64(len(b)))
-		_, _ = h.hi.Write(b)
-		_, _ = h.lo.Write(b)
-	case pcommon.ValueTypeMap:
-		// Nested values are rare in identities; hashing them through a second Hasher keeps this
-		// one's running digests intact.
-		var nested Hasher
-		h.writeByte(tagMap)
-		h.writeKey(nested.Map(v.Map(), ""))
-	case pcommon.ValueTypeSlice:
-		var nested Hasher
-		h.writeByte(tagSlice)
-		s := v.Slice()
-		h.writeUint64(uint64(s.Len()))
-		for i := range s.Len() {
-			nested.reset()
-			nested.writeValue(s.At(i))
-			h.writeKey(nested.sum())
-		}
-	default:
-		h.writeByte(tagEmpty)
+func (h *Hasher) begin() {
+	if h.scratch == nil {
+		h.scratch = h.initial[:0]
 	}
-}
-
-func (h *Hasher) reset() {
-	h.hi.ResetWithSeed(seedHi)
-	h.lo.ResetWithSeed(seedLo)
+	h.scratch = h.scratch[:0]
 }
 
 func (h *Hasher) sum() Key {
-	return Key{Hi: h.hi.Sum64(), Lo: h.lo.Sum64()}
+	u := xxh3.Hash128(h.scratch)
+	return Key{Hi: u.Hi, Lo: u.Lo}
 }
 
-func (h *Hasher) writeString(s string) {
-	_, _ = h.hi.WriteString(s)
-	_, _ = h.lo.WriteString(s)
-	// The length ends the string, so ("ab","c") and ("a","bc") differ.
-	h.writeUint64(uint64(len(s)))
+// appendString writes a length prefix, so ("ab","c") and ("a","bc") differ.
+func (h *Hasher) appendString(s string) {
+	h.scratch = binary.LittleEndian.AppendUint32(h.scratch, uint32(len(s)))
+	h.scratch = append(h.scratch, s...)
 }
 
-func (h *Hasher) writeByte(b byte) {
-	h.buf[0] = b
-	_, _ = h.hi.Write(h.buf[:1])
-	_, _ = h.lo.Write(h.buf[:1])
+func (h *Hasher) appendKey(k Key) {
+	h.scratch = binary.LittleEndian.AppendUint64(h.scratch, k.Hi)
+	h.scratch = binary.LittleEndian.AppendUint64(h.scratch, k.Lo)
 }
 
-func (h *Hasher) writeUint64(x uint64) {
-	binary.LittleEndian.PutUint64(h.buf[:8], x)
-	_, _ = h.hi.Write(h.buf[:8])
-	_, _ = h.lo.Write(h.buf[:8])
-}
-
-func (h *Hasher) writeKey(k Key) {
-	binary.LittleEndian.PutUint64(h.buf[:8], k.Hi)
-	binary.LittleEndian.PutUint64(h.buf[8:16], k.Lo)
-	_, _ = h.hi.Write(h.buf[:16])
-	_, _ = h.lo.Write(h.buf[:16])
+func (h *Hasher) appendValue(v pcommon.Value) {
+	switch v.Type() {
+	case pcommon.ValueTypeStr:
+		h.scratch = append(h.scratch, tagStr)
+		h.appendString(v.Str())
+	case pcommon.ValueTypeInt:
+		h.scratch = append(h.scratch, tagInt)
+		h.scratch = binary.LittleEndian.AppendUint64(h.scratch, uint64(v.Int()))
+	case pcommon.ValueTypeDouble:
+		h.scratch = append(h.scratch, tagDouble)
+		h.scratch = binary.LittleEndian.AppendUint64(h.scratch, math.Float64bits(v.Double()))
+	case pcommon.ValueTypeBool:
+		b := byte(0)
+		if v.Bool() {
+			b = 1
+		}
+		h.scratch = append(h.scratch, tagBool, b)
+	case pcommon.ValueTypeBytes:
+		h.scratch = append(h.scratch, tagBytes)
+		b := v.Bytes().AsRaw()
+		h.scratch = binary.LittleEndian.AppendUint32(h.scratch, uint32(len(b)))
+		h.scratch = append(h.scratch, b...)
+	case pcommon.ValueTypeMap:
+		// Nested values are rare in identities; a second Hasher keeps this one's buffer intact.
+		var nested Hasher
+		h.scratch = append(h.scratch, tagMap)
+		h.appendKey(nested.Map(v.Map(), ""))
+	case pcommon.ValueTypeSlice:
+		var nested Hasher
+		s := v.Slice()
+		h.scratch = append(h.scratch, tagSlice)
+		h.scratch = binary.LittleEndian.AppendUint32(h.scratch, uint32(s.Len()))
+		for i := range s.Len() {
+			nested.begin()
+			nested.appendValue(s.At(i))
+			h.appendKey(nested.sum())
+		}
+	default:
+		h.scratch = append(h.scratch, tagEmpty)
+	}
 }

@@ -1,0 +1,152 @@
+package oomcounterprocessor
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/processor/processortest"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
+)
+
+// flagBatch is one scrape of containers: for each, a flag at the given restart index.
+func flagBatch(ts uint64, uids []string, occ int64, flag int64) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	for _, uid := range uids {
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr("k8s.pod.uid", uid)
+		rm.Resource().Attributes().PutStr("k8s.container.name", "app")
+		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName("k8s.container.oom_killed")
+		dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+		dp.SetTimestamp(pcommon.Timestamp(ts))
+		dp.SetIntValue(flag)
+		dp.Attributes().PutInt("k8s.container.restart_count", occ)
+	}
+	return md
+}
+
+// lastTotals reads the latest counter value per pod from everything the sink received.
+func lastTotals(sink *consumertest.MetricsSink) map[string]int64 {
+	totals := map[string]int64{}
+	latest := map[string]pcommon.Timestamp{}
+	for _, md := range sink.AllMetrics() {
+		for _, rm := range md.ResourceMetrics().All() {
+			uid, _ := rm.Resource().Attributes().Get("k8s.pod.uid")
+			for _, sm := range rm.ScopeMetrics().All() {
+				for _, m := range sm.Metrics().All() {
+					if m.Name() != "k8s.container.oom_kills" {
+						continue
+					}
+					for _, dp := range m.Sum().DataPoints().All() {
+						if dp.Timestamp() >= latest[uid.Str()] {
+							latest[uid.Str()] = dp.Timestamp()
+							totals[uid.Str()] = dp.IntValue()
+						}
+					}
+				}
+			}
+		}
+	}
+	return totals
+}
+
+// TestConcurrentConsumers runs many ConsumeMetrics calls at once, several on the same series:
+// every OOM counts exactly once (run with -race).
+func TestConcurrentConsumers(t *testing.T) {
+	t.Parallel()
+	sink := new(consumertest.MetricsSink)
+	p, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), createDefaultConfig(), sink)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
+
+	uids := make([]string, 50)
+	for i := range uids {
+		uids[i] = fmt.Sprintf("pod-%d", i)
+	}
+	require.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(1, uids, 0, 0)))
+
+	// Five OOM kills per container, each reported by four racing senders.
+	const ooms, senders = 5, 4
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for occ := range int64(ooms) {
+				assert.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(uint64(10+occ), uids, occ, 1)))
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(100, uids, ooms, 0)))
+
+	totals := lastTotals(sink)
+	require.Len(t, totals, len(uids))
+	for _, uid := range uids {
+		assert.Equal(t, int64(ooms), totals[uid], uid)
+	}
+}
+
+func TestShutdownWithoutStart(t *testing.T) {
+	t.Parallel()
+	p, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), createDefaultConfig(), consumertest.NewNop())
+	require.NoError(t, err)
+	require.NoError(t, p.Shutdown(context.Background()))
+}
+
+func TestStartFailsWithoutTheStorageExtension(t *testing.T) {
+	t.Parallel()
+	cfg := createDefaultConfig().(*Config)
+	id := component.MustNewID("file_storage")
+	cfg.Storage = &id
+	p, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+	require.NoError(t, err)
+	err = p.Start(context.Background(), componenttest.NewNopHost())
+	require.ErrorContains(t, err, `storage: extension "file_storage" not found`)
+	require.NoError(t, p.Shutdown(context.Background()))
+}
+
+// TestCheckpointsPeriodically shows that state reaches storage while the collector runs, not
+// only at a clean shutdown: a SIGKILL loses at most one checkpoint interval.
+func TestCheckpointsPeriodically(t *testing.T) {
+	t.Parallel()
+	cfg := createDefaultConfig().(*Config)
+	id := component.MustNewID("memory")
+	cfg.Storage = &id
+	cfg.CheckpointInterval = 20 * time.Millisecond
+	mem := newMemoryStorage()
+	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	sink := new(consumertest.MetricsSink)
+	p, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), host))
+	require.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(1, []string{"a"}, 0, 0)))
+	require.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(2, []string{"a"}, 0, 1)))
+
+	// A second processor restored from whatever was saved before any shutdown.
+	require.Eventually(t, func() bool {
+		mem.mu.Lock()
+		defer mem.mu.Unlock()
+		return len(mem.data) == 1
+	}, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		restored := new(consumertest.MetricsSink)
+		q, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, restored)
+		require.NoError(t, err)
+		require.NoError(t, q.Start(context.Background(), &storageHost{ext: map[component.ID]component.Component{id: mem.snapshot()}}))
+		defer func() { require.NoError(t, q.Shutdown(context.Background())) }()
+		require.NoError(t, q.ConsumeMetrics(context.Background(), flagBatch(3, []string{"a"}, 0, 1)))
+		return lastTotals(restored)["a"] == 1
+	}, 5*time.Second, 20*time.Millisecond)
+	require.NoError(t, p.Shutdown(context.Background()))
+}
