@@ -1,0 +1,417 @@
+package k8scontainerreceiver
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+
+	"github.com/oomwatch/oomwatch/internal/kubelettest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
+)
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+func readJSON(t *testing.T, path string, into any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, into))
+}
+
+
+// The real kubelet's answers: a pod OOM-killed at every run (restart count 3, both fields
+// OOMKilled), a pod whose children are OOM-killed while PID 1 lives (nothing in the status),
+// and a steady pod, with the Summary the kubelet served at the same time.
+func TestScrapeRealKubeletSamples(t *testing.T) {
+	h := newHarness(t, nil)
+	var summary stats.Summary
+	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "stats-summary.json"), &summary)
+	h.kubelet.SetSummary(&summary)
+	h.start()
+
+	var oomStatus, childStatus corev1.PodStatus
+	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"), &oomStatus)
+	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-child-oom.status.json"), &childStatus)
+	oom := newPod("memhog-oom", "0f3c2a8e-5d5e-4c1e-9d52-0a3e8c8f4b11", oomStatus.ContainerStatuses...)
+	child := newPod("memhog-child-oom", "49209e91-9438-4ff8-8fe7-8d4163da3a5d", childStatus.ContainerStatuses...)
+	steady := newPod("memhog-steady", "b5ad9300-c0fd-4569-8811-9608fbabca91", corev1.ContainerStatus{
+		Name: "hog", ContainerID: "containerd://5e1d", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+	})
+	for _, p := range []*corev1.Pod{oom, child, steady} {
+		h.send(watch.Added, p)
+	}
+	h.at(10 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "real-kubelet-samples", md)
+	// First sight of memhog-oom: its latest termination, instance 3, was an OOM kill.
+	assert.Equal(t, []string{"3=1@0s"}, oomPoints(md)[string(oom.UID)+"/hog"])
+	assert.Equal(t, []string{"0=0@0s"}, oomPoints(md)[string(child.UID)+"/hog"])
+	assert.Contains(t, metricNames(md, string(steady.UID), "hog"), "k8s.container.memory_limit_utilization")
+	// Between restarts the kubelet leaves the pod out of the Summary: no stats, the flags stay.
+	assert.NotContains(t, metricNames(md, string(oom.UID), "hog"), "container.memory.working_set")
+}
+
+func TestOOMInARestartingContainer(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, pod)
+	h.at(time.Second)
+	checkGolden(t, "oom-restarting-1-baseline", h.scrape())
+
+	h.at(3 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.at(4 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.at(11 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "oom-restarting-2-killed", md)
+	assert.Equal(t, []string{"0=1@3s"}, oomPoints(md)["u1/hog"])
+
+	h.at(21 * time.Second)
+	assert.Equal(t, []string{"0=1@21s"}, oomPoints(h.scrape())["u1/hog"], "sticky latest state")
+	metadatatest.AssertEqualK8sContainerOomKillsObserved(t, h.telemetry, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualK8sContainerTerminationsObserved(t, h.telemetry, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
+}
+
+func TestThreeOOMsBetweenTwoScrapes(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, pod)
+	h.scrape()
+	for run := range 3 {
+		h.at(time.Duration(10*run+2) * time.Second)
+		h.send(watch.Modified, withStatus(pod, hog.terminated(run)))
+		h.at(time.Duration(10*run+3) * time.Second)
+		h.send(watch.Modified, withStatus(pod, hog.running(run+1)))
+	}
+	h.at(40 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "three-ooms-between-scrapes", md)
+	assert.Equal(t, []string{"0=1@2s", "1=1@12s", "2=1@22s"}, oomPoints(md)["u1/hog"])
+}
+
+func TestOOMWithRestartPolicyNever(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	job := life{"job", []string{"OOMKilled"}}
+	pod := newPod("job", "u1", job.running(0))
+	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
+	h.send(watch.Added, pod)
+	h.scrape()
+	h.at(5 * time.Second)
+	failed := withStatus(pod, job.terminated(0))
+	failed.Status.Phase = corev1.PodFailed
+	h.send(watch.Modified, failed)
+	h.at(10 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "restart-policy-never", md)
+	assert.Equal(t, []string{"0=1@5s"}, oomPoints(md)["u1/job"])
+}
+
+func TestInitContainerOOM(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	setup := life{"setup", []string{"OOMKilled"}}
+	pod := newPod("app", "u1")
+	pod.Spec.InitContainers = []corev1.Container{{Name: "setup", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("16Mi")},
+	}}}
+	pod.Spec.Containers = []corev1.Container{{Name: "app"}}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{setup.running(0)}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}}
+	h.send(watch.Added, pod)
+	h.scrape()
+
+	h.at(2 * time.Second)
+	killed := pod.DeepCopy()
+	killed.Status.InitContainerStatuses = []corev1.ContainerStatus{setup.terminated(0)}
+	h.send(watch.Modified, killed)
+	h.at(10 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "init-container-oom", md)
+	assert.Equal(t, []string{"0=1@2s"}, oomPoints(md)["u1/setup"])
+	assert.Equal(t, []string{"0=0@10s"}, oomPoints(md)["u1/app"])
+}
+
+func TestCrashThatIsNoOOMGivesZero(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	app := life{"app", []string{"Error"}}
+	pod := newPod("app", "u1", app.running(0))
+	h.send(watch.Added, pod)
+	h.scrape()
+	h.at(2 * time.Second)
+	h.send(watch.Modified, withStatus(pod, app.terminated(0)))
+	h.at(3 * time.Second)
+	h.send(watch.Modified, withStatus(pod, app.running(1)))
+	h.at(10 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "crash-error-exit-1", md)
+	assert.Equal(t, []string{"0=0@2s"}, oomPoints(md)["u1/app"])
+	h.at(20 * time.Second)
+	assert.Equal(t, []string{"1=0@20s"}, oomPoints(h.scrape())["u1/app"])
+	metadatatest.AssertEqualK8sContainerTerminationsObserved(t, h.telemetry, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
+}
+
+func TestTerminationInStateThenLastStateIsOne(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, pod)
+	h.scrape()
+	h.at(2 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.at(10 * time.Second)
+	assert.Equal(t, []string{"0=1@2s"}, oomPoints(h.scrape())["u1/hog"])
+	// The restart moves the same termination to lastState; then a status like the real
+	// one: both fields OOMKilled, different containers.
+	h.at(12 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.at(14 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.terminated(1)))
+	h.at(20 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "state-then-last-state", md)
+	assert.Equal(t, []string{"1=1@14s"}, oomPoints(md)["u1/hog"])
+	metadatatest.AssertEqualK8sContainerOomKillsObserved(t, h.telemetry, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
+}
+
+func TestRelistCountsNothingTwiceAndCatchesUp(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	gone := newPod("gone", "u2", life{"c", nil}.running(0))
+	h.send(watch.Added, pod)
+	h.send(watch.Added, gone)
+	h.at(2 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.scrape()
+
+	// The watch breaks; meanwhile the pod was killed twice more (only the last two
+	// terminations are visible) and the other pod was deleted.
+	h.at(30 * time.Second)
+	h.relist(withStatus(pod, hog.terminated(2)))
+	h.waitHandled(2) // an update and a delete
+	assert.Equal(t, 1, h.scraper.tracker.Pods())
+	h.at(40 * time.Second)
+	md := h.scrape()
+	// Instance 0 was counted before the relist; 1 and 2 come now, oldest first.
+	assert.Equal(t, []string{"1=1@30s", "2=1@30.000000001s"}, oomPoints(md)["u1/hog"])
+	assert.NotContains(t, oomPoints(md), "u2/c")
+
+	// The same state once more from another relist adds nothing.
+	h.relist(withStatus(pod, hog.terminated(2)))
+	h.waitHandled(1)
+	h.at(50 * time.Second)
+	assert.Equal(t, []string{"2=1@50s"}, oomPoints(h.scrape())["u1/hog"])
+}
+
+func TestPodRecreatedWithTheSameName(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled"}}
+	old := newPod("hog", "u1", hog.terminated(0))
+	h.send(watch.Added, old)
+	h.scrape()
+	h.at(5 * time.Second)
+	h.send(watch.Deleted, old)
+	h.at(6 * time.Second)
+	h.send(watch.Added, newPod("hog", "u2", hog.running(0)))
+	h.at(10 * time.Second)
+	md := h.scrape()
+	checkGolden(t, "pod-recreated", md)
+	assert.Equal(t, map[string][]string{"u2/hog": {"0=0@6s"}}, oomPoints(md))
+}
+
+func TestPodDeleted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, pod)
+	h.scrape()
+	// Killed and deleted between two scrapes: the kill is still reported, once.
+	h.at(2 * time.Second)
+	h.send(watch.Deleted, withStatus(pod, hog.terminated(0)))
+	h.at(10 * time.Second)
+	assert.Equal(t, map[string][]string{"u1/hog": {"0=1@2s"}}, oomPoints(h.scrape()))
+	assert.Equal(t, 0, h.scraper.tracker.Pods())
+	h.at(20 * time.Second)
+	assert.Equal(t, 0, h.scrape().ResourceMetrics().Len())
+}
+
+func statsFor(uid string, at time.Time) *stats.Summary {
+	return kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", uid, t0,
+		kubelettest.Container("hog", t0, at, kubelettest.Usage{
+			CPUNanoSeconds: 1_500_000_000, NanoCores: 250_000_000,
+			WorkingSet: 48 << 20, Usage: 50 << 20, RSS: 40 << 20, PageFaults: 1000, MajorPageFaults: 10,
+		})))
+}
+
+func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Kubelet.Timeout = 300 * time.Millisecond })
+	h.kubelet.SetSummary(statsFor("u1", t0))
+	h.start()
+	h.send(watch.Added, newPod("hog", "u1", life{"hog", nil}.running(0)))
+	md := h.scrape()
+	checkGolden(t, "kubelet-ok", md)
+
+	failures := []struct {
+		name  string
+		breakIt func()
+	}{
+		{"500", func() { h.kubelet.SetStatus(http.StatusInternalServerError) }},
+		{"garbage", func() { h.kubelet.SetGarbage([]byte("<html>")) }},
+		{"timeout", func() { h.kubelet.SetSummary(statsFor("u1", t0)); h.kubelet.SetDelay(2 * time.Second) }},
+	}
+	for _, f := range failures {
+		f.breakIt()
+		for range 2 {
+			md := h.scrape()
+			assert.Len(t, oomPoints(md)["u1/hog"], 1, f.name)
+			names := metricNames(md, "u1", "hog")
+			assert.Contains(t, names, "k8s.container.oom_killed", f.name)
+			assert.Contains(t, names, "k8s.container.memory.limit", f.name)
+			assert.NotContains(t, names, "container.memory.working_set", f.name)
+		}
+	}
+	h.kubelet.SetDelay(0)
+	h.kubelet.SetSummary(statsFor("u1", t0))
+	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
+
+	metadatatest.AssertEqualK8sContainerKubeletErrors(t, h.telemetry, []metricdata.DataPoint[int64]{
+		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", reasonAttr(metadata.AttributeReasonStatus)))},
+		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", reasonAttr(metadata.AttributeReasonDecode)))},
+		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", reasonAttr(metadata.AttributeReasonTimeout)))},
+	}, metricdatatest.IgnoreTimestamp())
+	// Logged on change: one warning per kind of failure, one line when it recovers.
+	assert.Equal(t, 3, h.logs.FilterMessage("No container stats from the kubelet Summary API; termination metrics go on").Len())
+	assert.Equal(t, 1, h.logs.FilterMessage("Kubelet Summary API is answering again").Len())
+}
+
+func TestTokenRotation(t *testing.T) {
+	h := newHarness(t, nil)
+	h.kubelet.RequireToken("token-1")
+	h.start()
+	h.scrape()
+	h.kubelet.RequireToken("token-2")
+	writeFile(t, h.tokenFile, "token-2")
+	h.scrape()
+	assert.Equal(t, []string{"token-1", "token-2"}, h.kubelet.Tokens())
+	_, err := h.telemetry.GetMetric("otelcol_k8s_container_kubelet_errors")
+	assert.Error(t, err, "no kubelet errors recorded")
+}
+
+func TestNodeScopeAndEndpointFromTheNode(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Kubelet.Endpoint = ""
+		c.Extract.Labels = []FieldExtract{{Key: "app"}, {Key: "missing"}}
+		c.Extract.Annotations = []FieldExtract{{Key: "team", TagName: "team"}}
+		c.ResourceAttributes.ContainerID.Enabled = true
+	})
+	// The node says where its kubelet listens.
+	n, err := h.client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	require.NoError(t, err)
+	_, portText, err := net.SplitHostPort(h.kubelet.Endpoint())
+	require.NoError(t, err)
+	port, err := strconv.Atoi(portText)
+	require.NoError(t, err)
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
+	_, err = h.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	h.kubelet.SetSummary(statsFor("u1", t0))
+	h.start()
+
+	h.mu.Lock()
+	require.NotEmpty(t, h.lists)
+	assert.Equal(t, "spec.nodeName="+node, h.lists[0].FieldSelector)
+	h.mu.Unlock()
+
+	pod := newPod("hog", "u1", life{"hog", nil}.running(0))
+	pod.Annotations = map[string]string{"team": "memory", "other": "x"}
+	h.send(watch.Added, pod)
+	md := h.scrape()
+	checkGolden(t, "node-endpoint-extract", md)
+	assert.Equal(t, "127.0.0.1:"+portText, h.scraper.endpoint)
+	assert.Equal(t, 1, h.kubelet.Requests())
+}
+
+func TestWholeClusterWithoutKubelet(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.Node = ""
+		c.Kubelet.Enabled = false
+	})
+	h.start()
+	h.mu.Lock()
+	assert.Empty(t, h.lists[0].FieldSelector)
+	h.mu.Unlock()
+	h.send(watch.Added, newPod("hog", "u1", life{"hog", nil}.running(0)))
+	md := h.scrape()
+	assert.Equal(t, 1, md.ResourceMetrics().Len())
+	assert.Equal(t, 0, h.kubelet.Requests())
+}
+
+func TestShutdownWithoutStart(t *testing.T) {
+	s, err := newScraper(receivertest.NewNopSettings(metadata.Type), createDefaultConfig().(*Config), defaultDeps())
+	require.NoError(t, err)
+	require.NoError(t, s.shutdown(context.Background()))
+	require.NoError(t, s.shutdown(context.Background()))
+}
+
+func TestReceiverLifecycleThroughTheController(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := h.scraper.cfg
+	cfg.CollectionInterval = 20 * time.Millisecond
+	sink := new(consumertest.MetricsSink)
+	r, err := newReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink, h.deps())
+	require.NoError(t, err)
+	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	h.waitWatchers(1)
+	h.watcher().Add(newPod("hog", "u1", life{"hog", nil}.running(0)))
+	require.Eventually(t, func() bool { return sink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
+	require.NoError(t, r.Shutdown(context.Background()))
+}
+
+func TestStartFailsOnAPIConnection(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	cfg.Node = node
+	d := defaultDeps()
+	s, err := newScraper(receivertest.NewNopSettings(metadata.Type), cfg, d)
+	require.NoError(t, err)
+	// Not in a cluster: no in-cluster configuration.
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	assert.ErrorContains(t, s.start(context.Background(), componenttest.NewNopHost()), "Kubernetes API server")
+	require.NoError(t, s.shutdown(context.Background()))
+}
