@@ -98,6 +98,13 @@ func (c *Cluster) ensureStandinNode(ctx context.Context) error {
 		corev1.ResourcePods:   resource.MustParse("110"),
 	}
 	node.Status.Allocatable = node.Status.Capacity
-	_, err = cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	node, err = cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
+	if err != nil || len(node.Spec.Taints) == 0 {
+		return err
+	}
+	// Node admission taints a new node not-ready until a node controller says otherwise; none
+	// runs here, and this node is as ready as it will ever be.
+	node.Spec.Taints = nil
+	_, err = cs.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{})
 	return err
 }

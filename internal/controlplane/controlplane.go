@@ -245,7 +245,6 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 		"--listen-peer-urls=" + peer,
 		"--initial-advertise-peer-urls=" + peer,
 		"--initial-cluster=oomwatch=" + peer,
-		"--listen-metrics-urls=",
 		// Test data only: losing it on a host crash costs nothing, and fsync dominates start time.
 		"--unsafe-no-fsync",
 		"--log-level=warn",
