@@ -30,12 +30,14 @@ const (
 	tagSlice
 )
 
-// Hasher computes keys. Each hash is one pass of XXH3-128 over bytes laid out in a scratch
-// buffer, which is reused: in steady state hashing allocates nothing. A Hasher is not safe for
-// concurrent use; each goroutine keeps its own.
+// Hasher computes keys. Each hash is one pass of XXH3-128 over bytes laid out in a buffer that is
+// part of the Hasher: filling it writes no pointers and allocates nothing, unless one attribute
+// is larger than the buffer. A Hasher is not safe for concurrent use; each goroutine keeps its own.
 type Hasher struct {
-	scratch []byte
-	initial [256]byte
+	buf [512]byte
+	n   int
+	// big holds the bytes instead of buf once they outgrow it.
+	big []byte
 }
 
 // Map hashes a set of attributes, leaving out the key skip (may be empty). The order of the
@@ -101,66 +103,90 @@ func fmix64(x uint64) uint64 {
 }
 
 func (h *Hasher) begin() {
-	if h.scratch == nil {
-		h.scratch = h.initial[:0]
-	}
-	h.scratch = h.scratch[:0]
+	h.n = 0
+	h.big = h.big[:0]
 }
 
 func (h *Hasher) sum() Key {
-	u := xxh3.Hash128(h.scratch)
+	var u xxh3.Uint128
+	if len(h.big) > 0 {
+		u = xxh3.Hash128(h.big)
+	} else {
+		u = xxh3.Hash128(h.buf[:h.n])
+	}
 	return Key{Hi: u.Hi, Lo: u.Lo}
+}
+
+func (h *Hasher) write(s string) {
+	if len(h.big) == 0 && h.n+len(s) <= len(h.buf) {
+		h.n += copy(h.buf[h.n:], s)
+		return
+	}
+	if len(h.big) == 0 {
+		h.big = append(h.big, h.buf[:h.n]...)
+	}
+	h.big = append(h.big, s...)
+}
+
+func (h *Hasher) writeUint64(x uint64) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], x)
+	h.write(string(b[:]))
+}
+
+func (h *Hasher) writeTag(tag byte) {
+	b := [1]byte{tag}
+	h.write(string(b[:]))
 }
 
 // appendString writes a length prefix, so ("ab","c") and ("a","bc") differ.
 func (h *Hasher) appendString(s string) {
-	h.scratch = binary.LittleEndian.AppendUint32(h.scratch, uint32(len(s)))
-	h.scratch = append(h.scratch, s...)
+	h.writeUint64(uint64(len(s)))
+	h.write(s)
 }
 
 func (h *Hasher) appendKey(k Key) {
-	h.scratch = binary.LittleEndian.AppendUint64(h.scratch, k.Hi)
-	h.scratch = binary.LittleEndian.AppendUint64(h.scratch, k.Lo)
+	h.writeUint64(k.Hi)
+	h.writeUint64(k.Lo)
 }
 
 func (h *Hasher) appendValue(v pcommon.Value) {
 	switch v.Type() {
 	case pcommon.ValueTypeStr:
-		h.scratch = append(h.scratch, tagStr)
+		h.writeTag(tagStr)
 		h.appendString(v.Str())
 	case pcommon.ValueTypeInt:
-		h.scratch = append(h.scratch, tagInt)
-		h.scratch = binary.LittleEndian.AppendUint64(h.scratch, uint64(v.Int()))
+		h.writeTag(tagInt)
+		h.writeUint64(uint64(v.Int()))
 	case pcommon.ValueTypeDouble:
-		h.scratch = append(h.scratch, tagDouble)
-		h.scratch = binary.LittleEndian.AppendUint64(h.scratch, math.Float64bits(v.Double()))
+		h.writeTag(tagDouble)
+		h.writeUint64(math.Float64bits(v.Double()))
 	case pcommon.ValueTypeBool:
-		b := byte(0)
+		h.writeTag(tagBool)
 		if v.Bool() {
-			b = 1
+			h.writeTag(1)
+		} else {
+			h.writeTag(0)
 		}
-		h.scratch = append(h.scratch, tagBool, b)
 	case pcommon.ValueTypeBytes:
-		h.scratch = append(h.scratch, tagBytes)
-		b := v.Bytes().AsRaw()
-		h.scratch = binary.LittleEndian.AppendUint32(h.scratch, uint32(len(b)))
-		h.scratch = append(h.scratch, b...)
+		h.writeTag(tagBytes)
+		h.appendString(string(v.Bytes().AsRaw()))
 	case pcommon.ValueTypeMap:
 		// Nested values are rare in identities; a second Hasher keeps this one's buffer intact.
 		var nested Hasher
-		h.scratch = append(h.scratch, tagMap)
+		h.writeTag(tagMap)
 		h.appendKey(nested.Map(v.Map(), ""))
 	case pcommon.ValueTypeSlice:
 		var nested Hasher
 		s := v.Slice()
-		h.scratch = append(h.scratch, tagSlice)
-		h.scratch = binary.LittleEndian.AppendUint32(h.scratch, uint32(s.Len()))
+		h.writeTag(tagSlice)
+		h.writeUint64(uint64(s.Len()))
 		for i := range s.Len() {
 			nested.begin()
 			nested.appendValue(s.At(i))
 			h.appendKey(nested.sum())
 		}
 	default:
-		h.scratch = append(h.scratch, tagEmpty)
+		h.writeTag(tagEmpty)
 	}
 }
