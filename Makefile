@@ -28,6 +28,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(TOOLS) golangci-lint run $(PKGS)
+	cd internal/benchcompare && $(GO) vet ./... && $(TOOLS) golangci-lint run ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -35,6 +36,7 @@ fmt:
 tidy:
 	$(GO) mod tidy
 	cd tools && $(GO) mod tidy
+	cd internal/benchcompare && $(GO) mod tidy
 
 ## bench: processor benchmarks side by side with contrib's delta_to_cumulative.
 bench:

@@ -15,8 +15,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadatatest"
 )
 
 // flagBatch is one scrape of containers: for each, a flag at the given restart index.
@@ -149,4 +151,28 @@ func TestCheckpointsPeriodically(t *testing.T) {
 		return lastTotals(restored)["a"] == 1
 	}, 5*time.Second, 20*time.Millisecond)
 	require.NoError(t, p.Shutdown(context.Background()))
+}
+
+// TestStaleSeriesExpireInTime runs the real sweeper: a series unseen for max_stale is forgotten
+// no later than 2*max_stale + 1s, and not before max_stale.
+func TestStaleSeriesExpireInTime(t *testing.T) {
+	t.Parallel()
+	tt := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tt.Shutdown(context.Background())) }()
+	cfg := createDefaultConfig().(*Config)
+	cfg.MaxStale = time.Second
+	p, err := NewFactory().CreateMetrics(context.Background(), metadatatest.NewSettings(tt), cfg, consumertest.NewNop())
+	require.NoError(t, err)
+	require.NoError(t, p.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, p.Shutdown(context.Background())) }()
+
+	seen := time.Now()
+	require.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(1, []string{"a"}, 0, 0)))
+	expired := func() bool {
+		m, err := tt.GetMetric("otelcol_oom_counter_series_expired")
+		return err == nil && m.Data.(metricdata.Sum[int64]).DataPoints[0].Value == 1
+	}
+	require.Eventually(t, expired, 2*cfg.MaxStale+time.Second+time.Second, 20*time.Millisecond,
+		"not forgotten within 2*max_stale + 1s (and a second of scheduling slack)")
+	assert.GreaterOrEqual(t, time.Since(seen), cfg.MaxStale, "forgotten before max_stale")
 }
