@@ -106,3 +106,7 @@ cluster-down:
 ## cluster-smoke: start a cluster, see a 64Mi container OOM-killed by the kernel, tear down (root).
 cluster-smoke: cluster-bin cluster-deps
 	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run TestSmokeRealOOMKill -timeout 10m ./internal/controlplane/
+
+## cluster-e2e: every test of the local cluster itself against a real cluster (root).
+cluster-e2e: cluster-bin cluster-deps
+	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 15m ./internal/controlplane/

@@ -22,6 +22,7 @@ func main() {
 	fs := flag.NewFlagSet("localcluster", flag.ExitOnError)
 	noNode := fs.Bool("control-plane-only", false, "start only etcd and kube-apiserver")
 	standin := fs.String("standin-node", "oomwatch-standin", "name of the kubelet-less node (empty: none)")
+	keep := fs.Bool("keep-on-failure", false, "leave a cluster that failed to start running, to inspect it")
 	fs.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: localcluster [flags] up|down|images")
 		fs.PrintDefaults()
@@ -43,8 +44,17 @@ func main() {
 		began := time.Now()
 		var c *controlplane.Cluster
 		c, err = controlplane.Start(ctx, opts)
-		if err == nil {
+		switch {
+		case err == nil:
 			fmt.Printf(">> cluster up in %s\n   export KUBECONFIG=%s\n", time.Since(began).Round(10*time.Millisecond), c.AdminKubeconfig())
+		case c == nil:
+		case *keep:
+			fmt.Fprintf(os.Stderr, "localcluster: start failed; logs in %s/logs; `make cluster-down` cleans up\n", c.Options().Dir)
+		default:
+			fmt.Fprintf(os.Stderr, "localcluster: start failed (logs in %s/logs); tearing down\n", c.Options().Dir)
+			if terr := controlplane.Teardown(context.Background(), opts); terr != nil {
+				fmt.Fprintln(os.Stderr, "localcluster: teardown:", terr)
+			}
 		}
 	case "down":
 		err = controlplane.Teardown(ctx, opts)
