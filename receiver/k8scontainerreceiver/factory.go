@@ -34,7 +34,7 @@ func createDefaultConfig() component.Config {
 	controller.CollectionInterval = defaultCollectionInterval
 	return &Config{
 		ControllerConfig:     controller,
-		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
+		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
 		AuthType:             apiclient.AuthServiceAccount,
 		Kubelet: KubeletConfig{
 			Enabled:  true,

@@ -44,7 +44,6 @@ func readJSON(t *testing.T, path string, into any) {
 	require.NoError(t, json.Unmarshal(b, into))
 }
 
-
 // The real kubelet's answers: a pod OOM-killed at every run (restart count 3, both fields
 // OOMKilled), a pod whose children are OOM-killed while PID 1 lives (nothing in the status),
 // and a steady pod, with the Summary the kubelet served at the same time.
@@ -289,7 +288,7 @@ func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 	checkGolden(t, "kubelet-ok", md)
 
 	failures := []struct {
-		name  string
+		name    string
 		breakIt func()
 	}{
 		{"500", func() { h.kubelet.SetStatus(http.StatusInternalServerError) }},
