@@ -186,7 +186,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 func (c *Cluster) start(ctx context.Context) error {
 	began := time.Now()
-	for _, b := range []string{"etcd", "kube-apiserver"} {
+	bins := []string{"etcd", "kube-apiserver"}
+	if c.opts.Node {
+		bins = append(bins, "containerd", "containerd-shim-runc-v2", "ctr", "kubelet")
+	}
+	for _, b := range bins {
 		if !exists(c.Bin(b)) {
 			return fmt.Errorf("%s is missing: run `make cluster-bin`", c.Bin(b))
 		}

@@ -43,11 +43,6 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return errors.New("a node needs root (cgroups, mounts, sysctls)")
 	}
-	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr", "kubelet"} {
-		if !exists(c.Bin(b)) {
-			return fmt.Errorf("%s is missing: run `make cluster-bin`", c.Bin(b))
-		}
-	}
 	for _, tool := range []string{"runc", "mount"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed: run hack/cluster/install-deps.sh", tool)
