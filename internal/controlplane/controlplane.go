@@ -195,6 +195,11 @@ func (c *Cluster) start(ctx context.Context) error {
 			return fmt.Errorf("%s is missing: run `make cluster-bin`", c.Bin(b))
 		}
 	}
+	if c.opts.Node {
+		if err := checkNodeHost(); err != nil {
+			return err
+		}
+	}
 	for _, d := range []string{c.opts.Dir, c.opts.VarDir, c.opts.RunDir, filepath.Join(c.opts.Dir, "kubeconfig")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err

@@ -39,7 +39,8 @@ func (c *Cluster) ContainerdSocket() string {
 }
 func (c *Cluster) kubeletDir() string { return filepath.Join(c.opts.VarDir, "kubelet") }
 
-func (c *Cluster) startNode(ctx context.Context) error {
+// checkNodeHost fails early, before anything starts, when the host cannot run the node.
+func checkNodeHost() error {
 	if os.Geteuid() != 0 {
 		return errors.New("a node needs root (cgroups, mounts, sysctls)")
 	}
@@ -51,6 +52,10 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	if !exists("/usr/lib/cni/loopback") {
 		return errors.New("CNI plugins are not installed: run hack/cluster/install-deps.sh")
 	}
+	return nil
+}
+
+func (c *Cluster) startNode(ctx context.Context) error {
 
 	if err := c.recordHostChanges(); err != nil {
 		return err
