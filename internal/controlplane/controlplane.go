@@ -150,7 +150,7 @@ func (c *Cluster) Options() Options { return c.opts }
 func (c *Cluster) statePath() string    { return filepath.Join(c.opts.Dir, "state.json") }
 func (c *Cluster) systemCgroup() string { return c.opts.CgroupRoot + ".system" }
 func (c *Cluster) logf(format string, args ...any) {
-	fmt.Fprintf(c.opts.Log, ">> "+format+"\n", args...)
+	_, _ = fmt.Fprintf(c.opts.Log, ">> "+format+"\n", args...)
 }
 
 func (c *Cluster) saveState() error {
@@ -158,7 +158,7 @@ func (c *Cluster) saveState() error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(c.opts.Dir, 0o750); err != nil {
 		return err
 	}
 	tmp := c.statePath() + ".tmp"
@@ -201,7 +201,7 @@ func (c *Cluster) start(ctx context.Context) error {
 		}
 	}
 	for _, d := range []string{c.opts.Dir, c.opts.VarDir, c.opts.RunDir, filepath.Join(c.opts.Dir, "kubeconfig")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}
 	}

@@ -46,7 +46,7 @@ func readSysctls() (map[string]string, error) {
 func writeSysctls(values map[string]string) error {
 	var errs []error
 	for name, v := range values {
-		if err := os.WriteFile(sysctlPath(name), []byte(v), 0o644); err != nil {
+		if err := os.WriteFile(sysctlPath(name), []byte(v), 0o600); err != nil {
 			errs = append(errs, fmt.Errorf("restoring %s=%s: %w", name, v, err))
 		}
 	}
@@ -88,7 +88,7 @@ func createCgroup(name string) error {
 	}
 	for _, h := range hs {
 		dir := filepath.Join(h, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return err
 		}
 		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
@@ -99,7 +99,8 @@ func createCgroup(name string) error {
 			if cur, _ := os.ReadFile(filepath.Join(dir, f)); strings.TrimSpace(string(cur)) != "" {
 				continue
 			}
-			if err := os.WriteFile(filepath.Join(dir, f), parent, 0o644); err != nil {
+			//nolint:gosec // dir is a cgroup named by Options, f one of two fixed names
+			if err := os.WriteFile(filepath.Join(dir, f), parent, 0o600); err != nil {
 				return fmt.Errorf("%s/%s: %w", dir, f, err)
 			}
 		}
@@ -116,7 +117,7 @@ func joinCgroup(name string, pid int) error {
 	}
 	for _, h := range hs {
 		procs := filepath.Join(h, name, "cgroup.procs")
-		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		if err := os.WriteFile(procs, []byte(strconv.Itoa(pid)), 0o600); err != nil {
 			return fmt.Errorf("moving %d into %s: %w", pid, procs, err)
 		}
 	}
@@ -192,7 +193,7 @@ func mountsUnder(roots ...string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out []string
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)

@@ -97,14 +97,14 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	cfgDir := filepath.Join(c.opts.VarDir, "config")
 	cniDir := filepath.Join(cfgDir, "cni")
 	for _, d := range []string{cfgDir, cniDir, c.containerdDir(), c.containerdStateDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}
 	}
 	// Pods here use the host network; a loopback-only network is enough for the runtime to
 	// report NetworkReady.
 	if err := os.WriteFile(filepath.Join(cniDir, "10-loopback.conflist"), []byte(
-		`{"cniVersion":"1.0.0","name":"oomwatch-loopback","plugins":[{"type":"loopback"}]}`+"\n"), 0o644); err != nil {
+		`{"cniVersion":"1.0.0","name":"oomwatch-loopback","plugins":[{"type":"loopback"}]}`+"\n"), 0o600); err != nil {
 		return err
 	}
 	cfg := fmt.Sprintf(`version = 3
@@ -152,7 +152,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 		filepath.Join(c.containerdStateDir(), "containerd.sock.ttrpc"),
 		testworkload.PauseImage, cniDir, lookPath("runc"), filepath.Join(c.opts.RunDir, "runc"))
 	cfgPath := filepath.Join(cfgDir, "containerd.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
 	c.logf("starting containerd")
@@ -166,7 +166,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 	}); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(cadvisorSocket), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cadvisorSocket), 0o750); err != nil {
 		return err
 	}
 	_ = os.Remove(cadvisorSocket)
@@ -175,7 +175,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 
 // ctr runs ctr against the node's containerd in the CRI namespace.
 func (c *Cluster) ctr(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, c.Bin("ctr"), append([]string{"--address", c.ContainerdSocket(), "--namespace", "k8s.io"}, args...)...)
+	cmd := exec.CommandContext(ctx, c.Bin("ctr"), append( //nolint:gosec // the cluster's own ctr, arguments built here
+		[]string{"--address", c.ContainerdSocket(), "--namespace", "k8s.io"}, args...)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, b)
 	}
@@ -210,7 +211,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	pk := c.pki.path
 	cfgDir := filepath.Join(c.opts.VarDir, "config")
 	for _, d := range []string{c.kubeletDir(), filepath.Join(c.opts.VarDir, "pod-logs"), filepath.Join(c.opts.VarDir, "volume-plugins")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}
 	}
@@ -252,7 +253,7 @@ nodeStatusUpdateFrequency: 10s
 `, c.opts.KubeletPort, c.opts.KubeletHealthz, pk(caName+".crt"), pk(kubeletServerName+".crt"), pk(kubeletServerName+".key"),
 		c.ContainerdSocket(), c.opts.CgroupRoot, filepath.Join(c.opts.VarDir, "pod-logs"), filepath.Join(c.opts.VarDir, "volume-plugins"))
 	cfgPath := filepath.Join(cfgDir, "kubelet.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
 	c.logf("starting kubelet as node %s", c.opts.NodeName)

@@ -42,17 +42,17 @@ func (p proc) alive() bool {
 // started the cluster, with its output in logDir/<name>.log, and moves it into the system cgroup.
 func (c *Cluster) spawn(name, bin string, args []string, env []string) (proc, error) {
 	logPath := filepath.Join(c.opts.Dir, "logs", name+".log")
-	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
 		return proc{}, err
 	}
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return proc{}, err
 	}
-	defer logFile.Close()
-	fmt.Fprintf(logFile, "==== %s starting %s\n", time.Now().Format(time.RFC3339), name)
+	defer func() { _ = logFile.Close() }()
+	_, _ = fmt.Fprintf(logFile, "==== %s starting %s\n", time.Now().Format(time.RFC3339), name)
 
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, args...) //nolint:gosec // the cluster's own binaries, with arguments built here
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
