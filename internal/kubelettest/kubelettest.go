@@ -25,7 +25,7 @@ type Kubelet struct {
 	server *httptest.Server
 
 	mu       sync.Mutex
-	summary  *stats.Summary
+	summary  []byte
 	status   int
 	garbage  []byte
 	delay    time.Duration
@@ -38,7 +38,7 @@ type Kubelet struct {
 // when the test ends.
 func New(t testing.TB) *Kubelet {
 	t.Helper()
-	k := &Kubelet{summary: &stats.Summary{}, status: http.StatusOK}
+	k := &Kubelet{summary: []byte("{}"), status: http.StatusOK}
 	k.server = httptest.NewTLSServer(http.HandlerFunc(k.serve))
 	t.Cleanup(k.server.Close)
 	return k
@@ -64,9 +64,13 @@ func (k *Kubelet) WriteCA(t testing.TB, dir string) string {
 
 // SetSummary sets the Summary served, and a 200 answer.
 func (k *Kubelet) SetSummary(s *stats.Summary) {
+	body, err := json.Marshal(s)
+	if err != nil {
+		panic(err) // the Summary types always marshal
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.summary, k.status, k.garbage = s, http.StatusOK, nil
+	k.summary, k.status, k.garbage = body, http.StatusOK, nil
 }
 
 // SetStatus makes the kubelet answer with code and a short text body.
@@ -120,8 +124,7 @@ func (k *Kubelet) serve(w http.ResponseWriter, r *http.Request) {
 		tok = h[len("Bearer "):]
 	}
 	k.tokens = append(k.tokens, tok)
-	want, delay, status, garbage := k.token, k.delay, k.status, k.garbage
-	body, err := json.Marshal(k.summary)
+	want, delay, status, garbage, body := k.token, k.delay, k.status, k.garbage, k.summary
 	k.mu.Unlock()
 
 	if delay > 0 {
@@ -136,8 +139,6 @@ func (k *Kubelet) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 	case want != "" && tok != want:
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
 	case status != http.StatusOK:
 		http.Error(w, http.StatusText(status), status)
 	case garbage != nil:

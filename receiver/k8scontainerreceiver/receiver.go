@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
@@ -135,21 +134,10 @@ func (s *containerScraper) start(_ context.Context, _ component.Host) error {
 	}
 	s.client = client
 	if s.cfg.Kubelet.Enabled {
-		k := s.cfg.Kubelet
-		s.kubelet, err = kubelet.NewClient(kubelet.Settings{
-			AuthType:           k.AuthType,
-			CAFile:             k.CAFile,
-			CertFile:           k.CertFile,
-			KeyFile:            k.KeyFile,
-			InsecureSkipVerify: k.InsecureSkipVerify,
-			Timeout:            k.Timeout,
-			TokenFile:          s.deps.tokenFile,
-			RestConfig:         rc,
-		})
-		if err != nil {
+		if s.kubelet, err = newKubeletClient(s.cfg, s.deps.tokenFile, rc); err != nil {
 			return err
 		}
-		s.endpoint = k.Endpoint
+		s.endpoint = s.cfg.Kubelet.Endpoint
 	}
 
 	var opts []informers.SharedInformerOption
@@ -172,6 +160,20 @@ func (s *containerScraper) start(_ context.Context, _ component.Host) error {
 	s.stopCh = make(chan struct{})
 	s.factory.Start(s.stopCh)
 	return nil
+}
+
+func newKubeletClient(cfg *Config, tokenFile string, rc *rest.Config) (*kubelet.Client, error) {
+	k := cfg.Kubelet
+	return kubelet.NewClient(kubelet.Settings{
+		AuthType:           k.AuthType,
+		CAFile:             k.CAFile,
+		CertFile:           k.CertFile,
+		KeyFile:            k.KeyFile,
+		InsecureSkipVerify: k.InsecureSkipVerify,
+		Timeout:            k.Timeout,
+		TokenFile:          tokenFile,
+		RestConfig:         rc,
+	})
 }
 
 func (s *containerScraper) shutdown(ctx context.Context) error {
@@ -198,7 +200,7 @@ func (s *containerScraper) shutdown(ctx context.Context) error {
 }
 
 func (s *containerScraper) onUpsert(obj any) {
-	if pod, ok := obj.(*corev1.Pod); ok {
+	if pod, ok := obj.(*slimpod.Pod); ok {
 		s.count(s.tracker.Upsert(pod, s.deps.now()))
 	}
 	s.events.Add(1)
@@ -208,7 +210,7 @@ func (s *containerScraper) onDelete(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	if pod, ok := obj.(*corev1.Pod); ok {
+	if pod, ok := obj.(*slimpod.Pod); ok {
 		s.count(s.tracker.Delete(pod, s.deps.now()))
 	}
 	s.events.Add(1)

@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
@@ -89,7 +89,7 @@ func New(maxPending int) *Tracker {
 // Upsert diffs pod against what is known and records each new termination, observed at now.
 // A container seen for the first time gets a baseline point instead: what it shows then is
 // history, not news.
-func (t *Tracker) Upsert(pod *corev1.Pod, now time.Time) Observed {
+func (t *Tracker) Upsert(pod *slimpod.Pod, now time.Time) Observed {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.upsert(pod, now)
@@ -97,7 +97,7 @@ func (t *Tracker) Upsert(pod *corev1.Pod, now time.Time) Observed {
 
 // Delete records what the final state of a deleted pod shows, then forgets the pod: at once
 // if nothing waits to be scraped, else after the next Drain.
-func (t *Tracker) Delete(pod *corev1.Pod, now time.Time) Observed {
+func (t *Tracker) Delete(pod *slimpod.Pod, now time.Time) Observed {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	obs := t.upsert(pod, now)
@@ -152,39 +152,30 @@ func (t *Tracker) Pods() int {
 	return len(t.pods)
 }
 
-func (t *Tracker) upsert(pod *corev1.Pod, now time.Time) Observed {
+func (t *Tracker) upsert(pod *slimpod.Pod, now time.Time) Observed {
 	p := t.pods[pod.UID]
 	if p == nil {
 		p = &Pod{UID: pod.UID}
 		t.pods[pod.UID] = p
 	}
-	p.Namespace, p.Name, p.Node = pod.Namespace, pod.Name, pod.Spec.NodeName
+	p.Namespace, p.Name, p.Node = pod.Namespace, pod.Name, pod.NodeName
 	p.Labels, p.Annotations = pod.Labels, pod.Annotations
 	p.deleted = false
 
 	var obs Observed
-	for i := range pod.Status.InitContainerStatuses {
-		s := &pod.Status.InitContainerStatuses[i]
-		obs.add(t.observe(p, s, specResources(pod.Spec.InitContainers, s.Name), now))
-	}
-	for i := range pod.Status.ContainerStatuses {
-		s := &pod.Status.ContainerStatuses[i]
-		obs.add(t.observe(p, s, specResources(pod.Spec.Containers, s.Name), now))
-	}
-	for i := range pod.Status.EphemeralContainerStatuses {
-		// Ephemeral containers have no resources.
-		obs.add(t.observe(p, &pod.Status.EphemeralContainerStatuses[i], nil, now))
+	for i := range pod.Containers {
+		obs.add(t.observe(p, &pod.Containers[i], now))
 	}
 	return obs
 }
 
-func (t *Tracker) observe(p *Pod, s *corev1.ContainerStatus, spec *corev1.ResourceRequirements, now time.Time) Observed {
+func (t *Tracker) observe(p *Pod, s *slimpod.Container, now time.Time) Observed {
 	c, firstSight := p.container(s.Name)
 	c.ContainerID = s.ContainerID
-	c.RestartCount = s.RestartCount
-	c.MemoryLimit, c.MemoryRequest = memory(s.Resources, spec)
+	c.RestartCount = s.Status.RestartCount
+	c.MemoryLimit, c.MemoryRequest = s.MemoryLimit, s.MemoryRequest
 
-	seen, n := termination.Visible(s)
+	seen, n := termination.Visible(&s.Status)
 	if firstSight {
 		// Everything visible at first sight is history.
 		for _, term := range seen[:n] {
@@ -272,34 +263,4 @@ func (c *Container) remember(term termination.Termination) {
 	if !c.HasLast || c.Last.Before(term) {
 		c.Last, c.HasLast = term, true
 	}
-}
-
-func specResources(containers []corev1.Container, name string) *corev1.ResourceRequirements {
-	for i := range containers {
-		if containers[i].Name == name {
-			return &containers[i].Resources
-		}
-	}
-	return nil
-}
-
-// memory prefers the resources the kubelet reports as applied (they follow in-place resizes)
-// over the pod spec.
-func memory(applied, spec *corev1.ResourceRequirements) (limit, request int64) {
-	return quantity(applied, spec, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Limits }),
-		quantity(applied, spec, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Requests })
-}
-
-func quantity(applied, spec *corev1.ResourceRequirements, list func(*corev1.ResourceRequirements) corev1.ResourceList) int64 {
-	if applied != nil {
-		if q, ok := list(applied)[corev1.ResourceMemory]; ok {
-			return q.Value()
-		}
-	}
-	if spec != nil {
-		if q, ok := list(spec)[corev1.ResourceMemory]; ok {
-			return q.Value()
-		}
-	}
-	return 0
 }

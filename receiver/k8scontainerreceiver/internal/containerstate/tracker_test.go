@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 )
 
 var t0 = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
@@ -56,12 +58,16 @@ func (l life) statuses() []corev1.ContainerStatus {
 	return out
 }
 
-func podWith(uid string, statuses ...corev1.ContainerStatus) *corev1.Pod {
+func fullPod(uid string, statuses ...corev1.ContainerStatus) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "p-" + uid, UID: types.UID(uid)},
 		Spec:       corev1.PodSpec{NodeName: "node-a"},
 		Status:     corev1.PodStatus{ContainerStatuses: statuses},
 	}
+}
+
+func podWith(uid string, statuses ...corev1.ContainerStatus) *slimpod.Pod {
+	return slimpod.Slim(fullPod(uid, statuses...), nil, nil)
 }
 
 type drained struct {
@@ -157,17 +163,17 @@ func TestTimestampsStrictlyIncrease(t *testing.T) {
 func TestRestartPolicyNeverAndInitContainer(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	pod := podWith("u1")
+	pod := fullPod("u1")
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
 	pod.Spec.InitContainers = []corev1.Container{{Name: "init", Resources: corev1.ResourceRequirements{
 		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
 	}}}
 	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
-	tr.Upsert(pod, t0)
+	tr.Upsert(slimpod.Slim(pod, nil, nil), t0)
 
 	done := pod.DeepCopy()
 	done.Status.InitContainerStatuses[0].State = corev1.ContainerState{Terminated: ended("init", 0, "OOMKilled")}
-	obs := tr.Upsert(done, t0.Add(time.Second))
+	obs := tr.Upsert(slimpod.Slim(done, nil, nil), t0.Add(time.Second))
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
 	got := drain(tr, t0.Add(2*time.Second))
 	require.Len(t, got, 1)
@@ -245,14 +251,14 @@ func TestPendingIsBounded(t *testing.T) {
 func TestMemoryPrefersAppliedResources(t *testing.T) {
 	t.Parallel()
 	tr := New(4)
-	pod := podWith("u1", corev1.ContainerStatus{Name: "app", Resources: &corev1.ResourceRequirements{
+	pod := fullPod("u1", corev1.ContainerStatus{Name: "app", Resources: &corev1.ResourceRequirements{
 		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
 	}})
 	pod.Spec.Containers = []corev1.Container{{Name: "app", Resources: corev1.ResourceRequirements{
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 		Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
 	}}}
-	tr.Upsert(pod, t0)
+	tr.Upsert(slimpod.Slim(pod, nil, nil), t0)
 	tr.Drain(t0, func(_ *Pod, c *Container, _ []Point) {
 		assert.Equal(t, int64(128<<20), c.MemoryLimit)
 		assert.Equal(t, int64(32<<20), c.MemoryRequest)

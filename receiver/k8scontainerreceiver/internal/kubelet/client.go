@@ -156,7 +156,11 @@ func (c *Client) Summary(ctx context.Context, endpoint string) (*stats.Summary, 
 		return nil, &Error{Reason: ReasonStatus, Err: fmt.Errorf("GET %s: %s", req.URL.Redacted(), resp.Status)}
 	}
 	var summary stats.Summary
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxSummaryBytes)).Decode(&summary); err != nil {
+	body := io.LimitReader(resp.Body, maxSummaryBytes)
+	err = json.NewDecoder(body).Decode(&summary)
+	// Read to the end so the connection, and its TLS session, is kept for the next scrape.
+	_, _ = io.Copy(io.Discard, body)
+	if err != nil {
 		reason := ReasonDecode
 		if r := classify(err); r == ReasonTimeout {
 			reason = r

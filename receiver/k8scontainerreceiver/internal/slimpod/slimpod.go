@@ -1,52 +1,101 @@
 // Package slimpod cuts a pod down to the fields the receiver uses before the informer caches
-// it. A full pod with managed fields, environment, volumes and conditions takes several
-// kilobytes; the informer keeps one per pod, so at 100k pods this is most of the memory.
+// it. The informer keeps one object per pod; a full pod with managed fields, environment,
+// volumes and conditions, or even a corev1.Pod with only a few fields set (its structs and
+// resource maps are large), costs kilobytes, so at 100k pods the cut decides the memory.
 package slimpod
 
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
-// Transform returns an informer transform that keeps, of each pod, its identity, node, the
-// named labels and annotations, the memory resources of its containers and the restart
-// counts and terminations of its container statuses. It is idempotent.
+// Pod is what the receiver keeps of a pod. The embedded ObjectMeta (name, namespace, UID,
+// resource version and the named labels and annotations only) lets the informer key and
+// version it like the pod itself.
+type Pod struct {
+	metav1.ObjectMeta
+	NodeName string
+	// Containers are the init, regular and ephemeral containers that have a status.
+	Containers []Container
+}
+
+// Container is one container's status, memory resources and terminations.
+type Container struct {
+	Name        string
+	ContainerID string
+	// MemoryLimit and MemoryRequest are in bytes, 0 when not set: the resources the kubelet
+	// reports as applied (they follow in-place resizes), else those of the pod spec.
+	MemoryLimit   int64
+	MemoryRequest int64
+	Status        termination.Status
+}
+
+// Transform returns an informer transform that turns each *corev1.Pod into a *Pod. It passes
+// anything else (a *Pod already, tombstones carrying one) through unchanged.
 func Transform(labels, annotations []string) cache.TransformFunc {
 	return func(obj any) (any, error) {
-		pod, ok := obj.(*corev1.Pod)
-		if !ok {
-			// Tombstones (cache.DeletedFinalStateUnknown) carry an already cut pod.
-			return obj, nil
+		if pod, ok := obj.(*corev1.Pod); ok {
+			return Slim(pod, labels, annotations), nil
 		}
-		return Slim(pod, labels, annotations), nil
+		return obj, nil
 	}
 }
 
-// Slim returns the cut-down copy of pod; it shares no memory with it.
-func Slim(pod *corev1.Pod, labels, annotations []string) *corev1.Pod {
-	return &corev1.Pod{
-		TypeMeta: pod.TypeMeta,
+// Slim returns the cut-down copy of pod. It shares only strings, which are immutable.
+func Slim(pod *corev1.Pod, labels, annotations []string) *Pod {
+	n := len(pod.Status.InitContainerStatuses) + len(pod.Status.ContainerStatuses) + len(pod.Status.EphemeralContainerStatuses)
+	p := &Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:              pod.Name,
-			Namespace:         pod.Namespace,
-			UID:               pod.UID,
-			ResourceVersion:   pod.ResourceVersion,
-			DeletionTimestamp: pod.DeletionTimestamp,
-			Labels:            pick(pod.Labels, labels),
-			Annotations:       pick(pod.Annotations, annotations),
+			Name:            pod.Name,
+			Namespace:       pod.Namespace,
+			UID:             pod.UID,
+			ResourceVersion: pod.ResourceVersion,
+			Labels:          pick(pod.Labels, labels),
+			Annotations:     pick(pod.Annotations, annotations),
 		},
-		Spec: corev1.PodSpec{
-			NodeName:       pod.Spec.NodeName,
-			InitContainers: containers(pod.Spec.InitContainers),
-			Containers:     containers(pod.Spec.Containers),
-		},
-		Status: corev1.PodStatus{
-			InitContainerStatuses:      statuses(pod.Status.InitContainerStatuses),
-			ContainerStatuses:          statuses(pod.Status.ContainerStatuses),
-			EphemeralContainerStatuses: statuses(pod.Status.EphemeralContainerStatuses),
-		},
+		NodeName:   pod.Spec.NodeName,
+		Containers: make([]Container, 0, n),
 	}
+	p.add(pod.Status.InitContainerStatuses, pod.Spec.InitContainers)
+	p.add(pod.Status.ContainerStatuses, pod.Spec.Containers)
+	// Ephemeral containers have no resources.
+	p.add(pod.Status.EphemeralContainerStatuses, nil)
+	return p
+}
+
+func (p *Pod) add(statuses []corev1.ContainerStatus, spec []corev1.Container) {
+	for i := range statuses {
+		s := &statuses[i]
+		var specRes *corev1.ResourceRequirements
+		for j := range spec {
+			if spec[j].Name == s.Name {
+				specRes = &spec[j].Resources
+				break
+			}
+		}
+		p.Containers = append(p.Containers, Container{
+			Name:          s.Name,
+			ContainerID:   s.ContainerID,
+			MemoryLimit:   memory(s.Resources, specRes, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Limits }),
+			MemoryRequest: memory(s.Resources, specRes, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Requests }),
+			Status:        termination.FromContainerStatus(s),
+		})
+	}
+}
+
+func memory(applied, spec *corev1.ResourceRequirements, list func(*corev1.ResourceRequirements) corev1.ResourceList) int64 {
+	for _, r := range [2]*corev1.ResourceRequirements{applied, spec} {
+		if r == nil {
+			continue
+		}
+		if q, ok := list(r)[corev1.ResourceMemory]; ok {
+			return q.Value()
+		}
+	}
+	return 0
 }
 
 func pick(from map[string]string, keys []string) map[string]string {
@@ -60,69 +109,4 @@ func pick(from map[string]string, keys []string) map[string]string {
 		}
 	}
 	return out
-}
-
-func containers(in []corev1.Container) []corev1.Container {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]corev1.Container, len(in))
-	for i := range in {
-		out[i] = corev1.Container{Name: in[i].Name, Resources: memoryOnly(in[i].Resources)}
-	}
-	return out
-}
-
-func statuses(in []corev1.ContainerStatus) []corev1.ContainerStatus {
-	if len(in) == 0 {
-		return nil
-	}
-	out := make([]corev1.ContainerStatus, len(in))
-	for i := range in {
-		s := &in[i]
-		out[i] = corev1.ContainerStatus{
-			Name:         s.Name,
-			ContainerID:  s.ContainerID,
-			RestartCount: s.RestartCount,
-			State: corev1.ContainerState{
-				Terminated: terminated(s.State.Terminated),
-			},
-			LastTerminationState: corev1.ContainerState{
-				Terminated: terminated(s.LastTerminationState.Terminated),
-			},
-		}
-		if s.Resources != nil {
-			r := memoryOnly(*s.Resources)
-			out[i].Resources = &r
-		}
-	}
-	return out
-}
-
-// terminated drops the termination message: it can hold up to 4 KiB of the container's output.
-func terminated(t *corev1.ContainerStateTerminated) *corev1.ContainerStateTerminated {
-	if t == nil {
-		return nil
-	}
-	return &corev1.ContainerStateTerminated{
-		ExitCode:    t.ExitCode,
-		Reason:      t.Reason,
-		FinishedAt:  t.FinishedAt,
-		ContainerID: t.ContainerID,
-	}
-}
-
-func memoryOnly(r corev1.ResourceRequirements) corev1.ResourceRequirements {
-	return corev1.ResourceRequirements{
-		Limits:   memoryOf(r.Limits),
-		Requests: memoryOf(r.Requests),
-	}
-}
-
-func memoryOf(l corev1.ResourceList) corev1.ResourceList {
-	q, ok := l[corev1.ResourceMemory]
-	if !ok {
-		return nil
-	}
-	return corev1.ResourceList{corev1.ResourceMemory: q.DeepCopy()}
 }

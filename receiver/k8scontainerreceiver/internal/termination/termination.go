@@ -59,15 +59,49 @@ func (t Termination) Before(u Termination) bool {
 	return t.FinishedAt.Before(u.FinishedAt)
 }
 
+// Ended is a terminated container as a status shows it, cut to what identifies and explains
+// the termination.
+type Ended struct {
+	Reason      string
+	ExitCode    int32
+	FinishedAt  time.Time
+	ContainerID string
+}
+
+// Status is what a container status says about terminations.
+type Status struct {
+	RestartCount int32
+	// Current is state.terminated: the current container ended.
+	Current *Ended
+	// Last is lastState.terminated: the previous container ended.
+	Last *Ended
+}
+
+// FromContainerStatus cuts a container status to its terminations.
+func FromContainerStatus(s *corev1.ContainerStatus) Status {
+	return Status{
+		RestartCount: s.RestartCount,
+		Current:      ended(s.State.Terminated),
+		Last:         ended(s.LastTerminationState.Terminated),
+	}
+}
+
+func ended(t *corev1.ContainerStateTerminated) *Ended {
+	if t == nil {
+		return nil
+	}
+	return &Ended{Reason: t.Reason, ExitCode: t.ExitCode, FinishedAt: t.FinishedAt.UTC(), ContainerID: t.ContainerID}
+}
+
 // Visible returns the terminations a container status shows, oldest first, each once.
 // The array result keeps the common path free of allocations.
-func Visible(status *corev1.ContainerStatus) (out [2]Termination, n int) {
+func Visible(status *Status) (out [2]Termination, n int) {
 	restarts := max(int64(status.RestartCount), 0)
-	if last := status.LastTerminationState.Terminated; last != nil {
+	if last := status.Last; last != nil {
 		out[n] = from(last, max(restarts-1, 0))
 		n++
 	}
-	if cur := status.State.Terminated; cur != nil {
+	if cur := status.Current; cur != nil {
 		t := from(cur, restarts)
 		switch {
 		case n == 1 && out[0].Key() == t.Key():
@@ -85,7 +119,7 @@ func Visible(status *corev1.ContainerStatus) (out [2]Termination, n int) {
 }
 
 // Latest returns the newest termination a container status shows.
-func Latest(status *corev1.ContainerStatus) (Termination, bool) {
+func Latest(status *Status) (Termination, bool) {
 	all, n := Visible(status)
 	if n == 0 {
 		return Termination{}, false
@@ -93,12 +127,12 @@ func Latest(status *corev1.ContainerStatus) (Termination, bool) {
 	return all[n-1], true
 }
 
-func from(s *corev1.ContainerStateTerminated, instance int64) Termination {
+func from(e *Ended, instance int64) Termination {
 	return Termination{
 		Instance:    instance,
-		Reason:      s.Reason,
-		ExitCode:    s.ExitCode,
-		FinishedAt:  s.FinishedAt.UTC(),
-		ContainerID: s.ContainerID,
+		Reason:      e.Reason,
+		ExitCode:    e.ExitCode,
+		FinishedAt:  e.FinishedAt,
+		ContainerID: e.ContainerID,
 	}
 }

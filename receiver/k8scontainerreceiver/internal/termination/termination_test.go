@@ -21,7 +21,7 @@ func at(s string) metav1.Time {
 	return metav1.NewTime(t)
 }
 
-func ended(reason string, exit int32, finished, id string) *corev1.ContainerStateTerminated {
+func endedAt(reason string, exit int32, finished, id string) *corev1.ContainerStateTerminated {
 	return &corev1.ContainerStateTerminated{Reason: reason, ExitCode: exit, FinishedAt: at(finished), ContainerID: id}
 }
 
@@ -32,7 +32,7 @@ func TestVisibleRealKubeletStatus(t *testing.T) {
 	var status corev1.PodStatus
 	require.NoError(t, json.Unmarshal(b, &status))
 
-	got, n := Visible(&status.ContainerStatuses[0])
+	got, n := Visible(ptr(FromContainerStatus(&status.ContainerStatuses[0])))
 	require.Equal(t, 2, n)
 	// restartCount 3: the previous container ended instance 2, the current one instance 3.
 	assert.Equal(t, int64(2), got[0].Instance)
@@ -51,7 +51,7 @@ func TestVisibleFirstKillSeenRunningAgain(t *testing.T) {
 	var status corev1.ContainerStatus
 	require.NoError(t, json.Unmarshal(b, &status))
 
-	got, n := Visible(&status)
+	got, n := Visible(ptr(FromContainerStatus(&status)))
 	require.Equal(t, 1, n)
 	assert.Equal(t, int64(0), got[0].Instance)
 	assert.True(t, got[0].OOMKilled())
@@ -71,7 +71,7 @@ func TestVisible(t *testing.T) {
 		{
 			name: "restartPolicy Never: OOM in state.terminated at restart count 0",
 			status: corev1.ContainerStatus{
-				State: corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
+				State: corev1.ContainerState{Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
 			},
 			want: []Termination{{Instance: 0, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
 		},
@@ -79,7 +79,7 @@ func TestVisible(t *testing.T) {
 			name: "crash with Error exit 1 in lastState",
 			status: corev1.ContainerStatus{
 				RestartCount:         4,
-				LastTerminationState: corev1.ContainerState{Terminated: ended("Error", 1, "2026-01-01T00:00:05Z", "c://a")},
+				LastTerminationState: corev1.ContainerState{Terminated: endedAt("Error", 1, "2026-01-01T00:00:05Z", "c://a")},
 			},
 			want: []Termination{{Instance: 3, Reason: "Error", ExitCode: 1, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
 		},
@@ -87,8 +87,8 @@ func TestVisible(t *testing.T) {
 			name: "the same container in both fields is one termination, attributed as the current state",
 			status: corev1.ContainerStatus{
 				RestartCount:         2,
-				State:                corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
-				LastTerminationState: corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
+				State:                corev1.ContainerState{Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
+				LastTerminationState: corev1.ContainerState{Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
 			},
 			want: []Termination{{Instance: 2, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
 		},
@@ -96,15 +96,15 @@ func TestVisible(t *testing.T) {
 			name: "no container ID: identified by instance and end time",
 			status: corev1.ContainerStatus{
 				RestartCount:         1,
-				LastTerminationState: corev1.ContainerState{Terminated: ended("ContainerStatusUnknown", 137, "2026-01-01T00:00:05Z", "")},
+				LastTerminationState: corev1.ContainerState{Terminated: endedAt("ContainerStatusUnknown", 137, "2026-01-01T00:00:05Z", "")},
 			},
 			want: []Termination{{Instance: 0, Reason: "ContainerStatusUnknown", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time}},
 		},
 		{
 			name: "lastState without restarts is clamped to instance 0, ordered by end time",
 			status: corev1.ContainerStatus{
-				State:                corev1.ContainerState{Terminated: ended("Error", 2, "2026-01-01T00:00:01Z", "c://b")},
-				LastTerminationState: corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:09Z", "c://a")},
+				State:                corev1.ContainerState{Terminated: endedAt("Error", 2, "2026-01-01T00:00:01Z", "c://b")},
+				LastTerminationState: corev1.ContainerState{Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:09Z", "c://a")},
 			},
 			want: []Termination{
 				{Instance: 0, Reason: "Error", ExitCode: 2, FinishedAt: at("2026-01-01T00:00:01Z").Time, ContainerID: "c://b"},
@@ -115,9 +115,9 @@ func TestVisible(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, n := Visible(&tt.status)
+			got, n := Visible(ptr(FromContainerStatus(&tt.status)))
 			assert.Equal(t, tt.want, append([]Termination(nil), got[:n]...))
-			latest, ok := Latest(&tt.status)
+			latest, ok := Latest(ptr(FromContainerStatus(&tt.status)))
 			assert.Equal(t, n > 0, ok)
 			if ok {
 				assert.Equal(t, tt.want[len(tt.want)-1], latest)
@@ -131,15 +131,15 @@ func TestKeySurvivesTheMoveToLastState(t *testing.T) {
 	for _, id := range []string{"containerd://abc", ""} {
 		current := corev1.ContainerStatus{
 			RestartCount: 5,
-			State:        corev1.ContainerState{Terminated: ended("OOMKilled", 137, "2026-01-01T00:00:05Z", id)},
+			State:        corev1.ContainerState{Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", id)},
 		}
 		restarted := corev1.ContainerStatus{
 			RestartCount:         6,
 			State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 			LastTerminationState: current.State,
 		}
-		a, _ := Latest(&current)
-		b, _ := Latest(&restarted)
+		a, _ := Latest(ptr(FromContainerStatus(&current)))
+		b, _ := Latest(ptr(FromContainerStatus(&restarted)))
 		assert.Equal(t, a.Key(), b.Key(), "container ID %q", id)
 		assert.Equal(t, a.Instance, b.Instance)
 	}
@@ -156,15 +156,22 @@ func FuzzVisible(f *testing.F) {
 	f.Fuzz(func(t *testing.T, restarts int32, hasCur bool, curReason string, curEnd int64, curID string,
 		hasLast bool, lastReason string, lastEnd int64, lastID string,
 	) {
-		status := corev1.ContainerStatus{RestartCount: restarts}
+		status := Status{RestartCount: restarts}
 		if hasCur {
-			status.State.Terminated = &corev1.ContainerStateTerminated{Reason: curReason, FinishedAt: metav1.Unix(curEnd, 0), ContainerID: curID}
+			status.Current = &Ended{Reason: curReason, FinishedAt: time.Unix(curEnd, 0), ContainerID: curID}
 		}
 		if hasLast {
-			status.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: lastReason, FinishedAt: metav1.Unix(lastEnd, 0), ContainerID: lastID}
+			status.Last = &Ended{Reason: lastReason, FinishedAt: time.Unix(lastEnd, 0), ContainerID: lastID}
 		}
 		got, n := Visible(&status)
 
+		var cur, last Termination
+		if hasCur {
+			cur, _ = Latest(&Status{RestartCount: restarts, Current: status.Current})
+		}
+		if hasLast {
+			last, _ = Latest(&Status{RestartCount: restarts, Last: status.Last})
+		}
 		want := 0
 		if hasCur {
 			want++
@@ -172,12 +179,8 @@ func FuzzVisible(f *testing.F) {
 		if hasLast {
 			want++
 		}
-		if hasCur && hasLast {
-			c, _ := Latest(&corev1.ContainerStatus{RestartCount: restarts, State: status.State})
-			l, _ := Latest(&corev1.ContainerStatus{RestartCount: restarts, LastTerminationState: status.LastTerminationState})
-			if c.Key() == l.Key() {
-				want = 1
-			}
+		if hasCur && hasLast && cur.Key() == last.Key() {
+			want = 1
 		}
 		if n != want {
 			t.Fatalf("%d terminations, want %d", n, want)
@@ -186,9 +189,11 @@ func FuzzVisible(f *testing.F) {
 			if got[i].Instance < 0 {
 				t.Fatalf("negative instance %d", got[i].Instance)
 			}
-			if cur, ok := Latest(&corev1.ContainerStatus{RestartCount: restarts, State: status.State}); hasCur && ok &&
-				got[i].Key() == cur.Key() && got[i].Instance != max(int64(restarts), 0) {
+			if hasCur && got[i].Key() == cur.Key() && got[i].Instance != max(int64(restarts), 0) {
 				t.Fatalf("state.terminated attributed to instance %d, restart count %d", got[i].Instance, restarts)
+			}
+			if hasLast && got[i].Key() == last.Key() && got[i].Key() != cur.Key() && got[i].Instance != max(int64(restarts)-1, 0) {
+				t.Fatalf("lastState.terminated attributed to instance %d, restart count %d", got[i].Instance, restarts)
 			}
 		}
 		if n == 2 {
@@ -201,3 +206,5 @@ func FuzzVisible(f *testing.F) {
 		}
 	})
 }
+
+func ptr[T any](v T) *T { return &v }
