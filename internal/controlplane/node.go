@@ -107,16 +107,16 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 		`{"cniVersion":"1.0.0","name":"oomwatch-loopback","plugins":[{"type":"loopback"}]}`+"\n"), 0o600); err != nil {
 		return err
 	}
-	cfg := fmt.Sprintf(`version = 3
+	cfg := fmt.Sprintf(`version = 4
 root = %[1]q
 state = %[2]q
 # Plugins that would write outside the folders above, or that nothing here uses.
 disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp"]
 
-[grpc]
+[plugins."io.containerd.server.v1.grpc"]
   address = %[3]q
 
-[ttrpc]
+[plugins."io.containerd.server.v1.ttrpc"]
   address = %[4]q
 
 [plugins."io.containerd.grpc.v1.cri"]

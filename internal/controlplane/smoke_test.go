@@ -102,6 +102,8 @@ func TestSmokeRealOOMKill(t *testing.T) {
 	t.Logf("pod created to OOMKilled in pod status: %s (exit code %d)", time.Since(created).Round(10*time.Millisecond), term.ExitCode)
 	assert.Equal(t, int32(137), term.ExitCode)
 
+	// An open watch would hold the API server's shutdown for up to --request-timeout.
+	w.Stop()
 	zero := int64(0)
 	require.NoError(t, cs.CoreV1().Pods("default").Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}))
 
