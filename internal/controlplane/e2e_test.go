@@ -145,3 +145,58 @@ func tokenClient(ctx context.Context, t *testing.T, c *Cluster, admin kubernetes
 	require.NoError(t, err)
 	return cs, tr.Status.Token
 }
+
+// TestE2EStandinNodeTakesWrittenStatuses writes a pod status on the kubelet-less node the way a
+// kubelet would, and reads it back: nothing else changes it, since no kubelet or controller runs.
+func TestE2EStandinNodeTakesWrittenStatuses(t *testing.T) {
+	requireE2E(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts := Options{StandinNodeName: "oomwatch-standin", Log: testWriter{t}}
+	c, err := Start(ctx, opts)
+	t.Cleanup(func() { _ = Teardown(context.Background(), opts) })
+	require.NoError(t, err)
+	cs, err := c.Client()
+	require.NoError(t, err)
+	require.NoError(t, c.EnsureNamespace(ctx, "standin"))
+
+	pod, err := cs.CoreV1().Pods("standin").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "written"},
+		Spec: corev1.PodSpec{
+			NodeName:   "oomwatch-standin",
+			Containers: []corev1.Container{{Name: "app", Image: "docker.io/oomwatch/workload:dev"}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	now := metav1.Now()
+	pod.Status = corev1.PodStatus{
+		Phase: corev1.PodRunning,
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: "app", Image: "docker.io/oomwatch/workload:dev", RestartCount: 3,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 137, Reason: "OOMKilled", StartedAt: now, FinishedAt: now, ContainerID: "containerd://c3",
+			}},
+			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: 137, Reason: "OOMKilled", StartedAt: now, FinishedAt: now, ContainerID: "containerd://c2",
+			}},
+		}},
+	}
+	_, err = cs.CoreV1().Pods("standin").UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+	require.NoError(t, err)
+
+	got, err := cs.CoreV1().Pods("standin").Get(ctx, "written", metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Len(t, got.Status.ContainerStatuses, 1)
+	st := got.Status.ContainerStatuses[0]
+	assert.Equal(t, int32(3), st.RestartCount)
+	assert.Equal(t, "OOMKilled", st.State.Terminated.Reason)
+	assert.Equal(t, "containerd://c2", st.LastTerminationState.Terminated.ContainerID)
+
+	// Without a kubelet to confirm, only a zero grace period removes the pod.
+	zero := int64(0)
+	require.NoError(t, cs.CoreV1().Pods("standin").Delete(ctx, "written", metav1.DeleteOptions{GracePeriodSeconds: &zero}))
+	_, err = cs.CoreV1().Pods("standin").Get(ctx, "written", metav1.GetOptions{})
+	assert.True(t, apierrors.IsNotFound(err), "pod still there: %v", err)
+	require.NoError(t, c.Stop(ctx))
+}
