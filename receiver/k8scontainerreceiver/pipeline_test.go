@@ -1,0 +1,167 @@
+package k8scontainerreceiver
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/processor"
+	"go.opentelemetry.io/collector/processor/processortest"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+)
+
+// pipeline is this receiver feeding the oom_counter processor with its default config, in
+// process, as in a collector.
+type pipeline struct {
+	*harness
+	proc processor.Metrics
+	sink *consumertest.MetricsSink
+}
+
+func newPipeline(t *testing.T) *pipeline {
+	t.Helper()
+	h := newHarness(t, nil)
+	f := oomcounterprocessor.NewFactory()
+	sink := new(consumertest.MetricsSink)
+	proc, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
+	require.NoError(t, err)
+	require.NoError(t, proc.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
+	h.start()
+	return &pipeline{harness: h, proc: proc, sink: sink}
+}
+
+// cycle scrapes and hands the batch to the processor, or loses it when drop is set.
+func (p *pipeline) cycle(at time.Duration, drop bool) {
+	p.t.Helper()
+	p.at(at)
+	md := p.scrape()
+	if !drop {
+		require.NoError(p.t, p.proc.ConsumeMetrics(context.Background(), md))
+	}
+}
+
+// kills returns the latest k8s.container.oom_kills value per "pod UID/container".
+func (p *pipeline) kills() map[string]int64 {
+	out := map[string]int64{}
+	for _, md := range p.sink.AllMetrics() {
+		rms := md.ResourceMetrics()
+		for i := range rms.Len() {
+			attrs := rms.At(i).Resource().Attributes()
+			uid, _ := attrs.Get("k8s.pod.uid")
+			name, _ := attrs.Get("k8s.container.name")
+			sms := rms.At(i).ScopeMetrics()
+			for j := range sms.Len() {
+				ms := sms.At(j).Metrics()
+				for k := range ms.Len() {
+					m := ms.At(k)
+					if m.Name() != "k8s.container.oom_kills" {
+						continue
+					}
+					require.Equal(p.t, pmetric.MetricTypeSum, m.Type())
+					require.True(p.t, m.Sum().IsMonotonic())
+					dps := m.Sum().DataPoints()
+					out[uid.Str()+"/"+name.Str()] = dps.At(dps.Len() - 1).IntValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
+	p := newPipeline(t)
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "Error", "OOMKilled", "OOMKilled"}}
+	crash := life{"app", []string{"Error", "Error"}}
+	hogPod := newPod("hog", "u1", hog.running(0))
+	crashPod := newPod("app", "u2", crash.running(0))
+	p.send(watch.Added, hogPod)
+	p.send(watch.Added, crashPod)
+	p.cycle(time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 0, "u2/app": 0}, p.kills())
+
+	// Three OOM kills between two scrapes: three counts.
+	for run := range 3 {
+		p.at(time.Duration(2+2*run) * time.Second)
+		p.send(watch.Modified, withStatus(hogPod, hog.terminated(run)))
+		p.at(time.Duration(3+2*run) * time.Second)
+		p.send(watch.Modified, withStatus(hogPod, hog.running(run+1)))
+	}
+	// Crashes that are no OOM kills count nothing.
+	p.at(9 * time.Second)
+	p.send(watch.Modified, withStatus(crashPod, crash.terminated(0)))
+	p.cycle(10*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 3, "u2/app": 0}, p.kills())
+
+	// Quiet scrapes repeat the latest state: nothing more.
+	p.cycle(20*time.Second, false)
+	p.cycle(30*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 3, "u2/app": 0}, p.kills())
+
+	// An Error, then an OOM kill seen in state.terminated and again in lastState after the
+	// restart, and a relist repeating it: one count.
+	p.at(31 * time.Second)
+	p.send(watch.Modified, withStatus(hogPod, hog.terminated(3)))
+	p.at(32 * time.Second)
+	p.send(watch.Modified, withStatus(hogPod, hog.running(4)))
+	p.at(33 * time.Second)
+	p.send(watch.Modified, withStatus(hogPod, hog.terminated(4)))
+	p.cycle(40*time.Second, false)
+	p.at(41 * time.Second)
+	p.send(watch.Modified, withStatus(hogPod, hog.running(5)))
+	p.relist(withStatus(hogPod, hog.running(5)), withStatus(crashPod, crash.terminated(0)))
+	p.waitHandled(2)
+	p.cycle(50*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 4, "u2/app": 0}, p.kills())
+
+	// The batch with the next kill is lost on the way: the next scrape's latest state still
+	// carries it, and it counts once.
+	p.at(51 * time.Second)
+	p.send(watch.Modified, withStatus(hogPod, hog.terminated(5)))
+	p.cycle(60*time.Second, true)
+	p.cycle(70*time.Second, false)
+	p.cycle(80*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 5, "u2/app": 0}, p.kills())
+}
+
+func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
+	p := newPipeline(t)
+	b, err := os.ReadFile(filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"))
+	require.NoError(t, err)
+	var status corev1.PodStatus
+	require.NoError(t, json.Unmarshal(b, &status))
+	pod := newPod("memhog-oom", "u1", status.ContainerStatuses...)
+
+	// A collector that starts while the container has been OOM-killed four times raises no
+	// alarm: those kills are history.
+	p.send(watch.Added, pod)
+	p.cycle(time.Second, false)
+	p.cycle(11*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 0}, p.kills())
+
+	// The kubelet restarts it and it is OOM-killed again: one.
+	next := status.ContainerStatuses[0].DeepCopy()
+	next.LastTerminationState = next.State
+	next.RestartCount = 4
+	next.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
+	p.at(12 * time.Second)
+	p.send(watch.Modified, withStatus(pod, *next))
+	killed := next.DeepCopy()
+	killed.State = corev1.ContainerState{Terminated: killed.LastTerminationState.Terminated.DeepCopy()}
+	killed.State.Terminated.ContainerID = "containerd://the-fifth-run"
+	p.at(13 * time.Second)
+	p.send(watch.Modified, withStatus(pod, *killed))
+	p.cycle(21*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
+}
