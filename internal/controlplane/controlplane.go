@@ -178,6 +178,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := c.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Another process may have started or stopped parts since Open read the state.
+	if c, err = Open(opts); err != nil {
+		return nil, err
+	}
 	if err := c.start(ctx); err != nil {
 		return c, err
 	}

@@ -9,7 +9,14 @@ import (
 )
 
 // Stop tears the cluster down; see Teardown.
-func (c *Cluster) Stop(ctx context.Context) error { return c.teardown(ctx) }
+func (c *Cluster) Stop(ctx context.Context) error {
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return c.teardown(ctx)
+}
 
 // Teardown stops and removes the cluster described by opts, from its state file and fixed names:
 // processes (by pid), containers, mounts, cgroups, sysctls, host paths and runtime folders. It
@@ -17,6 +24,14 @@ func (c *Cluster) Stop(ctx context.Context) error { return c.teardown(ctx) }
 func Teardown(ctx context.Context, opts Options) error {
 	c, err := Open(opts)
 	if err != nil {
+		return err
+	}
+	unlock, err := c.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if c, err = Open(opts); err != nil {
 		return err
 	}
 	return c.teardown(ctx)
