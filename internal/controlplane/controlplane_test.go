@@ -27,13 +27,19 @@ func TestPKIKeepsCAAcrossRuns(t *testing.T) {
 	assert.Equal(t, ca1, ca2, "a restarted API server must serve under the same CA")
 	assert.Equal(t, srv1, srv2)
 
+	// The node's address changed: a new kubelet serving certificate, the same CA.
+	require.NoError(t, p.ensure("node-a", []net.IP{net.ParseIP("192.0.2.3")}))
+	ca3, err := os.ReadFile(p.path("ca.crt"))
+	require.NoError(t, err)
+	assert.Equal(t, ca1, ca3)
+
 	caCert, _, err := loadPair(p.path("ca.crt"), p.path("ca.key"))
 	require.NoError(t, err)
 	kubelet, _, err := loadPair(p.path("kubelet-server.crt"), p.path("kubelet-server.key"))
 	require.NoError(t, err)
 	require.NoError(t, kubelet.CheckSignatureFrom(caCert))
 	assert.Contains(t, kubelet.DNSNames, "node-a")
-	assert.True(t, kubelet.IPAddresses[1].Equal(net.ParseIP("192.0.2.2")))
+	assert.True(t, kubelet.IPAddresses[1].Equal(net.ParseIP("192.0.2.3")))
 	node, _, err := loadPair(p.path("kubelet-client.crt"), p.path("kubelet-client.key"))
 	require.NoError(t, err)
 	assert.Equal(t, "system:node:node-a", node.Subject.CommonName)

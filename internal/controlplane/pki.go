@@ -70,7 +70,7 @@ func (p pki) ensure(nodeName string, hostIPs []net.IP) error {
 		},
 	}
 	for _, l := range leaves {
-		if exists(p.path(l.name+".crt")) && exists(p.path(l.name+".key")) {
+		if exists(p.path(l.name+".crt")) && exists(p.path(l.name+".key")) && p.coversIPs(l) {
 			continue
 		}
 		if err := p.writeLeaf(l, caCert, caKey); err != nil {
@@ -94,6 +94,25 @@ func (p pki) ensure(nodeName string, hostIPs []net.IP) error {
 		}
 	}
 	return nil
+}
+
+// coversIPs tells whether the certificate on disk names every address the leaf should: a node
+// whose address changed gets a new kubelet serving certificate, under the same CA.
+func (p pki) coversIPs(l leaf) bool {
+	cert, _, err := loadPair(p.path(l.name+".crt"), p.path(l.name+".key"))
+	if err != nil {
+		return false
+	}
+	for _, want := range l.ips {
+		found := false
+		for _, have := range cert.IPAddresses {
+			found = found || have.Equal(want)
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 func (p pki) ensureCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
