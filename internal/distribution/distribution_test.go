@@ -1,0 +1,85 @@
+package distribution
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// collector returns the built binary: make test builds it first (make collector).
+func collector(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("OOMWATCH_COLLECTOR")
+	if bin == "" {
+		bin = filepath.Join("..", "..", "_build", "otelcol-oomwatch", "otelcol-oomwatch")
+	}
+	_, err := os.Stat(bin)
+	require.NoError(t, err, "the collector is not built: run make collector (make test does)")
+	return bin
+}
+
+func run(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(collector(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestComponents(t *testing.T) {
+	t.Parallel()
+	out, err := run(t, nil, "components")
+	require.NoError(t, err, out)
+	for _, name := range []string{
+		"k8s_container", "otlp", "oom_counter", "batch", "memory_limiter",
+		"otlp_grpc", "otlp_http", "debug", "prometheus", "file_storage", "health_check",
+	} {
+		assert.Contains(t, out, "name: "+name+"\n", name)
+	}
+}
+
+func TestExampleConfigsValidate(t *testing.T) {
+	t.Parallel()
+	configs, err := filepath.Glob(filepath.Join("..", "..", "testdata", "config", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, configs)
+	env := []string{"K8S_NODE_NAME=node-1", "OTLP_ENDPOINT=127.0.0.1:4317"}
+	for _, cfg := range configs {
+		t.Run(filepath.Base(cfg), func(t *testing.T) {
+			t.Parallel()
+			out, err := run(t, env, "validate", "--config", cfg)
+			require.NoError(t, err, out)
+		})
+	}
+}
+
+func TestValidateNamesTheBadField(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(strings.TrimSpace(`
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:4317
+processors:
+  oom_counter:
+    max_stale: 100ms
+exporters:
+  debug: {}
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      processors: [oom_counter]
+      exporters: [debug]
+`)), 0o600))
+	out, err := run(t, nil, "validate", "--config", cfg)
+	require.Error(t, err)
+	assert.Contains(t, out, "max_stale must be at least 1s (got 100ms)")
+}
