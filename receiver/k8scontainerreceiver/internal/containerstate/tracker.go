@@ -154,7 +154,8 @@ func (t *Tracker) Pods() int {
 
 func (t *Tracker) upsert(pod *slimpod.Pod, now time.Time) Observed {
 	p := t.pods[pod.UID]
-	if p == nil {
+	newPod := p == nil
+	if newPod {
 		p = &Pod{UID: pod.UID}
 		t.pods[pod.UID] = p
 	}
@@ -164,18 +165,32 @@ func (t *Tracker) upsert(pod *slimpod.Pod, now time.Time) Observed {
 
 	var obs Observed
 	for i := range pod.Containers {
-		obs.add(t.observe(p, &pod.Containers[i], now))
+		obs.add(t.observe(p, &pod.Containers[i], !newPod, now))
 	}
 	return obs
 }
 
-func (t *Tracker) observe(p *Pod, s *slimpod.Container, now time.Time) Observed {
+// observe diffs one container's status. podKnown tells that the pod was seen before this update:
+// then a container seen for the first time got its status after the pod was first seen, and its
+// terminations are news, not history.
+func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.Time) Observed {
 	c, firstSight := p.container(s.Name)
 	c.ContainerID = s.ContainerID
 	c.RestartCount = s.Status.RestartCount
 	c.MemoryLimit, c.MemoryRequest = s.MemoryLimit, s.MemoryRequest
 
 	seen, n := termination.Visible(&s.Status)
+	if firstSight && podKnown {
+		// A container that started and ended between two updates of a pod already watched (a
+		// fast OOM kill, a restartPolicy: Never run): its baseline is the state before its
+		// first visible termination, so the processor counts that termination.
+		first := int64(s.Status.RestartCount)
+		for _, term := range seen[:n] {
+			first = min(first, term.Instance)
+		}
+		t.push(c, Point{Instance: first, Time: c.stamp(now)})
+		firstSight = false
+	}
 	if firstSight {
 		// Everything visible at first sight is history.
 		for _, term := range seen[:n] {

@@ -364,3 +364,18 @@ func FuzzTrackerAgainstModel(f *testing.F) {
 		}
 	})
 }
+
+// TestContainerWhoseFirstStatusIsItsOOMKill: the pod is watched from its creation, and the first
+// status that names the container already shows it OOM-killed (a fast kill, restartPolicy:
+// Never). That kill happened while the pod was watched: a baseline 0 comes first, then the kill.
+func TestContainerWhoseFirstStatusIsItsOOMKill(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	tr.Upsert(podWith("u1"), t0)
+	st := life{"hog", []string{"OOMKilled"}}.statuses()
+	obs := tr.Upsert(podWith("u1", st[1]), t0.Add(time.Second))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
+	got := drain(tr, t0.Add(2*time.Second))
+	require.Len(t, got, 1)
+	assert.Equal(t, []Point{pt(0, false, t0.Add(time.Second)), pt(0, true, t0.Add(time.Second+time.Nanosecond))}, got[0].points)
+}
