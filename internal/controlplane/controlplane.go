@@ -33,10 +33,10 @@ const serviceClusterIP = "10.96.0.1"
 // cluster that `make cluster-up` starts.
 type Options struct {
 	// Dir holds the binaries (bin/), image archives (images/), certificates (pki/, kept across
-	// runs), kubeconfigs, logs and the state file. Default: <module root>/_build/cluster.
+	// runs), kubeconfigs and logs. Default: <module root>/_build/cluster.
 	Dir string
-	// VarDir and RunDir hold the runtime data (etcd, containerd, kubelet) and the sockets; both
-	// are removed at teardown. Defaults: /var/lib/oomwatch-cluster and /run/oomwatch-cluster.
+	// VarDir and RunDir hold the runtime data (etcd, containerd, kubelet) and the sockets and
+	// state file; both are removed at teardown. Defaults: /var/lib/oomwatch-cluster and /run/oomwatch-cluster.
 	VarDir string
 	RunDir string
 	// ModuleDir is the module the test images are built from. Default: found from the working dir.
@@ -147,7 +147,9 @@ func Open(opts Options) (*Cluster, error) {
 // Options returns the options with defaults filled in.
 func (c *Cluster) Options() Options { return c.opts }
 
-func (c *Cluster) statePath() string    { return filepath.Join(c.opts.Dir, "state.json") }
+// statePath lives in RunDir, a tmpfs: it goes away with a reboot, like the processes, mounts,
+// cgroups and sysctl values it records, and a `make clean` does not lose it.
+func (c *Cluster) statePath() string    { return filepath.Join(c.opts.RunDir, "state.json") }
 func (c *Cluster) systemCgroup() string { return c.opts.CgroupRoot + ".system" }
 func (c *Cluster) logf(format string, args ...any) {
 	_, _ = fmt.Fprintf(c.opts.Log, ">> "+format+"\n", args...)
@@ -158,7 +160,7 @@ func (c *Cluster) saveState() error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.opts.Dir, 0o750); err != nil {
+	if err := os.MkdirAll(c.opts.RunDir, 0o750); err != nil {
 		return err
 	}
 	tmp := c.statePath() + ".tmp"

@@ -138,7 +138,7 @@ func assertNothingLeft(t *testing.T, c *Cluster, sysctls map[string]string) {
 	now, err := readSysctls()
 	require.NoError(t, err)
 	assert.Equal(t, sysctls, now, "sysctls not restored")
-	for _, p := range append([]string{o.VarDir, o.RunDir, filepath.Join(o.Dir, "state.json")}, fixedHostPaths...) {
+	for _, p := range append([]string{o.VarDir, o.RunDir}, fixedHostPaths...) {
 		assert.NoFileExists(t, p)
 		assert.NoDirExists(t, p)
 	}
