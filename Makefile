@@ -4,7 +4,7 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 BENCH_OUT ?= _build/bench.txt
 
-.PHONY: all generate build test test-unit lint fmt tidy bench example clean
+.PHONY: all generate build test test-unit e2e lint fmt tidy bench example clean
 
 all: build
 
@@ -41,6 +41,10 @@ test: collector test-unit
 
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
+
+## e2e: the end-to-end tests: the collector against the local cluster with a real node (root).
+e2e: collector cluster-bin cluster-deps
+	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 30m ./internal/e2e/
 
 ## lint: gofmt, go vet and golangci-lint.
 lint:

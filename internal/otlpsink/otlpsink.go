@@ -25,6 +25,13 @@ type Point struct {
 	Start    time.Time
 	Time     time.Time
 	Value    float64
+	// Received is when the batch holding the point arrived.
+	Received time.Time
+}
+
+type batch struct {
+	md       pmetric.Metrics
+	received time.Time
 }
 
 // Sink receives OTLP/gRPC on an address and remembers every metric batch.
@@ -32,7 +39,7 @@ type Sink struct {
 	endpoint string
 
 	mu       sync.Mutex
-	batches  []pmetric.Metrics
+	batches  []batch
 	receiver receiver.Metrics
 }
 
@@ -84,7 +91,7 @@ func (s *Sink) consume(_ context.Context, md pmetric.Metrics) error {
 	c := pmetric.NewMetrics()
 	md.CopyTo(c)
 	s.mu.Lock()
-	s.batches = append(s.batches, c)
+	s.batches = append(s.batches, batch{md: c, received: time.Now()})
 	s.mu.Unlock()
 	return nil
 }
@@ -96,8 +103,8 @@ func (s *Sink) Points(metric string, match map[string]string) []Point {
 	batches := s.batches
 	s.mu.Unlock()
 	var out []Point
-	for _, md := range batches {
-		for _, rm := range md.ResourceMetrics().All() {
+	for _, b := range batches {
+		for _, rm := range b.md.ResourceMetrics().All() {
 			res := strings(rm.Resource().Attributes())
 			if !matches(res, match) {
 				continue
@@ -118,6 +125,7 @@ func (s *Sink) Points(metric string, match map[string]string) []Point {
 							Start:    dp.StartTimestamp().AsTime(),
 							Time:     dp.Timestamp().AsTime(),
 							Value:    v,
+							Received: b.received,
 						})
 					}
 				}

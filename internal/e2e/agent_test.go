@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/oomwatch/oomwatch/internal/collectorrun"
+	"github.com/oomwatch/oomwatch/internal/otlpsink"
+)
+
+// interval is the collection interval of every collector in these tests.
+const interval = 2 * time.Second
+
+// agentOptions shape one collector.
+type agentOptions struct {
+	node string
+	// kubelet: "" reads the node's kubelet found through the Node object; "off" disables the
+	// stats; anything else is an explicit endpoint, reached without verifying its certificate.
+	kubelet   string
+	storage   bool
+	gapPolicy string
+	// sink receives the export; nil starts a new one.
+	sink *otlpsink.Sink
+	// name separates the state folders of several collectors in one test.
+	name string
+}
+
+// agent is a running collector process and the backend it exports to.
+type agent struct {
+	t      *testing.T
+	opts   agentOptions
+	dir    string
+	health int
+	telem  int
+	sink   *otlpsink.Sink
+	proc   *collectorrun.Collector
+	log    *os.File
+}
+
+func startAgent(t *testing.T, opts agentOptions) *agent {
+	t.Helper()
+	s := need(t)
+	if opts.name == "" {
+		opts.name = "agent"
+	}
+	a := &agent{t: t, opts: opts, dir: filepath.Join(t.TempDir(), opts.name), sink: opts.sink}
+	require.NoError(t, os.MkdirAll(filepath.Join(a.dir, "state"), 0o750))
+	if a.sink == nil {
+		a.sink = otlpsink.New(fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		require.NoError(t, a.sink.Start(context.Background()))
+		t.Cleanup(func() { _ = a.sink.Stop(context.Background()) })
+	}
+	var err error
+	a.log, err = os.Create(filepath.Join(t.TempDir(), opts.name+".log"))
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = a.log.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(a.log.Name()); err == nil {
+				t.Logf("collector %s log (tail):\n%s", opts.name, tail(string(b), 40))
+			}
+		}
+	})
+	_ = s
+	a.start()
+	t.Cleanup(func() { _ = a.stop() })
+	return a
+}
+
+// start (re)starts the collector process with the agent's options, on new ports.
+func (a *agent) start() {
+	a.t.Helper()
+	s := need(a.t)
+	a.health, a.telem = freePort(a.t), freePort(a.t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	proc, err := collectorrun.Start(ctx, collectorrun.Options{
+		Binary:    s.collector,
+		Config:    a.config(),
+		Dir:       a.dir,
+		Env:       []string{"KUBECONFIG=" + s.kubeconfig},
+		HealthURL: fmt.Sprintf("http://127.0.0.1:%d/", a.health),
+		Log:       a.log,
+	})
+	require.NoError(a.t, err)
+	a.proc = proc
+}
+
+func (a *agent) stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return a.proc.Stop(ctx)
+}
+
+func (a *agent) config() string {
+	kubelet := "    kubelet:\n      enabled: true\n      auth_type: kubeConfig\n"
+	switch a.opts.kubelet {
+	case "":
+	case "off":
+		kubelet = "    kubelet:\n      enabled: false\n"
+	default:
+		kubelet = fmt.Sprintf("    kubelet:\n      enabled: true\n      auth_type: none\n      endpoint: %s\n      insecure_skip_verify: true\n      timeout: 1s\n", a.opts.kubelet)
+	}
+	counter := "  oom_counter:\n"
+	if a.opts.gapPolicy != "" {
+		counter += "    gap_policy: " + a.opts.gapPolicy + "\n"
+	}
+	extensions := "[health_check]"
+	storageExt := ""
+	if a.opts.storage {
+		counter += "    storage: file_storage\n    checkpoint_interval: 1s\n"
+		extensions = "[health_check, file_storage]"
+		storageExt = fmt.Sprintf("  file_storage:\n    directory: %s\n", filepath.Join(a.dir, "state"))
+	}
+	return fmt.Sprintf(`extensions:
+  health_check:
+    endpoint: 127.0.0.1:%d
+%s
+receivers:
+  k8s_container:
+    collection_interval: %s
+    initial_delay: 0s
+    auth_type: kubeConfig
+    node: %s
+%s
+processors:
+%s
+  batch:
+    timeout: 100ms
+
+exporters:
+  otlp_grpc:
+    endpoint: %s
+    tls:
+      insecure: true
+    retry_on_failure:
+      initial_interval: 200ms
+      max_interval: 1s
+      max_elapsed_time: 0s
+
+service:
+  extensions: %s
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: %d
+  pipelines:
+    metrics:
+      receivers: [k8s_container]
+      processors: [oom_counter, batch]
+      exporters: [otlp_grpc]
+`, a.health, storageExt, interval, a.opts.node, kubelet, counter, a.sink.Endpoint(), extensions, a.telem)
+}
+
+// ooms returns the latest k8s.container.oom_kills point of a container, if any arrived.
+func (a *agent) ooms(podUID, container string) (otlpsink.Point, bool) {
+	return a.sink.Latest("k8s.container.oom_kills", map[string]string{"k8s.pod.uid": podUID, "k8s.container.name": container})
+}
+
+// waitOOMs waits until the backend holds count for the container.
+func (a *agent) waitOOMs(podUID, container string, count float64, within time.Duration) otlpsink.Point {
+	a.t.Helper()
+	var last otlpsink.Point
+	require.Eventuallyf(a.t, func() bool {
+		p, ok := a.ooms(podUID, container)
+		last = p
+		return ok && p.Value == count
+	}, within, 100*time.Millisecond, "k8s.container.oom_kills of %s/%s: want %v, last point %+v", podUID, container, count, &last)
+	return last
+}
+
+func tail(s string, lines int) string {
+	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}

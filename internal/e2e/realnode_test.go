@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// TestRealNodeOOMKillsCounted: a container the kernel OOM-kills again and again (through the
+// kubelet's back-off) is counted once per kill, each count reaching the backend within one
+// collection interval plus a second of the status update; its stats come from the kubelet.
+func TestRealNodeOOMKillsCounted(t *testing.T) {
+	s := need(t)
+	ns := namespace(t, "e2e-real")
+	a := startAgent(t, agentOptions{node: s.realNode})
+
+	pod := createPod(t, ns, "leaky", s.realNode, corev1.RestartPolicyAlways, nil, leaker("app"))
+	kills := oomTimes(t, ns, "leaky", "app")
+	uid := string(pod.UID)
+	for k := 1; k <= 3; k++ {
+		var visible time.Time
+		select {
+		case visible = <-kills:
+		case <-time.After(90 * time.Second):
+			t.Fatalf("OOM kill %d not seen in the pod status", k)
+		}
+		p := a.waitOOMs(uid, "app", float64(k), interval+time.Second+5*time.Second)
+		lag := p.Received.Sub(visible)
+		t.Logf("OOM kill %d: visible in the status at %s, count %d at the backend %s later", k, visible.Format("15:04:05.000"), k, lag.Round(time.Millisecond))
+		assert.LessOrEqual(t, lag, interval+time.Second, "kill %d counted too late", k)
+	}
+	// No count beyond the kills the API server shows.
+	p := waitStatus(t, ns, "leaky", time.Second, func(*corev1.Pod) bool { return true })
+	st, err := status(p, "app")
+	require.NoError(t, err)
+	latest, ok := a.ooms(uid, "app")
+	require.True(t, ok)
+	assert.LessOrEqual(t, latest.Value, float64(st.RestartCount+1))
+
+	// Stats from /stats/summary for that container, and its utilization of the 64Mi limit.
+	match := map[string]string{"k8s.pod.uid": uid, "k8s.container.name": "app"}
+	require.Eventually(t, func() bool {
+		ws, ok1 := a.sink.Latest("container.memory.working_set", match)
+		util, ok2 := a.sink.Latest("k8s.container.memory_limit_utilization", match)
+		return ok1 && ok2 && ws.Value > 0 && util.Value > 0 && util.Value <= 1.1
+	}, 60*time.Second, 200*time.Millisecond, "no working set and limit utilization for the leaking container")
+}
+
+// TestRealNodeErrorExitNotCounted: a container that exits with an error, again and again, is
+// not an OOM kill.
+func TestRealNodeErrorExitNotCounted(t *testing.T) {
+	s := need(t)
+	ns := namespace(t, "e2e-exit")
+	a := startAgent(t, agentOptions{node: s.realNode})
+	pod := createPod(t, ns, "crashy", s.realNode, corev1.RestartPolicyAlways, nil,
+		workload("app", "64Mi", map[string]string{"WORKLOAD_MODE": "exit", "WORKLOAD_EXIT_AFTER": "500ms", "WORKLOAD_EXIT_CODE": "1"}))
+	waitStatus(t, ns, "crashy", 90*time.Second, func(p *corev1.Pod) bool {
+		st, err := status(p, "app")
+		return err == nil && st.RestartCount >= 2
+	})
+	time.Sleep(interval + time.Second)
+	p, ok := a.ooms(string(pod.UID), "app")
+	require.True(t, ok, "the crashing container has a counter")
+	assert.Zero(t, p.Value)
+}
+
+// TestRealNodeRestartNeverAndInitContainer: an OOM kill of a container that is never restarted
+// (it stays in state.terminated, restart count 0), and of an init container.
+func TestRealNodeRestartNeverAndInitContainer(t *testing.T) {
+	s := need(t)
+	ns := namespace(t, "e2e-never")
+	a := startAgent(t, agentOptions{node: s.realNode})
+	once := createPod(t, ns, "once", s.realNode, corev1.RestartPolicyNever, nil, leaker("app"))
+	initPod := createPod(t, ns, "init-oom", s.realNode, corev1.RestartPolicyNever,
+		[]corev1.Container{leaker("setup")}, workload("app", "64Mi", nil))
+	a.waitOOMs(string(once.UID), "app", 1, 90*time.Second)
+	a.waitOOMs(string(initPod.UID), "setup", 1, 90*time.Second)
+	// Nothing more happens to either: the counts stay.
+	time.Sleep(2 * interval)
+	p, _ := a.ooms(string(once.UID), "app")
+	assert.Equal(t, 1.0, p.Value)
+	p, _ = a.ooms(string(initPod.UID), "setup")
+	assert.Equal(t, 1.0, p.Value)
+}
+
+// TestRealNodePodRecreatedWithTheSameName: a pod deleted and created again under its name is a
+// second series (new UID, new start), counted from zero.
+func TestRealNodePodRecreatedWithTheSameName(t *testing.T) {
+	s := need(t)
+	ns := namespace(t, "e2e-recreate")
+	a := startAgent(t, agentOptions{node: s.realNode})
+	first := createPod(t, ns, "web", s.realNode, corev1.RestartPolicyNever, nil, leaker("app"))
+	p1 := a.waitOOMs(string(first.UID), "app", 1, 90*time.Second)
+	deletePod(t, ns, "web")
+	second := createPod(t, ns, "web", s.realNode, corev1.RestartPolicyNever, nil, leaker("app"))
+	require.NotEqual(t, first.UID, second.UID)
+	p2 := a.waitOOMs(string(second.UID), "app", 1, 90*time.Second)
+	assert.True(t, p2.Start.After(p1.Start), "the second series starts anew")
+	assert.Equal(t, "web", p2.Resource["k8s.pod.name"])
+	p, _ := a.ooms(string(first.UID), "app")
+	assert.Equal(t, 1.0, p.Value, "the first series keeps its count")
+}

@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// On the kubelet-less node the test is the kubelet: it writes pod statuses through the API, for
+// sequences a real kubelet cannot produce on demand.
+
+var standinStart = time.Now().Truncate(time.Second)
+
+func terminated(container string, instance int32, reason string) *corev1.ContainerStateTerminated {
+	exit := int32(1)
+	if reason == "OOMKilled" {
+		exit = 137
+	}
+	return &corev1.ContainerStateTerminated{
+		Reason:      reason,
+		ExitCode:    exit,
+		StartedAt:   metav1.NewTime(standinStart.Add(time.Duration(instance) * time.Minute)),
+		FinishedAt:  metav1.NewTime(standinStart.Add(time.Duration(instance)*time.Minute + 30*time.Second)),
+		ContainerID: fmt.Sprintf("containerd://%s-%d", container, instance),
+	}
+}
+
+// running is the status of a container in its instance-th run after the previous one ended.
+func running(container string, instance int32, lastReason string) corev1.ContainerStatus {
+	st := corev1.ContainerStatus{
+		Name:         container,
+		Image:        "docker.io/oomwatch/workload:dev",
+		RestartCount: instance,
+		Ready:        true,
+		State:        corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(standinStart.Add(time.Duration(instance) * time.Minute))}},
+		ContainerID:  fmt.Sprintf("containerd://%s-%d", container, instance),
+	}
+	if instance > 0 {
+		st.LastTerminationState.Terminated = terminated(container, instance-1, lastReason)
+	}
+	return st
+}
+
+// ended is the status right after the instance-th run ended, before the restart.
+func ended(container string, instance int32, reason, lastReason string) corev1.ContainerStatus {
+	st := running(container, instance, lastReason)
+	st.Ready = false
+	st.State = corev1.ContainerState{Terminated: terminated(container, instance, reason)}
+	return st
+}
+
+func writeStatus(t *testing.T, pod *corev1.Pod, statuses ...corev1.ContainerStatus) *corev1.Pod {
+	t.Helper()
+	s := need(t)
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: statuses}
+	updated, err := s.admin.CoreV1().Pods(pod.Namespace).UpdateStatus(context.Background(), pod, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	return updated
+}
+
+func standinPod(t *testing.T, ns, name string) *corev1.Pod {
+	t.Helper()
+	return createPod(t, ns, name, standinNode, corev1.RestartPolicyAlways, nil, workload("app", "64Mi", nil))
+}
+
+// TestStandinSeveralTerminationsInOneInterval: three OOM kills written faster than the
+// collection interval are all counted.
+func TestStandinSeveralTerminationsInOneInterval(t *testing.T) {
+	ns := namespace(t, "e2e-burst")
+	a := startAgent(t, agentOptions{node: standinNode, kubelet: "off"})
+	pod := standinPod(t, ns, "burst")
+	pod = writeStatus(t, pod, running("app", 0, ""))
+	a.waitOOMs(string(pod.UID), "app", 0, 30*time.Second)
+
+	for i := range int32(3) {
+		pod = writeStatus(t, pod, ended("app", i, "OOMKilled", "OOMKilled"))
+		pod = writeStatus(t, pod, running("app", i+1, "OOMKilled"))
+		time.Sleep(100 * time.Millisecond)
+	}
+	a.waitOOMs(string(pod.UID), "app", 3, interval+5*time.Second)
+}
+
+// TestStandinStateThenLastStateCountedOnce: the same termination, first in state.terminated,
+// then in lastState.terminated after the restart, is one OOM kill.
+func TestStandinStateThenLastStateCountedOnce(t *testing.T) {
+	ns := namespace(t, "e2e-once")
+	a := startAgent(t, agentOptions{node: standinNode, kubelet: "off"})
+	pod := standinPod(t, ns, "once")
+	pod = writeStatus(t, pod, running("app", 0, ""))
+	a.waitOOMs(string(pod.UID), "app", 0, 30*time.Second)
+	pod = writeStatus(t, pod, ended("app", 0, "OOMKilled", ""))
+	a.waitOOMs(string(pod.UID), "app", 1, interval+5*time.Second)
+	pod = writeStatus(t, pod, running("app", 1, "OOMKilled"))
+	time.Sleep(2 * interval)
+	p, _ := a.ooms(string(pod.UID), "app")
+	assert.Equal(t, 1.0, p.Value)
+	_ = pod
+}
+
+// TestStandinJumpCountedByGapPolicy: the restart count jumps from 1 to 4 with only the last
+// kill visible (the statuses in between were never written). lower_bound counts what it saw;
+// upper_bound counts the two unseen instances too.
+func TestStandinJumpCountedByGapPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		policy string
+		want   float64
+	}{{"lower_bound", 2}, {"upper_bound", 4}} {
+		t.Run(tc.policy, func(t *testing.T) {
+			ns := namespace(t, "e2e-gap-"+tc.policy[:5])
+			a := startAgent(t, agentOptions{node: standinNode, kubelet: "off", gapPolicy: tc.policy, name: tc.policy})
+			pod := standinPod(t, ns, "gap")
+			pod = writeStatus(t, pod, running("app", 0, ""))
+			a.waitOOMs(string(pod.UID), "app", 0, 30*time.Second)
+			pod = writeStatus(t, pod, ended("app", 0, "OOMKilled", ""))
+			pod = writeStatus(t, pod, running("app", 1, "OOMKilled"))
+			a.waitOOMs(string(pod.UID), "app", 1, interval+5*time.Second)
+			// Instances 1 and 2 end unseen; instance 3 is OOM-killed and 4 runs.
+			pod = writeStatus(t, pod, running("app", 4, "OOMKilled"))
+			a.waitOOMs(string(pod.UID), "app", tc.want, interval+5*time.Second)
+			time.Sleep(interval)
+			p, _ := a.ooms(string(pod.UID), "app")
+			assert.Equal(t, tc.want, p.Value)
+		})
+	}
+}
