@@ -88,7 +88,7 @@ KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 CTRD_LDFLAGS  := -s -w -X github.com/containerd/containerd/v2/version.Version=v2.4.2
 CTRD_TAGS     := no_btrfs,no_devmapper,no_zfs
 
-.PHONY: cluster-bin cluster-deps cluster-images cluster-up cluster-down cluster-smoke
+.PHONY: cluster-bin cluster-deps cluster-images cluster-up cluster-down cluster-smoke demo
 
 ## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one at a time).
 # One at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both cores.
@@ -131,6 +131,18 @@ cluster-down:
 ## cluster-smoke: start a cluster, see a 64Mi container OOM-killed by the kernel, tear down (root).
 cluster-smoke: cluster-bin cluster-deps
 	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run TestSmokeRealOOMKill -timeout 10m ./internal/controlplane/
+
+## demo: build what is missing, start the local cluster with a workload whose containers get
+## OOM-killed, run the collector, and show the counts live (root; Ctrl-C tears everything down).
+DEMO_ARGS ?=
+demo:
+	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it starts containerd and a kubelet on this machine"; exit 1; fi
+	@echo ">> make demo: first building what is missing. On a fresh machine that is the cluster binaries"
+	@echo "   (etcd, kube-apiserver, kubelet, containerd) and the collector: many minutes, about 20 on 2 cores."
+	@$(MAKE) --no-print-directory cluster-bin cluster-deps collector
+	@echo ">> building the demo"
+	@$(GO) build -o $(CURDIR)/_build/demo/oomwatch-demo ./cmd/oomwatch-demo
+	$(CURDIR)/_build/demo/oomwatch-demo $(DEMO_ARGS)
 
 ## cluster-e2e: every test of the local cluster itself against a real cluster (root).
 cluster-e2e: cluster-bin cluster-deps

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/oomwatch/oomwatch/deploy"
+	"github.com/oomwatch/oomwatch/internal/controlplane"
+)
+
+// The service account deploy/ ships for the agent, bound to its least-privilege ClusterRole.
+const (
+	agentNamespace      = "oomwatch"
+	agentServiceAccount = "oomwatch-agent"
+)
+
+// clusterRunning reports whether something already answers on the API server's port: a cluster
+// started by `make cluster-up` or by tests. The demo tears down what it starts, so it must not
+// start on top of someone else's cluster.
+func clusterRunning(port int) bool {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
+}
+
+// holdClusterLock takes the lock that controlplane takes around every start and teardown of the
+// cluster in dir, and keeps it until release is called. While the demo holds it, a test that
+// starts a cluster waits for the demo to end, rather than joining the demo's cluster and having
+// it torn down under it. It gives up when ctx ends.
+func holdClusterLock(ctx context.Context, dir string) (release func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = f.Close() }, nil // closing the file releases the lock
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// installAgentRBAC applies deploy/'s namespace and RBAC, exactly as shipped.
+func installAgentRBAC(ctx context.Context, c *controlplane.Cluster) error {
+	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
+		b, err := fs.ReadFile(deploy.Manifests, f)
+		if err != nil {
+			return err
+		}
+		if err := c.Apply(ctx, b); err != nil {
+			return fmt.Errorf("applying deploy/%s: %w", f, err)
+		}
+	}
+	return c.EnsureNamespace(ctx, agentNamespace)
+}
+
+// agentKubeconfig mints a token of the agent's service account and writes a kubeconfig that
+// holds it, so the collector has exactly the permissions deploy/ grants: no more, as it would
+// in its DaemonSet.
+func agentKubeconfig(ctx context.Context, c *controlplane.Cluster, cs kubernetes.Interface, path string, lifetime time.Duration) error {
+	seconds := int64(lifetime / time.Second)
+	tr, err := cs.CoreV1().ServiceAccounts(agentNamespace).CreateToken(ctx, agentServiceAccount, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("token for %s/%s: %w", agentNamespace, agentServiceAccount, err)
+	}
+	ca, err := filepath.Abs(c.CAFile())
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	return clientcmd.WriteToFile(tokenKubeconfig(c.APIServerURL(), ca, tr.Status.Token), path)
+}
+
+func tokenKubeconfig(server, caFile, token string) clientcmdapi.Config {
+	const name = "oomwatch-demo"
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
+	cfg.AuthInfos[agentServiceAccount] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: agentServiceAccount}
+	cfg.CurrentContext = name
+	return *cfg
+}
+
+// createWorkload creates the namespaces and the pods of the demo.
+func createWorkload(ctx context.Context, c *controlplane.Cluster, cs kubernetes.Interface, node string) error {
+	for _, ns := range workloadNamespaces {
+		if err := c.EnsureNamespace(ctx, ns); err != nil {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+	}
+	for _, p := range workloadPods(node) {
+		if _, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+		}
+	}
+	return nil
+}
+
+// freePorts returns n distinct TCP ports free on 127.0.0.1 right now.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, l)
+		if p := l.Addr().(*net.TCPAddr).Port; !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// The series the demo shows, by their names on the prometheus exporter (dots become
+// underscores, the unit a suffix, and a monotonic sum ends in _total).
+const (
+	metricOOMKills    = "k8s_container_oom_kills_total"
+	metricRestarts    = "k8s_container_restart_count"
+	metricWorkingSet  = "container_memory_working_set_bytes"
+	metricLimit       = "k8s_container_memory_limit_bytes"
+	metricUtilization = "k8s_container_memory_limit_utilization_ratio"
+
+	labelNamespace = "k8s_namespace_name"
+	labelPod       = "k8s_pod_name"
+	labelContainer = "k8s_container_name"
+)
+
+// containerKey names a container across pods.
+type containerKey struct {
+	Namespace, Pod, Container string
+}
+
+func (k containerKey) String() string { return k.Namespace + "/" + k.Pod + "/" + k.Container }
+
+// row is what the demo shows of one container. A value that the collector did not report (the
+// kubelet has no stats for a container that is not running) has its Has flag false.
+type row struct {
+	containerKey
+	WorkingSet, Limit, Utilization float64
+	HasWorkingSet, HasLimit        bool
+	HasUtilization                 bool
+	Restarts                       float64
+	HasRestarts                    bool
+	OOMKills                       float64
+	HasOOMKills                    bool
+}
+
+// parseExposition reads the Prometheus text exposition and returns one row per container that
+// any of the demo's series names, sorted by namespace, pod and container.
+func parseExposition(r io.Reader) ([]row, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("parsing the exposition: %w", err)
+	}
+	rows := map[containerKey]*row{}
+	for name, fam := range families {
+		set := setterFor(name)
+		if set == nil {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			k, ok := keyOf(m)
+			if !ok {
+				continue
+			}
+			r := rows[k]
+			if r == nil {
+				r = &row{containerKey: k}
+				rows[k] = r
+			}
+			set(r, valueOf(m))
+		}
+	}
+	out := make([]row, 0, len(rows))
+	for _, k := range slices.SortedFunc(maps.Keys(rows), compareKeys) {
+		out = append(out, *rows[k])
+	}
+	return out, nil
+}
+
+// setterFor returns how a series of that name fills a row, or nil for series the demo ignores.
+// A container can have several series of one name (a re-created pod has a new UID): OOM kills
+// and restarts add up, the other values are the latest container's.
+func setterFor(name string) func(*row, float64) {
+	switch name {
+	case metricOOMKills:
+		return func(r *row, v float64) { r.OOMKills += v; r.HasOOMKills = true }
+	case metricRestarts:
+		return func(r *row, v float64) { r.Restarts += v; r.HasRestarts = true }
+	case metricWorkingSet:
+		return func(r *row, v float64) { r.WorkingSet, r.HasWorkingSet = v, true }
+	case metricLimit:
+		return func(r *row, v float64) { r.Limit, r.HasLimit = v, true }
+	case metricUtilization:
+		return func(r *row, v float64) { r.Utilization, r.HasUtilization = v, true }
+	}
+	return nil
+}
+
+func keyOf(m *dto.Metric) (containerKey, bool) {
+	var k containerKey
+	for _, l := range m.GetLabel() {
+		switch l.GetName() {
+		case labelNamespace:
+			k.Namespace = l.GetValue()
+		case labelPod:
+			k.Pod = l.GetValue()
+		case labelContainer:
+			k.Container = l.GetValue()
+		}
+	}
+	return k, k.Namespace != "" && k.Pod != "" && k.Container != ""
+}
+
+func valueOf(m *dto.Metric) float64 {
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}
+
+func compareKeys(a, b containerKey) int {
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Pod, b.Pod), strings.Compare(a.Container, b.Container))
+}
+
+// scrape fetches the prometheus exporter's endpoint and parses it.
+func scrape(ctx context.Context, client *http.Client, url string) ([]row, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
+	if err != nil {
+		return nil, err
+	}
+	// The text format, not OpenMetrics or protobuf.
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return parseExposition(resp.Body)
+}

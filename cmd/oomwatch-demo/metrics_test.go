@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseExposition(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("testdata/exposition.txt")
+	require.NoError(t, err)
+	defer func() { _ = f.Close() }()
+
+	rows, err := parseExposition(f)
+	require.NoError(t, err)
+	want := []row{
+		{
+			containerKey: containerKey{"demo-batch", "nightly-report", "report"},
+			Limit:        48 * mib, HasLimit: true,
+			// Two pods of that name, one after the other: their kills add up.
+			OOMKills: 2, HasOOMKills: true,
+		},
+		{
+			containerKey: containerKey{"demo-payments", "ledger", "app"},
+			WorkingSet:   40 * mib, HasWorkingSet: true,
+			Limit: 64 * mib, HasLimit: true,
+			Utilization: 0.625, HasUtilization: true,
+			Restarts: 3, HasRestarts: true,
+			OOMKills: 3, HasOOMKills: true,
+		},
+		{
+			containerKey: containerKey{"demo-shop", "frontend", "web"},
+			WorkingSet:   25.6 * mib, HasWorkingSet: true,
+			Limit: 64 * mib, HasLimit: true,
+			Utilization: 0.4, HasUtilization: true,
+			Restarts: 0, HasRestarts: true,
+			OOMKills: 0, HasOOMKills: true,
+		},
+	}
+	assert.Equal(t, want, rows, "the per-instance flag and target_info are not the demo's, and a container without a value has no flag set")
+}
+
+func TestParseExpositionIgnoresSeriesWithoutAContainer(t *testing.T) {
+	t.Parallel()
+	rows, err := parseExposition(strings.NewReader(`# TYPE k8s_container_oom_kills_total counter
+k8s_container_oom_kills_total{k8s_namespace_name="a",k8s_pod_name="p"} 4
+k8s_container_oom_kills_total 7
+`))
+	require.NoError(t, err)
+	assert.Empty(t, rows)
+}
+
+func TestParseExpositionRefusesGarbage(t *testing.T) {
+	t.Parallel()
+	for name, text := range map[string]string{
+		"no value":       "k8s_container_oom_kills_total{k8s_pod_name=\"p\"}\n",
+		"bad value":      "k8s_container_oom_kills_total 1e\n",
+		"unclosed label": "k8s_container_oom_kills_total{k8s_pod_name=\"p} 1\n",
+		"type twice":     "# TYPE x counter\n# TYPE x gauge\nx 1\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseExposition(strings.NewReader(text))
+			assert.Error(t, err)
+		})
+	}
+}
+
+func TestScrapeAsksForTheTextFormat(t *testing.T) {
+	t.Parallel()
+	text, err := os.ReadFile("testdata/exposition.txt")
+	require.NoError(t, err)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		assert.Contains(t, r.Header.Get("Accept"), "text/plain")
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = w.Write(text)
+	}))
+	defer srv.Close()
+	rows, err := scrape(context.Background(), srv.Client(), srv.URL)
+	require.NoError(t, err)
+	assert.Len(t, rows, 3)
+}
+
+func TestScrapeReportsAnHTTPError(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "not yet", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	_, err := scrape(context.Background(), srv.Client(), srv.URL)
+	require.ErrorContains(t, err, "503")
+}
