@@ -4,7 +4,7 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 BENCH_OUT ?= _build/bench.txt
 
-.PHONY: all generate build test test-unit e2e lint fmt tidy bench example clean
+.PHONY: all generate build test test-unit test-e2e e2e lint fmt tidy bench example clean
 
 all: build
 
@@ -36,13 +36,24 @@ $(COLLECTOR): $(COLLECTOR_DIR)/main.go $(MODULE_SRCS)
 	@echo ">> building otelcol-oomwatch (cold: several minutes)"
 	cd $(COLLECTOR_DIR) && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o otelcol-oomwatch .
 
-## test: everything a change must pass (race detector on).
-test: collector test-unit
+## test: everything a change must pass: unit tests with the race detector, then, as root, the
+## end-to-end tests on the local cluster (the first run builds the cluster: many minutes).
+test: collector test-unit test-e2e
 
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
 
-## e2e: the end-to-end tests: the collector against the local cluster with a real node (root).
+## test-e2e: the cluster's own tests, then the collector against the cluster (root). One package at
+## a time: they share the cluster's ports and folders.
+test-e2e: collector
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo ">> end-to-end tests skipped: the local cluster's real node needs root"; \
+	else \
+		$(MAKE) --no-print-directory cluster-bin cluster-deps && \
+		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 30m ./internal/controlplane/ ./internal/e2e/; \
+	fi
+
+## e2e: the end-to-end tests alone, verbose.
 e2e: collector cluster-bin cluster-deps
 	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 30m ./internal/e2e/
 
