@@ -140,10 +140,11 @@ exporters:
     endpoint: %s
     tls:
       insecure: true
+    # A batch that cannot be sent within a second is dropped: the counters must not need it.
     retry_on_failure:
       initial_interval: 200ms
-      max_interval: 1s
-      max_elapsed_time: 0s
+      max_interval: 500ms
+      max_elapsed_time: 1s
 
 service:
   extensions: %s
@@ -178,6 +179,13 @@ func (a *agent) waitOOMs(podUID, container string, count float64, within time.Du
 		return ok && p.Value == count
 	}, within, 100*time.Millisecond, "k8s.container.oom_kills of %s/%s: want %v, last point %+v", podUID, container, count, &last)
 	return last
+}
+
+// logText returns what the collector wrote so far.
+func (a *agent) logText() string {
+	b, err := os.ReadFile(a.log.Name())
+	require.NoError(a.t, err)
+	return string(b)
 }
 
 func tail(s string, lines int) string {

@@ -89,6 +89,7 @@ func TestAPIServerRestartAndCompaction(t *testing.T) {
 	p, _ := a.ooms(uid, "app")
 	assert.Equal(t, 2.0, p.Value, "no kill counted twice")
 	assert.Contains(t, selfMetric(t, a, "otelcol_oom_counter_restarts_unattributed"), " 2")
+	assert.Contains(t, a.logText(), "too old resource version", "the watch did not resume past a compaction")
 }
 
 // compactEtcd compacts etcd at its current revision through its JSON gateway.

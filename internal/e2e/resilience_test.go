@@ -73,6 +73,8 @@ func TestBackendDownTotalsArriveWhenBack(t *testing.T) {
 		time.Sleep(interval)
 	}
 	time.Sleep(2 * interval)
+	// Batches were given up on while the backend was away.
+	require.Regexp(t, `otelcol_exporter_send_failed_metric_points\S* [1-9]`, selfMetric(t, a, "otelcol_exporter_send_failed_metric_points"))
 	require.NoError(t, a.sink.Start(context.Background()))
 	a.waitOOMs(uid, "app", 3, 30*time.Second)
 }
