@@ -143,9 +143,11 @@ func (p *counterProcessor) start(ctx context.Context, host component.Host) error
 		p.restore(ctx)
 	}
 	p.started = true
-	p.done.Go(p.expireLoop)
+	// Sweeping every max_stale/2 bounds how long a series outlives max_stale: it is forgotten
+	// at most max_stale/2 plus one clock second after it became stale.
+	p.done.Go(func() { p.every(p.cfg.MaxStale/2, p.expire) })
 	if p.client != nil {
-		p.done.Go(p.checkpointLoop)
+		p.done.Go(func() { p.every(p.cfg.CheckpointInterval, p.checkpoint) })
 	}
 	return nil
 }
@@ -191,17 +193,16 @@ func (p *counterProcessor) shutdown(ctx context.Context) error {
 	return errors.Join(saveErr, p.client.Close(ctx))
 }
 
-// expireLoop forgets stale series. Sweeping every max_stale/2 bounds how long a series outlives
-// max_stale: it is forgotten at most max_stale/2 plus one clock second after it became stale.
-func (p *counterProcessor) expireLoop() {
-	t := time.NewTicker(p.cfg.MaxStale / 2)
+// every runs f every d until the processor shuts down.
+func (p *counterProcessor) every(d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
-			p.expire()
+			f()
 		}
 	}
 }
@@ -220,18 +221,9 @@ func (p *counterProcessor) expire() {
 	}
 }
 
-func (p *counterProcessor) checkpointLoop() {
-	t := time.NewTicker(p.cfg.CheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.stop:
-			return
-		case <-t.C:
-			if err := p.save(context.Background()); err != nil {
-				p.logger.Warn("Saving the counter state failed; it is retried at the next checkpoint", zap.Error(err))
-			}
-		}
+func (p *counterProcessor) checkpoint() {
+	if err := p.save(context.Background()); err != nil {
+		p.logger.Warn("Saving the counter state failed; it is retried at the next checkpoint", zap.Error(err))
 	}
 }
 
