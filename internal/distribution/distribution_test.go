@@ -9,6 +9,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/oomwatch/oomwatch/deploy"
 )
 
 // collector returns the built binary: make test builds it first (make collector).
@@ -82,4 +86,32 @@ service:
 	out, err := run(t, nil, "validate", "--config", cfg)
 	require.Error(t, err)
 	assert.Contains(t, out, "max_stale must be at least 1s (got 100ms)")
+}
+
+// TestShippedConfigMapsValidate: the collector configurations inside deploy/'s ConfigMaps are
+// accepted by the collector that ships with them.
+func TestShippedConfigMapsValidate(t *testing.T) {
+	t.Parallel()
+	env := []string{"K8S_NODE_NAME=node-1", "POD_IP=127.0.0.1"}
+	for _, file := range []string{"agent-config.yaml", "gateway/gateway.yaml"} {
+		t.Run(file, func(t *testing.T) {
+			t.Parallel()
+			raw, err := deploy.Manifests.ReadFile(file)
+			require.NoError(t, err)
+			found := 0
+			for _, doc := range strings.Split(string(raw), "\n---") {
+				var cm corev1.ConfigMap
+				require.NoError(t, yaml.Unmarshal([]byte(doc), &cm))
+				if cm.Kind != "ConfigMap" {
+					continue
+				}
+				found++
+				cfg := filepath.Join(t.TempDir(), "config.yaml")
+				require.NoError(t, os.WriteFile(cfg, []byte(cm.Data["config.yaml"]), 0o600))
+				out, err := run(t, env, "validate", "--config", cfg)
+				require.NoError(t, err, out)
+			}
+			require.Equal(t, 1, found, "one ConfigMap with the collector configuration")
+		})
+	}
 }

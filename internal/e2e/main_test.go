@@ -85,7 +85,9 @@ func setUp(ctx context.Context, opts controlplane.Options) (*suite, error) {
 	if s.admin, err = s.cluster.Client(); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
+	// Everything deploy/ ships is accepted by the API server; the DaemonSet stays without pods
+	// (no controller-manager runs), so the tests run the collector themselves with its identity.
+	for _, f := range []string{"namespace.yaml", "rbac.yaml", "agent-config.yaml", "daemonset.yaml"} {
 		manifest, err := deploy.Manifests.ReadFile(f)
 		if err != nil {
 			return nil, err
