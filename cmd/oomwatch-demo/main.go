@@ -153,7 +153,7 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 	}
 	collectors = append(collectors, agent)
 
-	fmt.Println(">> creating the workload")
+	fmt.Printf(">> creating the workload (%s UTC)\n", time.Now().UTC().Format("15:04:05.0"))
 	if err := createWorkload(ctx, c, cs, opts.NodeName); err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func watch(ctx context.Context, o watchOptions) error {
 					firstOOM[c.Key] = c.At
 				}
 				if !o.Terminal {
-					if _, err := fmt.Fprintln(o.Out, "change:", c); err != nil {
+					if _, err := fmt.Fprintln(o.Out, "change:", time.Now().UTC().Format("15:04:05.0"), c); err != nil {
 						return err
 					}
 				}

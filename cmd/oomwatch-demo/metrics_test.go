@@ -97,3 +97,29 @@ func TestScrapeReportsAnHTTPError(t *testing.T) {
 	_, err := scrape(context.Background(), srv.Client(), srv.URL)
 	require.ErrorContains(t, err, "503")
 }
+
+// TestParseLiveExposition reads what the demo's prometheus exporter served about a minute into a
+// run: every container of the workload, with the counts it showed then.
+func TestParseLiveExposition(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("testdata/exposition-live.txt")
+	require.NoError(t, err)
+	defer func() { _ = f.Close() }()
+	rows, err := parseExposition(f)
+	require.NoError(t, err)
+	got := map[string]float64{}
+	for _, r := range rows {
+		assert.True(t, r.HasOOMKills && r.HasRestarts && r.HasLimit, r.containerKey)
+		got[r.String()] = r.OOMKills
+	}
+	assert.Equal(t, map[string]float64{
+		"demo-batch/nightly-report/report": 1,
+		"demo-batch/thumbnailer/resize":    0,
+		"demo-payments/accounts/app":       0,
+		"demo-payments/accounts/migrate":   4,
+		"demo-payments/ledger/app":         3,
+		"demo-shop/cart/app":               0,
+		"demo-shop/cart/proxy":             0,
+		"demo-shop/frontend/web":           0,
+	}, got)
+}
