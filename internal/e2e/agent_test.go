@@ -181,13 +181,6 @@ func (a *agent) waitOOMs(podUID, container string, count float64, within time.Du
 	return last
 }
 
-// logText returns what the collector wrote so far.
-func (a *agent) logText() string {
-	b, err := os.ReadFile(a.log.Name())
-	require.NoError(a.t, err)
-	return string(b)
-}
-
 func tail(s string, lines int) string {
 	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(all) > lines {
