@@ -29,6 +29,7 @@ collector: $(COLLECTOR)
 
 $(COLLECTOR_DIR)/main.go: builder-config.yaml tools/go.mod
 	@echo ">> generating the collector sources with ocb (first time: downloads the collector modules)"
+	mkdir -p $(COLLECTOR_DIR)
 	$(TOOLS) builder --config builder-config.yaml --skip-compilation
 	@touch $@
 
