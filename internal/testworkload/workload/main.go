@@ -84,6 +84,9 @@ func spiky(baseMB, spikeMB int, interval, spikeFor time.Duration) {
 		allocate(spikeMB)
 		logf("spike to %d MiB", baseMB+spikeMB)
 		time.Sleep(spikeFor)
+		// Drop the references too: a slice truncated over them would keep the spike reachable
+		// until the next one overwrote it, doubling the peak.
+		clear(held[base:])
 		held = held[:base]
 		// Return the spike to the kernel now rather than at the next collection.
 		debug.FreeOSMemory()
