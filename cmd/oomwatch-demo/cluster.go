@@ -13,11 +13,8 @@ import (
 	"syscall"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/oomwatch/oomwatch/deploy"
 	"github.com/oomwatch/oomwatch/internal/controlplane"
@@ -80,37 +77,6 @@ func installAgentRBAC(ctx context.Context, c *controlplane.Cluster) error {
 		}
 	}
 	return c.EnsureNamespace(ctx, agentNamespace)
-}
-
-// agentKubeconfig mints a token of the agent's service account and writes a kubeconfig that
-// holds it, so the collector has exactly the permissions deploy/ grants: no more, as it would
-// in its DaemonSet.
-func agentKubeconfig(ctx context.Context, c *controlplane.Cluster, cs kubernetes.Interface, path string, lifetime time.Duration) error {
-	seconds := int64(lifetime / time.Second)
-	tr, err := cs.CoreV1().ServiceAccounts(agentNamespace).CreateToken(ctx, agentServiceAccount, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("token for %s/%s: %w", agentNamespace, agentServiceAccount, err)
-	}
-	ca, err := filepath.Abs(c.CAFile())
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	return clientcmd.WriteToFile(tokenKubeconfig(c.APIServerURL(), ca, tr.Status.Token), path)
-}
-
-func tokenKubeconfig(server, caFile, token string) clientcmdapi.Config {
-	const name = "oomwatch-demo"
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[name] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
-	cfg.AuthInfos[agentServiceAccount] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: agentServiceAccount}
-	cfg.CurrentContext = name
-	return *cfg
 }
 
 // createWorkload creates the namespaces and the pods of the demo.

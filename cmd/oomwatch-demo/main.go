@@ -119,7 +119,7 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 		return err
 	}
 	kubeconfig := filepath.Join(demoDir, "agent.kubeconfig")
-	if err := agentKubeconfig(ctx, c, cs, kubeconfig, 24*time.Hour); err != nil {
+	if err := c.ServiceAccountKubeconfig(ctx, agentNamespace, agentServiceAccount, kubeconfig, 24*time.Hour); err != nil {
 		return err
 	}
 

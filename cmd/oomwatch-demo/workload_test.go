@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -14,7 +12,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/oomwatch/oomwatch/internal/testworkload"
 )
@@ -126,21 +123,6 @@ func envOf(c corev1.Container, name string) string {
 		}
 	}
 	return ""
-}
-
-func TestTokenKubeconfig(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	path, ca := filepath.Join(dir, "agent.kubeconfig"), filepath.Join(dir, "ca.crt")
-	require.NoError(t, os.WriteFile(ca, []byte("client-go reads it only when it connects"), 0o600))
-	require.NoError(t, clientcmd.WriteToFile(tokenKubeconfig("https://127.0.0.1:36443", ca, "tok"), path))
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	require.NoError(t, err)
-	assert.Equal(t, "https://127.0.0.1:36443", cfg.Host)
-	assert.Equal(t, "tok", cfg.BearerToken)
-	assert.Equal(t, ca, cfg.CAFile)
-	assert.False(t, cfg.Insecure)
-	assert.Empty(t, cfg.CertFile, "only the service account's token, no other credential")
 }
 
 func TestFreePorts(t *testing.T) {

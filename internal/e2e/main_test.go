@@ -11,11 +11,7 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/oomwatch/oomwatch/deploy"
 	"github.com/oomwatch/oomwatch/internal/controlplane"
@@ -96,32 +92,11 @@ func setUp(ctx context.Context, opts controlplane.Options) (*suite, error) {
 			return nil, fmt.Errorf("applying deploy/%s: %w", f, err)
 		}
 	}
-	if s.kubeconfig, err = s.agentKubeconfig(ctx); err != nil {
+	s.kubeconfig = filepath.Join(s.dir, "agent.kubeconfig")
+	if err := s.cluster.ServiceAccountKubeconfig(ctx, "oomwatch", "oomwatch-agent", s.kubeconfig, time.Hour); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// agentKubeconfig writes a kubeconfig with a bound token of deploy/'s service account.
-func (s *suite) agentKubeconfig(ctx context.Context) (string, error) {
-	expiry := int64(3600)
-	tr, err := s.admin.CoreV1().ServiceAccounts("oomwatch").CreateToken(ctx, "oomwatch-agent", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("token for oomwatch-agent: %w", err)
-	}
-	ca, err := os.ReadFile(s.cluster.CAFile())
-	if err != nil {
-		return "", err
-	}
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = &clientcmdapi.Cluster{Server: s.cluster.APIServerURL(), CertificateAuthorityData: ca}
-	cfg.AuthInfos["oomwatch-agent"] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
-	cfg.Contexts["agent"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "oomwatch-agent"}
-	cfg.CurrentContext = "agent"
-	path := filepath.Join(s.dir, "agent.kubeconfig")
-	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
 // need skips a test that has no cluster.
