@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local cluster's node needs: runc (the OCI runtime containerd's
 # shim calls), the CNI plugins (a loopback-only network makes the runtime report NetworkReady),
-# and the mount/namespace utilities the kubelet calls. Safe to run again: it does nothing when
-# every package is already installed.
+# and the mount/namespace utilities the kubelet calls; and Prometheus, the real backend the
+# end-to-end tests scrape the collector's prometheus exporter with (each test starts its own
+# server on a loopback port with a temporary configuration and storage; the package's own service
+# is not used). Safe to run again: it does nothing when every package is already installed.
 set -euo pipefail
 
-packages=(runc containernetworking-plugins iptables mount util-linux)
+packages=(runc containernetworking-plugins iptables mount util-linux prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
