@@ -343,6 +343,9 @@ func (h *storageHost) memory(id component.ID) *memoryStorage {
 type memoryStorage struct {
 	mu   sync.Mutex
 	data map[string][]byte
+	// fail, when set, is returned by every operation, as by a broken disk.
+	fail           error
+	opened, closed int
 }
 
 func newMemoryStorage() *memoryStorage { return &memoryStorage{data: map[string][]byte{}} }
@@ -351,6 +354,9 @@ func (*memoryStorage) Start(context.Context, component.Host) error { return nil 
 func (*memoryStorage) Shutdown(context.Context) error              { return nil }
 
 func (s *memoryStorage) GetClient(_ context.Context, kind component.Kind, id component.ID, name string) (storage.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opened++
 	return &memoryClient{s: s, prefix: fmt.Sprintf("%s/%s/%s/", kind, id, name)}, nil
 }
 
@@ -363,6 +369,24 @@ func (s *memoryStorage) snapshot() *memoryStorage {
 		c.data[k] = append([]byte(nil), v...)
 	}
 	return c
+}
+
+func (s *memoryStorage) failWith(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fail = err
+}
+
+func (s *memoryStorage) clients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opened
+}
+
+func (s *memoryStorage) closedClients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 func (s *memoryStorage) corrupt() {
@@ -385,6 +409,9 @@ type memoryClient struct {
 func (c *memoryClient) Get(_ context.Context, key string) ([]byte, error) {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
+	if c.s.fail != nil {
+		return nil, c.s.fail
+	}
 	v, ok := c.s.data[c.prefix+key]
 	if !ok {
 		return nil, nil
@@ -395,6 +422,9 @@ func (c *memoryClient) Get(_ context.Context, key string) ([]byte, error) {
 func (c *memoryClient) Set(_ context.Context, key string, value []byte) error {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
+	if c.s.fail != nil {
+		return c.s.fail
+	}
 	c.s.data[c.prefix+key] = append([]byte(nil), value...)
 	return nil
 }
@@ -402,6 +432,9 @@ func (c *memoryClient) Set(_ context.Context, key string, value []byte) error {
 func (c *memoryClient) Delete(_ context.Context, key string) error {
 	c.s.mu.Lock()
 	defer c.s.mu.Unlock()
+	if c.s.fail != nil {
+		return c.s.fail
+	}
 	delete(c.s.data, c.prefix+key)
 	return nil
 }
@@ -424,4 +457,9 @@ func (c *memoryClient) Batch(ctx context.Context, ops ...*storage.Operation) err
 	return nil
 }
 
-func (*memoryClient) Close(context.Context) error { return nil }
+func (c *memoryClient) Close(context.Context) error {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	c.s.closed++
+	return nil
+}

@@ -57,8 +57,11 @@ type counterProcessor struct {
 	encoder     checkpoint.Encoder
 	saveMu      sync.Mutex
 
-	stop    chan struct{}
+	// lifeMu orders Start and Shutdown: each takes effect once, whatever the host calls.
+	lifeMu  sync.Mutex
 	started bool
+	stopped bool
+	stop    chan struct{}
 	done    sync.WaitGroup
 
 	reasonOutOfOrder metric.AddOption
@@ -134,6 +137,11 @@ func (p *counterProcessor) clock() uint32 {
 }
 
 func (p *counterProcessor) start(ctx context.Context, host component.Host) error {
+	p.lifeMu.Lock()
+	defer p.lifeMu.Unlock()
+	if p.started || p.stopped {
+		return nil
+	}
 	if p.cfg.Storage != nil {
 		client, err := storageClient(ctx, host, *p.cfg.Storage, p.id)
 		if err != nil {
@@ -168,7 +176,17 @@ func storageClient(ctx context.Context, host component.Host, id, self component.
 	return client, nil
 }
 
+// shutdown stops the goroutines, saves the state a last time and closes the storage client. An
+// expired context stops the wait for the goroutines, never the final save nor the close: the
+// save is attempted with that context (its failure is logged and counted) and the client is
+// always closed, so the storage extension is not left with an open client.
 func (p *counterProcessor) shutdown(ctx context.Context) error {
+	p.lifeMu.Lock()
+	defer p.lifeMu.Unlock()
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
 	defer p.telemetry.Shutdown()
 	if !p.started {
 		return nil
@@ -181,16 +199,21 @@ func (p *counterProcessor) shutdown(ctx context.Context) error {
 		p.done.Wait()
 		close(waited)
 	}()
+	var waitErr error
 	select {
 	case <-waited:
 	case <-ctx.Done():
-		return ctx.Err()
+		// A checkpoint still running holds saveMu: the final save below waits for it.
+		waitErr = fmt.Errorf("waiting for the background work to stop: %w", ctx.Err())
 	}
 	if p.client == nil {
-		return nil
+		return waitErr
 	}
 	saveErr := p.save(ctx)
-	return errors.Join(saveErr, p.client.Close(ctx))
+	if saveErr != nil {
+		p.logger.Error("The final save of the counter state failed", zap.Error(saveErr))
+	}
+	return errors.Join(waitErr, saveErr, p.client.Close(ctx))
 }
 
 // every runs f every d until the processor shuts down.
