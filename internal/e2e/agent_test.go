@@ -18,6 +18,23 @@ import (
 // interval is the collection interval of every collector in these tests.
 const interval = 2 * time.Second
 
+// Deadlines derive from the collection interval. A change the API server shows reaches the
+// backend at the collector's next scrape, at most one interval later, then through the batch
+// processor (100 ms) and the exporter. On a loaded 2-core machine (the cluster, the collector,
+// Prometheus and the test share it) a scrape tick or an export can be late by a good part of an
+// interval, so:
+//   - reportLag, the most a test asserts a change may take to reach the backend, is two
+//     intervals;
+//   - a deadline a test waits for before it gives up adds slack on top, so a slow run fails
+//     with the value it saw rather than a timing flake.
+const (
+	reportLag = 2 * interval
+	slack     = 5 * time.Second
+)
+
+// scrapes is how long to wait for what the collector shows within n scrapes.
+func scrapes(n int) time.Duration { return time.Duration(n)*interval + slack }
+
 // agentOptions shape one collector.
 type agentOptions struct {
 	node string
@@ -30,6 +47,11 @@ type agentOptions struct {
 	sink *otlpsink.Sink
 	// name separates the state folders of several collectors in one test.
 	name string
+	// checkpoint is oom_counter's checkpoint_interval with storage; 0 is 1s.
+	checkpoint time.Duration
+	// prometheus, when not 0, is the loopback port of a prometheus exporter beside the OTLP
+	// one; it stays the same across restarts, as a scrape target does.
+	prometheus int
 }
 
 // agent is a running collector process and the backend it exports to.
@@ -115,9 +137,21 @@ func (a *agent) config() string {
 	extensions := "[health_check]"
 	storageExt := ""
 	if a.opts.storage {
-		counter += "    storage: file_storage\n    checkpoint_interval: 1s\n"
+		checkpoint := a.opts.checkpoint
+		if checkpoint == 0 {
+			checkpoint = time.Second
+		}
+		counter += fmt.Sprintf("    storage: file_storage\n    checkpoint_interval: %s\n", checkpoint)
 		extensions = "[health_check, file_storage]"
 		storageExt = fmt.Sprintf("  file_storage:\n    directory: %s\n", filepath.Join(a.dir, "state"))
+	}
+	exporters := "[otlp_grpc]"
+	promExporter := ""
+	if a.opts.prometheus != 0 {
+		exporters = "[otlp_grpc, prometheus]"
+		// Resource attributes become labels: without them every container's counter would be
+		// one series.
+		promExporter = fmt.Sprintf("  prometheus:\n    endpoint: 127.0.0.1:%d\n    resource_to_telemetry_conversion:\n      enabled: true\n", a.opts.prometheus)
 	}
 	return fmt.Sprintf(`extensions:
   health_check:
@@ -145,7 +179,7 @@ exporters:
       initial_interval: 200ms
       max_interval: 500ms
       max_elapsed_time: 1s
-
+%s
 service:
   extensions: %s
   telemetry:
@@ -160,8 +194,8 @@ service:
     metrics:
       receivers: [k8s_container]
       processors: [oom_counter, batch]
-      exporters: [otlp_grpc]
-`, a.health, storageExt, interval, a.opts.node, kubelet, counter, a.sink.Endpoint(), extensions, a.telem)
+      exporters: %s
+`, a.health, storageExt, interval, a.opts.node, kubelet, counter, a.sink.Endpoint(), promExporter, extensions, a.telem, exporters)
 }
 
 // ooms returns the latest k8s.container.oom_kills point of a container, if any arrived.
@@ -181,10 +215,79 @@ func (a *agent) waitOOMs(podUID, container string, count float64, within time.Du
 	return last
 }
 
+// reportsSince returns, in arrival order, the k8s.container.oom_kills points of a container
+// that arrived after since.
+func (a *agent) reportsSince(podUID, container string, since time.Time) []otlpsink.Point {
+	var out []otlpsink.Point
+	for _, p := range a.sink.Points("k8s.container.oom_kills", map[string]string{"k8s.pod.uid": podUID, "k8s.container.name": container}) {
+		if p.Received.After(since) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// waitReports waits until n batches of points stamped after since reported the container (one
+// batch per scrape), and returns the latest point: with n = 2, what the collector says one full
+// scrape after it could first have seen a change made at since.
+func (a *agent) waitReports(podUID, container string, since time.Time, n int) otlpsink.Point {
+	a.t.Helper()
+	var latest otlpsink.Point
+	require.Eventuallyf(a.t, func() bool {
+		batches := map[time.Time]bool{}
+		for _, p := range a.reportsSince(podUID, container, since) {
+			if !p.Time.After(since) {
+				continue
+			}
+			batches[p.Received] = true
+			if !p.Time.Before(latest.Time) {
+				latest = p
+			}
+		}
+		return len(batches) >= n
+	}, scrapes(n), 50*time.Millisecond, "%s/%s: %d reports after %s not received", podUID, container, n, since.Format("15:04:05.000"))
+	return latest
+}
+
 func tail(s string, lines int) string {
 	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(all) > lines {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// waitSaved waits until the collector's storage folder was written after since: the state it
+// held then is on disk. A processor that saved the state before it exported the count may have
+// nothing newer to write; so past one checkpoint interval and slack the wait ends with a note
+// instead of a failure.
+func (a *agent) waitSaved(since time.Time) {
+	a.t.Helper()
+	checkpoint := a.opts.checkpoint
+	if checkpoint == 0 {
+		checkpoint = time.Second
+	}
+	deadline := time.Now().Add(checkpoint + slack)
+	for time.Now().Before(deadline) {
+		if lastWrite(a.t, filepath.Join(a.dir, "state")).After(since) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.t.Logf("no write to the storage after %s within %s", since.Format("15:04:05.000"), checkpoint+slack)
+}
+
+// lastWrite is the newest modification time of a file in dir.
+func lastWrite(t *testing.T, dir string) time.Time {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	var newest time.Time
+	for _, e := range entries {
+		info, err := e.Info()
+		if err == nil && info.Mode().IsRegular() && info.ModTime().After(newest) {
+			newest = info.ModTime()
+		}
+	}
+	return newest
 }

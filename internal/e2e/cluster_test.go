@@ -35,7 +35,10 @@ func TestDaemonSetModeCountsEachContainerOnce(t *testing.T) {
 
 	real.waitOOMs(string(onReal.UID), "app", 1, 90*time.Second)
 	standin.waitOOMs(string(onStandin.UID), "app", 1, 30*time.Second)
-	time.Sleep(interval)
+	// One more scrape of each collector: a container of the other node would be in it.
+	now := time.Now()
+	real.waitReports(string(onReal.UID), "app", now, 1)
+	standin.waitReports(string(onStandin.UID), "app", now, 1)
 	for _, c := range []struct {
 		a     *agent
 		other string
@@ -92,8 +95,7 @@ func TestAPIServerRestartAndCompaction(t *testing.T) {
 
 	// The status shows instance 3's kill: counted. Instances 1 and 2 went by unseen.
 	a.waitOOMs(uid, "app", 2, 60*time.Second)
-	time.Sleep(2 * interval)
-	p, _ := a.ooms(uid, "app")
+	p := a.waitReports(uid, "app", time.Now(), 2)
 	assert.Equal(t, 2.0, p.Value, "no kill counted twice")
 	assert.Contains(t, selfMetric(t, a, "otelcol_oom_counter_restarts_unattributed"), " 2")
 }

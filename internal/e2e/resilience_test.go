@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,16 +32,19 @@ func TestCollectorKilledAndRestarted(t *testing.T) {
 			pod = writeStatus(t, pod, ended("app", 0, "OOMKilled", ""))
 			pod = writeStatus(t, pod, running("app", 1, "OOMKilled"))
 			before := a.waitOOMs(uid, "app", 1, 30*time.Second)
-			time.Sleep(1500 * time.Millisecond) // one checkpoint interval
+			if withStorage {
+				// Killed after a checkpoint holding the count (a kill at any moment is
+				// TestPrometheusCountSurvivesSIGKILL's).
+				a.waitSaved(before.Received)
+			}
 
 			require.NoError(t, a.proc.Kill())
+			restarted := time.Now()
 			a.start()
 			// The restarted collector reports the container at first sight: instance 0's
-			// OOM kill, already counted, is history.
-			time.Sleep(2 * interval)
-			after, ok := a.ooms(uid, "app")
-			require.True(t, ok)
-			require.True(t, after.Received.After(before.Received))
+			// OOM kill, already counted, is history. Two reports: its first sight and one
+			// more scrape.
+			after := a.waitReports(uid, "app", restarted, 2)
 			if withStorage {
 				assert.Equal(t, before.Start, after.Start, "the series continues")
 				assert.Equal(t, 1.0, after.Value)
@@ -51,7 +55,7 @@ func TestCollectorKilledAndRestarted(t *testing.T) {
 			pod = writeStatus(t, pod, ended("app", 1, "OOMKilled", "OOMKilled"))
 			writeStatus(t, pod, running("app", 2, "OOMKilled"))
 			want := map[bool]float64{true: 2, false: 1}[withStorage]
-			a.waitOOMs(uid, "app", want, interval+5*time.Second)
+			a.waitOOMs(uid, "app", want, scrapes(1))
 		})
 	}
 }
@@ -67,14 +71,20 @@ func TestBackendDownTotalsArriveWhenBack(t *testing.T) {
 	a.waitOOMs(uid, "app", 0, 30*time.Second)
 
 	require.NoError(t, a.sink.Stop(context.Background()))
+	counted := selfValue(t, a, "otelcol_oom_counter_increments")
 	for i := range int32(3) {
 		pod = writeStatus(t, pod, ended("app", i, "OOMKilled", "OOMKilled"))
 		pod = writeStatus(t, pod, running("app", i+1, "OOMKilled"))
-		time.Sleep(interval)
+		// Each kill in its own scrape: wait until the processor counted it, with the
+		// backend down.
+		require.Eventually(t, func() bool {
+			return selfValue(t, a, "otelcol_oom_counter_increments") >= counted+float64(i+1)
+		}, scrapes(1), 50*time.Millisecond, "OOM kill %d not counted by the processor", i+1)
 	}
-	time.Sleep(2 * interval)
 	// Batches were given up on while the backend was away.
-	require.Regexp(t, `otelcol_exporter_send_failed_metric_points\S* [1-9]`, selfMetric(t, a, "otelcol_exporter_send_failed_metric_points"))
+	require.Eventually(t, func() bool {
+		return selfValue(t, a, "otelcol_exporter_send_failed_metric_points") > 0
+	}, scrapes(2), 100*time.Millisecond, "no batch given up on: %s", selfMetric(t, a, "otelcol_exporter_send_failed_metric_points"))
 	require.NoError(t, a.sink.Start(context.Background()))
 	a.waitOOMs(uid, "app", 3, 30*time.Second)
 }
@@ -112,12 +122,29 @@ func TestKubeletFailuresKeepCountsFlowing(t *testing.T) {
 		fail()
 		pod = writeStatus(t, pod, ended("app", int32(i), "OOMKilled", "OOMKilled"))
 		pod = writeStatus(t, pod, running("app", int32(i+1), "OOMKilled"))
-		a.waitOOMs(uid, "app", float64(i+1), 2*interval+5*time.Second)
+		a.waitOOMs(uid, "app", float64(i+1), scrapes(2))
 	}
 	errs := selfMetric(t, a, "otelcol_k8s_container_kubelet_errors")
 	assert.Contains(t, errs, `reason="decode"`)
 	assert.Contains(t, errs, `reason="status"`)
 	assert.Contains(t, errs, `reason="timeout"`)
+}
+
+// selfValue sums the samples of a metric on the collector's own Prometheus endpoint (0 when it
+// has none yet).
+func selfValue(t *testing.T, a *agent, name string) float64 {
+	t.Helper()
+	sum := 0.0
+	for _, l := range strings.Split(selfMetric(t, a, name), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) < 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		require.NoError(t, err, l)
+		sum += v
+	}
+	return sum
 }
 
 // selfMetric returns the lines of the collector's own Prometheus endpoint about a metric.

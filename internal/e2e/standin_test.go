@@ -83,7 +83,7 @@ func TestStandinSeveralTerminationsInOneInterval(t *testing.T) {
 		pod = writeStatus(t, pod, running("app", i+1, "OOMKilled"))
 		time.Sleep(100 * time.Millisecond)
 	}
-	a.waitOOMs(string(pod.UID), "app", 3, interval+5*time.Second)
+	a.waitOOMs(string(pod.UID), "app", 3, scrapes(1))
 }
 
 // TestStandinStateThenLastStateCountedOnce: the same termination, first in state.terminated,
@@ -95,12 +95,12 @@ func TestStandinStateThenLastStateCountedOnce(t *testing.T) {
 	pod = writeStatus(t, pod, running("app", 0, ""))
 	a.waitOOMs(string(pod.UID), "app", 0, 30*time.Second)
 	pod = writeStatus(t, pod, ended("app", 0, "OOMKilled", ""))
-	a.waitOOMs(string(pod.UID), "app", 1, interval+5*time.Second)
-	pod = writeStatus(t, pod, running("app", 1, "OOMKilled"))
-	time.Sleep(2 * interval)
-	p, _ := a.ooms(string(pod.UID), "app")
+	a.waitOOMs(string(pod.UID), "app", 1, scrapes(1))
+	wrote := time.Now()
+	writeStatus(t, pod, running("app", 1, "OOMKilled"))
+	// Two reports after the restart was written: the scrape that saw it, and one more.
+	p := a.waitReports(string(pod.UID), "app", wrote, 2)
 	assert.Equal(t, 1.0, p.Value)
-	_ = pod
 }
 
 // TestStandinJumpCountedByGapPolicy: the restart count jumps from 1 to 4 with only the last
@@ -119,12 +119,12 @@ func TestStandinJumpCountedByGapPolicy(t *testing.T) {
 			a.waitOOMs(string(pod.UID), "app", 0, 30*time.Second)
 			pod = writeStatus(t, pod, ended("app", 0, "OOMKilled", ""))
 			pod = writeStatus(t, pod, running("app", 1, "OOMKilled"))
-			a.waitOOMs(string(pod.UID), "app", 1, interval+5*time.Second)
+			a.waitOOMs(string(pod.UID), "app", 1, scrapes(1))
 			// Instances 1 and 2 end unseen; instance 3 is OOM-killed and 4 runs.
 			pod = writeStatus(t, pod, running("app", 4, "OOMKilled"))
-			a.waitOOMs(string(pod.UID), "app", tc.want, interval+5*time.Second)
-			time.Sleep(interval)
-			p, _ := a.ooms(string(pod.UID), "app")
+			a.waitOOMs(string(pod.UID), "app", tc.want, scrapes(1))
+			// The count stays at the next scrapes.
+			p := a.waitReports(string(pod.UID), "app", time.Now(), 2)
 			assert.Equal(t, tc.want, p.Value)
 		})
 	}
