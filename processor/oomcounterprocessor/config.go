@@ -38,6 +38,10 @@ type Config struct {
 	MaxStale time.Duration `mapstructure:"max_stale"`
 	// MaxSeries bounds the number of tracked series.
 	MaxSeries int `mapstructure:"max_series"`
+	// IdentifyingAttributes are the resource attributes that tell one series from another. The
+	// other resource attributes are carried to the output but neither split a series nor restart
+	// its count. Empty: every resource attribute identifies.
+	IdentifyingAttributes []string `mapstructure:"identifying_attributes"`
 	// KeepInput passes the input metric on beside the counter.
 	KeepInput bool `mapstructure:"keep_input"`
 	// Storage is the ID of a storage extension that keeps the state across restarts.
@@ -91,6 +95,17 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSeries <= 0 {
 		errs = append(errs, fmt.Errorf("max_series must be positive (got %d)", c.MaxSeries))
+	}
+	seen := make(map[string]int, len(c.IdentifyingAttributes))
+	for i, a := range c.IdentifyingAttributes {
+		if a == "" {
+			errs = append(errs, fmt.Errorf("identifying_attributes[%d] must not be empty", i))
+			continue
+		}
+		if j, dup := seen[a]; dup {
+			errs = append(errs, fmt.Errorf("identifying_attributes[%d] %q is already identifying_attributes[%d]", i, a, j))
+		}
+		seen[a] = i
 	}
 	if c.Storage != nil && c.CheckpointInterval <= 0 {
 		errs = append(errs, fmt.Errorf("checkpoint_interval must be positive when storage is set (got %s)", c.CheckpointInterval))

@@ -31,13 +31,20 @@ func TestLoadConfig(t *testing.T) {
 				{Metric: "k8s.container.oom_killed", Output: "k8s.container.oom_kills", OccurrenceAttribute: "k8s.container.restart_count"},
 				{Metric: "container.oom.events", Output: "container.oom.events.total"},
 			},
-			GapPolicy:          GapUpperBound,
-			MaxStale:           5 * time.Minute,
-			MaxSeries:          5000,
-			KeepInput:          true,
-			Storage:            &storageID,
-			CheckpointInterval: 10 * time.Second,
+			IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name"},
+			GapPolicy:             GapUpperBound,
+			MaxStale:              5 * time.Minute,
+			MaxSeries:             5000,
+			KeepInput:             true,
+			Storage:               &storageID,
+			CheckpointInterval:    10 * time.Second,
 		}},
+		{name: "every_resource_attribute_identifies", want: func() *Config {
+			cfg := createDefaultConfig().(*Config)
+			cfg.IdentifyingAttributes = []string{}
+			return cfg
+		}()},
+		{name: "bad_identifying_attributes", wantErr: "identifying_attributes[1] must not be empty\nidentifying_attributes[2] \"k8s.pod.uid\" is already identifying_attributes[0]"},
 		{name: "bad_gap_policy", wantErr: `gap_policy must be "lower_bound" or "upper_bound" (got "exact")`},
 		{name: "bad_max_stale", wantErr: "max_stale must be at least 1s (got -1s)"},
 		{name: "short_max_stale", wantErr: "max_stale must be at least 1s (got 500ms)"},

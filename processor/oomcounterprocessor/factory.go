@@ -28,10 +28,13 @@ func createDefaultConfig() component.Config {
 			Output:              "k8s.container.oom_kills",
 			OccurrenceAttribute: "k8s.container.restart_count",
 		}},
-		GapPolicy:          GapLowerBound,
-		MaxStale:           15 * time.Minute,
-		MaxSeries:          100_000,
-		CheckpointInterval: 30 * time.Second,
+		// What names a container: not container.id, nor labels, whose values change while the
+		// container stays the same.
+		IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name"},
+		GapPolicy:             GapLowerBound,
+		MaxStale:              15 * time.Minute,
+		MaxSeries:             100_000,
+		CheckpointInterval:    30 * time.Second,
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -107,7 +108,7 @@ func newCounterProcessor(set processor.Settings, cfg *Config) (*counterProcessor
 		}
 		p.outputs[c.Output] = struct{}{}
 	}
-	p.fingerprint = fingerprint(cfg.Counters)
+	p.fingerprint = fingerprint(cfg.Counters, cfg.IdentifyingAttributes)
 	return p, nil
 }
 
@@ -116,8 +117,8 @@ func reason(r string) metric.AddOption {
 }
 
 // fingerprint names the counting configuration a checkpoint was written under: state kept for
-// other rules would be read with the wrong meaning.
-func fingerprint(counters []Counter) uint64 {
+// other rules, or keyed by other identifying attributes, would be read with the wrong meaning.
+func fingerprint(counters []Counter, identifying []string) uint64 {
 	lines := make([]string, len(counters))
 	for i, c := range counters {
 		lines[i] = c.Metric + "\x00" + c.Output + "\x00" + c.OccurrenceAttribute
@@ -127,6 +128,13 @@ func fingerprint(counters []Counter) uint64 {
 	for _, l := range lines {
 		_, _ = d.WriteString(l)
 		_, _ = d.WriteString("\x01")
+	}
+	ids := slices.Clone(identifying)
+	sort.Strings(ids)
+	_, _ = d.WriteString("\x02identifying")
+	for _, a := range ids {
+		_, _ = d.WriteString("\x00")
+		_, _ = d.WriteString(a)
 	}
 	return d.Sum64()
 }
@@ -340,7 +348,7 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 					continue
 				}
 				if !resourceHashed {
-					resourceKey = b.hasher.Map(rm.Resource().Attributes(), "")
+					resourceKey = p.resourceKey(&b.hasher, rm.Resource().Attributes())
 					resourceHashed = true
 				}
 				if !scopeHashed {
@@ -358,6 +366,15 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 	}
 	p.record(ctx, &b.tally)
 	return md, nil
+}
+
+// resourceKey hashes what identifies a series in its resource: the identifying attributes, or
+// every attribute when none are configured.
+func (p *counterProcessor) resourceKey(h *identity.Hasher, attrs pcommon.Map) identity.Key {
+	if len(p.cfg.IdentifyingAttributes) == 0 {
+		return h.Map(attrs, "")
+	}
+	return h.Select(attrs, p.cfg.IdentifyingAttributes)
 }
 
 // emptyCounter tells a counter all of whose points were dropped: an empty metric is noise.

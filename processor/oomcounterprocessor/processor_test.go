@@ -176,3 +176,53 @@ func TestStaleSeriesExpireInTime(t *testing.T) {
 		"not forgotten within 2*max_stale + 1s (and a second of scheduling slack)")
 	assert.GreaterOrEqual(t, time.Since(seen), cfg.MaxStale, "forgotten before max_stale")
 }
+
+// TestStateKeyedByOtherAttributesIsNotRestored: series keys depend on identifying_attributes, so
+// state saved under another list would be looked up under the wrong keys; it is discarded.
+func TestStateKeyedByOtherAttributesIsNotRestored(t *testing.T) {
+	t.Parallel()
+	tt := componenttest.NewTelemetry()
+	defer func() { require.NoError(t, tt.Shutdown(context.Background())) }()
+	cfg := createDefaultConfig().(*Config)
+	id := component.MustNewID("memory")
+	cfg.Storage = &id
+	mem := newMemoryStorage()
+	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	p, err := newCounterProcessor(metadatatest.NewSettings(tt), cfg)
+	require.NoError(t, err)
+	require.NoError(t, p.start(context.Background(), host))
+	_, err = p.processMetrics(context.Background(), flagBatch(1, []string{"a"}, 0, 0))
+	require.NoError(t, err)
+	require.NoError(t, p.shutdown(context.Background()))
+
+	other := *cfg
+	other.IdentifyingAttributes = []string{}
+	q, err := newCounterProcessor(metadatatest.NewSettings(tt), &other)
+	require.NoError(t, err)
+	require.NoError(t, q.start(context.Background(), host))
+	assert.Zero(t, q.store.Len(), "state keyed by other attributes was restored")
+	assert.Equal(t, int64(1), readTelemetry(t, tt)["checkpoint_errors"])
+	require.NoError(t, q.shutdown(context.Background()))
+}
+
+// TestEmptyIdentifyingAttributesSplitOnEveryAttribute: with identifying_attributes: [] every
+// resource attribute identifies, so a new container.id is a new series starting at its baseline.
+func TestEmptyIdentifyingAttributesSplitOnEveryAttribute(t *testing.T) {
+	t.Parallel()
+	cfg := createDefaultConfig().(*Config)
+	cfg.IdentifyingAttributes = []string{}
+	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(t, err)
+	withID := func(ts uint64, containerID string, occ, flag int64) pmetric.Metrics {
+		md := flagBatch(ts, []string{"a"}, occ, flag)
+		md.ResourceMetrics().At(0).Resource().Attributes().PutStr("container.id", containerID)
+		return md
+	}
+	_, err = p.processMetrics(context.Background(), withID(1, "c0", 0, 0))
+	require.NoError(t, err)
+	out, err := p.processMetrics(context.Background(), withID(2, "c1", 0, 1))
+	require.NoError(t, err)
+	dp := out.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints().At(0)
+	assert.Equal(t, int64(0), dp.IntValue(), "a new container.id is a new series, whose first point is its baseline")
+	assert.Equal(t, 2, p.store.Len())
+}

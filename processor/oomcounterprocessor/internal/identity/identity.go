@@ -43,24 +43,52 @@ type Hasher struct {
 // Map hashes a set of attributes, leaving out the key skip (may be empty). The order of the
 // attributes does not matter: each pair is hashed alone and the pair hashes are added up.
 func (h *Hasher) Map(m pcommon.Map, skip string) Key {
-	var sum Key
-	var n uint64
+	var set pairSet
 	for k, v := range m.All() {
 		if skip != "" && k == skip {
 			continue
 		}
-		h.begin()
-		h.appendString(k)
-		h.appendValue(v)
-		pair := h.sum()
-		sum.Hi += pair.Hi
-		sum.Lo += pair.Lo
-		n++
+		set.add(h.pair(k, v))
 	}
-	// The count separates sets whose pair hashes happen to add up alike only with different sizes.
-	sum.Hi += n * 0x9e3779b97f4a7c15
-	sum.Lo += n * 0xc2b2ae3d27d4eb4f
-	return sum
+	return set.key()
+}
+
+// Select hashes the attributes of m named in keys, as Map would hash m holding only those: an
+// absent key is left out. Other attributes of m do not change the key. keys must hold no
+// duplicates.
+func (h *Hasher) Select(m pcommon.Map, keys []string) Key {
+	var set pairSet
+	for _, k := range keys {
+		if v, ok := m.Get(k); ok {
+			set.add(h.pair(k, v))
+		}
+	}
+	return set.key()
+}
+
+// pairSet adds up the hashes of attribute pairs, so their order does not matter.
+type pairSet struct {
+	sum Key
+	n   uint64
+}
+
+func (s *pairSet) add(pair Key) {
+	s.sum.Hi += pair.Hi
+	s.sum.Lo += pair.Lo
+	s.n++
+}
+
+// key also mixes in the count, which separates sets whose pair hashes happen to add up alike
+// only with different sizes.
+func (s *pairSet) key() Key {
+	return Key{Hi: s.sum.Hi + s.n*0x9e3779b97f4a7c15, Lo: s.sum.Lo + s.n*0xc2b2ae3d27d4eb4f}
+}
+
+func (h *Hasher) pair(k string, v pcommon.Value) Key {
+	h.begin()
+	h.appendString(k)
+	h.appendValue(v)
+	return h.sum()
 }
 
 // Scope hashes an instrumentation scope: name, version and attributes.

@@ -35,6 +35,25 @@ func TestMapSkipsOccurrence(t *testing.T) {
 	assert.Equal(t, with, without)
 }
 
+func TestSelectHashesOnlyTheNamedAttributes(t *testing.T) {
+	t.Parallel()
+	var h Hasher
+	ids := []string{"k8s.pod.uid", "k8s.container.name", "k8s.namespace.name"}
+	a := h.Select(attrs("k8s.pod.uid", "u1", "k8s.container.name", "app", "container.id", "c1", "team", "a"), ids)
+	b := h.Select(attrs("container.id", "c2", "k8s.container.name", "app", "k8s.pod.uid", "u1"), ids)
+	assert.Equal(t, a, b, "attributes not named do not change the key")
+	assert.Equal(t, h.Map(attrs("k8s.pod.uid", "u1", "k8s.container.name", "app"), ""), a, "Select hashes as Map over the named attributes")
+	assert.NotEqual(t, a, h.Select(attrs("k8s.pod.uid", "u2", "k8s.container.name", "app"), ids))
+}
+
+func TestSelectDoesNotAllocate(t *testing.T) {
+	m := attrs("k8s.namespace.name", "prod", "k8s.pod.name", "web-0", "k8s.pod.uid", "u1", "k8s.container.name", "app", "container.id", "c1")
+	ids := []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name"}
+	var h Hasher
+	allocs := testing.AllocsPerRun(100, func() { _ = h.Select(m, ids) })
+	assert.Zero(t, allocs)
+}
+
 func TestDistinctInputsGiveDistinctKeys(t *testing.T) {
 	t.Parallel()
 	var h Hasher
