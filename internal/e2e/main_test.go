@@ -68,6 +68,11 @@ func setUp(ctx context.Context, opts controlplane.Options) (*suite, error) {
 		return nil, err
 	}
 	s := &suite{collector: filepath.Join(root, "_build", "otelcol-oomwatch", "otelcol-oomwatch")}
+	// OOMWATCH_COLLECTOR runs another build of the distribution, e.g. one of an older commit,
+	// against the same tests.
+	if bin := os.Getenv("OOMWATCH_COLLECTOR"); bin != "" {
+		s.collector = bin
+	}
 	if _, err := os.Stat(s.collector); err != nil {
 		return nil, fmt.Errorf("the collector is not built (make collector): %w", err)
 	}

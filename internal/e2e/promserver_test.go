@@ -1,0 +1,300 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// promScrapeInterval is how often the test's Prometheus scrapes its targets.
+const promScrapeInterval = time.Second
+
+// promServer is a real Prometheus (Debian's package, installed by make cluster-deps) that a test
+// starts on a loopback port with its own configuration and storage, and queries through its
+// HTTP API as a user's dashboards and alerts would.
+type promServer struct {
+	t    *testing.T
+	url  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startPrometheus starts a Prometheus that scrapes targets (host:port) every
+// promScrapeInterval; it is stopped when the test ends.
+func startPrometheus(t *testing.T, targets ...string) *promServer {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	require.NoError(t, err, "Prometheus is not installed: make cluster-deps installs Debian's package")
+	dir := t.TempDir()
+	quoted := make([]string, len(targets))
+	for i, target := range targets {
+		quoted[i] = strconv.Quote(target)
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: %[1]s
+  scrape_timeout: %[1]s
+  evaluation_interval: %[1]s
+scrape_configs:
+  - job_name: oomwatch
+    static_configs:
+      - targets: [%[2]s]
+`, promScrapeInterval, strings.Join(quoted, ", "))
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
+	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	require.NoError(t, err)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin, //nolint:gosec // the system's prometheus, arguments built here
+		"--config.file="+cfgFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--log.level=info",
+	)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, cmd.Start())
+	p := &promServer{t: t, url: "http://" + addr, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop()
+		_ = logFile.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(logFile.Name()); err == nil {
+				t.Logf("prometheus log (tail):\n%s", tail(string(b), 20))
+			}
+		}
+	})
+	require.Eventually(t, func() bool {
+		select {
+		case <-p.done:
+			return true // reported below
+		default:
+		}
+		resp, err := http.Get(p.url + "/-/ready")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, time.Minute, 100*time.Millisecond, "prometheus not ready at %s", p.url)
+	select {
+	case <-p.done:
+		t.Fatalf("prometheus exited at start (%s)", cmd.ProcessState)
+	default:
+	}
+	return p
+}
+
+func (p *promServer) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// promSample is one element of an instant vector.
+type promSample struct {
+	Labels map[string]string
+	Time   time.Time
+	Value  float64
+}
+
+// promSeries is one element of a range vector.
+type promSeries struct {
+	Labels  map[string]string
+	Samples []promSample
+}
+
+type promResponse struct {
+	Status    string          `json:"status"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+	Data      json.RawMessage `json:"data"`
+}
+
+func (p *promServer) get(path string, params url.Values) (json.RawMessage, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+path+"?"+params.Encode(), http.NoBody)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	var r promResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("%s: %s: %w", path, body, err)
+	}
+	if r.Status != "success" {
+		return nil, fmt.Errorf("%s %s: %s: %s", path, params.Encode(), r.ErrorType, r.Error)
+	}
+	return r.Data, nil
+}
+
+// pair decodes a [<unix seconds>, "<value>"] sample.
+func pair(raw [2]json.RawMessage) (promSample, error) {
+	var ts float64
+	var v string
+	if err := json.Unmarshal(raw[0], &ts); err != nil {
+		return promSample{}, err
+	}
+	if err := json.Unmarshal(raw[1], &v); err != nil {
+		return promSample{}, err
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return promSample{}, err
+	}
+	sec, frac := math.Modf(ts)
+	return promSample{Time: time.Unix(int64(sec), int64(frac*1e9)), Value: f}, nil
+}
+
+// instant evaluates a PromQL expression that yields an instant vector, now.
+func (p *promServer) instant(query string) ([]promSample, error) {
+	data, err := p.get("/api/v1/query", url.Values{"query": {query}})
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		ResultType string `json:"resultType"`
+		Result     []struct {
+			Metric map[string]string  `json:"metric"`
+			Value  [2]json.RawMessage `json:"value"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, err
+	}
+	if d.ResultType != "vector" {
+		return nil, fmt.Errorf("%s: a %s, not a vector", query, d.ResultType)
+	}
+	out := make([]promSample, 0, len(d.Result))
+	for _, r := range d.Result {
+		s, err := pair(r.Value)
+		if err != nil {
+			return nil, err
+		}
+		s.Labels = r.Metric
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// rangeVector evaluates a PromQL range selector (a matrix), now.
+func (p *promServer) rangeVector(query string) ([]promSeries, error) {
+	data, err := p.get("/api/v1/query", url.Values{"query": {query}})
+	if err != nil {
+		return nil, err
+	}
+	var d struct {
+		ResultType string `json:"resultType"`
+		Result     []struct {
+			Metric map[string]string    `json:"metric"`
+			Values [][2]json.RawMessage `json:"values"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, err
+	}
+	if d.ResultType != "matrix" {
+		return nil, fmt.Errorf("%s: a %s, not a matrix", query, d.ResultType)
+	}
+	out := make([]promSeries, 0, len(d.Result))
+	for _, r := range d.Result {
+		ser := promSeries{Labels: r.Metric}
+		for _, v := range r.Values {
+			s, err := pair(v)
+			if err != nil {
+				return nil, err
+			}
+			ser.Samples = append(ser.Samples, s)
+		}
+		out = append(out, ser)
+	}
+	return out, nil
+}
+
+// series lists the label sets of every series matching a selector that had a sample between
+// start and end.
+func (p *promServer) series(match string, start, end time.Time) ([]map[string]string, error) {
+	data, err := p.get("/api/v1/series", url.Values{
+		"match[]": {match},
+		"start":   {strconv.FormatInt(start.Unix(), 10)},
+		"end":     {strconv.FormatInt(end.Unix()+1, 10)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []map[string]string
+	return out, json.Unmarshal(data, &out)
+}
+
+// one evaluates a query that must yield exactly one sample.
+func (p *promServer) one(query string) (promSample, error) {
+	v, err := p.instant(query)
+	if err != nil {
+		return promSample{}, err
+	}
+	if len(v) != 1 {
+		return promSample{}, fmt.Errorf("%s: %d samples, want 1: %v", query, len(v), v)
+	}
+	return v[0], nil
+}
+
+// waitFor waits until a query yields exactly one sample for which f holds, and returns it.
+func (p *promServer) waitFor(query string, within time.Duration, f func(promSample) bool) promSample {
+	p.t.Helper()
+	var last promSample
+	var lastErr error
+	require.Eventuallyf(p.t, func() bool {
+		s, err := p.one(query)
+		last, lastErr = s, err
+		return err == nil && f(s)
+	}, within, 100*time.Millisecond, "prometheus: %s: condition not reached; last sample %+v, error %v", query, &last, lastErr)
+	return last
+}
+
+// sampleAfter waits until Prometheus holds a sample of the query scraped after since, and
+// returns it.
+func (p *promServer) sampleAfter(query string, since time.Time, within time.Duration) promSample {
+	p.t.Helper()
+	p.waitFor("timestamp("+query+")", within, func(s promSample) bool {
+		return time.Unix(0, int64(s.Value*1e9)).After(since)
+	})
+	s, err := p.one(query)
+	require.NoError(p.t, err)
+	return s
+}
