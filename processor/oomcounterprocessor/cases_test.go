@@ -346,6 +346,8 @@ type memoryStorage struct {
 	// fail, when set, is returned by every operation, as by a broken disk.
 	fail           error
 	opened, closed int
+	// sets counts Set calls and batches: the writes that reached storage.
+	sets int
 }
 
 func newMemoryStorage() *memoryStorage { return &memoryStorage{data: map[string][]byte{}} }
@@ -375,6 +377,13 @@ func (s *memoryStorage) failWith(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fail = err
+}
+
+// writes counts the write operations and batches that reached the storage.
+func (s *memoryStorage) writes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sets
 }
 
 func (s *memoryStorage) clients() int {
@@ -426,6 +435,7 @@ func (c *memoryClient) Set(_ context.Context, key string, value []byte) error {
 		return c.s.fail
 	}
 	c.s.data[c.prefix+key] = append([]byte(nil), value...)
+	c.s.sets++
 	return nil
 }
 
@@ -440,6 +450,14 @@ func (c *memoryClient) Delete(_ context.Context, key string) error {
 }
 
 func (c *memoryClient) Batch(ctx context.Context, ops ...*storage.Operation) error {
+	c.s.mu.Lock()
+	c.s.sets++
+	for _, op := range ops {
+		if op.Type == storage.Set {
+			c.s.sets-- // counted once for the whole batch
+		}
+	}
+	c.s.mu.Unlock()
 	for _, op := range ops {
 		var err error
 		switch op.Type {

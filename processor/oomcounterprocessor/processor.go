@@ -24,11 +24,9 @@ import (
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/persist"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/store"
 )
-
-// stateKey is the key of the state blob in the storage client of this processor instance.
-const stateKey = "state"
 
 // rule is a Counter prepared for the data path.
 type rule struct {
@@ -55,8 +53,10 @@ type counterProcessor struct {
 
 	fingerprint uint64
 	client      storage.Client
-	encoder     checkpoint.Encoder
-	saveMu      sync.Mutex
+	// journal is nil without storage.
+	journal *persist.Journal
+	// journalWarn keeps a storage outage from flooding the log: one warning per minute.
+	journalWarn rateLimit
 
 	// lifeMu orders Start and Shutdown: each takes effect once, whatever the host calls.
 	lifeMu  sync.Mutex
@@ -156,6 +156,7 @@ func (p *counterProcessor) start(ctx context.Context, host component.Host) error
 			return err
 		}
 		p.client = client
+		p.journal = persist.New(client, p.fingerprint, p.store.Range)
 		p.restore(ctx)
 	}
 	p.started = true
@@ -211,7 +212,7 @@ func (p *counterProcessor) shutdown(ctx context.Context) error {
 	select {
 	case <-waited:
 	case <-ctx.Done():
-		// A checkpoint still running holds saveMu: the final save below waits for it.
+		// A checkpoint still running holds the journal: the final save below waits for it.
 		waitErr = fmt.Errorf("waiting for the background work to stop: %w", ctx.Err())
 	}
 	if p.client == nil {
@@ -258,47 +259,85 @@ func (p *counterProcessor) checkpoint() {
 	}
 }
 
-// save writes the state of every series as one blob.
+// save writes a snapshot of every series and drops the journal.
 func (p *counterProcessor) save(ctx context.Context) error {
-	p.saveMu.Lock()
-	defer p.saveMu.Unlock()
-	p.encoder.Begin(p.fingerprint, p.store.Len())
-	p.store.Range(p.encoder.Add)
-	if err := p.client.Set(ctx, stateKey, p.encoder.Finish()); err != nil {
+	if err := p.journal.Snapshot(ctx); err != nil {
 		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
 		return fmt.Errorf("saving counter state: %w", err)
 	}
 	return nil
 }
 
-// restore loads the saved state. Damaged or foreign state is discarded with a warning: the
-// counters then restart visibly (new StartTimestamp), which is honest, rather than wrong.
+// restore loads the saved state, then writes it back as one snapshot, so the journal starts
+// afresh. Damaged or foreign parts are discarded with a warning: their counters then restart
+// visibly (new StartTimestamp), which is honest, rather than wrong.
 func (p *counterProcessor) restore(ctx context.Context) {
-	blob, err := p.client.Get(ctx, stateKey)
-	if err != nil {
-		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
-		p.logger.Warn("Reading the saved counter state failed; counters start afresh", zap.Error(err))
-		return
-	}
-	if blob == nil {
-		return
-	}
-	var entries []checkpoint.Entry
-	if err := checkpoint.Decode(blob, p.fingerprint, func(e checkpoint.Entry) { entries = append(entries, e) }); err != nil {
-		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
-		p.logger.Warn("Discarding saved counter state; counters start afresh", zap.Error(err))
-		return
-	}
 	now := p.clock()
-	restored := 0
-	for _, e := range entries {
+	restored, saved := 0, 0
+	r := p.journal.Restore(ctx, func(e checkpoint.Entry) {
+		saved++
 		e.Series.LastSeen = now
 		if p.store.Put(e.Key, e.Series) {
 			restored++
 		}
+	})
+	for _, problem := range r.Problems {
+		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
+		p.logger.Warn("Discarding part of the saved counter state; the counters it held start afresh", zap.Error(problem))
 	}
 	p.telemetry.OomCounterSeriesTracked.Add(ctx, int64(restored))
-	p.logger.Info("Restored counter state", zap.Int("series", restored), zap.Int("saved", len(entries)))
+	if saved > 0 || len(r.Problems) > 0 {
+		p.logger.Info("Restored counter state", zap.Int("series", restored), zap.Int("saved", saved),
+			zap.Int("snapshot", r.Snapshot), zap.Int("journal_segments", r.Segments))
+		if err := p.save(ctx); err != nil {
+			p.logger.Warn("Compacting the restored counter state failed; the journal goes on", zap.Error(err))
+		}
+	}
+}
+
+// rateLimit lets one event through per period.
+type rateLimit struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether to log now, and how many events were held back since the last time.
+func (r *rateLimit) allow(now time.Time) (bool, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.last.IsZero() && now.Sub(r.last) < time.Minute {
+		r.suppressed++
+		return false, 0
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return true, n
+}
+
+// persistBatch makes the changes of a batch durable before its points leave. When that fails
+// the batch is refused with the error instead of passed on: a count that is not in storage, if
+// exported, could be followed after a crash by a lower count under the same StartTimestamp,
+// which every backend reads as a reset. Refusing makes the receiver's batch fail (and retry,
+// when it retries); the state stays applied in memory, and the next batch writes a full
+// snapshot before anything more leaves, so a retried or later point carries the total safely.
+func (p *counterProcessor) persistBatch(ctx context.Context, b *batch) error {
+	var segment []byte
+	if b.changed {
+		segment = b.segment.Finish()
+	} else if !p.journal.Dirty() {
+		return nil
+	}
+	err := p.journal.Append(ctx, segment)
+	if err == nil {
+		return nil
+	}
+	p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
+	if ok, held := p.journalWarn.allow(time.Now()); ok {
+		p.logger.Warn("Saving the counts of a batch failed; the batch is refused so no count leaves that a crash could take back",
+			zap.Error(err), zap.Int("failures_not_logged", held))
+	}
+	return fmt.Errorf("oom_counter: counts not saved, batch refused: %w", err)
 }
 
 // tally gathers a batch's telemetry, recorded once per batch instead of once per point.
@@ -365,6 +404,11 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 		}
 	}
 	p.record(ctx, &b.tally)
+	if p.journal != nil {
+		if err := p.persistBatch(ctx, &b); err != nil {
+			return md, err
+		}
+	}
 	return md, nil
 }
 
@@ -391,6 +435,9 @@ type batch struct {
 	now    uint32
 	hasher identity.Hasher
 	tally  tally
+	// segment gathers the series this batch changed, for the journal (with storage only).
+	segment checkpoint.Encoder
+	changed bool
 }
 
 // convert turns metric m, an input of rule r, into the counter. With keep_input the input stays
@@ -462,6 +509,13 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 		b.tally.unattributed += int64(u.Unattributed)
 		if u.New {
 			b.tally.newSeries++
+		}
+		if u.Changed && b.p.journal != nil {
+			if !b.changed {
+				b.segment.Begin(b.p.fingerprint, 4)
+				b.changed = true
+			}
+			b.segment.Add(key, u.Series)
 		}
 		dp.SetIntValue(int64(u.Count))
 		dp.SetStartTimestamp(pcommon.Timestamp(u.Start))

@@ -3,6 +3,7 @@ package oomcounterprocessor
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ import (
 	"go.opentelemetry.io/collector/processor/processortest"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadatatest"
 )
@@ -118,8 +121,9 @@ func TestStartFailsWithoutTheStorageExtension(t *testing.T) {
 	require.NoError(t, p.Shutdown(context.Background()))
 }
 
-// TestCheckpointsPeriodically shows that state reaches storage while the collector runs, not
-// only at a clean shutdown: a SIGKILL loses at most one checkpoint interval.
+// TestCheckpointsPeriodically shows that the periodic checkpoint writes a snapshot that holds
+// the counts, and drops the journal it replaces: restored from storage as a SIGKILL leaves it
+// after the checkpoint, every series has its count, start and occurrence.
 func TestCheckpointsPeriodically(t *testing.T) {
 	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
@@ -128,29 +132,45 @@ func TestCheckpointsPeriodically(t *testing.T) {
 	cfg.CheckpointInterval = 20 * time.Millisecond
 	mem := newMemoryStorage()
 	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
-	sink := new(consumertest.MetricsSink)
-	p, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, sink)
+	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
-	require.NoError(t, p.Start(context.Background(), host))
-	require.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(1, []string{"a"}, 0, 0)))
-	require.NoError(t, p.ConsumeMetrics(context.Background(), flagBatch(2, []string{"a"}, 0, 1)))
+	require.NoError(t, p.start(context.Background(), host))
+	defer func() { require.NoError(t, p.shutdown(context.Background())) }()
+	for _, md := range []pmetric.Metrics{
+		flagBatch(1, []string{"a", "b"}, 0, 0),
+		flagBatch(2, []string{"a"}, 0, 1),
+		flagBatch(3, []string{"a"}, 1, 1),
+		flagBatch(4, []string{"b"}, 2, 1),
+	} {
+		_, err = p.processMetrics(context.Background(), md)
+		require.NoError(t, err)
+	}
 
-	// A second processor restored from whatever was saved before any shutdown.
+	// Once a checkpoint ran, storage holds a snapshot and no journal segment.
 	require.Eventually(t, func() bool {
 		mem.mu.Lock()
 		defer mem.mu.Unlock()
-		return len(mem.data) == 1
+		for k := range mem.data {
+			if strings.Contains(k, "journal/") && !strings.HasSuffix(k, "journal/head") {
+				return false
+			}
+		}
+		return true
 	}, 5*time.Second, 10*time.Millisecond)
-	require.Eventually(t, func() bool {
-		restored := new(consumertest.MetricsSink)
-		q, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), cfg, restored)
-		require.NoError(t, err)
-		require.NoError(t, q.Start(context.Background(), &storageHost{ext: map[component.ID]component.Component{id: mem.snapshot()}}))
-		defer func() { require.NoError(t, q.Shutdown(context.Background())) }()
-		require.NoError(t, q.ConsumeMetrics(context.Background(), flagBatch(3, []string{"a"}, 0, 1)))
-		return lastTotals(restored)["a"] == 1
-	}, 5*time.Second, 20*time.Millisecond)
-	require.NoError(t, p.Shutdown(context.Background()))
+
+	q, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(t, err)
+	require.NoError(t, q.start(context.Background(), &storageHost{ext: map[component.ID]component.Component{id: mem.snapshot()}}))
+	defer func() { require.NoError(t, q.shutdown(context.Background())) }()
+	type saved struct {
+		count, start uint64
+		occurrence   int64
+	}
+	var got []saved
+	q.store.Range(func(_ identity.Key, s counting.Series) {
+		got = append(got, saved{count: s.Count, start: s.Start, occurrence: s.Occurrence})
+	})
+	assert.ElementsMatch(t, []saved{{count: 2, start: 1, occurrence: 1}, {count: 1, start: 1, occurrence: 2}}, got)
 }
 
 // TestStaleSeriesExpireInTime runs the real sweeper: a series unseen for max_stale is forgotten

@@ -44,6 +44,11 @@ type Update struct {
 	Tracked bool
 	// New tells that the point started the series.
 	New bool
+	// Changed tells that the point changed what persisted state must hold: the count, the start,
+	// the occurrence or the flag (a new series too). A later Last timestamp alone is no change.
+	Changed bool
+	// Series is the state after the point.
+	Series counting.Series
 	// Count and Start describe the series after the point.
 	Count uint64
 	Start uint64
@@ -58,18 +63,22 @@ func (s *Store) Apply(key identity.Key, mode counting.Mode, policy counting.GapP
 	ser, ok := sh.series[key]
 	var u Update
 	if ok {
+		before := ser
 		u.Result = ser.Apply(mode, policy, p)
+		u.Changed = ser.Count != before.Count || ser.Start != before.Start ||
+			ser.Occurrence != before.Occurrence || ser.High != before.High
 	} else {
 		if s.size.Add(1) > s.limit {
 			s.size.Add(-1)
 			return Update{}
 		}
 		ser, u.Result = counting.Baseline(mode, p)
-		u.New = true
+		u.New, u.Changed = true, true
 	}
 	ser.LastSeen = now
 	sh.series[key] = ser
 	u.Tracked = true
+	u.Series = ser
 	u.Count = ser.Count
 	u.Start = ser.Start
 	return u
