@@ -359,3 +359,53 @@ func TestKillAtRandomNeverDecreases(t *testing.T) {
 }
 
 var _ extension.Extension = (*clientExtension)(nil)
+
+// BenchmarkConsumeDurable: one batch in which one series changed, with file_storage on a temporary
+// directory: the cost of the journal write that makes the change durable before it leaves.
+func BenchmarkConsumeDurable(b *testing.B) {
+	dir := b.TempDir()
+	f := filestorage.NewFactory()
+	fcfg := f.CreateDefaultConfig().(*filestorage.Config)
+	fcfg.Directory = dir
+	ext, err := f.Create(context.Background(), extensiontest.NewNopSettings(f.Type()), fcfg)
+	require.NoError(b, err)
+	require.NoError(b, ext.Start(context.Background(), componenttest.NewNopHost()))
+	b.Cleanup(func() { require.NoError(b, ext.Shutdown(context.Background())) })
+	cfg := createDefaultConfig().(*Config)
+	id := component.MustNewID("file_storage")
+	cfg.Storage = &id
+	cfg.CheckpointInterval = time.Hour
+	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
+	require.NoError(b, err)
+	require.NoError(b, p.start(context.Background(), &storageHost{ext: map[component.ID]component.Component{id: ext}}))
+	b.Cleanup(func() { require.NoError(b, p.shutdown(context.Background())) })
+	_, err = p.processMetrics(context.Background(), flagBatch(1, []string{"a"}, 0, 0))
+	require.NoError(b, err)
+
+	before := writesOf(b, p)
+	b.ReportAllocs()
+	occ := int64(0)
+	for b.Loop() {
+		b.StopTimer()
+		occ++
+		md := flagBatch(uint64(occ+1), []string{"a"}, occ, 1)
+		b.StartTimer()
+		out, err := p.processMetrics(context.Background(), md)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := out.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Sum().DataPoints().At(0).IntValue(); got != occ {
+			b.Fatalf("count %d, want %d", got, occ)
+		}
+	}
+	b.StopTimer()
+	if w := writesOf(b, p) - before; w != uint64(b.N) {
+		b.Fatalf("%d journal segments for %d batches", w, b.N)
+	}
+}
+
+// writesOf is the length of the journal: one segment per durable batch.
+func writesOf(b *testing.B, p *counterProcessor) uint64 {
+	b.Helper()
+	return p.journal.Length()
+}
