@@ -62,27 +62,38 @@ func TestPutRestoresWithoutOverwriting(t *testing.T) {
 	assert.False(t, s.Put(key(3), counting.Series{}), "the limit holds for restored state too")
 }
 
+// TestConcurrentApplyAndExpire expires series while others are fed: the expiry really forgets
+// (the series last seen at clock 1 all go), never a fresh one.
 func TestConcurrentApplyAndExpire(t *testing.T) {
 	t.Parallel()
 	s := New(1 << 20)
-	const workers, perWorker = 4, 2000
+	const workers, perWorker, stale = 4, 2000, 3000
+	for i := range stale {
+		s.Apply(key(perWorker+i), counting.Delta, counting.LowerBound, counting.Point{Timestamp: 1, Value: 1}, 1)
+	}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for i := range perWorker {
-				// Every worker feeds the same series: totals must add up exactly.
-				s.Apply(key(i), counting.Delta, counting.LowerBound, counting.Point{Timestamp: uint64(w*perWorker + i + 1), Value: 1}, 1)
+				// Every worker feeds the same series, seen at clock 10.
+				s.Apply(key(i), counting.Delta, counting.LowerBound, counting.Point{Timestamp: uint64(w*perWorker + i + 2), Value: 1}, 10)
 			}
 		})
 	}
+	expired := 0
 	wg.Go(func() {
 		for range 50 {
-			s.Expire(0)
+			// Cutoff 2: the series seen at clock 1 are stale, those seen at 10 are not.
+			expired += s.Expire(2)
 			runtime.Gosched()
 		}
 	})
 	wg.Wait()
+	assert.Equal(t, stale, expired, "the stale series were not all expired")
 	assert.Equal(t, perWorker, s.Len())
+	s.Range(func(_ identity.Key, ser counting.Series) {
+		assert.Equal(t, uint32(10), ser.LastSeen, "a stale series survived, or a fresh one lost its sighting")
+	})
 }
 
 // BenchmarkBytesPerSeries reports the heap held by the store per tracked series.
