@@ -60,7 +60,7 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string][]string{
-		"pods":        {"get", "list", "watch"},
+		"pods":        {"list", "watch"},
 		"nodes":       {"get"},
 		"nodes/stats": {"get"},
 	}, got)

@@ -88,6 +88,7 @@ func (cfg *Config) Validate() error {
 	}
 	errs = append(errs, validateExtract("extract.labels", cfg.Extract.Labels)...)
 	errs = append(errs, validateExtract("extract.annotations", cfg.Extract.Annotations)...)
+	errs = append(errs, cfg.Extract.validateTagNames()...)
 	return errors.Join(errs...)
 }
 
@@ -144,6 +145,40 @@ func validateExtract(field string, fields []FieldExtract) []error {
 		}
 		seen[f.Key] = true
 	}
+	return errs
+}
+
+// builtinAttributes are the resource attributes the receiver sets itself; an extracted label or
+// annotation must not overwrite them, least of all the ones that identify a container.
+var builtinAttributes = []string{
+	"container.id", "k8s.container.name", "k8s.namespace.name", "k8s.node.name", "k8s.pod.name", "k8s.pod.uid",
+}
+
+// validateTagNames refuses an extracted attribute that would overwrite a built-in one or
+// another extracted one.
+func (e ExtractConfig) validateTagNames() []error {
+	var errs []error
+	owner := map[string]string{}
+	check := func(field string, fields []FieldExtract, prefix string) {
+		for i, f := range fields {
+			if f.Key == "" {
+				continue
+			}
+			name := f.attribute(prefix)
+			here := fmt.Sprintf("%s[%d]", field, i)
+			if slices.Contains(builtinAttributes, name) {
+				errs = append(errs, fmt.Errorf("%s.tag_name %q is an attribute the receiver sets itself: choose another name", here, name))
+				continue
+			}
+			if prev, dup := owner[name]; dup {
+				errs = append(errs, fmt.Errorf("%s.tag_name %q is already the tag_name of %s", here, name, prev))
+				continue
+			}
+			owner[name] = here
+		}
+	}
+	check("extract.labels", e.Labels, "k8s.pod.label.")
+	check("extract.annotations", e.Annotations, "k8s.pod.annotation.")
 	return errs
 }
 

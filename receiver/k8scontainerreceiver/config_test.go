@@ -79,6 +79,8 @@ func TestLoadConfig(t *testing.T) {
 		{id: "context_without_kubeconfig", wantErr: `context is used only with auth_type kubeConfig (got context "kind-dev" with auth_type "serviceAccount")`},
 		{id: "bad_extract", wantErr: `extract.labels[1].key "app" is named twice`},
 		{id: "bad_extract", wantErr: `extract.annotations[0].key must be set (got "")`},
+		{id: "extract_overwrites", wantErr: `extract.labels[0].tag_name "k8s.pod.uid" is an attribute the receiver sets itself`},
+		{id: "extract_overwrites", wantErr: `extract.annotations[0].tag_name "workload" is already the tag_name of extract.labels[1]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id+tt.wantErr, func(t *testing.T) {

@@ -336,6 +336,27 @@ func (l life) terminated(run int) corev1.ContainerStatus {
 	return s
 }
 
+// backoff is the status while the container waits in back-off after run ended: the kubelet
+// moved run's state into lastState and kept run's restart count and container ID.
+func (l life) backoff(run int) corev1.ContainerStatus {
+	s := l.running(run)
+	s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
+	s.LastTerminationState.Terminated = l.ended(run)
+	return s
+}
+
+// rebooted is l's status after a node reboot: the same pod, new containers, the restart count
+// starting again at 0.
+func (l life) rebooted() life {
+	return life{name: l.name + "-after-reboot", reasons: l.reasons}
+}
+
+// named gives a status of l the container name name (rebooted lives keep their container).
+func named(s corev1.ContainerStatus, name string) corev1.ContainerStatus {
+	s.Name = name
+	return s
+}
+
 func newPod(name, uid string, statuses ...corev1.ContainerStatus) *corev1.Pod {
 	p := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: types.UID(uid), Labels: map[string]string{"app": name}},

@@ -15,10 +15,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 )
 
 // pipeline is this receiver feeding the oom_counter processor with its default config, in
@@ -149,6 +152,8 @@ func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
 	p.cycle(time.Second, false)
 	p.cycle(11*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 0}, p.kills())
+	// The two kills the status shows (instances 2 and 3) are counted as history.
+	metadatatest.AssertEqualK8sContainerOomKillsHistory(t, p.telemetry, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
 
 	// The kubelet restarts it and it is OOM-killed again: one.
 	next := status.ContainerStatuses[0].DeepCopy()
@@ -164,4 +169,69 @@ func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
 	p.send(watch.Modified, withStatus(pod, *killed))
 	p.cycle(21*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
+}
+
+// A termination first seen in the back-off form belongs to the instance the status names: two
+// OOM kills that the receiver sees only in that form, one through a relist, count two.
+func TestPipelineBackOffFormCountsEachKill(t *testing.T) {
+	p := newPipeline(t)
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	p.send(watch.Added, pod)
+	p.cycle(time.Second, false)
+
+	p.at(2 * time.Second)
+	p.send(watch.Modified, withStatus(pod, hog.backoff(0)))
+	p.cycle(3*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
+
+	// The restart and the next kill were merged away while the watch was down: the relist
+	// shows only the back-off form of instance 1.
+	p.at(4 * time.Second)
+	p.relist(withStatus(pod, hog.backoff(1)))
+	p.waitHandled(1)
+	p.cycle(5*time.Second, false)
+	p.cycle(6*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 2}, p.kills())
+
+	// The kubelet restarts it: the same termination now in lastState of instance 2.
+	p.at(7 * time.Second)
+	p.send(watch.Modified, withStatus(pod, hog.running(2)))
+	p.cycle(8*time.Second, false)
+	p.at(9 * time.Second)
+	p.send(watch.Modified, withStatus(pod, hog.backoff(2)))
+	p.cycle(10*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 3}, p.kills())
+}
+
+// A node reboot resets the restart count of a pod's containers: after it, exactly the OOM kills
+// that happen count, whatever was the latest state before.
+func TestPipelineRestartCountResetCountsOnlyNewKills(t *testing.T) {
+	p := newPipeline(t)
+	before := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", before.running(0))
+	p.send(watch.Added, pod)
+	p.cycle(time.Second, false)
+	step := 2 * time.Second
+	advance := func(s corev1.ContainerStatus) {
+		p.at(step)
+		p.send(watch.Modified, withStatus(pod, s))
+		step += time.Second
+		p.cycle(step, false)
+		step += time.Second
+	}
+	advance(before.terminated(0))
+	advance(before.running(1))
+	advance(before.terminated(1))
+	advance(before.running(2))
+	assert.Equal(t, map[string]int64{"u1/hog": 2}, p.kills())
+
+	after := life{"hog", []string{"Error", "Error", "Error", "OOMKilled"}}.rebooted()
+	for run := range 4 {
+		advance(named(after.running(run), "hog"))
+		advance(named(after.terminated(run), "hog"))
+	}
+	advance(named(after.running(4), "hog"))
+	p.cycle(step, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 3}, p.kills())
 }

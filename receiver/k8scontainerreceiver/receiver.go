@@ -152,7 +152,7 @@ func (s *containerScraper) start(_ context.Context, _ component.Host) error {
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.onUpsert,
-		UpdateFunc: func(_, obj any) { s.onUpsert(obj) },
+		UpdateFunc: s.onUpdate,
 		DeleteFunc: s.onDelete,
 	}); err != nil {
 		return err
@@ -206,6 +206,18 @@ func (s *containerScraper) onUpsert(obj any) {
 	s.events.Add(1)
 }
 
+// onUpdate handles a changed pod. An update may also carry another pod under the same name:
+// when the watch was down while a pod was deleted and re-created, the relist delivers the new
+// pod as an update of the old one. The old one is then finished like a deleted pod.
+func (s *containerScraper) onUpdate(oldObj, newObj any) {
+	prev, okPrev := oldObj.(*slimpod.Pod)
+	next, okNext := newObj.(*slimpod.Pod)
+	if okPrev && okNext && prev.UID != next.UID {
+		s.count(s.tracker.Delete(prev, s.deps.now()))
+	}
+	s.onUpsert(newObj)
+}
+
 func (s *containerScraper) onDelete(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
@@ -223,6 +235,9 @@ func (s *containerScraper) count(o containerstate.Observed) {
 	}
 	if o.OOMKills > 0 {
 		s.telemetry.K8sContainerOomKillsObserved.Add(ctx, int64(o.OOMKills))
+	}
+	if o.HistoryOOMKills > 0 {
+		s.telemetry.K8sContainerOomKillsHistory.Add(ctx, int64(o.HistoryOOMKills))
 	}
 	if o.Dropped > 0 {
 		s.telemetry.K8sContainerTerminationsDropped.Add(ctx, int64(o.Dropped))
@@ -292,7 +307,7 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 		s.recordStats(st, c.MemoryLimit)
 		if !st.StartTime.IsZero() {
 			// CPU time and page faults restart from zero with each container instance.
-			opts = append(opts, metadata.WithStartTimeOverride(pcommon.NewTimestampFromTime(st.StartTime.Time)))
+			opts = append(opts, metadata.WithInstanceStartTime(pcommon.NewTimestampFromTime(st.StartTime.Time)))
 		}
 	}
 	s.mb.EmitForResource(opts...)

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -74,6 +75,43 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 	assert.Contains(t, metricNames(md, string(steady.UID), "hog"), "k8s.container.memory_limit_utilization")
 	// Between restarts the kubelet leaves the pod out of the Summary: no stats, the flags stay.
 	assert.NotContains(t, metricNames(md, string(oom.UID), "hog"), "container.memory.working_set")
+}
+
+// Sums that restart with each container instance (CPU time, page faults) start when the
+// instance started; every other cumulative keeps one start time per series across restarts.
+func TestStartTimesPerSeries(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, pod)
+	starts := func(md pmetric.Metrics) map[string]time.Time {
+		out := map[string]time.Time{}
+		ms := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
+		for i := range ms.Len() {
+			if m := ms.At(i); m.Type() == pmetric.MetricTypeSum {
+				out[m.Name()] = m.Sum().DataPoints().At(0).StartTimestamp().AsTime()
+			}
+		}
+		return out
+	}
+	run0, run1 := t0.Add(-time.Hour), t0.Add(time.Minute)
+	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", run0,
+		kubelettest.Container("hog", run0, t0, kubelettest.Usage{CPUNanoSeconds: 5e9}))))
+	first := starts(h.scrape())
+
+	h.at(2 * time.Minute)
+	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", run0,
+		kubelettest.Container("hog", run1, t0.Add(2*time.Minute), kubelettest.Usage{CPUNanoSeconds: 1e9}))))
+	second := starts(h.scrape())
+
+	assert.Equal(t, run0.UTC(), first["container.cpu.time"].UTC())
+	assert.Equal(t, run1.UTC(), second["container.cpu.time"].UTC(), "CPU time restarts with the instance")
+	assert.Equal(t, run1.UTC(), second["container.memory.paging.faults"].UTC())
+	require.Contains(t, second, "k8s.container.restart.count")
+	assert.Equal(t, first["k8s.container.restart.count"], second["k8s.container.restart.count"],
+		"the restart count is one series: its start never moves")
 }
 
 func TestOOMInARestartingContainer(t *testing.T) {
@@ -252,6 +290,30 @@ func TestPodRecreatedWithTheSameName(t *testing.T) {
 	md := h.scrape()
 	checkGolden(t, "pod-recreated", md)
 	assert.Equal(t, map[string][]string{"u2/hog": {"0=0@6s"}}, oomPoints(md))
+}
+
+// A pod deleted and re-created under the same name while the watch was down comes back from the
+// relist as an update from the old UID to the new one: the old pod is finished and forgotten.
+func TestPodRecreatedWhileTheWatchWasDown(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled"}}
+	old := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, old)
+	h.at(time.Second)
+	h.send(watch.Modified, withStatus(old, hog.terminated(0)))
+
+	h.at(2 * time.Second)
+	h.relist(newPod("hog", "u2", hog.running(0)))
+	h.waitHandled(1)
+	got := oomPoints(h.scrape())
+	assert.Equal(t, []string{"0=0@0s", "0=1@1s"}, got["u1/hog"], "the old pod's last termination is still reported")
+	assert.Equal(t, []string{"0=0@2s"}, got["u2/hog"])
+
+	h.at(3 * time.Second)
+	got = oomPoints(h.scrape())
+	assert.NotContains(t, got, "u1/hog", "the old pod is forgotten")
+	assert.Equal(t, []string{"0=0@3s"}, got["u2/hog"])
 }
 
 func TestPodDeleted(t *testing.T) {

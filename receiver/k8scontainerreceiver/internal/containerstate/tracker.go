@@ -63,6 +63,9 @@ type Container struct {
 type Observed struct {
 	Terminations int
 	OOMKills     int
+	// HistoryOOMKills are OOM kills already in a container's status when it was first seen:
+	// taken as history, not reported as news, though some may have happened while nobody watched.
+	HistoryOOMKills int
 	// Dropped counts points that did not fit in the pending limit; the oldest go first.
 	Dropped int
 }
@@ -70,6 +73,7 @@ type Observed struct {
 func (o *Observed) add(p Observed) {
 	o.Terminations += p.Terminations
 	o.OOMKills += p.OOMKills
+	o.HistoryOOMKills += p.HistoryOOMKills
 	o.Dropped += p.Dropped
 }
 
@@ -175,6 +179,11 @@ func (t *Tracker) upsert(pod *slimpod.Pod, now time.Time) Observed {
 // terminations are news, not history.
 func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.Time) Observed {
 	c, firstSight := p.container(s.Name)
+	if !firstSight && s.Status.RestartCount < c.RestartCount {
+		// The restart count went back (the node rebooted and the kubelet started the pod's
+		// containers afresh): terminations of the old count are no longer the latest state.
+		c.HasLast = false
+	}
 	c.ContainerID = s.ContainerID
 	c.RestartCount = s.Status.RestartCount
 	c.MemoryLimit, c.MemoryRequest = s.MemoryLimit, s.MemoryRequest
@@ -193,11 +202,15 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 	}
 	if firstSight {
 		// Everything visible at first sight is history.
+		var obs Observed
 		for _, term := range seen[:n] {
 			c.remember(term)
+			if term.OOMKilled() {
+				obs.HistoryOOMKills++
+			}
 		}
 		t.push(c, c.latest(c.stamp(now)))
-		return Observed{}
+		return obs
 	}
 	var obs Observed
 	for _, term := range seen[:n] {

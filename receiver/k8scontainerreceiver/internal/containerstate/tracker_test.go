@@ -94,7 +94,7 @@ func TestBaselineThenTerminationsThenSticky(t *testing.T) {
 
 	// First sight while instance 1 runs after an OOM kill of instance 0: that kill is history.
 	obs := tr.Upsert(podWith("u1", st[2]), t0.Add(time.Second))
-	assert.Equal(t, Observed{}, obs)
+	assert.Equal(t, Observed{HistoryOOMKills: 1}, obs)
 	// Two more OOM kills before the scrape, each seen on its own.
 	var total Observed
 	for i, s := range st[3:7] {

@@ -28,6 +28,7 @@ type TelemetryBuilder struct {
 	registrations                    []metric.Registration
 	K8sContainerContainersTracked    metric.Int64Gauge
 	K8sContainerKubeletErrors        metric.Int64Counter
+	K8sContainerOomKillsHistory      metric.Int64Counter
 	K8sContainerOomKillsObserved     metric.Int64Counter
 	K8sContainerTerminationsDropped  metric.Int64Counter
 	K8sContainerTerminationsObserved metric.Int64Counter
@@ -72,6 +73,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_k8s_container_kubelet_errors",
 		metric.WithDescription("Failed Summary API requests, by reason. [Alpha]"),
 		metric.WithUnit("{error}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.K8sContainerOomKillsHistory, err = builder.meter.Int64Counter(
+		"otelcol_k8s_container_oom_kills_history",
+		metric.WithDescription("OOM kills already in a container's status when the receiver first saw the container. They are taken as history and not reported as news, though some may have happened while no collector watched (a pod created and OOM-killed while the collector was down). [Alpha]"),
+		metric.WithUnit("{termination}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.K8sContainerOomKillsObserved, err = builder.meter.Int64Counter(

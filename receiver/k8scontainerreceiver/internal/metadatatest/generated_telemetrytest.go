@@ -51,6 +51,22 @@ func AssertEqualK8sContainerKubeletErrors(t *testing.T, tt *componenttest.Teleme
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualK8sContainerOomKillsHistory(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_k8s_container_oom_kills_history",
+		Description: "OOM kills already in a container's status when the receiver first saw the container. They are taken as history and not reported as news, though some may have happened while no collector watched (a pod created and OOM-killed while the collector was down). [Alpha]",
+		Unit:        "{termination}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_k8s_container_oom_kills_history")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualK8sContainerOomKillsObserved(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_k8s_container_oom_kills_observed",

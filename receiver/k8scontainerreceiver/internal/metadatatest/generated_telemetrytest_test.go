@@ -21,6 +21,7 @@ func TestSetupTelemetry(t *testing.T) {
 	defer tb.Shutdown()
 	tb.K8sContainerContainersTracked.Record(context.Background(), 1)
 	tb.K8sContainerKubeletErrors.Add(context.Background(), 1)
+	tb.K8sContainerOomKillsHistory.Add(context.Background(), 1)
 	tb.K8sContainerOomKillsObserved.Add(context.Background(), 1)
 	tb.K8sContainerTerminationsDropped.Add(context.Background(), 1)
 	tb.K8sContainerTerminationsObserved.Add(context.Background(), 1)
@@ -28,6 +29,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8sContainerKubeletErrors(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualK8sContainerOomKillsHistory(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8sContainerOomKillsObserved(t, testTel,

@@ -6,6 +6,12 @@
 // lastState.terminated, which ended instance restartCount-1. Between two restarts both are
 // visible at once, and a termination moves from one field to the other when the container
 // restarts, so one termination is identified by its Key, never by the field it is in.
+//
+// One form breaks the pattern: while a container waits in back-off, the kubelet moves the dead
+// container's state.terminated into lastState.terminated and shows state.waiting, but keeps
+// that container's restartCount and containerID (pkg/kubelet/kubelet_pods.go,
+// convertToAPIContainerStatuses, the reasonCache branch). lastState then ended instance
+// restartCount, not restartCount-1; the equal container IDs tell the form apart.
 package termination
 
 import (
@@ -71,6 +77,8 @@ type Ended struct {
 // Status is what a container status says about terminations.
 type Status struct {
 	RestartCount int32
+	// ContainerID is the status' own container ID: the newest container the kubelet knows.
+	ContainerID string
 	// Current is state.terminated: the current container ended.
 	Current *Ended
 	// Last is lastState.terminated: the previous container ended.
@@ -81,6 +89,7 @@ type Status struct {
 func FromContainerStatus(s *corev1.ContainerStatus) Status {
 	return Status{
 		RestartCount: s.RestartCount,
+		ContainerID:  s.ContainerID,
 		Current:      ended(s.State.Terminated),
 		Last:         ended(s.LastTerminationState.Terminated),
 	}
@@ -98,7 +107,12 @@ func ended(t *corev1.ContainerStateTerminated) *Ended {
 func Visible(status *Status) (out [2]Termination, n int) {
 	restarts := max(int64(status.RestartCount), 0)
 	if last := status.Last; last != nil {
-		out[n] = from(last, max(restarts-1, 0))
+		instance := max(restarts-1, 0)
+		if status.Current == nil && last.ContainerID != "" && last.ContainerID == status.ContainerID {
+			// The back-off form: no newer container exists, lastState is the newest run.
+			instance = restarts
+		}
+		out[n] = from(last, instance)
 		n++
 	}
 	if cur := status.Current; cur != nil {

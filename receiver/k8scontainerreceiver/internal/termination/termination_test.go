@@ -93,6 +93,30 @@ func TestVisible(t *testing.T) {
 			want: []Termination{{Instance: 2, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
 		},
 		{
+			name: "back-off: the dead container's state moved to lastState, restartCount and container ID kept",
+			status: corev1.ContainerStatus{
+				RestartCount: 2,
+				ContainerID:  "c://a",
+				State:        corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+				LastTerminationState: corev1.ContainerState{
+					Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a"),
+				},
+			},
+			want: []Termination{{Instance: 2, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
+		},
+		{
+			name: "waiting to start a new container after a restart: lastState ended the previous instance",
+			status: corev1.ContainerStatus{
+				RestartCount: 3,
+				ContainerID:  "c://b",
+				State:        corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
+				LastTerminationState: corev1.ContainerState{
+					Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a"),
+				},
+			},
+			want: []Termination{{Instance: 2, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
+		},
+		{
 			name: "no container ID: identified by instance and end time",
 			status: corev1.ContainerStatus{
 				RestartCount:         1,

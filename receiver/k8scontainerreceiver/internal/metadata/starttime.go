@@ -1,0 +1,26 @@
+package metadata
+
+import (
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+)
+
+// WithInstanceStartTime sets start as the start time of the cumulative sums that restart from
+// zero with each container instance (CPU time, page faults), and of nothing else: the other
+// cumulative sums, such as k8s.container.restart.count, keep one start time per series, or
+// their consumers would see a reset at every restart.
+func WithInstanceStartTime(start pcommon.Timestamp) ResourceMetricsOption {
+	return resourceMetricsOptionFunc(func(rm pmetric.ResourceMetrics) {
+		metrics := rm.ScopeMetrics().At(0).Metrics()
+		for i := range metrics.Len() {
+			m := metrics.At(i)
+			switch m.Name() {
+			case "container.cpu.time", "container.memory.paging.faults":
+				dps := m.Sum().DataPoints()
+				for j := range dps.Len() {
+					dps.At(j).SetStartTimestamp(start)
+				}
+			}
+		}
+	})
+}
