@@ -17,50 +17,131 @@ import (
 
 // The model-based test drives the processor with random but true container histories, sampled
 // the way the k8s_container receiver samples them, and delivered the way real pipelines deliver
-// batches: some dropped, some twice, some late, with collector restarts in between. After every
-// batch it checks what a user of the counter relies on:
+// batches: some dropped (the first one too), some twice, some late, with collector restarts and
+// node reboots (restart counts reset) in between. A reference model sees every point the
+// processor is given, in the same order, and knows the truth behind it: which container instance
+// of which restart-count epoch the point is about. After every batch it checks, for every run:
 //   - within one StartTimestamp the counter never decreases;
-//   - under lower_bound it never exceeds the number of OOM kills that really happened after the
-//     container was first seen;
-//   - when no batch was lost or late and no termination was missed, it equals that number.
+//   - the counter is exactly `seen` under lower_bound, and within [seen, seen+unattributed]
+//     under upper_bound, where seen is the number of distinct instances whose OOM kill reached
+//     the processor after the series' baseline (its first accepted point: an OOM before it,
+//     lost with a dropped first batch or not, is history), and unattributed the number of
+//     instances after the baseline whose outcome never reached it.
+
+// instance names a container instance in the truth: the restart-count epoch and the restart
+// index within it.
+type truthInstance struct {
+	epoch int
+	index int64
+}
 
 // container is the truth: instances run one after the other, each ends OOM-killed or not.
 type container struct {
 	uid      string
-	instance int64   // the running instance
-	ended    []bool  // ended[i]: instance i was OOM-killed
-	oomsSeen int     // OOM kills after first sight: the count a perfect counter reaches
-	pending  []int64 // instances ended since the receiver's last look
-	// firstSeen: the collector has seen the container once; OOM kills from then on are news.
-	firstSeen bool
+	epoch    int
+	instance int64  // the running instance in the current epoch
+	ended    []bool // ended[i]: instance i of the current epoch was OOM-killed
+	pending  []int64
 	// the receiver's view, lost when the collector restarts
-	seen   bool
-	sticky [2]int64 // last point emitted: occurrence, flag
+	seen        bool
+	sticky      [2]int64 // last point emitted: occurrence, flag
+	stickyTruth truthInstance
+	// reset: the restart count was reset and the next scrape shows it; that scrape must reach
+	// the processor for the reset to be visible at all (a point of the new epoch with an index
+	// above the old one is indistinguishable from a jump).
+	reset bool
 }
 
 type modelPoint struct {
 	uid       string
 	ts        uint64
 	occ, flag int64
+	truth     truthInstance
+}
+
+// reference is what a perfect counter following the processor's rules reaches for one series.
+type reference struct {
+	started  bool
+	baseline truthInstance
+	last     uint64 // timestamp of the latest accepted point
+	latest   truthInstance
+	counted  map[truthInstance]bool // instances whose OOM reached the processor after the baseline
+	outcome  map[truthInstance]bool // instances after the baseline whose outcome reached it
+	highest  map[int]int64          // per epoch, the highest index reached
+}
+
+func (r *reference) apply(p modelPoint) {
+	if !r.started {
+		r.started, r.baseline, r.last, r.latest = true, p.truth, p.ts, p.truth
+		r.counted, r.outcome, r.highest = map[truthInstance]bool{}, map[truthInstance]bool{}, map[int]int64{p.truth.epoch: p.truth.index}
+		if p.flag == 0 {
+			// The baseline instance is still running (or ended without OOM): its OOM would be news.
+			r.baseline.index--
+		}
+		return
+	}
+	if p.ts < r.last {
+		return // out of order: dropped
+	}
+	r.last, r.latest = p.ts, p.truth
+	if after(p.truth, r.baseline) {
+		r.outcome[p.truth] = true
+		if p.flag == 1 {
+			r.counted[p.truth] = true
+		}
+	}
+	r.highest[p.truth.epoch] = max(r.highest[p.truth.epoch], p.truth.index)
+}
+
+func after(a, b truthInstance) bool {
+	return a.epoch > b.epoch || a.epoch == b.epoch && a.index > b.index
+}
+
+// unattributed counts the instances after the baseline, up to the latest one reached, whose
+// outcome never reached the processor: upper_bound may count each of them.
+func (r *reference) unattributed() uint64 {
+	var n uint64
+	for epoch, top := range r.highest {
+		first := int64(0)
+		if epoch == r.baseline.epoch {
+			first = r.baseline.index + 1
+		}
+		for i := first; i <= top; i++ {
+			if !r.outcome[truthInstance{epoch: epoch, index: i}] {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 type modelRun struct {
-	rng           *rand.Rand
-	policy        GapPolicy
-	containers    []*container
-	now           uint64
-	lossy, missed bool
+	rng        *rand.Rand
+	containers []*container
+	refs       map[string]*reference
+	now        uint64
+	// mustDeliver: a reset is not visible yet, so the next batch is neither dropped nor late.
+	mustDeliver bool
 }
 
-// live advances the world: the running instance of some containers ends.
+// live advances the world: the running instance of some containers ends, and now and then a
+// node reboots and resets a container's restart count.
 func (m *modelRun) live() {
 	for _, c := range m.containers {
+		if c.reset {
+			continue // nothing ends until the reset was seen
+		}
+		// Only a reset to an index below what the processor holds is visible as one.
+		if ref := m.refs[c.uid]; ref.started && ref.latest.epoch == c.epoch && ref.latest.index >= 1 && m.rng.IntN(25) == 0 {
+			// The node reboots: restart counts start again at 0, and the receiver sees the
+			// container anew, its instance 0 running.
+			c.epoch++
+			c.instance, c.ended, c.pending = 0, nil, c.pending[:0]
+			c.seen, c.reset = false, true
+			continue
+		}
 		for m.rng.IntN(3) == 0 {
-			oom := m.rng.IntN(5) < 3
-			c.ended = append(c.ended, oom)
-			if oom && c.firstSeen {
-				c.oomsSeen++
-			}
+			c.ended = append(c.ended, m.rng.IntN(5) < 3)
 			if c.seen {
 				c.pending = append(c.pending, c.instance)
 			}
@@ -76,12 +157,20 @@ func (m *modelRun) scrape() []modelPoint {
 	emit := func(c *container, occ, flag int64) {
 		m.now += 10
 		c.sticky = [2]int64{occ, flag}
-		pts = append(pts, modelPoint{uid: c.uid, ts: m.now, occ: occ, flag: flag})
+		c.stickyTruth = truthInstance{epoch: c.epoch, index: occ}
+		pts = append(pts, modelPoint{uid: c.uid, ts: m.now, occ: occ, flag: flag, truth: c.stickyTruth})
 	}
 	for _, c := range m.containers {
+		if c.reset {
+			// This scrape shows the reset (a lower restart count at a newer time): it must
+			// reach the processor, or the reset is invisible and the counts of the two epochs
+			// mix in ways no counter can untangle.
+			m.mustDeliver = true
+			c.reset = false
+		}
 		switch {
 		case !c.seen:
-			c.seen, c.firstSeen = true, true
+			c.seen = true
 			if n := len(c.ended); n > 0 && c.ended[n-1] {
 				emit(c, int64(n-1), 1)
 			} else {
@@ -92,7 +181,6 @@ func (m *modelRun) scrape() []modelPoint {
 				// A relisting informer can merge updates away: an older termination of the
 				// batch may never be observed. The latest one always is.
 				if i < len(c.pending)-1 && m.rng.IntN(10) == 0 {
-					m.missed = true
 					continue
 				}
 				flag := int64(0)
@@ -103,7 +191,8 @@ func (m *modelRun) scrape() []modelPoint {
 			}
 			c.pending = c.pending[:0]
 		default:
-			emit(c, c.sticky[0], c.sticky[1])
+			m.now += 10
+			pts = append(pts, modelPoint{uid: c.uid, ts: m.now, occ: c.sticky[0], flag: c.sticky[1], truth: c.stickyTruth})
 		}
 	}
 	return pts
@@ -147,11 +236,15 @@ func TestModel(t *testing.T) {
 	}
 }
 
+// delivery is a batch on its way: the points, as the reference model sees them, and the batch.
+type delivery struct {
+	pts []modelPoint
+	md  pmetric.Metrics
+}
+
 func runModel(t *testing.T, policy GapPolicy, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x6f6f6d))
-	// One run in three is clean: nothing lost, late or missed, so the count must be exact.
-	clean := seed%3 == 0
-	m := &modelRun{rng: rng, policy: policy}
+	m := &modelRun{rng: rng}
 	for i := range 3 {
 		c := &container{uid: fmt.Sprintf("pod-%d", i)}
 		// Some containers have a history before the collector first sees them.
@@ -179,8 +272,16 @@ func runModel(t *testing.T, policy GapPolicy, seed uint64) {
 	defer func() { require.NoError(t, p.shutdown(context.Background())) }()
 
 	views := map[string]*counterView{}
-	deliver := func(md pmetric.Metrics) {
-		out, err := p.processMetrics(context.Background(), md)
+	refs := map[string]*reference{}
+	for _, c := range m.containers {
+		refs[c.uid] = &reference{}
+	}
+	m.refs = refs
+	deliver := func(d delivery) {
+		for _, pt := range d.pts {
+			refs[pt.uid].apply(pt)
+		}
+		out, err := p.processMetrics(context.Background(), d.md)
 		require.NoError(t, err)
 		for _, rm := range out.ResourceMetrics().All() {
 			uid, _ := rm.Resource().Attributes().Get("k8s.pod.uid")
@@ -202,57 +303,58 @@ func runModel(t *testing.T, policy GapPolicy, seed uint64) {
 			}
 		}
 	}
+	check := func(when string) {
+		for _, c := range m.containers {
+			v, ref := views[c.uid], refs[c.uid]
+			if v == nil {
+				require.False(t, ref.started, "%s: the processor got points but emitted none", c.uid)
+				continue
+			}
+			seen := uint64(len(ref.counted))
+			if policy == GapLowerBound {
+				require.Equal(t, seen, v.value, "%s %s: lower_bound counts exactly the OOM kills that reached it", c.uid, when)
+			} else {
+				require.GreaterOrEqual(t, v.value, seen, "%s %s: upper_bound counts at least what reached it", c.uid, when)
+				require.LessOrEqual(t, v.value, seen+ref.unattributed(), "%s %s: upper_bound counts at most seen + unattributed", c.uid, when)
+			}
+		}
+	}
 
-	var late []pmetric.Metrics
-	for range 40 {
+	var late []delivery
+	for step := range 40 {
 		m.live()
 		pts := m.scrape()
+		d := delivery{pts: pts, md: m.batch(pts)}
+		must := m.mustDeliver
+		m.mustDeliver = false
 		switch r := rng.IntN(10); {
-		case clean || r < 6:
-			deliver(m.batch(pts))
+		case must || r < 6:
+			deliver(d)
 		case r == 6:
-			m.lossy = true // dropped on the way
+			// dropped on the way
 		case r == 7:
-			deliver(m.batch(pts))
-			late = append(late, m.batch(pts)) // delivered twice
+			deliver(d)
+			late = append(late, delivery{pts: pts, md: m.batch(pts)}) // delivered twice
 		default:
-			m.lossy = true
-			late = append(late, m.batch(pts)) // delivered after the next batch
+			late = append(late, d) // delivered after the next batch
 		}
 		if len(late) > 0 && rng.IntN(2) == 0 {
 			deliver(late[0])
 			late = late[1:]
 		}
-		if !clean && rng.IntN(15) == 0 {
+		if rng.IntN(15) == 0 {
 			// The collector restarts: the processor's state goes through storage, and the
 			// receiver sees every container anew.
-			m.lossy = true
 			require.NoError(t, p.shutdown(context.Background()))
 			p = start()
 			for _, c := range m.containers {
 				c.seen, c.pending = false, c.pending[:0]
 			}
 		}
-		for _, c := range m.containers {
-			v := views[c.uid]
-			if v == nil {
-				continue
-			}
-			if policy == GapLowerBound {
-				require.LessOrEqual(t, v.value, uint64(c.oomsSeen), "%s: counted more OOM kills than happened", c.uid)
-			}
-		}
+		check(fmt.Sprintf("after step %d", step))
 	}
 	// A last, reliable scrape carries every total.
-	deliver(m.batch(m.scrape()))
-	for _, c := range m.containers {
-		v := views[c.uid]
-		require.NotNil(t, v, c.uid)
-		switch {
-		case clean && !m.missed:
-			require.Equal(t, uint64(c.oomsSeen), v.value, "%s: a clean run counts exactly", c.uid)
-		case policy == GapLowerBound:
-			require.LessOrEqual(t, v.value, uint64(c.oomsSeen), c.uid)
-		}
-	}
+	pts := m.scrape()
+	deliver(delivery{pts: pts, md: m.batch(pts)})
+	check("at the end")
 }
