@@ -239,6 +239,9 @@ func (s *containerScraper) count(o containerstate.Observed) {
 	if o.HistoryOOMKills > 0 {
 		s.telemetry.K8sContainerOomKillsHistory.Add(ctx, int64(o.HistoryOOMKills))
 	}
+	if o.Unseen > 0 {
+		s.telemetry.K8sContainerTerminationsUnseen.Add(ctx, int64(o.Unseen))
+	}
 	if o.Dropped > 0 {
 		s.telemetry.K8sContainerTerminationsDropped.Add(ctx, int64(o.Dropped))
 	}
@@ -285,10 +288,14 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 		}
 	}
 
-	for _, pt := range points {
+	var unknown []int
+	for i, pt := range points {
 		flag := int64(0)
 		if pt.OOMKilled {
 			flag = 1
+		}
+		if pt.Unknown {
+			unknown = append(unknown, i)
 		}
 		s.mb.RecordK8sContainerOomKilledDataPoint(pcommon.NewTimestampFromTime(pt.Time), flag, pt.Instance)
 	}
@@ -303,6 +310,9 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 		s.mb.RecordK8sContainerMemoryRequestDataPoint(now, c.MemoryRequest)
 	}
 	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res)}
+	if len(unknown) > 0 {
+		opts = append(opts, metadata.WithUnknownOutcomes(unknown))
+	}
 	if st := s.stats[statsKey{string(p.UID), c.Name}]; st != nil {
 		s.recordStats(st, c.MemoryLimit)
 		if !st.StartTime.IsZero() {

@@ -24,6 +24,9 @@ type Point struct {
 	// Instance is the restart index the point is about.
 	Instance  int64
 	OOMKilled bool
+	// Unknown tells that the instance ended but no status the receiver saw showed its
+	// termination (writes merged, a watch that was down): its outcome is not known.
+	Unknown bool
 	// Time is when the state was observed; the points of one container strictly increase.
 	Time time.Time
 }
@@ -55,6 +58,8 @@ type Container struct {
 
 	known    [knownKeys]termination.Key
 	nKnown   int
+	// nextUnended is the lowest instance whose end has not been reported yet.
+	nextUnended int64
 	pending  []Point
 	lastTime time.Time
 }
@@ -66,6 +71,8 @@ type Observed struct {
 	// HistoryOOMKills are OOM kills already in a container's status when it was first seen:
 	// taken as history, not reported as news, though some may have happened while nobody watched.
 	HistoryOOMKills int
+	// Unseen counts instances that ended without any status showing their termination.
+	Unseen int
 	// Dropped counts points that did not fit in the pending limit; the oldest go first.
 	Dropped int
 }
@@ -74,6 +81,7 @@ func (o *Observed) add(p Observed) {
 	o.Terminations += p.Terminations
 	o.OOMKills += p.OOMKills
 	o.HistoryOOMKills += p.HistoryOOMKills
+	o.Unseen += p.Unseen
 	o.Dropped += p.Dropped
 }
 
@@ -179,32 +187,37 @@ func (t *Tracker) upsert(pod *slimpod.Pod, now time.Time) Observed {
 // terminations are news, not history.
 func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.Time) Observed {
 	c, firstSight := p.container(s.Name)
-	if !firstSight && s.Status.RestartCount < c.RestartCount {
+	if !firstSight && s.Status.RestartCount < c.RestartCount && c.isNewContainer(s.ContainerID) {
 		// The restart count went back (the node rebooted and the kubelet started the pod's
 		// containers afresh): terminations of the old count are no longer the latest state.
 		c.HasLast = false
+		c.nextUnended = 0
 	}
 	c.ContainerID = s.ContainerID
 	c.RestartCount = s.Status.RestartCount
 	c.MemoryLimit, c.MemoryRequest = s.MemoryLimit, s.MemoryRequest
 
 	seen, n := termination.Visible(&s.Status)
+	restarts := int64(s.Status.RestartCount)
 	if firstSight && podKnown {
 		// A container that started and ended between two updates of a pod already watched (a
 		// fast OOM kill, a restartPolicy: Never run): its baseline is the state before its
 		// first visible termination, so the processor counts that termination.
-		first := int64(s.Status.RestartCount)
+		first := restarts
 		for _, term := range seen[:n] {
 			first = min(first, term.Instance)
 		}
 		t.push(c, Point{Instance: first, Time: c.stamp(now)})
+		c.nextUnended = first
 		firstSight = false
 	}
 	if firstSight {
 		// Everything visible at first sight is history.
 		var obs Observed
+		c.nextUnended = restarts
 		for _, term := range seen[:n] {
 			c.remember(term)
+			c.nextUnended = max(c.nextUnended, term.Instance+1)
 			if term.OOMKilled() {
 				obs.HistoryOOMKills++
 			}
@@ -217,12 +230,33 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		if c.knows(term.Key()) {
 			continue
 		}
+		obs.add(t.unseenUntil(c, term.Instance, now))
 		c.remember(term)
+		c.nextUnended = max(c.nextUnended, term.Instance+1)
 		obs.Terminations++
 		if term.OOMKilled() {
 			obs.OOMKills++
 		}
 		obs.Dropped += t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now)})
+	}
+	// Every instance before the current one has ended, seen or not.
+	obs.add(t.unseenUntil(c, restarts, now))
+	return obs
+}
+
+// unseenUntil reports each instance below end that ended without its termination being seen,
+// as a point whose outcome is unknown: the processor can then bound what it cannot count.
+func (t *Tracker) unseenUntil(c *Container, end int64, now time.Time) Observed {
+	var obs Observed
+	if skip := end - c.nextUnended - int64(t.maxPending); skip > 0 {
+		// More than the pending limit holds: the oldest are dropped, as push would.
+		obs.Unseen += int(skip)
+		obs.Dropped += int(skip)
+		c.nextUnended += skip
+	}
+	for ; c.nextUnended < end; c.nextUnended++ {
+		obs.Unseen++
+		obs.Dropped += t.push(c, Point{Instance: c.nextUnended, Unknown: true, Time: c.stamp(now)})
 	}
 	return obs
 }
@@ -274,6 +308,12 @@ func (c *Container) stamp(now time.Time) time.Time {
 	}
 	c.lastTime = now
 	return now
+}
+
+// isNewContainer tells a container ID never seen for this container: a restart count that goes
+// back with one is a reset, not a stale status.
+func (c *Container) isNewContainer(id string) bool {
+	return id != "" && id != c.ContainerID && !c.knows(termination.Key{ContainerID: id})
 }
 
 func (c *Container) knows(k termination.Key) bool {

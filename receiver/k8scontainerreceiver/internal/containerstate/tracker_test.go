@@ -379,3 +379,48 @@ func TestContainerWhoseFirstStatusIsItsOOMKill(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, []Point{pt(0, false, t0.Add(time.Second)), pt(0, true, t0.Add(time.Second+time.Nanosecond))}, got[0].points)
 }
+
+// Instances that ended while no status showed their termination are reported with an unknown
+// outcome, in instance order before what was seen, and only once.
+func TestUnseenEndsAreReportedAsUnknown(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	running := func(run int32, id string, last *corev1.ContainerStateTerminated) corev1.ContainerStatus {
+		return corev1.ContainerStatus{
+			Name: "hog", RestartCount: run, ContainerID: id,
+			State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
+			LastTerminationState: corev1.ContainerState{Terminated: last},
+		}
+	}
+	tr.Upsert(podWith("u1", running(0, "containerd://hog-0", nil)), t0)
+	drain(tr, t0)
+
+	// Instance 0 ended unseen; instance 1's OOM kill is in lastState while instance 2 runs.
+	obs := tr.Upsert(podWith("u1", running(2, "containerd://hog-2", ended("hog", 1, "OOMKilled"))), t0.Add(time.Second))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1, Unseen: 1}, obs)
+	got := drain(tr, t0.Add(2*time.Second))
+	assert.Equal(t, []Point{
+		{Instance: 0, Unknown: true, Time: t0.Add(time.Second)},
+		pt(1, true, t0.Add(time.Second+1)),
+	}, got[0].points)
+
+	// The back-off form of instance 4 after a jump: instance 2 and 3 ended unseen.
+	backoff := corev1.ContainerStatus{
+		Name: "hog", RestartCount: 4, ContainerID: "containerd://hog-4",
+		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+		LastTerminationState: corev1.ContainerState{Terminated: ended("hog", 4, "OOMKilled")},
+	}
+	obs = tr.Upsert(podWith("u1", backoff), t0.Add(3*time.Second))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1, Unseen: 2}, obs)
+	// The same status again, and the restart that follows, report nothing new.
+	obs = tr.Upsert(podWith("u1", backoff), t0.Add(4*time.Second))
+	assert.Equal(t, Observed{}, obs)
+	obs = tr.Upsert(podWith("u1", running(5, "containerd://hog-5", ended("hog", 4, "OOMKilled"))), t0.Add(5*time.Second))
+	assert.Equal(t, Observed{}, obs)
+	got = drain(tr, t0.Add(6*time.Second))
+	assert.Equal(t, []Point{
+		{Instance: 2, Unknown: true, Time: t0.Add(3 * time.Second)},
+		{Instance: 3, Unknown: true, Time: t0.Add(3*time.Second + 1)},
+		pt(4, true, t0.Add(3*time.Second+2)),
+	}, got[0].points)
+}

@@ -738,7 +738,7 @@ type metricK8sContainerOomKilled struct {
 // init fills k8s.container.oom_killed metric with initial data.
 func (m *metricK8sContainerOomKilled) init() {
 	m.data.SetName("k8s.container.oom_killed")
-	m.data.SetDescription("1 when the container instance named by k8s.container.restart_count was terminated by the OOM killer, else 0. One point per termination observed since the last scrape, oldest first; a baseline point at first sight; otherwise the latest state.")
+	m.data.SetDescription("1 when the container instance named by k8s.container.restart_count was terminated by the OOM killer, else 0; no recorded value when the instance ended but no status showed how. One point per termination observed since the last scrape, oldest first; a baseline point at first sight; otherwise the latest state.")
 	m.data.SetUnit("{bool}")
 	m.data.SetEmptyGauge()
 	m.data.Gauge().DataPoints().EnsureCapacity(m.capacity)

@@ -352,7 +352,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["k8s.container.oom_killed"] = true
 						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
 						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
-						assert.Equal(t, "1 when the container instance named by k8s.container.restart_count was terminated by the OOM killer, else 0. One point per termination observed since the last scrape, oldest first; a baseline point at first sight; otherwise the latest state.", mi.Description())
+						assert.Equal(t, "1 when the container instance named by k8s.container.restart_count was terminated by the OOM killer, else 0; no recorded value when the instance ended but no status showed how. One point per termination observed since the last scrape, oldest first; a baseline point at first sight; otherwise the latest state.", mi.Description())
 						assert.Equal(t, "{bool}", mi.Unit())
 						dp := mi.Gauge().DataPoints().At(0)
 						assert.Equal(t, start, dp.StartTimestamp())
@@ -367,7 +367,7 @@ func TestMetricsBuilder(t *testing.T) {
 						validatedMetrics["k8s.container.oom_killed"] = true
 						assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
 						assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
-						assert.Equal(t, "1 when the container instance named by k8s.container.restart_count was terminated by the OOM killer, else 0. One point per termination observed since the last scrape, oldest first; a baseline point at first sight; otherwise the latest state.", mi.Description())
+						assert.Equal(t, "1 when the container instance named by k8s.container.restart_count was terminated by the OOM killer, else 0; no recorded value when the instance ended but no status showed how. One point per termination observed since the last scrape, oldest first; a baseline point at first sight; otherwise the latest state.", mi.Description())
 						assert.Equal(t, "{bool}", mi.Unit())
 						dp := mi.Gauge().DataPoints().At(0)
 						assert.Equal(t, start, dp.StartTimestamp())

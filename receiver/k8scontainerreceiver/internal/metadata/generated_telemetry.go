@@ -32,6 +32,7 @@ type TelemetryBuilder struct {
 	K8sContainerOomKillsObserved     metric.Int64Counter
 	K8sContainerTerminationsDropped  metric.Int64Counter
 	K8sContainerTerminationsObserved metric.Int64Counter
+	K8sContainerTerminationsUnseen   metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -96,6 +97,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.K8sContainerTerminationsObserved, err = builder.meter.Int64Counter(
 		"otelcol_k8s_container_terminations_observed",
 		metric.WithDescription("Container terminations seen for the first time in a pod status, OOM kills or not. [Alpha]"),
+		metric.WithUnit("{termination}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.K8sContainerTerminationsUnseen, err = builder.meter.Int64Counter(
+		"otelcol_k8s_container_terminations_unseen",
+		metric.WithDescription("Container instances that ended without any pod status the receiver saw showing their termination (status writes merged, a watch that was down). Each is reported as a k8s.container.oom_killed point with no recorded value. [Alpha]"),
 		metric.WithUnit("{termination}"),
 	)
 	errs = errors.Join(errs, err)

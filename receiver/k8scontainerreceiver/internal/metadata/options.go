@@ -24,3 +24,21 @@ func WithInstanceStartTime(start pcommon.Timestamp) ResourceMetricsOption {
 		}
 	})
 }
+
+// WithUnknownOutcomes marks the k8s.container.oom_killed points at the given positions, in
+// recording order, as having no recorded value: the instance ended, how is not known.
+func WithUnknownOutcomes(positions []int) ResourceMetricsOption {
+	return resourceMetricsOptionFunc(func(rm pmetric.ResourceMetrics) {
+		metrics := rm.ScopeMetrics().At(0).Metrics()
+		for i := range metrics.Len() {
+			if m := metrics.At(i); m.Name() == "k8s.container.oom_killed" {
+				dps := m.Gauge().DataPoints()
+				for _, p := range positions {
+					if p < dps.Len() {
+						dps.At(p).SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+					}
+				}
+			}
+		}
+	})
+}

@@ -114,3 +114,19 @@ func AssertEqualK8sContainerTerminationsObserved(t *testing.T, tt *componenttest
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
+
+func AssertEqualK8sContainerTerminationsUnseen(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_k8s_container_terminations_unseen",
+		Description: "Container instances that ended without any pod status the receiver saw showing their termination (status writes merged, a watch that was down). Each is reported as a k8s.container.oom_killed point with no recorded value. [Alpha]",
+		Unit:        "{termination}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_k8s_container_terminations_unseen")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}

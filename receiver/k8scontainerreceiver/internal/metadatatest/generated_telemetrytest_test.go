@@ -25,6 +25,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.K8sContainerOomKillsObserved.Add(context.Background(), 1)
 	tb.K8sContainerTerminationsDropped.Add(context.Background(), 1)
 	tb.K8sContainerTerminationsObserved.Add(context.Background(), 1)
+	tb.K8sContainerTerminationsUnseen.Add(context.Background(), 1)
 	AssertEqualK8sContainerContainersTracked(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
@@ -41,6 +42,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8sContainerTerminationsObserved(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualK8sContainerTerminationsUnseen(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 
