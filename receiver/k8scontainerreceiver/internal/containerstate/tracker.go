@@ -56,12 +56,12 @@ type Container struct {
 	Last    termination.Termination
 	HasLast bool
 
-	known    [knownKeys]termination.Key
-	nKnown   int
+	known  [knownKeys]termination.Key
+	nKnown int
 	// nextUnended is the lowest instance whose end has not been reported yet.
 	nextUnended int64
-	pending  []Point
-	lastTime time.Time
+	pending     []Point
+	lastTime    time.Time
 }
 
 // Observed counts what one update brought.
