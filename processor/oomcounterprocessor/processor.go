@@ -519,6 +519,8 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 		}
 		dp.SetIntValue(int64(u.Count))
 		dp.SetStartTimestamp(pcommon.Timestamp(u.Start))
+		// A point of unknown outcome becomes a count like any other.
+		dp.SetFlags(pmetric.DefaultDataPointFlags)
 		if r.occurrence != "" {
 			dp.Attributes().Remove(r.occurrence)
 		}
@@ -565,11 +567,19 @@ func dataPointCount(m pmetric.Metric) int {
 
 // parsePoint checks a data point and reads what counting needs. Invalid input (no timestamp, a
 // flag that is not 0 or 1, a negative, fractional or NaN delta, a missing or non-int occurrence)
-// is refused, never guessed at.
+// is refused, never guessed at. A flag with an occurrence and no recorded value says that the
+// occurrence ended with an unknown outcome.
 func parsePoint(dp pmetric.NumberDataPoint, mode counting.Mode, occurrenceAttr string) (counting.Point, bool) {
 	pt := counting.Point{Timestamp: uint64(dp.Timestamp()), Start: uint64(dp.StartTimestamp())}
-	if pt.Timestamp == 0 || dp.Flags().NoRecordedValue() {
+	if pt.Timestamp == 0 {
 		return pt, false
+	}
+	if dp.Flags().NoRecordedValue() {
+		if mode != counting.Occurrence {
+			return pt, false
+		}
+		pt.Unknown = true
+		return pt, readOccurrence(dp, occurrenceAttr, &pt)
 	}
 	switch dp.ValueType() {
 	case pmetric.NumberDataPointValueTypeInt:
@@ -594,11 +604,16 @@ func parsePoint(dp pmetric.NumberDataPoint, mode counting.Mode, occurrenceAttr s
 		return pt, false
 	}
 	if mode == counting.Occurrence {
-		v, ok := dp.Attributes().Get(occurrenceAttr)
-		if !ok || v.Type() != pcommon.ValueTypeInt || v.Int() < 0 {
-			return pt, false
-		}
-		pt.Occurrence = v.Int()
+		return pt, readOccurrence(dp, occurrenceAttr, &pt)
 	}
 	return pt, true
+}
+
+func readOccurrence(dp pmetric.NumberDataPoint, occurrenceAttr string, pt *counting.Point) bool {
+	v, ok := dp.Attributes().Get(occurrenceAttr)
+	if !ok || v.Type() != pcommon.ValueTypeInt || v.Int() < 0 {
+		return false
+	}
+	pt.Occurrence = v.Int()
+	return true
 }

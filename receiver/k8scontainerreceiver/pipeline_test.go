@@ -34,10 +34,20 @@ type pipeline struct {
 
 func newPipeline(t *testing.T) *pipeline {
 	t.Helper()
+	return newPipelineWith(t, nil)
+}
+
+// newPipelineWith is newPipeline with the processor's config changed by tweak.
+func newPipelineWith(t *testing.T, tweak func(*oomcounterprocessor.Config)) *pipeline {
+	t.Helper()
 	h := newHarness(t, nil)
 	f := oomcounterprocessor.NewFactory()
 	sink := new(consumertest.MetricsSink)
-	proc, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
+	cfg := f.CreateDefaultConfig().(*oomcounterprocessor.Config)
+	if tweak != nil {
+		tweak(cfg)
+	}
+	proc, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), cfg, sink)
 	require.NoError(t, err)
 	require.NoError(t, proc.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
@@ -234,4 +244,26 @@ func TestPipelineRestartCountResetCountsOnlyNewKills(t *testing.T) {
 	advance(named(after.running(4), "hog"))
 	p.cycle(step, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 3}, p.kills())
+}
+
+// Instance 2 runs; the next status the receiver sees is the back-off form of instance 4 after
+// an OOM kill. Instances 2 and 3 ended unseen: lower_bound counts 1, upper_bound 3.
+func TestPipelineGapPolicyBoundsUnseenEnds(t *testing.T) {
+	for policy, want := range map[oomcounterprocessor.GapPolicy]int64{
+		oomcounterprocessor.GapLowerBound: 1,
+		oomcounterprocessor.GapUpperBound: 3,
+	} {
+		t.Run(string(policy), func(t *testing.T) {
+			p := newPipelineWith(t, func(cfg *oomcounterprocessor.Config) { cfg.GapPolicy = policy })
+			hog := life{"hog", []string{"Error", "Error", "Error", "Error", "OOMKilled"}}
+			pod := newPod("hog", "u1", hog.running(2))
+			p.send(watch.Added, pod)
+			p.cycle(time.Second, false)
+			p.at(2 * time.Second)
+			p.send(watch.Modified, withStatus(pod, hog.backoff(4)))
+			p.cycle(3*time.Second, false)
+			p.cycle(4*time.Second, false)
+			assert.Equal(t, map[string]int64{"u1/hog": want}, p.kills())
+		})
+	}
 }

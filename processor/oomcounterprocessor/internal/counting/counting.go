@@ -34,6 +34,9 @@ type Point struct {
 	Occurrence int64
 	// Value is the flag (0 or 1) or the delta.
 	Value uint64
+	// Unknown tells that the occurrence ended with an outcome nobody saw (Occurrence mode
+	// only; Value is then ignored). It is unattributed: upper_bound counts it, lower_bound not.
+	Unknown bool
 }
 
 // Series is the state of one series. It is kept small: millions of them may live in memory.
@@ -80,7 +83,8 @@ func Baseline(mode Mode, p Point) (Series, Result) {
 	switch mode {
 	case Occurrence:
 		s.Occurrence = p.Occurrence
-		s.High = p.Value == 1
+		// An unknown outcome at first sight is history like any other.
+		s.High = p.Value == 1 || p.Unknown
 	case Edge:
 		s.High = p.Value == 1
 	case Delta:
@@ -115,12 +119,12 @@ func (s *Series) applyOccurrence(policy GapPolicy, p Point) Result {
 		if p.Occurrence < s.Occurrence {
 			return Result{Outcome: OutOfOrder}
 		}
-		return s.sameOccurrence(p)
+		return s.sameOccurrence(p, policy)
 	}
 	s.Last = p.Timestamp
 	switch {
 	case p.Occurrence == s.Occurrence:
-		return s.sameOccurrence(p)
+		return s.sameOccurrence(p, policy)
 	case p.Occurrence < s.Occurrence:
 		// A lower occurrence at a newer time: the occurrence counter was reset (a node reboot
 		// resets restart counts). A new epoch starts; its first occurrence counts if flagged.
@@ -130,7 +134,14 @@ func (s *Series) applyOccurrence(policy GapPolicy, p Point) Result {
 	}
 }
 
-func (s *Series) sameOccurrence(p Point) Result {
+func (s *Series) sameOccurrence(p Point, policy GapPolicy) Result {
+	if p.Unknown {
+		if s.High {
+			return Result{}
+		}
+		s.High = true
+		return s.unattributed(1, policy)
+	}
 	if p.Value == 1 && !s.High {
 		s.High = true
 		s.Count++
@@ -140,16 +151,30 @@ func (s *Series) sameOccurrence(p Point) Result {
 }
 
 func (s *Series) newOccurrence(p Point, skipped uint64, policy GapPolicy) Result {
+	if p.Unknown {
+		// The new occurrence ended unseen too: one more unattributed instance.
+		skipped++
+	}
 	r := Result{Unattributed: skipped}
 	if policy == UpperBound {
 		r.Added += skipped
 	}
 	s.Occurrence = p.Occurrence
-	s.High = p.Value == 1
-	if s.High {
+	s.High = p.Value == 1 || p.Unknown
+	if p.Value == 1 && !p.Unknown {
 		r.Added++
 	}
 	s.Count = addCapped(s.Count, r.Added)
+	return r
+}
+
+// unattributed accounts for n occurrences whose outcome is unknown.
+func (s *Series) unattributed(n uint64, policy GapPolicy) Result {
+	r := Result{Unattributed: n}
+	if policy == UpperBound {
+		r.Added = n
+		s.Count = addCapped(s.Count, n)
+	}
 	return r
 }
 

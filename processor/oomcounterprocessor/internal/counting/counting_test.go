@@ -128,3 +128,36 @@ func TestDeltaBaselineStart(t *testing.T) {
 	s, _ = Baseline(Delta, Point{Timestamp: 10, Start: 11, Value: 1})
 	assert.Equal(t, uint64(10), s.Start, "a start after the point is not believed")
 }
+
+func TestUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	// Instance 2 seen running, then instances 2 and 3 reported ended unseen, then instance 4
+	// OOM-killed: lower_bound counts 1, upper_bound 3, and the two unknown instances are
+	// unattributed either way. Re-sent unknown points change nothing.
+	steps := []struct {
+		ts      uint64
+		occ     int64
+		value   uint64
+		unknown bool
+	}{{1, 2, 0, false}, {2, 2, 0, true}, {3, 3, 0, true}, {3, 3, 0, true}, {4, 4, 1, false}}
+	for _, tt := range []struct {
+		policy             GapPolicy
+		count, unattribute uint64
+	}{{LowerBound, 1, 2}, {UpperBound, 3, 2}} {
+		s, _ := Baseline(Occurrence, Point{Timestamp: 1, Occurrence: 2})
+		var unattributed uint64
+		for _, st := range steps[1:] {
+			r := s.Apply(Occurrence, tt.policy, Point{Timestamp: st.ts, Occurrence: st.occ, Value: st.value, Unknown: st.unknown})
+			unattributed += r.Unattributed
+		}
+		assert.Equal(t, tt.count, s.Count, "policy %d", tt.policy)
+		assert.Equal(t, tt.unattribute, unattributed, "policy %d", tt.policy)
+	}
+
+	// An unknown outcome at first sight is history.
+	s, r := Baseline(Occurrence, Point{Timestamp: 1, Occurrence: 5, Unknown: true})
+	assert.Equal(t, Result{}, r)
+	r = s.Apply(Occurrence, UpperBound, Point{Timestamp: 2, Occurrence: 5, Unknown: true})
+	assert.Equal(t, Result{}, r)
+	assert.Zero(t, s.Count)
+}
