@@ -4,7 +4,7 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 BENCH_OUT ?= _build/bench.txt
 
-.PHONY: all generate build test test-unit test-e2e e2e lint fmt tidy bench example clean
+.PHONY: all generate build test test-unit test-e2e e2e lint fmt tidy bench fuzz example clean
 
 all: build
 
@@ -43,6 +43,7 @@ test: collector test-unit test-e2e
 
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
+	cd internal/benchcompare && $(GO) test -count=1 -run TestSameOutput .
 
 ## test-e2e: the cluster's own tests, then the collector against the cluster (root). One package at
 ## a time: they share the cluster's ports and folders. Not root: skipped, but an error in CI
@@ -82,6 +83,23 @@ bench:
 	mkdir -p $(dir $(BENCH_OUT))
 	cd internal/benchcompare && $(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 -count 1 . | tee $(CURDIR)/$(BENCH_OUT)
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 -count 1 ./processor/oomcounterprocessor/... | tee -a $(BENCH_OUT)
+
+## fuzz: run each fuzz target for FUZZTIME and keep what it found in the target's
+## testdata/fuzz corpus (commit it), so every later test run replays it.
+FUZZTIME ?= 30s
+FUZZ_CACHE = $(shell $(GO) env GOCACHE)/fuzz/github.com/oomwatch/oomwatch
+# fuzz-one,<package dir>,<target>
+define fuzz-one
+	$(GO) test -run '^$$' -fuzz '^$(2)$$' -fuzztime $(FUZZTIME) ./$(1)/
+	mkdir -p $(1)/testdata/fuzz/$(2)
+	if [ -d $(FUZZ_CACHE)/$(1)/$(2) ]; then cp -n $(FUZZ_CACHE)/$(1)/$(2)/* $(1)/testdata/fuzz/$(2)/; fi
+endef
+fuzz:
+	$(call fuzz-one,processor/oomcounterprocessor/internal/counting,FuzzApply)
+	$(call fuzz-one,processor/oomcounterprocessor/internal/checkpoint,FuzzDecode)
+	$(call fuzz-one,processor/oomcounterprocessor,FuzzProcessMetrics)
+	$(call fuzz-one,receiver/k8scontainerreceiver/internal/termination,FuzzVisible)
+	$(call fuzz-one,receiver/k8scontainerreceiver/internal/containerstate,FuzzTrackerAgainstModel)
 
 ## example: run the processor on a simulated container history.
 example:
