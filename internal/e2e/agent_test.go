@@ -151,7 +151,7 @@ func (a *agent) config() string {
 		exporters = "[otlp_grpc, prometheus]"
 		// Resource attributes become labels: without them every container's counter would be
 		// one series.
-		promExporter = fmt.Sprintf("  prometheus:\n    endpoint: 127.0.0.1:%d\n    resource_to_telemetry_conversion:\n      enabled: true\n", a.opts.prometheus)
+		promExporter = fmt.Sprintf("  prometheus:\n    endpoint: 127.0.0.1:%d\n    resource_constant_labels:\n      included: [\"*\"]\n", a.opts.prometheus)
 	}
 	return fmt.Sprintf(`extensions:
   health_check:
