@@ -691,7 +691,9 @@ type simulation struct {
 	latePoints [][]*simPoint
 
 	// The checker's knowledge.
-	lineage   int
+	lineage int
+	// inLineage: the container's pod was there when the lineage began, or came after.
+	inLineage map[string]bool
 	horizon   map[string]int
 	baselines map[string]simBaseline
 	// acceptedSeq are the points the processor of the lineage took, per container, in order.
@@ -860,6 +862,9 @@ func (s *simulation) createPod(name string, like *simPod) {
 	for _, c := range p.all() {
 		c.pod = p
 		s.containers[c.key()] = c
+		if s.inLineage != nil {
+			s.inLineage[c.key()] = true
+		}
 	}
 	slot := slices.IndexFunc(s.pods, func(q *simPod) bool { return q.name == name })
 	if slot < 0 {
@@ -1105,9 +1110,11 @@ func (s *simulation) startCollector() {
 		s.baselines = map[string]simBaseline{}
 		s.acceptedSeq = map[string][]*simPoint{}
 		s.horizon = map[string]int{}
+		s.inLineage = map[string]bool{}
 		for _, e := range s.api {
 			for _, c := range e.sp.all() {
 				s.horizon[c.key()] = e.wrote
+				s.inLineage[c.key()] = true
 			}
 		}
 		s.store = newSimStorage()
@@ -1538,6 +1545,10 @@ func (s *simulation) finish() {
 	for _, key := range sortedKeys(s.containers) {
 		if s.failure != nil {
 			return
+		}
+		if !s.inLineage[key] {
+			// Its pod was gone before the processor state was lost: its series ended before.
+			continue
 		}
 		count := int64(0)
 		if e, ok := s.exported[key]; ok && e.lineage == s.lineage {
