@@ -151,6 +151,17 @@ func (h *harness) start() {
 	h.waitWatchers(1)
 }
 
+// startWith starts the scraper with pods already on the API server: they come in the informer's
+// initial list, as pods that existed before the collector started.
+func (h *harness) startWith(pods ...*corev1.Pod) {
+	h.t.Helper()
+	for _, p := range pods {
+		require.NoError(h.t, h.client.Tracker().Add(h.versioned(p)))
+	}
+	h.start()
+	h.waitHandled(int64(len(pods)))
+}
+
 func (h *harness) waitWatchers(n int) {
 	h.t.Helper()
 	require.Eventually(h.t, func() bool {

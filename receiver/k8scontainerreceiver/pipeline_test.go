@@ -32,13 +32,14 @@ type pipeline struct {
 	sink *consumertest.MetricsSink
 }
 
-func newPipeline(t *testing.T) *pipeline {
+func newPipeline(t *testing.T, existing ...*corev1.Pod) *pipeline {
 	t.Helper()
-	return newPipelineWith(t, nil)
+	return newPipelineWith(t, nil, existing...)
 }
 
-// newPipelineWith is newPipeline with the processor's config changed by tweak.
-func newPipelineWith(t *testing.T, tweak func(*oomcounterprocessor.Config)) *pipeline {
+// newPipelineWith is newPipeline with the processor's config changed by tweak. existing pods are
+// on the API server before the collector starts.
+func newPipelineWith(t *testing.T, tweak func(*oomcounterprocessor.Config), existing ...*corev1.Pod) *pipeline {
 	t.Helper()
 	h := newHarness(t, nil)
 	f := oomcounterprocessor.NewFactory()
@@ -51,7 +52,7 @@ func newPipelineWith(t *testing.T, tweak func(*oomcounterprocessor.Config)) *pip
 	require.NoError(t, err)
 	require.NoError(t, proc.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
-	h.start()
+	h.startWith(existing...)
 	return &pipeline{harness: h, proc: proc, sink: sink}
 }
 
@@ -149,7 +150,6 @@ func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 }
 
 func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
-	p := newPipeline(t)
 	b, err := os.ReadFile(filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"))
 	require.NoError(t, err)
 	var status corev1.PodStatus
@@ -158,7 +158,7 @@ func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
 
 	// A collector that starts while the container has been OOM-killed four times raises no
 	// alarm: those kills are history.
-	p.send(watch.Added, pod)
+	p := newPipeline(t, pod)
 	p.cycle(time.Second, false)
 	p.cycle(11*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 0}, p.kills())
@@ -254,10 +254,9 @@ func TestPipelineGapPolicyBoundsUnseenEnds(t *testing.T) {
 		oomcounterprocessor.GapUpperBound: 3,
 	} {
 		t.Run(string(policy), func(t *testing.T) {
-			p := newPipelineWith(t, func(cfg *oomcounterprocessor.Config) { cfg.GapPolicy = policy })
 			hog := life{"hog", []string{"Error", "Error", "Error", "Error", "OOMKilled"}}
 			pod := newPod("hog", "u1", hog.running(2))
-			p.send(watch.Added, pod)
+			p := newPipelineWith(t, func(cfg *oomcounterprocessor.Config) { cfg.GapPolicy = policy }, pod)
 			p.cycle(time.Second, false)
 			p.at(2 * time.Second)
 			p.send(watch.Modified, withStatus(pod, hog.backoff(4)))
@@ -266,4 +265,25 @@ func TestPipelineGapPolicyBoundsUnseenEnds(t *testing.T) {
 			assert.Equal(t, map[string]int64{"u1/hog": want}, p.kills())
 		})
 	}
+}
+
+// A pod created and OOM-killed while the collector watches, even while its watch is down, is
+// news: its first status already shows the kill, and the kill counts. A pod that existed before
+// the collector started shows history.
+func TestPipelinePodCreatedWhileWatchingCountsItsKills(t *testing.T) {
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	before := newPod("before", "u0", hog.running(1))
+	p := newPipeline(t, before)
+	p.cycle(time.Second, false)
+
+	p.at(2 * time.Second)
+	p.send(watch.Added, newPod("fast", "u1", hog.running(1)))
+	// While the watch is down another pod is created and OOM-killed twice; the status shows
+	// only the second kill (instance 0 ended unseen: unattributed).
+	p.at(3 * time.Second)
+	p.relist(before, newPod("fast", "u1", hog.running(1)), newPod("hidden", "u2", hog.backoff(1)))
+	p.waitHandled(1)
+	p.cycle(4*time.Second, false)
+	p.cycle(5*time.Second, false)
+	assert.Equal(t, map[string]int64{"u0/hog": 0, "u1/hog": 1, "u2/hog": 1}, p.kills())
 }

@@ -98,6 +98,8 @@ type containerScraper struct {
 	// kubeletProblem is the last Summary error, logged only when it changes.
 	kubeletProblem string
 	stats          map[statsKey]*stats.ContainerStats
+	// flagPoints is the buffer of one container's oom_killed point details.
+	flagPoints []metadata.FlagPoint
 	// events counts handled informer events; tests wait on it.
 	events atomic.Int64
 
@@ -150,8 +152,8 @@ func (s *containerScraper) start(_ context.Context, _ component.Host) error {
 	if err := inf.SetTransform(slimpod.Transform(s.cfg.Extract.labelKeys(), s.cfg.Extract.annotationKeys())); err != nil {
 		return err
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    s.onUpsert,
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    s.onAdd,
 		UpdateFunc: s.onUpdate,
 		DeleteFunc: s.onDelete,
 	}); err != nil {
@@ -199,6 +201,19 @@ func (s *containerScraper) shutdown(ctx context.Context) error {
 	return err
 }
 
+// onAdd handles a pod the informer did not hold. One that is not in its initial list was
+// created while the receiver watched (or while its watch was down): its terminations are news.
+func (s *containerScraper) onAdd(obj any, isInInitialList bool) {
+	if isInInitialList {
+		s.onUpsert(obj)
+		return
+	}
+	if pod, ok := obj.(*slimpod.Pod); ok {
+		s.count(s.tracker.UpsertCreated(pod, s.deps.now()))
+	}
+	s.events.Add(1)
+}
+
 func (s *containerScraper) onUpsert(obj any) {
 	if pod, ok := obj.(*slimpod.Pod); ok {
 		s.count(s.tracker.Upsert(pod, s.deps.now()))
@@ -214,6 +229,9 @@ func (s *containerScraper) onUpdate(oldObj, newObj any) {
 	next, okNext := newObj.(*slimpod.Pod)
 	if okPrev && okNext && prev.UID != next.UID {
 		s.count(s.tracker.Delete(prev, s.deps.now()))
+		s.count(s.tracker.UpsertCreated(next, s.deps.now()))
+		s.events.Add(1)
+		return
 	}
 	s.onUpsert(newObj)
 }
@@ -288,15 +306,17 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 		}
 	}
 
-	var unknown []int
-	for i, pt := range points {
+	s.flagPoints = s.flagPoints[:0]
+	for _, pt := range points {
 		flag := int64(0)
 		if pt.OOMKilled {
 			flag = 1
 		}
-		if pt.Unknown {
-			unknown = append(unknown, i)
+		fp := metadata.FlagPoint{Unknown: pt.Unknown}
+		if !pt.Since.IsZero() {
+			fp.Start = pcommon.NewTimestampFromTime(pt.Since)
 		}
+		s.flagPoints = append(s.flagPoints, fp)
 		s.mb.RecordK8sContainerOomKilledDataPoint(pcommon.NewTimestampFromTime(pt.Time), flag, pt.Instance)
 	}
 	s.mb.RecordK8sContainerRestartCountDataPoint(now, int64(c.RestartCount))
@@ -309,10 +329,7 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 	if c.MemoryRequest > 0 {
 		s.mb.RecordK8sContainerMemoryRequestDataPoint(now, c.MemoryRequest)
 	}
-	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res)}
-	if len(unknown) > 0 {
-		opts = append(opts, metadata.WithUnknownOutcomes(unknown))
-	}
+	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints)}
 	if st := s.stats[statsKey{string(p.UID), c.Name}]; st != nil {
 		s.recordStats(st, c.MemoryLimit)
 		if !st.StartTime.IsZero() {

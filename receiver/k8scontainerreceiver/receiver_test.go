@@ -53,7 +53,6 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 	var summary stats.Summary
 	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "stats-summary.json"), &summary)
 	h.kubelet.SetSummary(&summary)
-	h.start()
 
 	var oomStatus, childStatus corev1.PodStatus
 	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"), &oomStatus)
@@ -63,9 +62,7 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 	steady := newPod("memhog-steady", "b5ad9300-c0fd-4569-8811-9608fbabca91", corev1.ContainerStatus{
 		Name: "hog", ContainerID: "containerd://5e1d", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 	})
-	for _, p := range []*corev1.Pod{oom, child, steady} {
-		h.send(watch.Added, p)
-	}
+	h.startWith(oom, child, steady)
 	h.at(10 * time.Second)
 	md := h.scrape()
 	checkGolden(t, "real-kubelet-samples", md)

@@ -337,6 +337,8 @@ type directAPI struct {
 	s     *containerScraper
 	// cache is the informer's store: the latest pod delivered under each name.
 	cache map[string]*slimpod.Pod
+	// initial is set while the first list is delivered.
+	initial bool
 }
 
 func (d *directAPI) setNow(step int)            { d.clock.Set(t0.Add(time.Duration(step) * time.Second)) }
@@ -356,7 +358,7 @@ func (d *directAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
 		d.s.onUpdate(old, slim)
 		d.cache[pod.Name] = slim
 	default:
-		d.s.onUpsert(slim)
+		d.s.onAdd(slim, false)
 		d.cache[pod.Name] = slim
 	}
 }
@@ -371,7 +373,7 @@ func (d *directAPI) relist(pods []*corev1.Pod) {
 		old, known := d.cache[pod.Name]
 		switch {
 		case !known:
-			d.s.onUpsert(slim)
+			d.s.onAdd(slim, d.initial)
 		case old.ResourceVersion != slim.ResourceVersion:
 			d.s.onUpdate(old, slim)
 		}
@@ -393,7 +395,9 @@ func (d *directAPI) start(pods []*corev1.Pod) {
 	require.NoError(d.t, err)
 	d.s = s
 	d.cache = map[string]*slimpod.Pod{}
+	d.initial = true
 	d.relist(pods)
+	d.initial = false
 }
 
 func (d *directAPI) stop() {

@@ -28,7 +28,8 @@ const (
 // Point is one input data point, already checked for validity by the caller.
 type Point struct {
 	Timestamp uint64
-	// Start is the StartTimestamp of a delta point; ignored for flags.
+	// Start is the StartTimestamp of a delta point; for a flag, the time since which its source
+	// watched the occurrence (0: unknown), which makes a first point with value 1 news.
 	Start uint64
 	// Occurrence is the occurrence a flag is about (Occurrence mode only).
 	Occurrence int64
@@ -85,6 +86,12 @@ func Baseline(mode Mode, p Point) (Series, Result) {
 		s.Occurrence = p.Occurrence
 		// An unknown outcome at first sight is history like any other.
 		s.High = p.Value == 1 || p.Unknown
+		if p.Value == 1 && !p.Unknown && p.Start != 0 && p.Start < p.Timestamp {
+			// The source watched the occurrence since Start and saw the flag rise after it: the
+			// earlier points of the series were lost, and this one is news, not history.
+			s.Count, s.Start = 1, p.Start
+			return s, Result{Added: 1}
+		}
 	case Edge:
 		s.High = p.Value == 1
 	case Delta:
@@ -123,6 +130,12 @@ func (s *Series) applyOccurrence(policy GapPolicy, p Point) Result {
 	}
 	s.Last = p.Timestamp
 	switch {
+	case p.Occurrence == s.Occurrence && s.High && p.Value == 0 && !p.Unknown:
+		// The flag fell back at an occurrence that was 1: the occurrence counter was reset and
+		// stands at the same value again (restart count 0 before and after a node reboot). A
+		// new epoch starts; nothing is counted until its occurrence is flagged.
+		s.High = false
+		return Result{}
 	case p.Occurrence == s.Occurrence:
 		return s.sameOccurrence(p, policy)
 	case p.Occurrence < s.Occurrence:

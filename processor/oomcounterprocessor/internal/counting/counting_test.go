@@ -50,11 +50,14 @@ func TestOccurrence(t *testing.T) {
 			{ts: 5, occ: 1, v: 0, want: 1},
 			{ts: 6, occ: 1, v: 1, want: 2},
 		}},
-		"flapping flag at one occurrence counts once": {steps: []step{
+		"a flag that falls back at the same occurrence is a new epoch (reset from 0 to 0)": {steps: []step{
 			{ts: 1, occ: 0, v: 0, want: 0},
 			{ts: 2, occ: 0, v: 1, want: 1},
 			{ts: 3, occ: 0, v: 0, want: 1},
-			{ts: 4, occ: 0, v: 1, want: 1},
+			{ts: 3, occ: 0, v: 0, want: 1},
+			{ts: 4, occ: 0, v: 0, want: 1},
+			{ts: 5, occ: 0, v: 1, want: 2},
+			{ts: 6, occ: 0, v: 1, want: 2},
 		}},
 		"duplicate and older points": {steps: []step{
 			{ts: 1, occ: 0, v: 0, want: 0},

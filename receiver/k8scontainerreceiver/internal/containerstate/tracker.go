@@ -29,6 +29,9 @@ type Point struct {
 	Unknown bool
 	// Time is when the state was observed; the points of one container strictly increase.
 	Time time.Time
+	// Since is set on a point that reports what the receiver saw happen while it watched the
+	// container: the time since which it watched. Zero on a point that may report history.
+	Since time.Time
 }
 
 // Pod is the part of a pod the metrics need.
@@ -60,6 +63,10 @@ type Container struct {
 	nKnown int
 	// nextUnended is the lowest instance whose end has not been reported yet.
 	nextUnended int64
+	// watchedSince is when the receiver began to watch the container.
+	watchedSince time.Time
+	// lastNews tells that Last was seen to happen while the receiver watched.
+	lastNews bool
 	pending     []Point
 	lastTime    time.Time
 }
@@ -104,7 +111,16 @@ func New(maxPending int) *Tracker {
 func (t *Tracker) Upsert(pod *slimpod.Pod, now time.Time) Observed {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.upsert(pod, now)
+	return t.upsert(pod, false, now)
+}
+
+// UpsertCreated is Upsert for a pod created while the receiver watched (it appeared after the
+// informer's initial list, or replaced a watched pod under the same name): everything its
+// status shows happened while the receiver watched, so its terminations are news.
+func (t *Tracker) UpsertCreated(pod *slimpod.Pod, now time.Time) Observed {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.upsert(pod, true, now)
 }
 
 // Delete records what the final state of a deleted pod shows, then forgets the pod: at once
@@ -112,7 +128,7 @@ func (t *Tracker) Upsert(pod *slimpod.Pod, now time.Time) Observed {
 func (t *Tracker) Delete(pod *slimpod.Pod, now time.Time) Observed {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	obs := t.upsert(pod, now)
+	obs := t.upsert(pod, false, now)
 	p := t.pods[pod.UID]
 	p.deleted = true
 	if !p.hasPending() {
@@ -164,7 +180,7 @@ func (t *Tracker) Pods() int {
 	return len(t.pods)
 }
 
-func (t *Tracker) upsert(pod *slimpod.Pod, now time.Time) Observed {
+func (t *Tracker) upsert(pod *slimpod.Pod, created bool, now time.Time) Observed {
 	p := t.pods[pod.UID]
 	newPod := p == nil
 	if newPod {
@@ -177,21 +193,19 @@ func (t *Tracker) upsert(pod *slimpod.Pod, now time.Time) Observed {
 
 	var obs Observed
 	for i := range pod.Containers {
-		obs.add(t.observe(p, &pod.Containers[i], !newPod, now))
+		obs.add(t.observe(p, &pod.Containers[i], created || !newPod, now))
 	}
 	return obs
 }
 
-// observe diffs one container's status. podKnown tells that the pod was seen before this update:
-// then a container seen for the first time got its status after the pod was first seen, and its
-// terminations are news, not history.
+// observe diffs one container's status. podKnown tells that the pod was seen before this update,
+// or created while the receiver watched: then a container seen for the first time got its status
+// while the receiver watched, and its terminations are news, not history.
 func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.Time) Observed {
 	c, firstSight := p.container(s.Name)
-	if !firstSight && s.Status.RestartCount < c.RestartCount && c.isNewContainer(s.ContainerID) {
-		// The restart count went back (the node rebooted and the kubelet started the pod's
-		// containers afresh): terminations of the old count are no longer the latest state.
-		c.HasLast = false
-		c.nextUnended = 0
+	var obs Observed
+	if !firstSight && c.isReset(s) {
+		obs.Dropped += t.reset(c, now)
 	}
 	c.ContainerID = s.ContainerID
 	c.RestartCount = s.Status.RestartCount
@@ -200,20 +214,17 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 	seen, n := termination.Visible(&s.Status)
 	restarts := int64(s.Status.RestartCount)
 	if firstSight && podKnown {
-		// A container that started and ended between two updates of a pod already watched (a
-		// fast OOM kill, a restartPolicy: Never run): its baseline is the state before its
-		// first visible termination, so the processor counts that termination.
-		first := restarts
-		for _, term := range seen[:n] {
-			first = min(first, term.Instance)
-		}
-		t.push(c, Point{Instance: first, Time: c.stamp(now)})
-		c.nextUnended = first
+		// A container whose whole life happened while the receiver watched (it started and
+		// ended between two updates of a pod already watched, or its pod was created while
+		// the receiver watched): its baseline is instance 0 before it ran, so the processor
+		// counts each termination, and instances that ended unseen are reported as such.
+		c.watchedSince = c.stamp(now)
+		t.push(c, Point{Instance: 0, Time: c.watchedSince})
+		c.nextUnended = 0
 		firstSight = false
 	}
 	if firstSight {
 		// Everything visible at first sight is history.
-		var obs Observed
 		c.nextUnended = restarts
 		for _, term := range seen[:n] {
 			c.remember(term)
@@ -222,13 +233,17 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 				obs.HistoryOOMKills++
 			}
 		}
-		t.push(c, c.latest(c.stamp(now)))
+		c.watchedSince = c.stamp(now)
+		t.push(c, c.latest(c.watchedSince))
 		return obs
 	}
-	var obs Observed
 	for _, term := range seen[:n] {
 		if c.knows(term.Key()) {
 			continue
+		}
+		if c.HasLast && term.Instance <= c.Last.Instance {
+			// Another termination of an instance that already ended: the count was reset.
+			obs.Dropped += t.reset(c, now)
 		}
 		obs.add(t.unseenUntil(c, term.Instance, now))
 		c.remember(term)
@@ -237,11 +252,21 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		if term.OOMKilled() {
 			obs.OOMKills++
 		}
-		obs.Dropped += t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now)})
+		c.lastNews = c.Last.Key() == term.Key()
+		obs.Dropped += t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now), Since: c.watchedSince})
 	}
 	// Every instance before the current one has ended, seen or not.
 	obs.add(t.unseenUntil(c, restarts, now))
 	return obs
+}
+
+// reset starts a new count of restarts (the node rebooted and the kubelet started the pod's
+// containers afresh): terminations of the old count are no longer the latest state, and a 0 at
+// instance 0 tells the processor that a new count begins, even where the old one stood at 0 too.
+func (t *Tracker) reset(c *Container, now time.Time) int {
+	c.HasLast = false
+	c.nextUnended = 0
+	return t.push(c, Point{Instance: 0, Time: c.stamp(now)})
 }
 
 // unseenUntil reports each instance below end that ended without its termination being seen,
@@ -296,7 +321,11 @@ func (p *Pod) hasPending() bool {
 // if the OOM killer ended it, else 0 at its current instance.
 func (c *Container) latest(at time.Time) Point {
 	if c.HasLast && c.Last.OOMKilled() {
-		return Point{Instance: c.Last.Instance, OOMKilled: true, Time: at}
+		p := Point{Instance: c.Last.Instance, OOMKilled: true, Time: at}
+		if c.lastNews {
+			p.Since = c.watchedSince
+		}
+		return p
 	}
 	return Point{Instance: int64(c.RestartCount), Time: at}
 }
@@ -310,10 +339,20 @@ func (c *Container) stamp(now time.Time) time.Time {
 	return now
 }
 
-// isNewContainer tells a container ID never seen for this container: a restart count that goes
-// back with one is a reset, not a stale status.
-func (c *Container) isNewContainer(id string) bool {
-	return id != "" && id != c.ContainerID && !c.knows(termination.Key{ContainerID: id})
+// isReset tells that a status belongs to a new count of restarts (the node rebooted): the
+// restart count went back without a container this receiver knows; or, at a restart count that
+// did not grow (a restart always makes it grow), the container is one it never saw, or the
+// status has no container at all where it had one.
+func (c *Container) isReset(s *slimpod.Container) bool {
+	id, restarts := s.ContainerID, s.Status.RestartCount
+	known := id != "" && (id == c.ContainerID || c.knows(termination.Key{ContainerID: id}))
+	switch {
+	case restarts < c.RestartCount:
+		return !known
+	case restarts == c.RestartCount:
+		return c.ContainerID != "" && !known
+	}
+	return false
 }
 
 func (c *Container) knows(k termination.Key) bool {

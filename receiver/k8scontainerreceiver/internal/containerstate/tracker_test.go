@@ -40,9 +40,10 @@ func ended(name string, run int, reason string) *corev1.ContainerStateTerminated
 // statuses returns the kubelet's successive statuses: running run 0, terminated run 0,
 // running run 1 (run 0 in lastState), terminated run 1, ...
 func (l life) statuses() []corev1.ContainerStatus {
-	out := []corev1.ContainerStatus{{Name: l.name, State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	id := func(run int) string { return fmt.Sprintf("containerd://%s-%d", l.name, run) }
+	out := []corev1.ContainerStatus{{Name: l.name, ContainerID: id(0), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
 	for run, reason := range l.reasons {
-		s := corev1.ContainerStatus{Name: l.name, RestartCount: int32(run)}
+		s := corev1.ContainerStatus{Name: l.name, RestartCount: int32(run), ContainerID: id(run)}
 		if run > 0 {
 			s.LastTerminationState.Terminated = ended(l.name, run-1, l.reasons[run-1])
 		}
@@ -51,6 +52,7 @@ func (l life) statuses() []corev1.ContainerStatus {
 		out = append(out, corev1.ContainerStatus{
 			Name:                 l.name,
 			RestartCount:         int32(run + 1),
+			ContainerID:          id(run + 1),
 			State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 			LastTerminationState: corev1.ContainerState{Terminated: ended(l.name, run, reason)},
 		})
@@ -75,12 +77,43 @@ type drained struct {
 	points         []Point
 }
 
+// drain returns what Drain hands out, without the Since of each point (see
+// TestSinceMarksWhatWasSeenHappen).
 func drain(tr *Tracker, now time.Time) []drained {
 	var out []drained
 	tr.Drain(now, func(p *Pod, c *Container, pts []Point) {
-		out = append(out, drained{string(p.UID), c.Name, append([]Point(nil), pts...)})
+		d := drained{string(p.UID), c.Name, append([]Point(nil), pts...)}
+		for i := range d.points {
+			d.points[i].Since = time.Time{}
+		}
+		out = append(out, d)
 	})
 	return out
+}
+
+// A point reports news (it carries the time since which the container was watched) when it
+// reports what the receiver saw happen; a point that may report history carries none.
+func TestSinceMarksWhatWasSeenHappen(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
+	since := func(now time.Time) []time.Time {
+		var out []time.Time
+		tr.Drain(now, func(_ *Pod, _ *Container, pts []Point) {
+			for _, p := range pts {
+				out = append(out, p.Since)
+			}
+		})
+		return out
+	}
+	// First sight after an OOM kill: history, then the same as the latest state.
+	tr.Upsert(podWith("u1", st[2]), t0)
+	assert.Equal(t, []time.Time{{}}, since(t0.Add(time.Second)))
+	assert.Equal(t, []time.Time{{}}, since(t0.Add(2*time.Second)))
+	// The next kill is seen happen: news, and so is the latest state that repeats it.
+	tr.Upsert(podWith("u1", st[3]), t0.Add(3*time.Second))
+	assert.Equal(t, []time.Time{t0}, since(t0.Add(4*time.Second)))
+	assert.Equal(t, []time.Time{t0}, since(t0.Add(5*time.Second)))
 }
 
 func pt(instance int64, oom bool, at time.Time) Point {

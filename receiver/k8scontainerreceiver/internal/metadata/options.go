@@ -25,17 +25,28 @@ func WithInstanceStartTime(start pcommon.Timestamp) ResourceMetricsOption {
 	})
 }
 
-// WithUnknownOutcomes marks the k8s.container.oom_killed points at the given positions, in
-// recording order, as having no recorded value: the instance ended, how is not known.
-func WithUnknownOutcomes(positions []int) ResourceMetricsOption {
+// FlagPoint is what the k8s.container.oom_killed points carry beyond their value.
+type FlagPoint struct {
+	// Start is the time since which the receiver watched the container, on a point that reports
+	// what it saw happen after it; 0 on a point that may report history.
+	Start pcommon.Timestamp
+	// Unknown marks a point with no recorded value: the instance ended, how is not known.
+	Unknown bool
+}
+
+// WithFlagPoints sets, on the k8s.container.oom_killed points in recording order, the start
+// time and the no-recorded-value flag of points[i].
+func WithFlagPoints(points []FlagPoint) ResourceMetricsOption {
 	return resourceMetricsOptionFunc(func(rm pmetric.ResourceMetrics) {
 		metrics := rm.ScopeMetrics().At(0).Metrics()
 		for i := range metrics.Len() {
 			if m := metrics.At(i); m.Name() == "k8s.container.oom_killed" {
 				dps := m.Gauge().DataPoints()
-				for _, p := range positions {
-					if p < dps.Len() {
-						dps.At(p).SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+				for j := range min(dps.Len(), len(points)) {
+					dp := dps.At(j)
+					dp.SetStartTimestamp(points[j].Start)
+					if points[j].Unknown {
+						dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
 					}
 				}
 			}
