@@ -67,8 +67,8 @@ type Container struct {
 	watchedSince time.Time
 	// lastNews tells that Last was seen to happen while the receiver watched.
 	lastNews bool
-	pending     []Point
-	lastTime    time.Time
+	pending  []Point
+	lastTime time.Time
 }
 
 // Observed counts what one update brought.
