@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/scraper/scraperhelper"
 
@@ -35,6 +36,9 @@ type Config struct {
 	// MaxPendingTerminations bounds the points one container can queue between two scrapes;
 	// beyond it the oldest are dropped and counted.
 	MaxPendingTerminations int `mapstructure:"max_pending_terminations"`
+	// Storage is the ID of a storage extension in which the receiver remembers when it last
+	// looked: after a restart, an OOM kill that ended after that is news, not history.
+	Storage *component.ID `mapstructure:"storage"`
 }
 
 // KubeletConfig is the connection to the node's kubelet Summary API.

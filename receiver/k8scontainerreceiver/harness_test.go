@@ -15,6 +15,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/pmetrictest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/zap"
@@ -73,6 +74,8 @@ type harness struct {
 	logs      *observer.ObservedLogs
 	scraper   *containerScraper
 	tokenFile string
+	// host is what the scraper starts on; nil: a host without extensions.
+	host component.Host
 
 	mu       sync.Mutex
 	watchers []*watch.FakeWatcher
@@ -146,7 +149,11 @@ func (h *harness) deps() deps {
 // start starts the scraper and waits until the informer watches.
 func (h *harness) start() {
 	h.t.Helper()
-	require.NoError(h.t, h.scraper.start(context.Background(), componenttest.NewNopHost()))
+	host := h.host
+	if host == nil {
+		host = componenttest.NewNopHost()
+	}
+	require.NoError(h.t, h.scraper.start(context.Background(), host))
 	h.t.Cleanup(func() { require.NoError(h.t, h.scraper.shutdown(context.Background())) })
 	h.waitWatchers(1)
 }

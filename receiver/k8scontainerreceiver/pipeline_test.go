@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/storagetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -286,4 +287,59 @@ func TestPipelinePodCreatedWhileWatchingCountsItsKills(t *testing.T) {
 	p.cycle(4*time.Second, false)
 	p.cycle(5*time.Second, false)
 	assert.Equal(t, map[string]int64{"u0/hog": 0, "u1/hog": 1, "u2/hog": 1}, p.kills())
+}
+
+// With storage, a collector restart is no gap: an OOM kill while the collector was down, which
+// the status shows when it is back, counts once, on the same counter.
+func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
+	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
+	state := storagetest.NewStorageID("state")
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+
+	run := func(pods []*corev1.Pod, scrapes ...time.Duration) (*pipeline, map[string]int64) {
+		h := newHarness(t, func(cfg *Config) { cfg.Storage = &state })
+		h.host = host
+		f := oomcounterprocessor.NewFactory()
+		cfg := f.CreateDefaultConfig().(*oomcounterprocessor.Config)
+		cfg.Storage = &state
+		sink := new(consumertest.MetricsSink)
+		proc, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), cfg, sink)
+		require.NoError(t, err)
+		require.NoError(t, proc.Start(context.Background(), host))
+		t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
+		h.at(scrapes[0] - time.Second)
+		h.startWith(pods...)
+		p := &pipeline{harness: h, proc: proc, sink: sink}
+		for _, at := range scrapes {
+			p.cycle(at, false)
+		}
+		return p, p.kills()
+	}
+
+	first, kills := run([]*corev1.Pod{pod}, time.Second)
+	first.at(2 * time.Second)
+	first.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	first.cycle(3*time.Second, false)
+	first.at(4 * time.Second)
+	first.send(watch.Modified, withStatus(pod, hog.running(1)))
+	first.cycle(5*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 0}, kills)
+	assert.Equal(t, map[string]int64{"u1/hog": 1}, first.kills())
+	require.NoError(t, first.scraper.shutdown(context.Background()))
+	require.NoError(t, first.proc.Shutdown(context.Background()))
+
+	// Instance 1 is OOM-killed at 1m30s while no collector runs; the restarted one finds it
+	// waiting in back-off. Meanwhile another pod was created and OOM-killed at 30s: no
+	// collector ever saw it, its kill is news too.
+	late := newPod("late", "u2", hog.backoff(0))
+	down := []*corev1.Pod{withStatus(pod, hog.backoff(1)), late}
+	second, kills := run(down, 2*time.Minute, 3*time.Minute)
+	assert.Equal(t, map[string]int64{"u1/hog": 2, "u2/hog": 1}, kills)
+	require.NoError(t, second.scraper.shutdown(context.Background()))
+	require.NoError(t, second.proc.Shutdown(context.Background()))
+
+	// Another restart with nothing new counts nothing.
+	_, kills = run(down, 4*time.Minute, 5*time.Minute)
+	assert.Equal(t, map[string]int64{"u1/hog": 2, "u2/hog": 1}, kills)
 }

@@ -2,6 +2,7 @@ package k8scontainerreceiver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
@@ -100,6 +102,10 @@ type containerScraper struct {
 	stats          map[statsKey]*stats.ContainerStats
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
+
+	id             component.ID
+	storage        storage.Client
+	storageFailing bool
 	// events counts handled informer events; tests wait on it.
 	events atomic.Int64
 
@@ -113,6 +119,7 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 	}
 	s := &containerScraper{
 		cfg:       cfg,
+		id:        set.ID,
 		deps:      d,
 		logger:    set.Logger,
 		mb:        metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
@@ -129,7 +136,13 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 	return s, nil
 }
 
-func (s *containerScraper) start(_ context.Context, _ component.Host) error {
+// lastLookedKey holds, in the storage client, when the receiver last handed a scrape on.
+const lastLookedKey = "last_looked"
+
+func (s *containerScraper) start(ctx context.Context, host component.Host) error {
+	if err := s.openStorage(ctx, host); err != nil {
+		return err
+	}
 	client, rc, err := s.deps.client(s.cfg)
 	if err != nil {
 		return fmt.Errorf("connecting to the Kubernetes API server: %w", err)
@@ -164,6 +177,57 @@ func (s *containerScraper) start(_ context.Context, _ component.Host) error {
 	return nil
 }
 
+// openStorage connects to the configured storage extension and reads when an earlier run of the
+// receiver last looked.
+func (s *containerScraper) openStorage(ctx context.Context, host component.Host) error {
+	if s.cfg.Storage == nil {
+		return nil
+	}
+	ext, ok := host.GetExtensions()[*s.cfg.Storage]
+	if !ok {
+		return fmt.Errorf("storage: extension %q not found", *s.cfg.Storage)
+	}
+	se, ok := ext.(storage.Extension)
+	if !ok {
+		return fmt.Errorf("storage: extension %q is not a storage extension", *s.cfg.Storage)
+	}
+	client, err := se.GetClient(ctx, component.KindReceiver, s.id, "")
+	if err != nil {
+		return fmt.Errorf("storage: extension %q: %w", *s.cfg.Storage, err)
+	}
+	s.storage = client
+	b, err := client.Get(ctx, lastLookedKey)
+	switch {
+	case err != nil:
+		s.logger.Warn("Reading when the receiver last looked failed; kills while it was down are taken as history", zap.Error(err))
+	case len(b) == 8:
+		s.tracker.SetHorizon(time.Unix(0, int64(binary.LittleEndian.Uint64(b))))
+	case b != nil:
+		s.logger.Warn("Discarding a damaged record of when the receiver last looked", zap.Int("bytes", len(b)))
+	default:
+		// The first run with this storage: from now on, whatever ends is news to a later run,
+		// even if this one never hands a scrape on.
+		s.saveLastLooked(ctx, s.deps.now())
+	}
+	return nil
+}
+
+// saveLastLooked records that every scrape up to at has been handed on.
+func (s *containerScraper) saveLastLooked(ctx context.Context, at time.Time) {
+	if s.storage == nil || at.IsZero() {
+		return
+	}
+	err := s.storage.Set(ctx, lastLookedKey, binary.LittleEndian.AppendUint64(nil, uint64(at.UnixNano())))
+	if (err != nil) != s.storageFailing {
+		s.storageFailing = err != nil
+		if err != nil {
+			s.logger.Warn("Recording when the receiver last looked failed; it is retried at every scrape", zap.Error(err))
+		} else {
+			s.logger.Info("Recording when the receiver last looked works again")
+		}
+	}
+}
+
 func newKubeletClient(cfg *Config, tokenFile string, rc *rest.Config) (*kubelet.Client, error) {
 	k := cfg.Kubelet
 	return kubelet.NewClient(kubelet.Settings{
@@ -182,6 +246,9 @@ func (s *containerScraper) shutdown(ctx context.Context) error {
 	var err error
 	s.shutdownOnce.Do(func() {
 		defer s.telemetry.Shutdown()
+		if s.storage != nil {
+			defer func() { err = errors.Join(err, s.storage.Close(ctx)) }()
+		}
 		s.kubelet.Close()
 		if s.factory == nil {
 			return
@@ -270,6 +337,10 @@ func (s *containerScraper) count(o containerstate.Observed) {
 // would log a returned error on every scrape.
 func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) {
 	now := s.deps.now()
+	// Whatever ended before now is reported by this scrape or was by an earlier one. Recorded
+	// before the scrape is handed on: a restart never reports a termination twice, at the cost
+	// of taking as history what a scrape lost by a crash in between had reported.
+	s.saveLastLooked(ctx, now)
 	clear(s.stats)
 	if s.kubelet != nil {
 		s.collectStats(ctx)

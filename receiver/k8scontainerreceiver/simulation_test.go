@@ -322,8 +322,9 @@ type simAPI interface {
 	write(kind watch.EventType, pod *corev1.Pod, deliver bool)
 	// relist breaks the watch: the informer lists pods again.
 	relist(pods []*corev1.Pod)
-	// start starts a receiver generation, which lists pods.
-	start(pods []*corev1.Pod)
+	// start starts a receiver generation, which lists pods; with a host, the receiver keeps its
+	// memory in that host's storage.
+	start(pods []*corev1.Pod, host component.Host)
 	stop()
 	scraper() *containerScraper
 	setNow(step int)
@@ -387,12 +388,19 @@ func (d *directAPI) relist(pods []*corev1.Pod) {
 	}
 }
 
-func (d *directAPI) start(pods []*corev1.Pod) {
+func (d *directAPI) start(pods []*corev1.Pod, host component.Host) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Node = node
 	cfg.Kubelet.Enabled = false
+	if host != nil {
+		id := simStorageID
+		cfg.Storage = &id
+	}
 	s, err := newScraper(metadatatest.NewSettings(d.tt), cfg, deps{now: d.clock.Now})
 	require.NoError(d.t, err)
+	if host != nil {
+		require.NoError(d.t, s.openStorage(context.Background(), host))
+	}
 	d.s = s
 	d.cache = map[string]*slimpod.Pod{}
 	d.initial = true
@@ -456,7 +464,7 @@ func (w *watchAPI) relist(pods []*corev1.Pod) {
 	w.names = listed
 }
 
-func (w *watchAPI) start(pods []*corev1.Pod) {
+func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 	h := w.h
 	w.names = map[string]bool{}
 	for _, p := range pods {
@@ -471,6 +479,12 @@ func (w *watchAPI) start(pods []*corev1.Pod) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.Node = node
 	cfg.Kubelet.Enabled = false
+	if host == nil {
+		host = componenttest.NewNopHost()
+	} else {
+		id := simStorageID
+		cfg.Storage = &id
+	}
 	s, err := newScraper(metadatatest.NewSettings(h.telemetry), cfg, h.deps())
 	require.NoError(h.t, err)
 	h.mu.Lock()
@@ -478,7 +492,7 @@ func (w *watchAPI) start(pods []*corev1.Pod) {
 	h.mu.Unlock()
 	h.scraper, h.handled = s, 0
 	w.running = true
-	require.NoError(h.t, s.start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(h.t, s.start(context.Background(), host))
 	h.waitWatchers(n + 1)
 	h.waitHandled(int64(len(pods)))
 }
@@ -654,6 +668,11 @@ type simFailure struct {
 func (f *simFailure) String() string { return f.category + ": " + f.detail }
 
 type simulation struct {
+	// lookedAt is the step of the latest scrape of a receiver with storage in this lineage: the
+	// receiver records it as when it last looked. genLookedAt is its value when the running
+	// receiver started.
+	lookedAt, genLookedAt int
+
 	t       *testing.T
 	seed    uint64
 	rng     *rand.Rand
@@ -1107,6 +1126,14 @@ func (s *simulation) stopCollector() {
 
 func (s *simulation) startCollector() {
 	s.gen++
+	if !s.keepState {
+		s.lookedAt = 0
+	}
+	s.genLookedAt = s.lookedAt
+	if s.persistent && s.lookedAt == 0 {
+		// A receiver whose storage holds no record yet records its start.
+		s.lookedAt = s.step
+	}
 	s.genSeen = map[types.UID]bool{}
 	s.genEmitted = map[string]bool{}
 	if !s.keepState {
@@ -1141,7 +1168,11 @@ func (s *simulation) startCollector() {
 	s.proc = proc
 	s.logf("collector %d starts (lineage %d) and lists %d pods", s.gen, s.lineage, len(s.api))
 	s.up, s.watchUp = true, true
-	s.server.start(s.apiPods())
+	var host component.Host
+	if s.persistent {
+		host = s.host
+	}
+	s.server.start(s.apiPods(), host)
 	for _, n := range sortedKeys(s.api) {
 		s.observe(s.api[n], true)
 	}
@@ -1153,6 +1184,9 @@ func (s *simulation) scrape(reliable bool) {
 	md, err := s.server.scraper().scrape(context.Background())
 	require.NoError(s.t, err)
 	s.lastScrape[s.gen] = s.step
+	if s.persistent {
+		s.lookedAt = s.step
+	}
 	pts := s.points(md)
 	if s.failure != nil {
 		return
@@ -1459,13 +1493,14 @@ func (s *simulation) mustCount(key string, inst *simInstance) (string, bool) {
 	if k == nil || len(k.sightings) == 0 {
 		return "never shown in a status the receiver saw", false
 	}
-	atFirstSight := false
+	atFirstSight, firstSightListed := false, false
 	firstSight := "shown when a relist brought its pod to the receiver for the first time, and taken as history"
 	lostWithCollector := false
 	for _, sg := range k.sightings {
 		if sg.first {
 			atFirstSight = true
 			if sg.listed {
+				firstSightListed = true
 				firstSight = "shown when a restarted collector first listed its pod, and taken as history"
 			}
 		} else if sg.gen != s.gen && s.lastScrape[sg.gen] < sg.step {
@@ -1474,6 +1509,16 @@ func (s *simulation) mustCount(key string, inst *simInstance) (string, bool) {
 	}
 	b, hasBaseline := s.baselines[key]
 	switch {
+	case atFirstSight && firstSightListed && s.genLookedAt > 0 && inst.endStep <= s.genLookedAt:
+		// The restarted receiver takes as news only what ended after it last looked; a kill
+		// that ended before, but whose status reached no receiver in time (a status write
+		// merged or late, a watch down), is history to it.
+		return "ended before the restarted receiver last looked, its status seen only after", false
+	case k.emitted && atFirstSight && hasBaseline && b.covers(inst) && b.first && s.lostBeforeRestart(key, inst):
+		// The receiver records when it last looked before it hands a scrape on, so that a
+		// restart never reports a kill twice; a kill reported only in a batch lost just before
+		// the restart is history to the restarted one.
+		return "reported only in a batch lost before a collector restart, then taken as history", false
 	case k.accepted[s.lineage] && hasBaseline && b.covers(inst) && b.first:
 		return firstSight, true
 	case k.accepted[s.lineage] && hasBaseline && b.covers(inst):
@@ -1494,6 +1539,17 @@ func (s *simulation) mustCount(key string, inst *simInstance) (string, bool) {
 		return "seen by a collector that stopped before its next scrape", false
 	}
 	return "seen by the receiver but never reported", true
+}
+
+// lostBeforeRestart tells whether a collector that stopped reported inst only in batches that
+// were lost.
+func (s *simulation) lostBeforeRestart(key string, inst *simInstance) bool {
+	for _, p := range s.emitted[key] {
+		if p.inst == inst && !p.first && !p.accepted {
+			return true
+		}
+	}
+	return false
 }
 
 // resetLost tells whether the receiver emitted a point of inst's epoch below its index that the

@@ -94,7 +94,9 @@ func (o *Observed) add(p Observed) {
 
 // Tracker is the state of all containers of the watched pods. It is safe for concurrent use.
 type Tracker struct {
-	mu         sync.Mutex
+	mu sync.Mutex
+	// horizon is when an earlier run of the receiver last looked; zero if unknown.
+	horizon    time.Time
 	pods       map[types.UID]*Pod
 	maxPending int
 	sticky     [1]Point
@@ -103,6 +105,14 @@ type Tracker struct {
 // New returns an empty tracker that keeps at most maxPending unscraped points per container.
 func New(maxPending int) *Tracker {
 	return &Tracker{pods: make(map[types.UID]*Pod), maxPending: max(maxPending, 1)}
+}
+
+// SetHorizon tells when an earlier run of the receiver last looked at the pods: at first sight,
+// a termination that ended after that happened while no receiver watched, and is news.
+func (t *Tracker) SetHorizon(at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.horizon = at
 }
 
 // Upsert diffs pod against what is known and records each new termination, observed at now.
@@ -224,16 +234,34 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		firstSight = false
 	}
 	if firstSight {
-		// Everything visible at first sight is history.
+		// What is visible at first sight is history, but for terminations that ended after an
+		// earlier run of the receiver last looked: they happened while no receiver watched,
+		// and no receiver reported them.
 		c.nextUnended = restarts
+		c.watchedSince = c.stamp(now)
+		news := 0
 		for _, term := range seen[:n] {
 			c.remember(term)
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
+			if !t.horizon.IsZero() && term.FinishedAt.After(t.horizon) {
+				c.lastNews = true
+				obs.Terminations++
+				if term.OOMKilled() {
+					obs.OOMKills++
+				}
+				t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now), Since: t.horizon})
+				news++
+				continue
+			}
+			c.lastNews = false
 			if term.OOMKilled() {
 				obs.HistoryOOMKills++
 			}
 		}
-		c.watchedSince = c.stamp(now)
+		if news > 0 {
+			c.watchedSince = t.horizon
+			return obs
+		}
 		t.push(c, c.latest(c.watchedSince))
 		return obs
 	}
