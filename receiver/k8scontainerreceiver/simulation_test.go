@@ -470,12 +470,7 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 	for _, p := range pods {
 		w.names[p.Name] = true
 	}
-	if !w.started {
-		w.started, w.running = true, true
-		h.start()
-		h.waitHandled(int64(len(pods)))
-		return
-	}
+	w.started = true
 	cfg := createDefaultConfig().(*Config)
 	cfg.Node = node
 	cfg.Kubelet.Enabled = false
@@ -493,6 +488,7 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 	h.scraper, h.handled = s, 0
 	w.running = true
 	require.NoError(h.t, s.start(context.Background(), host))
+	h.t.Cleanup(func() { require.NoError(h.t, s.shutdown(context.Background())) })
 	h.waitWatchers(n + 1)
 	h.waitHandled(int64(len(pods)))
 }
@@ -1497,6 +1493,11 @@ func (s *simulation) mustCount(key string, inst *simInstance) (string, bool) {
 	firstSight := "shown when a relist brought its pod to the receiver for the first time, and taken as history"
 	lostWithCollector := false
 	for _, sg := range k.sightings {
+		if sg.gen != s.gen && s.lastScrape[sg.gen] < sg.step {
+			// Seen by a collector that stopped before its next scrape: nothing was reported.
+			lostWithCollector = true
+			continue
+		}
 		if sg.first {
 			atFirstSight = true
 			if sg.listed {
@@ -1556,7 +1557,8 @@ func (s *simulation) lostBeforeRestart(key string, inst *simInstance) bool {
 // processor never took: the point that would have shown it the reset.
 func (s *simulation) resetLost(key string, inst *simInstance) bool {
 	for _, p := range s.emitted[key] {
-		if p.epoch == inst.epoch && p.index < inst.index && !p.accepted {
+		// A point below inst's index, or the 0 at its index that marks the reset, in a lost batch.
+		if p.epoch == inst.epoch && !p.accepted && (p.index < inst.index || p.index == inst.index && p.flag == 0 && !p.unknown) {
 			return true
 		}
 	}

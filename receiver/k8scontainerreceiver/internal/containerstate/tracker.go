@@ -249,6 +249,12 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 				if term.OOMKilled() {
 					obs.OOMKills++
 				}
+				if news == 0 {
+					// No receiver reported anything that ended after the horizon, so a 1 the
+					// processor holds at this instance is another kill, of an older count of
+					// restarts: a 0 first tells it so.
+					t.push(c, Point{Instance: term.Instance, Time: c.stamp(now)})
+				}
 				t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now), Since: t.horizon})
 				news++
 				continue
