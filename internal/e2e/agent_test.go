@@ -130,6 +130,10 @@ func (a *agent) config() string {
 	default:
 		kubelet = fmt.Sprintf("    kubelet:\n      enabled: true\n      auth_type: none\n      endpoint: %s\n      insecure_skip_verify: true\n      timeout: 1s\n", a.opts.kubelet)
 	}
+	if a.opts.storage {
+		// The receiver remembers when it last looked, the processor its counts.
+		kubelet = "    storage: file_storage\n" + kubelet
+	}
 	counter := "  oom_counter:\n"
 	if a.opts.gapPolicy != "" {
 		counter += "    gap_policy: " + a.opts.gapPolicy + "\n"
