@@ -15,7 +15,10 @@ import (
 // On the kubelet-less node the test is the kubelet: it writes pod statuses through the API, for
 // sequences a real kubelet cannot produce on demand.
 
-var standinStart = time.Now().Truncate(time.Second)
+// standinStart is when the stand-in pods' containers began, an hour back: the times the test
+// writes lie in the past, as a kubelet's do (a status never says a container ended after the
+// moment it was written).
+var standinStart = time.Now().Add(-time.Hour).Truncate(time.Second)
 
 func terminated(container string, instance int32, reason string) *corev1.ContainerStateTerminated {
 	exit := int32(1)

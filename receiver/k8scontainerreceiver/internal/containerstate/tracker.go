@@ -236,14 +236,15 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 	if firstSight {
 		// What is visible at first sight is history, but for terminations that ended after an
 		// earlier run of the receiver last looked: they happened while no receiver watched,
-		// and no receiver reported them.
+		// and no receiver reported them. One that claims to end in the future (a node clock
+		// ahead of this one) is not trusted as news.
 		c.nextUnended = restarts
 		c.watchedSince = c.stamp(now)
 		news := 0
 		for _, term := range seen[:n] {
 			c.remember(term)
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
-			if !t.horizon.IsZero() && term.FinishedAt.After(t.horizon) {
+			if !t.horizon.IsZero() && term.FinishedAt.After(t.horizon) && !term.FinishedAt.After(now) {
 				c.lastNews = true
 				obs.Terminations++
 				if term.OOMKilled() {
