@@ -338,6 +338,45 @@ func statsFor(uid string, at time.Time) *stats.Summary {
 		})))
 }
 
+// A node whose kubelet moved (a new address or port in the Node object) is found again: after a
+// failed request the endpoint is looked up anew.
+func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
+	moved := kubelettest.New(t)
+	h := newHarness(t, func(c *Config) {
+		c.Kubelet.Endpoint = ""
+		c.Kubelet.CAFile = ""
+		c.Kubelet.InsecureSkipVerify = true
+	})
+	setPort := func(endpoint string) {
+		t.Helper()
+		n, err := h.client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+		require.NoError(t, err)
+		_, portText, err := net.SplitHostPort(endpoint)
+		require.NoError(t, err)
+		port, err := strconv.Atoi(portText)
+		require.NoError(t, err)
+		n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
+		_, err = h.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+		require.NoError(t, err)
+	}
+	setPort(h.kubelet.Endpoint())
+	h.kubelet.SetSummary(statsFor("u1", t0))
+	moved.SetSummary(statsFor("u1", t0))
+	h.start()
+	h.send(watch.Added, newPod("hog", "u1", life{"hog", nil}.running(0)))
+
+	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
+	assert.Equal(t, 1, h.kubelet.Requests())
+
+	// The kubelet moves: the old address fails once, then the Node object is read again.
+	h.kubelet.SetStatus(http.StatusServiceUnavailable)
+	setPort(moved.Endpoint())
+	assert.NotContains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
+	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
+	assert.Equal(t, 2, h.kubelet.Requests())
+	assert.Equal(t, 1, moved.Requests())
+}
+
 func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Kubelet.Timeout = 300 * time.Millisecond })
 	h.kubelet.SetSummary(statsFor("u1", t0))
