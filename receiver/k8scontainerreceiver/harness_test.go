@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -156,6 +157,20 @@ func (h *harness) start() {
 	require.NoError(h.t, h.scraper.start(context.Background(), host))
 	h.t.Cleanup(func() { require.NoError(h.t, h.scraper.shutdown(context.Background())) })
 	h.waitWatchers(1)
+}
+
+// setKubeletPort writes the port of endpoint into the Node object as its kubelet's port.
+func (h *harness) setKubeletPort(endpoint string) {
+	h.t.Helper()
+	n, err := h.client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	require.NoError(h.t, err)
+	_, portText, err := net.SplitHostPort(endpoint)
+	require.NoError(h.t, err)
+	port, err := strconv.Atoi(portText)
+	require.NoError(h.t, err)
+	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
+	_, err = h.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
+	require.NoError(h.t, err)
 }
 
 // startWith starts the scraper with pods already on the API server: they come in the informer's

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
@@ -347,19 +345,7 @@ func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
 		c.Kubelet.CAFile = ""
 		c.Kubelet.InsecureSkipVerify = true
 	})
-	setPort := func(endpoint string) {
-		t.Helper()
-		n, err := h.client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
-		require.NoError(t, err)
-		_, portText, err := net.SplitHostPort(endpoint)
-		require.NoError(t, err)
-		port, err := strconv.Atoi(portText)
-		require.NoError(t, err)
-		n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
-		_, err = h.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
-		require.NoError(t, err)
-	}
-	setPort(h.kubelet.Endpoint())
+	h.setKubeletPort(h.kubelet.Endpoint())
 	h.kubelet.SetSummary(statsFor("u1", t0))
 	moved.SetSummary(statsFor("u1", t0))
 	h.start()
@@ -370,7 +356,7 @@ func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
 
 	// The kubelet moves: the old address fails once, then the Node object is read again.
 	h.kubelet.SetStatus(http.StatusServiceUnavailable)
-	setPort(moved.Endpoint())
+	h.setKubeletPort(moved.Endpoint())
 	assert.NotContains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
 	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
 	assert.Equal(t, 2, h.kubelet.Requests())
@@ -439,14 +425,8 @@ func TestNodeScopeAndEndpointFromTheNode(t *testing.T) {
 		c.ResourceAttributes.ContainerID.Enabled = true
 	})
 	// The node says where its kubelet listens.
-	n, err := h.client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
-	require.NoError(t, err)
+	h.setKubeletPort(h.kubelet.Endpoint())
 	_, portText, err := net.SplitHostPort(h.kubelet.Endpoint())
-	require.NoError(t, err)
-	port, err := strconv.Atoi(portText)
-	require.NoError(t, err)
-	n.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(port)
-	_, err = h.client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	h.kubelet.SetSummary(statsFor("u1", t0))
 	h.start()
