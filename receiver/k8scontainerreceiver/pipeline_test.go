@@ -343,3 +343,17 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	_, kills = run(down, 4*time.Minute, 5*time.Minute)
 	assert.Equal(t, map[string]int64{"u1/hog": 2, "u2/hog": 1}, kills)
 }
+
+// The batch with a container's first points is lost (a memory_limiter before oom_counter refuses
+// it): the OOM kill the receiver then sees happen still counts, and once.
+func TestPipelineFirstBatchLostKillStillCounts(t *testing.T) {
+	hog := life{"hog", []string{"OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	p := newPipeline(t, pod)
+	p.cycle(time.Second, true)
+	p.at(2 * time.Second)
+	p.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	p.cycle(3*time.Second, false)
+	p.cycle(4*time.Second, false)
+	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
+}
