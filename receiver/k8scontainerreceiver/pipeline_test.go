@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
@@ -356,4 +358,58 @@ func TestPipelineFirstBatchLostKillStillCounts(t *testing.T) {
 	p.cycle(3*time.Second, false)
 	p.cycle(4*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
+}
+
+// Attributes that change with each container instance (container.id, a pod label extracted by
+// the receiver) are carried to the counter but do not restart it: two OOM kills count two, on
+// one start time.
+func TestPipelineChangingAttributesKeepOneCounter(t *testing.T) {
+	h := newHarness(t, func(cfg *Config) {
+		cfg.ResourceAttributes.ContainerID.Enabled = true
+		cfg.Extract.Labels = []FieldExtract{{Key: "revision"}}
+	})
+	f := oomcounterprocessor.NewFactory()
+	sink := new(consumertest.MetricsSink)
+	proc, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
+	require.NoError(t, err)
+	require.NoError(t, proc.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
+	h.startWith()
+	p := &pipeline{harness: h, proc: proc, sink: sink}
+
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	revision := func(run int, s corev1.ContainerStatus) *corev1.Pod {
+		q := withStatus(pod, s)
+		q.Labels = map[string]string{"revision": strconv.Itoa(run)}
+		return q
+	}
+	p.send(watch.Added, revision(0, hog.running(0)))
+	p.cycle(time.Second, false)
+	for run := range 2 {
+		p.at(time.Duration(2+4*run) * time.Second)
+		p.send(watch.Modified, revision(run, hog.terminated(run)))
+		p.cycle(time.Duration(3+4*run)*time.Second, false)
+		p.at(time.Duration(4+4*run) * time.Second)
+		p.send(watch.Modified, revision(run+1, hog.running(run+1)))
+		p.cycle(time.Duration(5+4*run)*time.Second, false)
+	}
+	assert.Equal(t, map[string]int64{"u1/hog": 2}, p.kills())
+	starts := map[pcommon.Timestamp]bool{}
+	ids := map[string]bool{}
+	for _, md := range sink.AllMetrics() {
+		rms := md.ResourceMetrics()
+		for i := range rms.Len() {
+			id, _ := rms.At(i).Resource().Attributes().Get("container.id")
+			ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+			for j := range ms.Len() {
+				if m := ms.At(j); m.Name() == "k8s.container.oom_kills" {
+					ids[id.Str()] = true
+					starts[m.Sum().DataPoints().At(0).StartTimestamp()] = true
+				}
+			}
+		}
+	}
+	assert.Len(t, ids, 3, "each instance has its own container.id")
+	assert.Len(t, starts, 1, "one counter: one start time")
 }
