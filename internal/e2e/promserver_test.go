@@ -58,7 +58,7 @@ scrape_configs:
 	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
 	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, //nolint:gosec // the system's prometheus, arguments built here
+	cmd := exec.Command(bin,
 		"--config.file="+cfgFile,
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
