@@ -102,3 +102,41 @@ func TestRealNodePodRecreatedWithTheSameName(t *testing.T) {
 	p, _ := a.ooms(string(first.UID), "app")
 	assert.Equal(t, 1.0, p.Value, "the first series keeps its count")
 }
+
+// TestRealNodeKillWhileTheCollectorIsDown: the collector, with file_storage, stops cleanly while
+// a container runs; the kernel OOM-kills the container while no collector runs; the collector
+// starts again while the kubelet shows the back-off form (state.waiting, the killed container in
+// lastState under the status' own container ID and restart count). The kill counts once: the
+// count is the number of kills the API server shows, no false alarm, none missed.
+func TestRealNodeKillWhileTheCollectorIsDown(t *testing.T) {
+	s := need(t)
+	ns := namespace(t, "e2e-down")
+	a := startAgent(t, agentOptions{node: s.realNode, storage: true, name: "down"})
+	pod := createPod(t, ns, "leaky", s.realNode, corev1.RestartPolicyAlways, nil, leaker("app"))
+	uid := string(pod.UID)
+	a.waitOOMs(uid, "app", 2, 180*time.Second)
+
+	running := waitStatus(t, ns, "leaky", 120*time.Second, func(p *corev1.Pod) bool {
+		st, err := status(p, "app")
+		return err == nil && st.State.Running != nil && st.RestartCount >= 2
+	})
+	a.waitReports(uid, "app", time.Now(), 1)
+	require.NoError(t, a.stop())
+	was, err := status(running, "app")
+	require.NoError(t, err)
+
+	backoff := waitStatus(t, ns, "leaky", 180*time.Second, func(p *corev1.Pod) bool {
+		st, err := status(p, "app")
+		last := st.LastTerminationState.Terminated
+		return err == nil && st.State.Waiting != nil && last != nil && last.Reason == "OOMKilled" &&
+			last.ContainerID == st.ContainerID && st.RestartCount >= was.RestartCount
+	})
+	st, err := status(backoff, "app")
+	require.NoError(t, err)
+	t.Logf("stopped while instance %d ran; restarted while instance %d waits in back-off after its OOM kill", was.RestartCount, st.RestartCount)
+	want := float64(st.RestartCount + 1) // every instance so far was OOM-killed
+	a.start()
+	a.waitOOMs(uid, "app", want, scrapes(3))
+	p := a.waitReports(uid, "app", time.Now(), 2)
+	assert.Equal(t, want, p.Value, "the kills the API server shows, counted once each")
+}
