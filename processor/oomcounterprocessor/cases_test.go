@@ -357,6 +357,15 @@ type memoryStorage struct {
 
 func newMemoryStorage() *memoryStorage { return &memoryStorage{data: map[string][]byte{}} }
 
+// withMemoryStorage points cfg at a new in-memory storage extension and returns it, with a host
+// that holds it.
+func withMemoryStorage(cfg *Config) (*memoryStorage, component.Host) {
+	id := component.MustNewID("memory")
+	cfg.Storage = &id
+	mem := newMemoryStorage()
+	return mem, &storageHost{ext: map[component.ID]component.Component{id: mem}}
+}
+
 func (*memoryStorage) Start(context.Context, component.Host) error { return nil }
 func (*memoryStorage) Shutdown(context.Context) error              { return nil }
 

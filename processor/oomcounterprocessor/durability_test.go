@@ -233,11 +233,8 @@ func TestJournalWriteFailureRefusesTheBatch(t *testing.T) {
 	tt := componenttest.NewTelemetry()
 	defer func() { require.NoError(t, tt.Shutdown(context.Background())) }()
 	cfg := createDefaultConfig().(*Config)
-	id := component.MustNewID("memory")
-	cfg.Storage = &id
 	cfg.CheckpointInterval = time.Hour
-	mem := newMemoryStorage()
-	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	mem, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(metadatatest.NewSettings(tt), cfg)
 	require.NoError(t, err)
 	require.NoError(t, p.start(context.Background(), host))
@@ -265,11 +262,8 @@ func TestJournalWriteFailureRefusesTheBatch(t *testing.T) {
 func TestUnchangedBatchWritesNothing(t *testing.T) {
 	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
-	id := component.MustNewID("memory")
-	cfg.Storage = &id
 	cfg.CheckpointInterval = time.Hour
-	mem := newMemoryStorage()
-	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	mem, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
 	require.NoError(t, p.start(context.Background(), host))

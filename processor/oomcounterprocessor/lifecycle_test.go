@@ -42,10 +42,7 @@ func TestShutdownTwiceWithoutStart(t *testing.T) {
 func TestStartTwiceStartsOnce(t *testing.T) {
 	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
-	id := component.MustNewID("memory")
-	cfg.Storage = &id
-	mem := newMemoryStorage()
-	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	mem, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
 
@@ -65,11 +62,8 @@ func TestStartTwiceStartsOnce(t *testing.T) {
 func TestShutdownAfterDeadlineStillSaves(t *testing.T) {
 	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
-	id := component.MustNewID("memory")
-	cfg.Storage = &id
 	cfg.CheckpointInterval = time.Hour
-	mem := newMemoryStorage()
-	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	mem, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
 	require.NoError(t, p.start(context.Background(), host))
@@ -94,11 +88,8 @@ func TestShutdownSaveFailureIsCounted(t *testing.T) {
 	tt := componenttest.NewTelemetry()
 	defer func() { require.NoError(t, tt.Shutdown(context.Background())) }()
 	cfg := createDefaultConfig().(*Config)
-	id := component.MustNewID("memory")
-	cfg.Storage = &id
 	cfg.CheckpointInterval = time.Hour
-	mem := newMemoryStorage()
-	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	mem, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(metadatatest.NewSettings(tt), cfg)
 	require.NoError(t, err)
 	require.NoError(t, p.start(context.Background(), host))

@@ -517,10 +517,12 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 			}
 			b.segment.Add(key, u.Series)
 		}
-		dp.SetIntValue(int64(u.Count))
-		dp.SetStartTimestamp(pcommon.Timestamp(u.Start))
-		// A point of unknown outcome becomes a count like any other.
-		dp.SetFlags(pmetric.DefaultDataPointFlags)
+		dp.SetIntValue(int64(u.Series.Count))
+		dp.SetStartTimestamp(pcommon.Timestamp(u.Series.Start))
+		if pt.Unknown {
+			// A point of unknown outcome becomes a count like any other.
+			dp.SetFlags(pmetric.DefaultDataPointFlags)
+		}
 		if r.occurrence != "" {
 			dp.Attributes().Remove(r.occurrence)
 		}

@@ -127,11 +127,8 @@ func TestStartFailsWithoutTheStorageExtension(t *testing.T) {
 func TestCheckpointsPeriodically(t *testing.T) {
 	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
-	id := component.MustNewID("memory")
-	cfg.Storage = &id
 	cfg.CheckpointInterval = 20 * time.Millisecond
-	mem := newMemoryStorage()
-	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	mem, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
 	require.NoError(t, p.start(context.Background(), host))
@@ -160,7 +157,7 @@ func TestCheckpointsPeriodically(t *testing.T) {
 
 	q, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
-	require.NoError(t, q.start(context.Background(), &storageHost{ext: map[component.ID]component.Component{id: mem.snapshot()}}))
+	require.NoError(t, q.start(context.Background(), &storageHost{ext: map[component.ID]component.Component{*cfg.Storage: mem.snapshot()}}))
 	defer func() { require.NoError(t, q.shutdown(context.Background())) }()
 	type saved struct {
 		count, start uint64
@@ -204,10 +201,7 @@ func TestStateKeyedByOtherAttributesIsNotRestored(t *testing.T) {
 	tt := componenttest.NewTelemetry()
 	defer func() { require.NoError(t, tt.Shutdown(context.Background())) }()
 	cfg := createDefaultConfig().(*Config)
-	id := component.MustNewID("memory")
-	cfg.Storage = &id
-	mem := newMemoryStorage()
-	host := &storageHost{ext: map[component.ID]component.Component{id: mem}}
+	_, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(metadatatest.NewSettings(tt), cfg)
 	require.NoError(t, err)
 	require.NoError(t, p.start(context.Background(), host))

@@ -212,7 +212,8 @@ func (s *containerScraper) openStorage(ctx context.Context, host component.Host)
 	return nil
 }
 
-// saveLastLooked records that every scrape up to at has been handed on.
+// saveLastLooked records that whatever ended before at has been reported, or is in the scrape
+// about to be handed on.
 func (s *containerScraper) saveLastLooked(ctx context.Context, at time.Time) {
 	if s.storage == nil || at.IsZero() {
 		return
@@ -296,8 +297,7 @@ func (s *containerScraper) onUpdate(oldObj, newObj any) {
 	next, okNext := newObj.(*slimpod.Pod)
 	if okPrev && okNext && prev.UID != next.UID {
 		s.count(s.tracker.Delete(prev, s.deps.now()))
-		s.count(s.tracker.UpsertCreated(next, s.deps.now()))
-		s.events.Add(1)
+		s.onAdd(next, false)
 		return
 	}
 	s.onUpsert(newObj)

@@ -134,15 +134,10 @@ func (j *Journal) Restore(ctx context.Context, put func(checkpoint.Entry)) Resto
 	case err != nil:
 		r.Problems = append(r.Problems, fmt.Errorf("reading the snapshot: %w", err))
 	case blob != nil:
-		var entries []checkpoint.Entry
-		if err := checkpoint.Decode(blob, j.fingerprint, func(e checkpoint.Entry) { entries = append(entries, e) }); err != nil {
+		// Decode passes nothing on from a blob that is not intact.
+		if err := checkpoint.Decode(blob, j.fingerprint, func(e checkpoint.Entry) { merge(e); r.Snapshot++ }); err != nil {
 			r.Problems = append(r.Problems, fmt.Errorf("snapshot: %w", err))
-			break
 		}
-		for _, e := range entries {
-			merge(e)
-		}
-		r.Snapshot = len(entries)
 	}
 
 	if headKnown {
@@ -151,16 +146,12 @@ func (j *Journal) Restore(ctx context.Context, put func(checkpoint.Entry)) Resto
 			if err == nil && blob == nil {
 				err = errors.New("missing")
 			}
-			var entries []checkpoint.Entry
 			if err == nil {
-				err = checkpoint.Decode(blob, j.fingerprint, func(e checkpoint.Entry) { entries = append(entries, e) })
+				err = checkpoint.Decode(blob, j.fingerprint, merge)
 			}
 			if err != nil {
 				r.Problems = append(r.Problems, fmt.Errorf("journal segment %d of %d: %w; it and the %d after it are discarded", n, j.length, err, j.length-n))
 				break
-			}
-			for _, e := range entries {
-				merge(e)
 			}
 			r.Segments++
 		}

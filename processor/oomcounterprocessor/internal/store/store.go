@@ -49,9 +49,6 @@ type Update struct {
 	Changed bool
 	// Series is the state after the point.
 	Series counting.Series
-	// Count and Start describe the series after the point.
-	Count uint64
-	Start uint64
 }
 
 // Apply feeds p to the series key, creating the series at its baseline if it is new and there is
@@ -79,8 +76,6 @@ func (s *Store) Apply(key identity.Key, mode counting.Mode, policy counting.GapP
 	sh.series[key] = ser
 	u.Tracked = true
 	u.Series = ser
-	u.Count = ser.Count
-	u.Start = ser.Start
 	return u
 }
 

@@ -32,7 +32,7 @@ func TestLimitRefusesNewSeriesOnly(t *testing.T) {
 
 	u := s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(2, 0, 1), 0)
 	assert.True(t, u.Tracked, "a tracked series keeps counting at the limit")
-	assert.Equal(t, uint64(1), u.Count)
+	assert.Equal(t, uint64(1), u.Series.Count)
 }
 
 func TestExpireForgetsOnlyStaleSeries(t *testing.T) {
@@ -45,8 +45,8 @@ func TestExpireForgetsOnlyStaleSeries(t *testing.T) {
 
 	u := s.Apply(key(1), counting.Edge, counting.LowerBound, flag(7, 0, 1), 10)
 	assert.True(t, u.New, "an expired series comes back as a new one")
-	assert.Equal(t, uint64(7), u.Start)
-	assert.Equal(t, uint64(0), u.Count)
+	assert.Equal(t, uint64(7), u.Series.Start)
+	assert.Equal(t, uint64(0), u.Series.Count)
 }
 
 func TestPutRestoresWithoutOverwriting(t *testing.T) {
@@ -55,8 +55,8 @@ func TestPutRestoresWithoutOverwriting(t *testing.T) {
 	require.True(t, s.Put(key(1), counting.Series{Count: 4, Start: 1, Last: 3}))
 	u := s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(4, 1, 1), 0)
 	assert.False(t, u.New)
-	assert.Equal(t, uint64(5), u.Count)
-	assert.Equal(t, uint64(1), u.Start)
+	assert.Equal(t, uint64(5), u.Series.Count)
+	assert.Equal(t, uint64(1), u.Series.Start)
 	assert.False(t, s.Put(key(1), counting.Series{Count: 1}), "live state wins over stored state")
 	require.True(t, s.Put(key(2), counting.Series{}))
 	assert.False(t, s.Put(key(3), counting.Series{}), "the limit holds for restored state too")

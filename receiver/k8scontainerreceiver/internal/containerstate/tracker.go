@@ -84,6 +84,14 @@ type Observed struct {
 	Dropped int
 }
 
+// news counts a termination reported as news.
+func (o *Observed) news(term termination.Termination) {
+	o.Terminations++
+	if term.OOMKilled() {
+		o.OOMKills++
+	}
+}
+
 func (o *Observed) add(p Observed) {
 	o.Terminations += p.Terminations
 	o.OOMKills += p.OOMKills
@@ -217,7 +225,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 	if !firstSight && c.isReset(s) {
 		obs.Dropped += t.reset(c, now)
 	}
-	c.ContainerID = s.ContainerID
+	c.ContainerID = s.Status.ContainerID
 	c.RestartCount = s.Status.RestartCount
 	c.MemoryLimit, c.MemoryRequest = s.MemoryLimit, s.MemoryRequest
 
@@ -246,10 +254,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
 			if !t.horizon.IsZero() && term.FinishedAt.After(t.horizon) && !term.FinishedAt.After(now) {
 				c.lastNews = true
-				obs.Terminations++
-				if term.OOMKilled() {
-					obs.OOMKills++
-				}
+				obs.news(term)
 				if news == 0 {
 					// No receiver reported anything that ended after the horizon, so a 1 the
 					// processor holds at this instance is another kill, of an older count of
@@ -283,10 +288,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		obs.add(t.unseenUntil(c, term.Instance, now))
 		c.remember(term)
 		c.nextUnended = max(c.nextUnended, term.Instance+1)
-		obs.Terminations++
-		if term.OOMKilled() {
-			obs.OOMKills++
-		}
+		obs.news(term)
 		c.lastNews = c.Last.Key() == term.Key()
 		obs.Dropped += t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now), Since: c.watchedSince})
 	}
@@ -379,7 +381,7 @@ func (c *Container) stamp(now time.Time) time.Time {
 // did not grow (a restart always makes it grow), the container is one it never saw, or the
 // status has no container at all where it had one.
 func (c *Container) isReset(s *slimpod.Container) bool {
-	id, restarts := s.ContainerID, s.Status.RestartCount
+	id, restarts := s.Status.ContainerID, s.Status.RestartCount
 	known := id != "" && (id == c.ContainerID || c.knows(termination.Key{ContainerID: id}))
 	switch {
 	case restarts < c.RestartCount:

@@ -24,8 +24,7 @@ type Pod struct {
 
 // Container is one container's status, memory resources and terminations.
 type Container struct {
-	Name        string
-	ContainerID string
+	Name string
 	// MemoryLimit and MemoryRequest are in bytes, 0 when not set: the resources the kubelet
 	// reports as applied (they follow in-place resizes), else those of the pod spec.
 	MemoryLimit   int64
@@ -78,7 +77,6 @@ func (p *Pod) add(statuses []corev1.ContainerStatus, spec []corev1.Container) {
 		}
 		p.Containers = append(p.Containers, Container{
 			Name:          s.Name,
-			ContainerID:   s.ContainerID,
 			MemoryLimit:   memory(s.Resources, specRes, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Limits }),
 			MemoryRequest: memory(s.Resources, specRes, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Requests }),
 			Status:        termination.FromContainerStatus(s),

@@ -66,7 +66,7 @@ func TestSlimKeepsWhatTheReceiverUses(t *testing.T) {
 	assert.Equal(t, []Container{
 		{Name: "init", MemoryLimit: 64 << 20, MemoryRequest: 32 << 20, Status: termination.Status{Current: &termination.Ended{Reason: "Completed", FinishedAt: metav1.Time{}.UTC()}}},
 		// The applied limit wins over the spec; the request comes from the spec.
-		{Name: "hog", ContainerID: "containerd://b", MemoryLimit: 128 << 20, MemoryRequest: 32 << 20, Status: termination.Status{RestartCount: 3, ContainerID: "containerd://b", Current: ended, Last: ended}},
+		{Name: "hog", MemoryLimit: 128 << 20, MemoryRequest: 32 << 20, Status: termination.Status{RestartCount: 3, ContainerID: "containerd://b", Current: ended, Last: ended}},
 		{Name: "debug"},
 	}, slim.Containers)
 }
