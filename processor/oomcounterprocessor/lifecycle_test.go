@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,22 +40,37 @@ func TestShutdownTwiceWithoutStart(t *testing.T) {
 	require.NoError(t, p.Shutdown(context.Background()))
 }
 
+// TestStartTwiceStartsOnce runs alone (not in parallel): it counts this package's background
+// loops among all goroutines of the test binary, and parallel tests start loops of their own.
 func TestStartTwiceStartsOnce(t *testing.T) {
-	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	mem, host := withMemoryStorage(cfg)
 	p, err := newCounterProcessor(processortest.NewNopSettings(metadata.Type), cfg)
 	require.NoError(t, err)
 
-	before := runtime.NumGoroutine()
+	before := backgroundLoops()
 	require.NoError(t, p.start(context.Background(), host))
-	afterFirst := runtime.NumGoroutine()
+	afterFirst := backgroundLoops()
 	require.NoError(t, p.start(context.Background(), host), "a second Start is a no-op")
-	assert.Equal(t, afterFirst, runtime.NumGoroutine(), "the second Start started goroutines")
-	assert.Greater(t, afterFirst, before)
+	assert.Equal(t, afterFirst, backgroundLoops(), "the second Start started background loops")
+	assert.Equal(t, before+2, afterFirst, "the first Start starts the expiry and checkpoint loops")
 	assert.Equal(t, 1, mem.clients(), "the second Start opened another storage client")
 	require.NoError(t, p.shutdown(context.Background()))
 	assert.Equal(t, 1, mem.closedClients())
+	assert.Equal(t, before, backgroundLoops(), "Shutdown left a background loop running")
+}
+
+// backgroundLoops counts the goroutines started through a sync.WaitGroup, as the processor starts
+// its loops; a goroutine not yet scheduled shows no more of its stack than that.
+func backgroundLoops() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "created by sync.(*WaitGroup).Go")
+		}
+		buf = make([]byte, 2*len(buf))
+	}
 }
 
 // TestShutdownAfterDeadlineStillSaves: the final save is attempted and the storage client is
