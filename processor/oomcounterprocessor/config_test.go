@@ -31,7 +31,7 @@ func TestLoadConfig(t *testing.T) {
 				{Metric: "k8s.container.oom_killed", Output: "k8s.container.oom_kills", OccurrenceAttribute: "k8s.container.restart_count"},
 				{Metric: "container.oom.events", Output: "container.oom.events.total"},
 			},
-			IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name"},
+			IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name", "k8s.node.name"},
 			GapPolicy:             GapUpperBound,
 			MaxStale:              5 * time.Minute,
 			MaxSeries:             5000,

@@ -23,14 +23,20 @@ func NewFactory() processor.Factory {
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		Counters: []Counter{{
-			Metric:              "k8s.container.oom_killed",
-			Output:              "k8s.container.oom_kills",
-			OccurrenceAttribute: "k8s.container.restart_count",
-		}},
-		// What names a container: not container.id, nor labels, whose values change while the
-		// container stays the same.
-		IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name"},
+		// The three counters of the k8s_container receiver: containers ended by the OOM killer,
+		// processes it killed inside living containers, and system OOM kills of a node.
+		Counters: []Counter{
+			{
+				Metric:              "k8s.container.oom_killed",
+				Output:              "k8s.container.oom_kills",
+				OccurrenceAttribute: "k8s.container.restart_count",
+			},
+			{Metric: "k8s.container.process.oom_killed", Output: "k8s.container.process.oom_kills"},
+			{Metric: "k8s.node.system_oom_killed", Output: "k8s.node.system_oom_kills"},
+		},
+		// What names a container, or a node: not container.id, nor labels, whose values change
+		// while the container stays the same.
+		IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name", "k8s.node.name"},
 		GapPolicy:             GapLowerBound,
 		MaxStale:              15 * time.Minute,
 		MaxSeries:             100_000,
