@@ -5,11 +5,15 @@
 package slimpod
 
 import (
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workload"
 )
 
 // Pod is what the receiver keeps of a pod. The embedded ObjectMeta (name, namespace, UID,
@@ -18,8 +22,18 @@ import (
 type Pod struct {
 	metav1.ObjectMeta
 	NodeName string
+	// Owner is the pod's controller owner reference, zero when it has none.
+	Owner Owner
+	// PodTemplateHash is the pod's pod-template-hash label, "" when it has none. It is kept
+	// whatever labels are configured, to name the Deployment, and is not one of Labels.
+	PodTemplateHash string
 	// Containers are the init, regular and ephemeral containers that have a status.
 	Containers []Container
+}
+
+// Owner is the kind and name of the object that controls a pod.
+type Owner struct {
+	Kind, Name string
 }
 
 // Container is one container's status, memory resources and terminations.
@@ -58,11 +72,40 @@ func Slim(pod *corev1.Pod, labels, annotations []string) *Pod {
 		NodeName:   pod.Spec.NodeName,
 		Containers: make([]Container, 0, n),
 	}
+	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
+		p.Owner = Owner{Kind: kind(ref.Kind), Name: ref.Name}
+	}
+	p.PodTemplateHash = templateHash(pod.Labels[appsv1.DefaultDeploymentUniqueLabelKey], p.Owner.Name)
 	p.add(pod.Status.InitContainerStatuses, pod.Spec.InitContainers)
 	p.add(pod.Status.ContainerStatuses, pod.Spec.Containers)
 	// Ephemeral containers have no resources.
 	p.add(pod.Status.EphemeralContainerStatuses, nil)
 	return p
+}
+
+// Workload returns the names of the workloads the pod belongs to, as far as its owner and
+// pod-template-hash label tell.
+func (p *Pod) Workload() workload.Names {
+	return workload.Of(p.Owner.Kind, p.Owner.Name, p.PodTemplateHash)
+}
+
+// kind returns the usual owner kinds as constants, so pods do not keep a decoded copy each.
+func kind(k string) string {
+	for _, c := range [...]string{workload.KindReplicaSet, workload.KindStatefulSet, workload.KindDaemonSet, workload.KindJob} {
+		if k == c {
+			return c
+		}
+	}
+	return k
+}
+
+// templateHash returns hash, sharing the bytes of owner when owner ends with it as a
+// Deployment's ReplicaSet name does, so the pod keeps no copy of its own.
+func templateHash(hash, owner string) string {
+	if hash != "" && strings.HasSuffix(owner, hash) {
+		return owner[len(owner)-len(hash):]
+	}
+	return hash
 }
 
 func (p *Pod) add(statuses []corev1.ContainerStatus, spec []corev1.Container) {

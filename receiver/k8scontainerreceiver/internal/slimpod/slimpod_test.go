@@ -1,7 +1,9 @@
 package slimpod
 
 import (
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workload"
 )
 
 func fullPod() *corev1.Pod {
@@ -89,4 +92,99 @@ func TestTransformIsIdempotentAndPassesTombstones(t *testing.T) {
 	key, err := cache.MetaNamespaceKeyFunc(once)
 	require.NoError(t, err)
 	assert.Equal(t, "ns/p", key)
+}
+
+var controller = true
+
+func TestSlimKeepsTheControllerAndTemplateHash(t *testing.T) {
+	t.Parallel()
+	pod := fullPod()
+	pod.Labels["pod-template-hash"] = "7d9f8b6c5"
+	pod.OwnerReferences = []metav1.OwnerReference{
+		{APIVersion: "v1", Kind: "ConfigMap", Name: "not-the-controller", UID: "cm"},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "hog-7d9f8b6c5", UID: "rs", Controller: &controller, BlockOwnerDeletion: &controller},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "other-7d9f8b6c5", UID: "rs2"},
+	}
+
+	slim := Slim(pod, []string{"app"}, nil)
+	assert.Equal(t, Owner{Kind: "ReplicaSet", Name: "hog-7d9f8b6c5"}, slim.Owner)
+	assert.Equal(t, "7d9f8b6c5", slim.PodTemplateHash)
+	// The hash is kept apart from the configured labels, and the owner references are not
+	// kept in the object meta.
+	assert.Equal(t, map[string]string{"app": "hog"}, slim.Labels)
+	assert.Nil(t, slim.OwnerReferences)
+	assert.Equal(t, workload.Names{ReplicaSet: "hog-7d9f8b6c5", Deployment: "hog"}, slim.Workload())
+
+	// Configured, the hash is a label as well.
+	slim = Slim(pod, []string{"pod-template-hash"}, nil)
+	assert.Equal(t, map[string]string{"pod-template-hash": "7d9f8b6c5"}, slim.Labels)
+	assert.Equal(t, "7d9f8b6c5", slim.PodTemplateHash)
+}
+
+func TestSlimWithoutController(t *testing.T) {
+	t.Parallel()
+	pod := fullPod()
+	pod.OwnerReferences = []metav1.OwnerReference{
+		{Kind: "ReplicaSet", Name: "web-7d9f8b6c5"},
+		{Kind: "Job", Name: "x", Controller: new(bool)},
+	}
+	slim := Slim(pod, nil, nil)
+	assert.Equal(t, Owner{}, slim.Owner)
+	assert.Empty(t, slim.PodTemplateHash)
+	assert.Equal(t, workload.Names{}, slim.Workload())
+}
+
+func TestSlimWorkloads(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		owner  Owner
+		labels map[string]string
+		want   workload.Names
+	}{
+		{"deployment", Owner{"ReplicaSet", "web-5c6b7d8f9"}, map[string]string{"pod-template-hash": "5c6b7d8f9"}, workload.Names{ReplicaSet: "web-5c6b7d8f9", Deployment: "web"}},
+		{"bare replicaset", Owner{"ReplicaSet", "web"}, nil, workload.Names{ReplicaSet: "web"}},
+		{"statefulset", Owner{"StatefulSet", "db"}, map[string]string{"controller-revision-hash": "db-6d4f"}, workload.Names{StatefulSet: "db"}},
+		{"daemonset", Owner{"DaemonSet", "node-exporter"}, nil, workload.Names{DaemonSet: "node-exporter"}},
+		{"cronjob", Owner{"Job", "backup-29123456"}, nil, workload.Names{Job: "backup-29123456", CronJob: "backup"}},
+		{"job", Owner{"Job", "backup-2"}, nil, workload.Names{Job: "backup-2"}},
+		{"other controller", Owner{"Node", "node-a"}, nil, workload.Names{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pod := fullPod()
+			pod.Labels = tc.labels
+			pod.OwnerReferences = []metav1.OwnerReference{{APIVersion: "x/v1", Kind: tc.owner.Kind, Name: tc.owner.Name, UID: "o", Controller: &controller}}
+			slim := Slim(pod, nil, nil)
+			assert.Equal(t, tc.owner, slim.Owner)
+			assert.Equal(t, tc.want, slim.Workload())
+		})
+	}
+}
+
+// TestSlimSharesOwnerStrings checks that the kept owner costs no more than its name: the
+// usual kinds are constants and the hash is the tail of a Deployment's ReplicaSet name.
+func TestSlimSharesOwnerStrings(t *testing.T) {
+	t.Parallel()
+	pod := fullPod()
+	// Built at run time, as a decoded pod's strings are.
+	kind := strings.Clone("ReplicaSet")
+	name := strings.Clone("hog-7d9f8b6c5")
+	pod.Labels["pod-template-hash"] = strings.Clone("7d9f8b6c5")
+	pod.OwnerReferences = []metav1.OwnerReference{{Kind: kind, Name: name, Controller: &controller}}
+
+	slim := Slim(pod, nil, nil)
+	assert.Same(t, unsafe.StringData(workload.KindReplicaSet), unsafe.StringData(slim.Owner.Kind))
+	assert.Same(t, unsafe.StringData(name), unsafe.StringData(slim.Owner.Name))
+	assert.Same(t, unsafe.StringData(name[len("hog-"):]), unsafe.StringData(slim.PodTemplateHash))
+
+	// A hash that is not the owner's tail is kept as it is.
+	pod.OwnerReferences[0].Name = "hog"
+	slim = Slim(pod, nil, nil)
+	assert.Equal(t, "7d9f8b6c5", slim.PodTemplateHash)
+	assert.Equal(t, Owner{Kind: "ReplicaSet", Name: "hog"}, slim.Owner)
+
+	// Other kinds are kept as they come.
+	pod.OwnerReferences[0].Kind = "CloneSet"
+	assert.Equal(t, "CloneSet", Slim(pod, nil, nil).Owner.Kind)
 }
