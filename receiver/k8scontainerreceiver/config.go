@@ -21,6 +21,8 @@ import (
 type Config struct {
 	scraperhelper.ControllerConfig `mapstructure:",squash"`
 	metadata.MetricsBuilderConfig  `mapstructure:",squash"`
+	// Events switches the log records of the logs signal, one per OOM kill.
+	Events metadata.EventsConfig `mapstructure:"events"`
 
 	// AuthType of the API server connection: serviceAccount, kubeConfig or none.
 	AuthType string `mapstructure:"auth_type"`

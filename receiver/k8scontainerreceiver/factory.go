@@ -26,6 +26,7 @@ func NewFactory() receiver.Factory {
 		metadata.Type,
 		createDefaultConfig,
 		receiver.WithMetrics(createMetrics, metadata.MetricsStability),
+		receiver.WithLogs(createLogs, metadata.LogsStability),
 	)
 }
 
@@ -41,10 +42,15 @@ func createDefaultConfig() component.Config {
 			AuthType: kubelet.AuthServiceAccount,
 			Timeout:  defaultKubeletTimeout,
 		},
+		Events:                 metadata.DefaultEventsConfig(),
 		MaxPendingTerminations: defaultMaxPendingTerminations,
 	}
 }
 
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
 	return newReceiver(set, cfg.(*Config), next, defaultDeps())
+}
+
+func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
+	return newLogsReceiver(set, cfg.(*Config), next, defaultDeps())
 }

@@ -16,8 +16,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
-	"go.opentelemetry.io/collector/scraper"
-	"go.opentelemetry.io/collector/scraper/scraperhelper"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
@@ -34,6 +32,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workload"
 )
 
 // deps are the receiver's connections to the outside, replaced in tests.
@@ -61,16 +60,24 @@ func defaultDeps() deps {
 	}
 }
 
+// newReceiver returns the metrics side of cfg's receiver.
 func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics, d deps) (receiver.Metrics, error) {
-	s, err := newScraper(set, cfg, d)
+	sr, err := receivers.get(set, cfg, d)
 	if err != nil {
 		return nil, err
 	}
-	sc, err := scraper.NewMetrics(s.scrape, scraper.WithStart(s.start), scraper.WithShutdown(s.shutdown))
+	sr.metrics = next
+	return sr, nil
+}
+
+// newLogsReceiver returns the logs side of cfg's receiver: one record per OOM kill.
+func newLogsReceiver(set receiver.Settings, cfg *Config, next consumer.Logs, d deps) (receiver.Logs, error) {
+	sr, err := receivers.get(set, cfg, d)
 	if err != nil {
 		return nil, err
 	}
-	return scraperhelper.NewMetricsController(&cfg.ControllerConfig, set, next, scraperhelper.AddMetricsScraper(metadata.Type, sc))
+	sr.scraper.logs = next
+	return sr, nil
 }
 
 // attributeName maps a pod label or annotation to its resource attribute.
@@ -80,10 +87,13 @@ type attributeName struct{ key, attribute string }
 type statsKey struct{ podUID, container string }
 
 type containerScraper struct {
-	cfg       *Config
-	deps      deps
-	logger    *zap.Logger
-	mb        *metadata.MetricsBuilder
+	cfg    *Config
+	deps   deps
+	logger *zap.Logger
+	mb     *metadata.MetricsBuilder
+	lb     *metadata.LogsBuilder
+	// logs receives the OOM kill records; nil without a logs pipeline.
+	logs      consumer.Logs
 	telemetry *metadata.TelemetryBuilder
 	tracker   *containerstate.Tracker
 
@@ -100,6 +110,9 @@ type containerScraper struct {
 	// kubeletProblem is the last Summary error, logged only when it changes.
 	kubeletProblem string
 	stats          map[statsKey]*stats.ContainerStats
+	// workingSets are the latest working sets read, for the kill records; scrapes numbers them.
+	workingSets map[statsKey]workingSet
+	scrapes     uint64
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
 
@@ -123,9 +136,12 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 		deps:      d,
 		logger:    set.Logger,
 		mb:        metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
+		lb:        metadata.NewLogsBuilder(metadata.LogsBuilderConfig{Events: cfg.Events, ResourceAttributes: cfg.ResourceAttributes}, set),
 		telemetry: tb,
 		tracker:   containerstate.New(cfg.MaxPendingTerminations),
 		stats:     map[statsKey]*stats.ContainerStats{},
+
+		workingSets: map[statsKey]workingSet{},
 	}
 	for _, f := range cfg.Extract.Labels {
 		s.labels = append(s.labels, attributeName{f.Key, f.attribute("k8s.pod.label.")})
@@ -352,6 +368,8 @@ func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) 
 		s.record(nowTS, p, c, points)
 	})
 	s.telemetry.K8sContainerContainersTracked.Record(ctx, int64(containers))
+	s.rememberWorkingSets()
+	s.emitLogs(ctx)
 	return s.mb.Emit(), nil
 }
 
@@ -365,6 +383,7 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 	if id := runtimeID(c.ContainerID); id != "" {
 		rb.SetContainerID(id)
 	}
+	setWorkload(rb, p.Workload)
 	res := rb.Emit()
 	for _, a := range s.labels {
 		if v, ok := p.Labels[a.key]; ok {
@@ -409,6 +428,29 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 		}
 	}
 	s.mb.EmitForResource(opts...)
+	if kills := c.Kills(); len(kills) > 0 && s.logs != nil {
+		s.recordKills(p, c, kills)
+		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
+	}
+}
+
+// setWorkload sets the workload names that are known.
+func setWorkload(rb *metadata.ResourceBuilder, w workload.Names) {
+	for _, a := range [...]struct {
+		name string
+		set  func(string)
+	}{
+		{w.ReplicaSet, rb.SetK8sReplicasetName},
+		{w.Deployment, rb.SetK8sDeploymentName},
+		{w.StatefulSet, rb.SetK8sStatefulsetName},
+		{w.DaemonSet, rb.SetK8sDaemonsetName},
+		{w.Job, rb.SetK8sJobName},
+		{w.CronJob, rb.SetK8sCronjobName},
+	} {
+		if a.name != "" {
+			a.set(a.name)
+		}
+	}
 }
 
 // runtimeID strips the runtime scheme of a container ID (containerd://<id>).

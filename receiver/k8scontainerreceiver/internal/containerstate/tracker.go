@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workload"
 )
 
 // knownKeys is how many recent terminations of a container are remembered to recognise them
@@ -42,7 +43,11 @@ type Pod struct {
 	Node        string
 	Labels      map[string]string
 	Annotations map[string]string
-	Containers  []*Container
+	// QOSClass is the pod's QoS class; empty if the status does not say yet.
+	QOSClass string
+	// Workload names the workloads the pod belongs to.
+	Workload   workload.Names
+	Containers []*Container
 
 	deleted bool
 }
@@ -69,7 +74,13 @@ type Container struct {
 	lastNews bool
 	pending  []Point
 	lastTime time.Time
+	// kills are the OOM kills reported as news since the last Drain, oldest first.
+	kills []termination.Termination
 }
+
+// Kills returns the OOM kills reported as news since the last Drain, oldest first: one each,
+// never one taken as history. Valid during Drain's emit only.
+func (c *Container) Kills() []termination.Termination { return c.kills }
 
 // Observed counts what one update brought.
 type Observed struct {
@@ -166,6 +177,7 @@ func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
 			if len(c.pending) > 0 {
 				emit(p, c, c.pending)
 				c.pending = c.pending[:0]
+				c.kills = c.kills[:0]
 				continue
 			}
 			if p.deleted {
@@ -207,6 +219,7 @@ func (t *Tracker) upsert(pod *slimpod.Pod, created bool, now time.Time) Observed
 	}
 	p.Namespace, p.Name, p.Node = pod.Namespace, pod.Name, pod.NodeName
 	p.Labels, p.Annotations = pod.Labels, pod.Annotations
+	p.QOSClass, p.Workload = string(pod.QOSClass), pod.Workload()
 	p.deleted = false
 
 	var obs Observed
@@ -255,6 +268,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 			if !t.horizon.IsZero() && term.FinishedAt.After(t.horizon) && !term.FinishedAt.After(now) {
 				c.lastNews = true
 				obs.news(term)
+				t.killed(c, term)
 				if news == 0 {
 					// No receiver reported anything that ended after the horizon, so a 1 the
 					// processor holds at this instance is another kill, of an older count of
@@ -289,6 +303,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		c.remember(term)
 		c.nextUnended = max(c.nextUnended, term.Instance+1)
 		obs.news(term)
+		t.killed(c, term)
 		c.lastNews = c.Last.Key() == term.Key()
 		obs.Dropped += t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now), Since: c.watchedSince})
 	}
@@ -321,6 +336,19 @@ func (t *Tracker) unseenUntil(c *Container, end int64, now time.Time) Observed {
 		obs.Dropped += t.push(c, Point{Instance: c.nextUnended, Unknown: true, Time: c.stamp(now)})
 	}
 	return obs
+}
+
+// killed keeps a termination reported as news for Kills if the OOM killer ended it; beyond the
+// pending limit the oldest is dropped, as its point is (and counted there).
+func (t *Tracker) killed(c *Container, term termination.Termination) {
+	if !term.OOMKilled() {
+		return
+	}
+	if len(c.kills) >= t.maxPending {
+		drop := len(c.kills) - t.maxPending + 1
+		c.kills = c.kills[:copy(c.kills, c.kills[drop:])]
+	}
+	c.kills = append(c.kills, term)
 }
 
 // push queues a point, dropping the oldest beyond the limit; it returns how many it dropped.

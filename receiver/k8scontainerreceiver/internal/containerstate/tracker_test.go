@@ -328,12 +328,17 @@ func FuzzTrackerAgainstModel(f *testing.F) {
 		counted := map[int64]bool{}
 		var baseline *Point
 		var last time.Time
+		// killed counts the kill records handed out per instance: each kill once.
+		killed := map[int64]int{}
 		next := 0
 		for _, op := range script {
 			now = now.Add(time.Duration(op%3) * time.Millisecond)
 			switch {
 			case op&0x80 != 0: // scrape
-				tr.Drain(now, func(_ *Pod, _ *Container, pts []Point) {
+				tr.Drain(now, func(_ *Pod, c *Container, pts []Point) {
+					for _, k := range c.Kills() {
+						killed[k.Instance]++
+					}
 					for _, p := range pts {
 						if !p.Time.After(last) {
 							t.Fatalf("point at %v not after %v", p.Time, last)
@@ -375,7 +380,10 @@ func FuzzTrackerAgainstModel(f *testing.F) {
 			}
 		}
 		// A final scrape flushes what is pending.
-		tr.Drain(now.Add(time.Second), func(_ *Pod, _ *Container, pts []Point) {
+		tr.Drain(now.Add(time.Second), func(_ *Pod, c *Container, pts []Point) {
+			for _, k := range c.Kills() {
+				killed[k.Instance]++
+			}
 			for _, p := range pts {
 				if baseline == nil {
 					b := p
@@ -394,8 +402,42 @@ func FuzzTrackerAgainstModel(f *testing.F) {
 			if !counted[run] {
 				t.Fatalf("OOM kill of instance %d not counted (counted %v)", run, counted)
 			}
+			if killed[run] != 1 {
+				t.Fatalf("OOM kill of instance %d had %d kill records, want 1 (all: %v)", run, killed[run], killed)
+			}
+		}
+		if len(killed) != len(expected) {
+			t.Fatalf("kill records for instances %v, the statuses showed new kills at %v", killed, expected)
 		}
 	})
+}
+
+// TestKillsAreTheNewsOnly: a kill record for each OOM kill seen happen, with the details of the
+// killed instance, once; none for one taken as history.
+func TestKillsAreTheNewsOnly(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled", "Error", "OOMKilled"}}.statuses()
+	kills := func(now time.Time) []int64 {
+		var out []int64
+		tr.Drain(now, func(_ *Pod, c *Container, _ []Point) {
+			for _, k := range c.Kills() {
+				assert.Equal(t, "OOMKilled", k.Reason)
+				assert.Equal(t, fmt.Sprintf("containerd://hog-%d", k.Instance), k.ContainerID)
+				assert.Equal(t, t0.Add(time.Duration(k.Instance)*time.Minute), k.FinishedAt)
+				out = append(out, k.Instance)
+			}
+		})
+		return out
+	}
+	tr.Upsert(podWith("u1", st[2]), t0) // instance 0's kill is history
+	assert.Empty(t, kills(t0.Add(time.Second)))
+	for i, s := range st[3:] {
+		tr.Upsert(podWith("u1", s), t0.Add(time.Duration(2+i)*time.Second))
+	}
+	assert.Equal(t, []int64{2}, kills(t0.Add(10*time.Second)))
+	tr.Upsert(podWith("u1", st[len(st)-1]), t0.Add(11*time.Second)) // a relist repeats it
+	assert.Empty(t, kills(t0.Add(20*time.Second)))
 }
 
 // TestContainerWhoseFirstStatusIsItsOOMKill: the pod is watched from its creation, and the first

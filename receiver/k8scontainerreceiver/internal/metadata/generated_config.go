@@ -313,6 +313,26 @@ func (ms *K8sContainerOomKilledMetricConfig) Validate() error {
 	return nil
 }
 
+// K8sContainerProcessOomKilledMetricConfig provides config for the k8s.container.process.oom_killed metric.
+type K8sContainerProcessOomKilledMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *K8sContainerProcessOomKilledMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // K8sContainerRestartCountMetricConfig provides config for the k8s.container.restart.count metric.
 type K8sContainerRestartCountMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -320,6 +340,26 @@ type K8sContainerRestartCountMetricConfig struct {
 }
 
 func (ms *K8sContainerRestartCountMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// K8sNodeSystemOomKilledMetricConfig provides config for the k8s.node.system_oom_killed metric.
+type K8sNodeSystemOomKilledMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *K8sNodeSystemOomKilledMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	if parser == nil {
 		return nil
 	}
@@ -346,7 +386,9 @@ type MetricsConfig struct {
 	K8sContainerMemoryRequest          K8sContainerMemoryRequestMetricConfig          `mapstructure:"k8s.container.memory.request"`
 	K8sContainerMemoryLimitUtilization K8sContainerMemoryLimitUtilizationMetricConfig `mapstructure:"k8s.container.memory_limit_utilization"`
 	K8sContainerOomKilled              K8sContainerOomKilledMetricConfig              `mapstructure:"k8s.container.oom_killed"`
+	K8sContainerProcessOomKilled       K8sContainerProcessOomKilledMetricConfig       `mapstructure:"k8s.container.process.oom_killed"`
 	K8sContainerRestartCount           K8sContainerRestartCountMetricConfig           `mapstructure:"k8s.container.restart.count"`
+	K8sNodeSystemOomKilled             K8sNodeSystemOomKilledMetricConfig             `mapstructure:"k8s.node.system_oom_killed"`
 }
 
 func DefaultMetricsConfig() MetricsConfig {
@@ -390,7 +432,53 @@ func DefaultMetricsConfig() MetricsConfig {
 			AggregationStrategy: AggregationStrategyAvg,
 			EnabledAttributes:   []K8sContainerOomKilledMetricAttributeKey{K8sContainerOomKilledMetricAttributeKeyK8sContainerRestartCount},
 		},
+		K8sContainerProcessOomKilled: K8sContainerProcessOomKilledMetricConfig{
+			Enabled: true,
+		},
 		K8sContainerRestartCount: K8sContainerRestartCountMetricConfig{
+			Enabled: true,
+		},
+		K8sNodeSystemOomKilled: K8sNodeSystemOomKilledMetricConfig{
+			Enabled: true,
+		},
+	}
+}
+
+// EventConfig provides common config for a particular event.
+type EventConfig struct {
+	Enabled bool `mapstructure:"enabled"`
+
+	enabledSetByUser bool
+}
+
+func (ec *EventConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+	err := parser.Unmarshal(ec)
+	if err != nil {
+		return err
+	}
+	ec.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// EventsConfig provides config for k8s_container events.
+type EventsConfig struct {
+	K8sContainerOomKill        EventConfig `mapstructure:"k8s.container.oom_kill"`
+	K8sContainerProcessOomKill EventConfig `mapstructure:"k8s.container.process.oom_kill"`
+	K8sNodeSystemOomKill       EventConfig `mapstructure:"k8s.node.system_oom_kill"`
+}
+
+func DefaultEventsConfig() EventsConfig {
+	return EventsConfig{
+		K8sContainerOomKill: EventConfig{
+			Enabled: true,
+		},
+		K8sContainerProcessOomKill: EventConfig{
+			Enabled: true,
+		},
+		K8sNodeSystemOomKill: EventConfig{
 			Enabled: true,
 		},
 	}
@@ -406,6 +494,13 @@ type ResourceAttributeConfig struct {
 	// If the list is not empty, metrics with matching resource attribute values will not be emitted.
 	// MetricsInclude has higher priority than MetricsExclude.
 	MetricsExclude []filter.Config `mapstructure:"metrics_exclude"`
+	// Experimental: EventsInclude defines a list of filters for attribute values.
+	// If the list is not empty, only events with matching resource attribute values will be emitted.
+	EventsInclude []filter.Config `mapstructure:"events_include"`
+	// Experimental: EventsExclude defines a list of filters for attribute values.
+	// If the list is not empty, events with matching resource attribute values will not be emitted.
+	// EventsInclude has higher priority than EventsExclude.
+	EventsExclude []filter.Config `mapstructure:"events_exclude"`
 
 	enabledSetByUser bool
 }
@@ -424,12 +519,18 @@ func (rac *ResourceAttributeConfig) Unmarshal(parser *confmap.Conf) error {
 
 // ResourceAttributesConfig provides config for k8s_container resource attributes.
 type ResourceAttributesConfig struct {
-	ContainerID      ResourceAttributeConfig `mapstructure:"container.id"`
-	K8sContainerName ResourceAttributeConfig `mapstructure:"k8s.container.name"`
-	K8sNamespaceName ResourceAttributeConfig `mapstructure:"k8s.namespace.name"`
-	K8sNodeName      ResourceAttributeConfig `mapstructure:"k8s.node.name"`
-	K8sPodName       ResourceAttributeConfig `mapstructure:"k8s.pod.name"`
-	K8sPodUID        ResourceAttributeConfig `mapstructure:"k8s.pod.uid"`
+	ContainerID        ResourceAttributeConfig `mapstructure:"container.id"`
+	K8sContainerName   ResourceAttributeConfig `mapstructure:"k8s.container.name"`
+	K8sCronjobName     ResourceAttributeConfig `mapstructure:"k8s.cronjob.name"`
+	K8sDaemonsetName   ResourceAttributeConfig `mapstructure:"k8s.daemonset.name"`
+	K8sDeploymentName  ResourceAttributeConfig `mapstructure:"k8s.deployment.name"`
+	K8sJobName         ResourceAttributeConfig `mapstructure:"k8s.job.name"`
+	K8sNamespaceName   ResourceAttributeConfig `mapstructure:"k8s.namespace.name"`
+	K8sNodeName        ResourceAttributeConfig `mapstructure:"k8s.node.name"`
+	K8sPodName         ResourceAttributeConfig `mapstructure:"k8s.pod.name"`
+	K8sPodUID          ResourceAttributeConfig `mapstructure:"k8s.pod.uid"`
+	K8sReplicasetName  ResourceAttributeConfig `mapstructure:"k8s.replicaset.name"`
+	K8sStatefulsetName ResourceAttributeConfig `mapstructure:"k8s.statefulset.name"`
 }
 
 func DefaultResourceAttributesConfig() ResourceAttributesConfig {
@@ -438,6 +539,18 @@ func DefaultResourceAttributesConfig() ResourceAttributesConfig {
 			Enabled: false,
 		},
 		K8sContainerName: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sCronjobName: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sDaemonsetName: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sDeploymentName: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sJobName: ResourceAttributeConfig{
 			Enabled: true,
 		},
 		K8sNamespaceName: ResourceAttributeConfig{
@@ -450,6 +563,12 @@ func DefaultResourceAttributesConfig() ResourceAttributesConfig {
 			Enabled: true,
 		},
 		K8sPodUID: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sReplicasetName: ResourceAttributeConfig{
+			Enabled: true,
+		},
+		K8sStatefulsetName: ResourceAttributeConfig{
 			Enabled: true,
 		},
 	}
@@ -471,4 +590,17 @@ func NewDefaultMetricsBuilderConfig() MetricsBuilderConfig {
 // Deprecated: Use NewDefaultMetricsBuilderConfig.
 func DefaultMetricsBuilderConfig() MetricsBuilderConfig {
 	return NewDefaultMetricsBuilderConfig()
+}
+
+// LogsBuilderConfig is a configuration for k8s_container logs builder.
+type LogsBuilderConfig struct {
+	Events             EventsConfig             `mapstructure:"events"`
+	ResourceAttributes ResourceAttributesConfig `mapstructure:"resource_attributes"`
+}
+
+func DefaultLogsBuilderConfig() LogsBuilderConfig {
+	return LogsBuilderConfig{
+		Events:             DefaultEventsConfig(),
+		ResourceAttributes: DefaultResourceAttributesConfig(),
+	}
 }

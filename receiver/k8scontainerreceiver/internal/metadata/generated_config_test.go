@@ -65,17 +65,29 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []K8sContainerOomKilledMetricAttributeKey{K8sContainerOomKilledMetricAttributeKeyK8sContainerRestartCount},
 					},
+					K8sContainerProcessOomKilled: K8sContainerProcessOomKilledMetricConfig{
+						Enabled: true,
+					},
 					K8sContainerRestartCount: K8sContainerRestartCountMetricConfig{
+						Enabled: true,
+					},
+					K8sNodeSystemOomKilled: K8sNodeSystemOomKilledMetricConfig{
 						Enabled: true,
 					},
 				},
 				ResourceAttributes: ResourceAttributesConfig{
-					ContainerID:      ResourceAttributeConfig{Enabled: true},
-					K8sContainerName: ResourceAttributeConfig{Enabled: true},
-					K8sNamespaceName: ResourceAttributeConfig{Enabled: true},
-					K8sNodeName:      ResourceAttributeConfig{Enabled: true},
-					K8sPodName:       ResourceAttributeConfig{Enabled: true},
-					K8sPodUID:        ResourceAttributeConfig{Enabled: true},
+					ContainerID:        ResourceAttributeConfig{Enabled: true},
+					K8sContainerName:   ResourceAttributeConfig{Enabled: true},
+					K8sCronjobName:     ResourceAttributeConfig{Enabled: true},
+					K8sDaemonsetName:   ResourceAttributeConfig{Enabled: true},
+					K8sDeploymentName:  ResourceAttributeConfig{Enabled: true},
+					K8sJobName:         ResourceAttributeConfig{Enabled: true},
+					K8sNamespaceName:   ResourceAttributeConfig{Enabled: true},
+					K8sNodeName:        ResourceAttributeConfig{Enabled: true},
+					K8sPodName:         ResourceAttributeConfig{Enabled: true},
+					K8sPodUID:          ResourceAttributeConfig{Enabled: true},
+					K8sReplicasetName:  ResourceAttributeConfig{Enabled: true},
+					K8sStatefulsetName: ResourceAttributeConfig{Enabled: true},
 				},
 			},
 		},
@@ -122,17 +134,29 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []K8sContainerOomKilledMetricAttributeKey{K8sContainerOomKilledMetricAttributeKeyK8sContainerRestartCount},
 					},
+					K8sContainerProcessOomKilled: K8sContainerProcessOomKilledMetricConfig{
+						Enabled: false,
+					},
 					K8sContainerRestartCount: K8sContainerRestartCountMetricConfig{
+						Enabled: false,
+					},
+					K8sNodeSystemOomKilled: K8sNodeSystemOomKilledMetricConfig{
 						Enabled: false,
 					},
 				},
 				ResourceAttributes: ResourceAttributesConfig{
-					ContainerID:      ResourceAttributeConfig{Enabled: false},
-					K8sContainerName: ResourceAttributeConfig{Enabled: false},
-					K8sNamespaceName: ResourceAttributeConfig{Enabled: false},
-					K8sNodeName:      ResourceAttributeConfig{Enabled: false},
-					K8sPodName:       ResourceAttributeConfig{Enabled: false},
-					K8sPodUID:        ResourceAttributeConfig{Enabled: false},
+					ContainerID:        ResourceAttributeConfig{Enabled: false},
+					K8sContainerName:   ResourceAttributeConfig{Enabled: false},
+					K8sCronjobName:     ResourceAttributeConfig{Enabled: false},
+					K8sDaemonsetName:   ResourceAttributeConfig{Enabled: false},
+					K8sDeploymentName:  ResourceAttributeConfig{Enabled: false},
+					K8sJobName:         ResourceAttributeConfig{Enabled: false},
+					K8sNamespaceName:   ResourceAttributeConfig{Enabled: false},
+					K8sNodeName:        ResourceAttributeConfig{Enabled: false},
+					K8sPodName:         ResourceAttributeConfig{Enabled: false},
+					K8sPodUID:          ResourceAttributeConfig{Enabled: false},
+					K8sReplicasetName:  ResourceAttributeConfig{Enabled: false},
+					K8sStatefulsetName: ResourceAttributeConfig{Enabled: false},
 				},
 			},
 		},
@@ -140,7 +164,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitMetricConfig{}, K8sContainerMemoryRequestMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitMetricConfig{}, K8sContainerMemoryRequestMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
@@ -192,6 +216,16 @@ func loadMetricsBuilderConfig(t *testing.T, name string) MetricsBuilderConfig {
 	return cfg
 }
 
+func loadLogsBuilderConfig(t *testing.T, name string) LogsBuilderConfig {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	sub, err := cm.Sub(name)
+	require.NoError(t, err)
+	cfg := DefaultLogsBuilderConfig()
+	require.NoError(t, sub.Unmarshal(&cfg, confmap.WithIgnoreUnused()))
+	return cfg
+}
+
 func TestResourceAttributesConfig(t *testing.T) {
 	tests := []struct {
 		name string
@@ -204,23 +238,35 @@ func TestResourceAttributesConfig(t *testing.T) {
 		{
 			name: "all_set",
 			want: ResourceAttributesConfig{
-				ContainerID:      ResourceAttributeConfig{Enabled: true},
-				K8sContainerName: ResourceAttributeConfig{Enabled: true},
-				K8sNamespaceName: ResourceAttributeConfig{Enabled: true},
-				K8sNodeName:      ResourceAttributeConfig{Enabled: true},
-				K8sPodName:       ResourceAttributeConfig{Enabled: true},
-				K8sPodUID:        ResourceAttributeConfig{Enabled: true},
+				ContainerID:        ResourceAttributeConfig{Enabled: true},
+				K8sContainerName:   ResourceAttributeConfig{Enabled: true},
+				K8sCronjobName:     ResourceAttributeConfig{Enabled: true},
+				K8sDaemonsetName:   ResourceAttributeConfig{Enabled: true},
+				K8sDeploymentName:  ResourceAttributeConfig{Enabled: true},
+				K8sJobName:         ResourceAttributeConfig{Enabled: true},
+				K8sNamespaceName:   ResourceAttributeConfig{Enabled: true},
+				K8sNodeName:        ResourceAttributeConfig{Enabled: true},
+				K8sPodName:         ResourceAttributeConfig{Enabled: true},
+				K8sPodUID:          ResourceAttributeConfig{Enabled: true},
+				K8sReplicasetName:  ResourceAttributeConfig{Enabled: true},
+				K8sStatefulsetName: ResourceAttributeConfig{Enabled: true},
 			},
 		},
 		{
 			name: "none_set",
 			want: ResourceAttributesConfig{
-				ContainerID:      ResourceAttributeConfig{Enabled: false},
-				K8sContainerName: ResourceAttributeConfig{Enabled: false},
-				K8sNamespaceName: ResourceAttributeConfig{Enabled: false},
-				K8sNodeName:      ResourceAttributeConfig{Enabled: false},
-				K8sPodName:       ResourceAttributeConfig{Enabled: false},
-				K8sPodUID:        ResourceAttributeConfig{Enabled: false},
+				ContainerID:        ResourceAttributeConfig{Enabled: false},
+				K8sContainerName:   ResourceAttributeConfig{Enabled: false},
+				K8sCronjobName:     ResourceAttributeConfig{Enabled: false},
+				K8sDaemonsetName:   ResourceAttributeConfig{Enabled: false},
+				K8sDeploymentName:  ResourceAttributeConfig{Enabled: false},
+				K8sJobName:         ResourceAttributeConfig{Enabled: false},
+				K8sNamespaceName:   ResourceAttributeConfig{Enabled: false},
+				K8sNodeName:        ResourceAttributeConfig{Enabled: false},
+				K8sPodName:         ResourceAttributeConfig{Enabled: false},
+				K8sPodUID:          ResourceAttributeConfig{Enabled: false},
+				K8sReplicasetName:  ResourceAttributeConfig{Enabled: false},
+				K8sStatefulsetName: ResourceAttributeConfig{Enabled: false},
 			},
 		},
 	}

@@ -121,8 +121,14 @@ var MetricsInfo = metricsInfo{
 		Name:       "k8s.container.oom_killed",
 		Attributes: []string{"k8s.container.restart_count"},
 	},
+	K8sContainerProcessOomKilled: metricInfo{
+		Name: "k8s.container.process.oom_killed",
+	},
 	K8sContainerRestartCount: metricInfo{
 		Name: "k8s.container.restart.count",
+	},
+	K8sNodeSystemOomKilled: metricInfo{
+		Name: "k8s.node.system_oom_killed",
 	},
 }
 
@@ -138,7 +144,9 @@ type metricsInfo struct {
 	K8sContainerMemoryRequest          metricInfo
 	K8sContainerMemoryLimitUtilization metricInfo
 	K8sContainerOomKilled              metricInfo
+	K8sContainerProcessOomKilled       metricInfo
 	K8sContainerRestartCount           metricInfo
+	K8sNodeSystemOomKilled             metricInfo
 }
 
 type metricInfo struct {
@@ -817,6 +825,58 @@ func newMetricK8sContainerOomKilled(cfg K8sContainerOomKilledMetricConfig) metri
 	return m
 }
 
+type metricK8sContainerProcessOomKilled struct {
+	data     pmetric.Metric                           // data buffer for generated metric.
+	config   K8sContainerProcessOomKilledMetricConfig // metric config provided by user.
+	capacity int                                      // max observed number of data points added to the metric.
+}
+
+// init fills k8s.container.process.oom_killed metric with initial data.
+func (m *metricK8sContainerProcessOomKilled) init() {
+	m.data.SetName("k8s.container.process.oom_killed")
+	m.data.SetDescription("Processes of the container killed by the kernel OOM killer while the container lived, since the previous point (delta), summed over its instances; from the kubelet's /metrics/cadvisor container_oom_events_total. A counter seen for the first time is a baseline, not news. The oom_counter processor turns it into the cumulative k8s.container.process.oom_kills.")
+	m.data.SetUnit("{kill}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+}
+
+func (m *metricK8sContainerProcessOomKilled) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricK8sContainerProcessOomKilled) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricK8sContainerProcessOomKilled) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricK8sContainerProcessOomKilled(cfg K8sContainerProcessOomKilledMetricConfig) metricK8sContainerProcessOomKilled {
+	m := metricK8sContainerProcessOomKilled{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricK8sContainerRestartCount struct {
 	data     pmetric.Metric                       // data buffer for generated metric.
 	config   K8sContainerRestartCountMetricConfig // metric config provided by user.
@@ -869,6 +929,58 @@ func newMetricK8sContainerRestartCount(cfg K8sContainerRestartCountMetricConfig)
 	return m
 }
 
+type metricK8sNodeSystemOomKilled struct {
+	data     pmetric.Metric                     // data buffer for generated metric.
+	config   K8sNodeSystemOomKilledMetricConfig // metric config provided by user.
+	capacity int                                // max observed number of data points added to the metric.
+}
+
+// init fills k8s.node.system_oom_killed metric with initial data.
+func (m *metricK8sNodeSystemOomKilled) init() {
+	m.data.SetName("k8s.node.system_oom_killed")
+	m.data.SetDescription("System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills.")
+	m.data.SetUnit("{kill}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+}
+
+func (m *metricK8sNodeSystemOomKilled) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricK8sNodeSystemOomKilled) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricK8sNodeSystemOomKilled) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricK8sNodeSystemOomKilled(cfg K8sNodeSystemOomKilledMetricConfig) metricK8sNodeSystemOomKilled {
+	m := metricK8sNodeSystemOomKilled{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 // MetricsBuilder provides an interface for scrapers to report metrics while taking care of all the transformations
 // required to produce metric representation defined in metadata and user config.
 type MetricsBuilder struct {
@@ -890,7 +1002,9 @@ type MetricsBuilder struct {
 	metricK8sContainerMemoryRequest          metricK8sContainerMemoryRequest
 	metricK8sContainerMemoryLimitUtilization metricK8sContainerMemoryLimitUtilization
 	metricK8sContainerOomKilled              metricK8sContainerOomKilled
+	metricK8sContainerProcessOomKilled       metricK8sContainerProcessOomKilled
 	metricK8sContainerRestartCount           metricK8sContainerRestartCount
+	metricK8sNodeSystemOomKilled             metricK8sNodeSystemOomKilled
 }
 
 // MetricBuilderOption applies changes to default metrics builder.
@@ -927,7 +1041,9 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricK8sContainerMemoryRequest:          newMetricK8sContainerMemoryRequest(mbc.Metrics.K8sContainerMemoryRequest),
 		metricK8sContainerMemoryLimitUtilization: newMetricK8sContainerMemoryLimitUtilization(mbc.Metrics.K8sContainerMemoryLimitUtilization),
 		metricK8sContainerOomKilled:              newMetricK8sContainerOomKilled(mbc.Metrics.K8sContainerOomKilled),
+		metricK8sContainerProcessOomKilled:       newMetricK8sContainerProcessOomKilled(mbc.Metrics.K8sContainerProcessOomKilled),
 		metricK8sContainerRestartCount:           newMetricK8sContainerRestartCount(mbc.Metrics.K8sContainerRestartCount),
+		metricK8sNodeSystemOomKilled:             newMetricK8sNodeSystemOomKilled(mbc.Metrics.K8sNodeSystemOomKilled),
 		resourceAttributeIncludeFilter:           make(map[string]filter.Filter),
 		resourceAttributeExcludeFilter:           make(map[string]filter.Filter),
 	}
@@ -942,6 +1058,30 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 	}
 	if mbc.ResourceAttributes.K8sContainerName.MetricsExclude != nil {
 		mb.resourceAttributeExcludeFilter["k8s.container.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sContainerName.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sCronjobName.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.cronjob.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sCronjobName.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sCronjobName.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.cronjob.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sCronjobName.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sDaemonsetName.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.daemonset.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sDaemonsetName.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sDaemonsetName.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.daemonset.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sDaemonsetName.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sDeploymentName.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.deployment.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sDeploymentName.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sDeploymentName.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.deployment.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sDeploymentName.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sJobName.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.job.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sJobName.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sJobName.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.job.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sJobName.MetricsExclude)
 	}
 	if mbc.ResourceAttributes.K8sNamespaceName.MetricsInclude != nil {
 		mb.resourceAttributeIncludeFilter["k8s.namespace.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sNamespaceName.MetricsInclude)
@@ -966,6 +1106,18 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 	}
 	if mbc.ResourceAttributes.K8sPodUID.MetricsExclude != nil {
 		mb.resourceAttributeExcludeFilter["k8s.pod.uid"] = filter.CreateFilter(mbc.ResourceAttributes.K8sPodUID.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sReplicasetName.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.replicaset.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sReplicasetName.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sReplicasetName.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.replicaset.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sReplicasetName.MetricsExclude)
+	}
+	if mbc.ResourceAttributes.K8sStatefulsetName.MetricsInclude != nil {
+		mb.resourceAttributeIncludeFilter["k8s.statefulset.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sStatefulsetName.MetricsInclude)
+	}
+	if mbc.ResourceAttributes.K8sStatefulsetName.MetricsExclude != nil {
+		mb.resourceAttributeExcludeFilter["k8s.statefulset.name"] = filter.CreateFilter(mbc.ResourceAttributes.K8sStatefulsetName.MetricsExclude)
 	}
 
 	for _, op := range options {
@@ -1048,7 +1200,9 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricK8sContainerMemoryRequest.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryLimitUtilization.emit(ils.Metrics())
 	mb.metricK8sContainerOomKilled.emit(ils.Metrics())
+	mb.metricK8sContainerProcessOomKilled.emit(ils.Metrics())
 	mb.metricK8sContainerRestartCount.emit(ils.Metrics())
+	mb.metricK8sNodeSystemOomKilled.emit(ils.Metrics())
 
 	for _, op := range options {
 		op.apply(rm)
@@ -1135,9 +1289,19 @@ func (mb *MetricsBuilder) RecordK8sContainerOomKilledDataPoint(ts pcommon.Timest
 	mb.metricK8sContainerOomKilled.recordDataPoint(mb.startTime, ts, val, k8sContainerRestartCountAttributeValue)
 }
 
+// RecordK8sContainerProcessOomKilledDataPoint adds a data point to k8s.container.process.oom_killed metric.
+func (mb *MetricsBuilder) RecordK8sContainerProcessOomKilledDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricK8sContainerProcessOomKilled.recordDataPoint(mb.startTime, ts, val)
+}
+
 // RecordK8sContainerRestartCountDataPoint adds a data point to k8s.container.restart.count metric.
 func (mb *MetricsBuilder) RecordK8sContainerRestartCountDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricK8sContainerRestartCount.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordK8sNodeSystemOomKilledDataPoint adds a data point to k8s.node.system_oom_killed metric.
+func (mb *MetricsBuilder) RecordK8sNodeSystemOomKilledDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricK8sNodeSystemOomKilled.recordDataPoint(mb.startTime, ts, val)
 }
 
 // Reset resets metrics builder to its initial state. It should be used when external metrics source is restarted,

@@ -122,15 +122,27 @@ func TestMetricsBuilder(t *testing.T) {
 			}
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordK8sContainerProcessOomKilledDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordK8sContainerRestartCountDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordK8sNodeSystemOomKilledDataPoint(ts, 1)
 
 			rb := mb.NewResourceBuilder()
 			rb.SetContainerID("container.id-val")
 			rb.SetK8sContainerName("k8s.container.name-val")
+			rb.SetK8sCronjobName("k8s.cronjob.name-val")
+			rb.SetK8sDaemonsetName("k8s.daemonset.name-val")
+			rb.SetK8sDeploymentName("k8s.deployment.name-val")
+			rb.SetK8sJobName("k8s.job.name-val")
 			rb.SetK8sNamespaceName("k8s.namespace.name-val")
 			rb.SetK8sNodeName("k8s.node.name-val")
 			rb.SetK8sPodName("k8s.pod.name-val")
 			rb.SetK8sPodUID("k8s.pod.uid-val")
+			rb.SetK8sReplicasetName("k8s.replicaset.name-val")
+			rb.SetK8sStatefulsetName("k8s.statefulset.name-val")
 			res := rb.Emit()
 			metrics := mb.Emit(WithResource(res))
 			if tt.name == "reaggregate_set" {
@@ -386,6 +398,20 @@ func TestMetricsBuilder(t *testing.T) {
 						_, ok := dp.Attributes().Get("k8s.container.restart_count")
 						assert.False(t, ok)
 					}
+				case "k8s.container.process.oom_killed":
+					assert.False(t, validatedMetrics["k8s.container.process.oom_killed"], "Found a duplicate in the metrics slice: k8s.container.process.oom_killed")
+					validatedMetrics["k8s.container.process.oom_killed"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Processes of the container killed by the kernel OOM killer while the container lived, since the previous point (delta), summed over its instances; from the kubelet's /metrics/cadvisor container_oom_events_total. A counter seen for the first time is a baseline, not news. The oom_counter processor turns it into the cumulative k8s.container.process.oom_kills.", mi.Description())
+					assert.Equal(t, "{kill}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityDelta, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
 				case "k8s.container.restart.count":
 					assert.False(t, validatedMetrics["k8s.container.restart.count"], "Found a duplicate in the metrics slice: k8s.container.restart.count")
 					validatedMetrics["k8s.container.restart.count"] = true
@@ -395,6 +421,20 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, "{restart}", mi.Unit())
 					assert.False(t, mi.Sum().IsMonotonic())
 					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "k8s.node.system_oom_killed":
+					assert.False(t, validatedMetrics["k8s.node.system_oom_killed"], "Found a duplicate in the metrics slice: k8s.node.system_oom_killed")
+					validatedMetrics["k8s.node.system_oom_killed"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills.", mi.Description())
+					assert.Equal(t, "{kill}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityDelta, mi.Sum().AggregationTemporality())
 					dp := mi.Sum().DataPoints().At(0)
 					assert.Equal(t, start, dp.StartTimestamp())
 					assert.Equal(t, ts, dp.Timestamp())

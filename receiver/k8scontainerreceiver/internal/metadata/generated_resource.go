@@ -35,6 +35,34 @@ func (rb *ResourceBuilder) SetK8sContainerName(val string) {
 	}
 }
 
+// SetK8sCronjobName sets provided value as "k8s.cronjob.name" attribute.
+func (rb *ResourceBuilder) SetK8sCronjobName(val string) {
+	if rb.config.K8sCronjobName.Enabled {
+		rb.res.Attributes().PutStr("k8s.cronjob.name", val)
+	}
+}
+
+// SetK8sDaemonsetName sets provided value as "k8s.daemonset.name" attribute.
+func (rb *ResourceBuilder) SetK8sDaemonsetName(val string) {
+	if rb.config.K8sDaemonsetName.Enabled {
+		rb.res.Attributes().PutStr("k8s.daemonset.name", val)
+	}
+}
+
+// SetK8sDeploymentName sets provided value as "k8s.deployment.name" attribute.
+func (rb *ResourceBuilder) SetK8sDeploymentName(val string) {
+	if rb.config.K8sDeploymentName.Enabled {
+		rb.res.Attributes().PutStr("k8s.deployment.name", val)
+	}
+}
+
+// SetK8sJobName sets provided value as "k8s.job.name" attribute.
+func (rb *ResourceBuilder) SetK8sJobName(val string) {
+	if rb.config.K8sJobName.Enabled {
+		rb.res.Attributes().PutStr("k8s.job.name", val)
+	}
+}
+
 // SetK8sNamespaceName sets provided value as "k8s.namespace.name" attribute.
 func (rb *ResourceBuilder) SetK8sNamespaceName(val string) {
 	if rb.config.K8sNamespaceName.Enabled {
@@ -60,6 +88,20 @@ func (rb *ResourceBuilder) SetK8sPodName(val string) {
 func (rb *ResourceBuilder) SetK8sPodUID(val string) {
 	if rb.config.K8sPodUID.Enabled {
 		rb.res.Attributes().PutStr("k8s.pod.uid", val)
+	}
+}
+
+// SetK8sReplicasetName sets provided value as "k8s.replicaset.name" attribute.
+func (rb *ResourceBuilder) SetK8sReplicasetName(val string) {
+	if rb.config.K8sReplicasetName.Enabled {
+		rb.res.Attributes().PutStr("k8s.replicaset.name", val)
+	}
+}
+
+// SetK8sStatefulsetName sets provided value as "k8s.statefulset.name" attribute.
+func (rb *ResourceBuilder) SetK8sStatefulsetName(val string) {
+	if rb.config.K8sStatefulsetName.Enabled {
+		rb.res.Attributes().PutStr("k8s.statefulset.name", val)
 	}
 }
 

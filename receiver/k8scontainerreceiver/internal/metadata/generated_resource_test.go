@@ -15,19 +15,25 @@ func TestResourceBuilder(t *testing.T) {
 			rb := NewResourceBuilder(cfg)
 			rb.SetContainerID("container.id-val")
 			rb.SetK8sContainerName("k8s.container.name-val")
+			rb.SetK8sCronjobName("k8s.cronjob.name-val")
+			rb.SetK8sDaemonsetName("k8s.daemonset.name-val")
+			rb.SetK8sDeploymentName("k8s.deployment.name-val")
+			rb.SetK8sJobName("k8s.job.name-val")
 			rb.SetK8sNamespaceName("k8s.namespace.name-val")
 			rb.SetK8sNodeName("k8s.node.name-val")
 			rb.SetK8sPodName("k8s.pod.name-val")
 			rb.SetK8sPodUID("k8s.pod.uid-val")
+			rb.SetK8sReplicasetName("k8s.replicaset.name-val")
+			rb.SetK8sStatefulsetName("k8s.statefulset.name-val")
 
 			res := rb.Emit()
 			assert.Equal(t, 0, rb.Emit().Attributes().Len()) // Second call should return empty Resource
 
 			switch tt {
 			case "default":
-				assert.Equal(t, 5, res.Attributes().Len())
+				assert.Equal(t, 11, res.Attributes().Len())
 			case "all_set":
-				assert.Equal(t, 6, res.Attributes().Len())
+				assert.Equal(t, 12, res.Attributes().Len())
 			case "none_set":
 				assert.Equal(t, 0, res.Attributes().Len())
 				return
@@ -43,6 +49,26 @@ func TestResourceBuilder(t *testing.T) {
 			assert.True(t, ok)
 			if ok {
 				assert.Equal(t, "k8s.container.name-val", k8sContainerNameAttrVal.Str())
+			}
+			k8sCronjobNameAttrVal, ok := res.Attributes().Get("k8s.cronjob.name")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.cronjob.name-val", k8sCronjobNameAttrVal.Str())
+			}
+			k8sDaemonsetNameAttrVal, ok := res.Attributes().Get("k8s.daemonset.name")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.daemonset.name-val", k8sDaemonsetNameAttrVal.Str())
+			}
+			k8sDeploymentNameAttrVal, ok := res.Attributes().Get("k8s.deployment.name")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.deployment.name-val", k8sDeploymentNameAttrVal.Str())
+			}
+			k8sJobNameAttrVal, ok := res.Attributes().Get("k8s.job.name")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.job.name-val", k8sJobNameAttrVal.Str())
 			}
 			k8sNamespaceNameAttrVal, ok := res.Attributes().Get("k8s.namespace.name")
 			assert.True(t, ok)
@@ -63,6 +89,16 @@ func TestResourceBuilder(t *testing.T) {
 			assert.True(t, ok)
 			if ok {
 				assert.Equal(t, "k8s.pod.uid-val", k8sPodUIDAttrVal.Str())
+			}
+			k8sReplicasetNameAttrVal, ok := res.Attributes().Get("k8s.replicaset.name")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.replicaset.name-val", k8sReplicasetNameAttrVal.Str())
+			}
+			k8sStatefulsetNameAttrVal, ok := res.Attributes().Get("k8s.statefulset.name")
+			assert.True(t, ok)
+			if ok {
+				assert.Equal(t, "k8s.statefulset.name-val", k8sStatefulsetNameAttrVal.Str())
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
@@ -50,6 +51,20 @@ func WithFlagPoints(points []FlagPoint) ResourceMetricsOption {
 					}
 				}
 			}
+		}
+	})
+}
+
+// WithEventSeverity sets, on every log record of the resource, the severity of an OOM kill
+// (WARN) and when the receiver observed it.
+func WithEventSeverity(observed pcommon.Timestamp) ResourceLogsOption {
+	return resourceLogsOptionFunc(func(rl plog.ResourceLogs) {
+		records := rl.ScopeLogs().At(0).LogRecords()
+		for i := range records.Len() {
+			r := records.At(i)
+			r.SetSeverityNumber(plog.SeverityNumberWarn)
+			r.SetSeverityText(plog.SeverityNumberWarn.String())
+			r.SetObservedTimestamp(observed)
 		}
 	})
 }

@@ -27,6 +27,8 @@ type Pod struct {
 	// PodTemplateHash is the pod's pod-template-hash label, "" when it has none. It is kept
 	// whatever labels are configured, to name the Deployment, and is not one of Labels.
 	PodTemplateHash string
+	// QOSClass is the pod's QoS class, "" until the status says.
+	QOSClass corev1.PodQOSClass
 	// Containers are the init, regular and ephemeral containers that have a status.
 	Containers []Container
 }
@@ -70,6 +72,7 @@ func Slim(pod *corev1.Pod, labels, annotations []string) *Pod {
 			Annotations:     pick(pod.Annotations, annotations),
 		},
 		NodeName:   pod.Spec.NodeName,
+		QOSClass:   qosClass(pod.Status.QOSClass),
 		Containers: make([]Container, 0, n),
 	}
 	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
@@ -87,6 +90,16 @@ func Slim(pod *corev1.Pod, labels, annotations []string) *Pod {
 // pod-template-hash label tell.
 func (p *Pod) Workload() workload.Names {
 	return workload.Of(p.Owner.Kind, p.Owner.Name, p.PodTemplateHash)
+}
+
+// qosClass returns the QoS classes as constants, so pods do not keep a decoded copy each.
+func qosClass(q corev1.PodQOSClass) corev1.PodQOSClass {
+	for _, c := range [...]corev1.PodQOSClass{corev1.PodQOSGuaranteed, corev1.PodQOSBurstable, corev1.PodQOSBestEffort} {
+		if q == c {
+			return c
+		}
+	}
+	return q
 }
 
 // kind returns the usual owner kinds as constants, so pods do not keep a decoded copy each.

@@ -65,7 +65,7 @@ func TestSlimKeepsWhatTheReceiverUses(t *testing.T) {
 		Annotations: map[string]string{"team": "mem"},
 	}, slim.ObjectMeta)
 	assert.Equal(t, "node-a", slim.NodeName)
-	ended := &termination.Ended{Reason: "OOMKilled", ExitCode: 137, FinishedAt: metav1.Unix(100, 0).UTC(), ContainerID: "containerd://a"}
+	ended := &termination.Ended{Reason: "OOMKilled", ExitCode: 137, StartedAt: metav1.Unix(90, 0).UTC(), FinishedAt: metav1.Unix(100, 0).UTC(), ContainerID: "containerd://a"}
 	assert.Equal(t, []Container{
 		{Name: "init", MemoryLimit: 64 << 20, MemoryRequest: 32 << 20, Status: termination.Status{Current: &termination.Ended{Reason: "Completed", FinishedAt: metav1.Time{}.UTC()}}},
 		// The applied limit wins over the spec; the request comes from the spec.

@@ -31,6 +31,8 @@ type Termination struct {
 	ExitCode    int32
 	FinishedAt  time.Time
 	ContainerID string
+	// StartedAt is when the instance started; zero if the status does not say.
+	StartedAt time.Time
 }
 
 // OOMKilled tells whether the OOM killer ended the instance.
@@ -70,6 +72,7 @@ func (t Termination) Before(u Termination) bool {
 type Ended struct {
 	Reason      string
 	ExitCode    int32
+	StartedAt   time.Time
 	FinishedAt  time.Time
 	ContainerID string
 }
@@ -99,7 +102,7 @@ func ended(t *corev1.ContainerStateTerminated) *Ended {
 	if t == nil {
 		return nil
 	}
-	return &Ended{Reason: t.Reason, ExitCode: t.ExitCode, FinishedAt: t.FinishedAt.UTC(), ContainerID: t.ContainerID}
+	return &Ended{Reason: t.Reason, ExitCode: t.ExitCode, StartedAt: t.StartedAt.UTC(), FinishedAt: t.FinishedAt.UTC(), ContainerID: t.ContainerID}
 }
 
 // Visible returns the terminations a container status shows, oldest first, each once.
@@ -148,5 +151,6 @@ func from(e *Ended, instance int64) Termination {
 		ExitCode:    e.ExitCode,
 		FinishedAt:  e.FinishedAt,
 		ContainerID: e.ContainerID,
+		StartedAt:   e.StartedAt,
 	}
 }

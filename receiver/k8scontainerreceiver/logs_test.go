@@ -1,0 +1,155 @@
+package k8scontainerreceiver
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/oomwatch/oomwatch/internal/kubelettest"
+)
+
+// records returns the log records the sink holds, flattened, and empties it.
+func records(sink *consumertest.LogsSink) []plog.LogRecord {
+	var out []plog.LogRecord
+	for _, ld := range sink.AllLogs() {
+		for i := range ld.ResourceLogs().Len() {
+			rl := ld.ResourceLogs().At(i)
+			for j := range rl.ScopeLogs().Len() {
+				lrs := rl.ScopeLogs().At(j).LogRecords()
+				for k := range lrs.Len() {
+					lr := plog.NewLogRecord()
+					lrs.At(k).CopyTo(lr)
+					// Keep the resource's pod name where the test can read it.
+					pod, _ := rl.Resource().Attributes().Get("k8s.pod.name")
+					lr.Attributes().PutStr("test.resource.pod", pod.Str())
+					out = append(out, lr)
+				}
+			}
+		}
+	}
+	sink.Reset()
+	return out
+}
+
+func TestOOMKillRecord(t *testing.T) {
+	h := newHarness(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.scraper.logs = sink
+	h.start()
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	pod.Status.QOSClass = corev1.PodQOSBurstable
+	h.send(watch.Added, pod)
+	// The working set read 20 s before the kill, while instance 0 ran.
+	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
+		kubelettest.Container("hog", t0, t0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
+	h.at(11 * time.Second)
+	h.scrape()
+	assert.Empty(t, records(sink), "no kill yet")
+
+	h.at(31 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.at(32 * time.Second)
+	h.scrape()
+	got := records(sink)
+	require.Len(t, got, 1)
+	r := got[0]
+	assert.Equal(t, "k8s.container.oom_kill", r.EventName())
+	assert.Equal(t, plog.SeverityNumberWarn, r.SeverityNumber())
+	assert.Equal(t, t0.Add(30*time.Second), r.Timestamp().AsTime(), "when the instance ended")
+	assert.Equal(t, t0.Add(32*time.Second), r.ObservedTimestamp().AsTime())
+	assert.Equal(t, map[string]any{
+		"k8s.container.restart_count":      int64(0),
+		"container.id":                     "hog-0",
+		"process.exit.code":                int64(137),
+		"k8s.container.start_time":         "2026-11-26T21:00:00Z",
+		"k8s.container.end_time":           "2026-11-26T21:00:30Z",
+		"k8s.container.memory.limit":       int64(64 << 20),
+		"k8s.container.memory.request":     int64(32 << 20),
+		"container.memory.working_set":     int64(60 << 20),
+		"container.memory.working_set.age": 20.0,
+		"k8s.pod.qos_class":                "Burstable",
+		"test.resource.pod":                "hog",
+	}, r.Attributes().AsRaw())
+
+	// Restarted, scraped again, relisted: the kill is not repeated.
+	h.at(40 * time.Second)
+	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.scrape()
+	h.relist(withStatus(pod, hog.running(1)))
+	h.at(50 * time.Second)
+	h.scrape()
+	assert.Empty(t, records(sink))
+}
+
+// A reading of an earlier instance does not explain the kill of a later one.
+func TestOOMKillRecordWithoutAReadingOfTheKilledInstance(t *testing.T) {
+	h := newHarness(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.scraper.logs = sink
+	h.start()
+	hog := life{"hog", []string{"Error", "OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, pod)
+	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
+		kubelettest.Container("hog", t0, t0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
+	h.at(11 * time.Second)
+	h.scrape()
+	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.send(watch.Modified, withStatus(pod, hog.terminated(1)))
+	h.at(2 * time.Minute)
+	h.scrape()
+	got := records(sink)
+	require.Len(t, got, 1, "the Error exit is no OOM kill")
+	attrs := got[0].Attributes().AsRaw()
+	assert.Equal(t, int64(1), attrs["k8s.container.restart_count"])
+	assert.NotContains(t, attrs, "container.memory.working_set")
+	assert.NotContains(t, attrs, "container.memory.working_set.age")
+}
+
+// An OOM kill already in the status at first sight is history: no record.
+func TestNoRecordForHistory(t *testing.T) {
+	h := newHarness(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.scraper.logs = sink
+	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
+	h.startWith(newPod("hog", "u1", hog.running(1)))
+	h.at(10 * time.Second)
+	h.scrape()
+	assert.Empty(t, records(sink))
+}
+
+// The workload names come from the pod's controller owner, on every signal, and never split a
+// series: they are not among the processor's identifying attributes.
+func TestWorkloadAttributes(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	hog := life{"hog", []string{"OOMKilled"}}
+	pod := newPod("web-5d8f7c9b6-x2x9z", "u1", hog.running(0))
+	pod.Labels["pod-template-hash"] = "5d8f7c9b6"
+	pod.OwnerReferences = []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d8f7c9b6", Controller: new(true)}}
+	job := newPod("nightly-29401320-abcde", "u2", life{"run", []string{"OOMKilled"}}.running(0))
+	job.OwnerReferences = []metav1.OwnerReference{{Kind: "Job", Name: "nightly-29401320", Controller: new(true)}}
+	h.send(watch.Added, pod)
+	h.send(watch.Added, job)
+	md := h.scrape()
+	got := map[string]map[string]any{}
+	for i := range md.ResourceMetrics().Len() {
+		attrs := md.ResourceMetrics().At(i).Resource().Attributes().AsRaw()
+		got[attrs["k8s.pod.uid"].(string)] = attrs
+	}
+	require.Len(t, got, 2)
+	assert.Equal(t, "web-5d8f7c9b6", got["u1"]["k8s.replicaset.name"])
+	assert.Equal(t, "web", got["u1"]["k8s.deployment.name"])
+	assert.NotContains(t, got["u1"], "k8s.job.name")
+	assert.Equal(t, "nightly-29401320", got["u2"]["k8s.job.name"])
+	assert.Equal(t, "nightly", got["u2"]["k8s.cronjob.name"])
+	assert.NotContains(t, got["u2"], "k8s.deployment.name")
+}
