@@ -1,6 +1,7 @@
-// Package kubelettest serves a kubelet's Summary API (/stats/summary) over TLS from memory, for
-// tests of anything that reads container stats: the answer, the status code, a garbage body,
-// a slow answer and the bearer token it accepts are set per test.
+// Package kubelettest serves a kubelet's Summary API (/stats/summary) and cAdvisor metrics
+// (/metrics/cadvisor) over TLS from memory, for tests of anything that reads container stats:
+// the answers, the status code, a garbage body, a slow answer and the bearer token it accepts
+// are set per test.
 package kubelettest
 
 import (
@@ -20,6 +21,9 @@ import (
 // SummaryPath is the path the kubelet serves the Summary API on.
 const SummaryPath = "/stats/summary"
 
+// CadvisorPath is the path the kubelet serves its cAdvisor's Prometheus metrics on.
+const CadvisorPath = "/metrics/cadvisor"
+
 // Kubelet is a TLS server answering like a kubelet's Summary API.
 type Kubelet struct {
 	server *httptest.Server
@@ -32,6 +36,9 @@ type Kubelet struct {
 	token    string
 	requests int
 	tokens   []string
+
+	cadvisor         []byte
+	cadvisorRequests int
 }
 
 // New starts a kubelet that answers with an empty Summary and accepts any caller; it stops
@@ -102,14 +109,29 @@ func (k *Kubelet) RequireToken(token string) {
 	k.token = token
 }
 
-// Requests returns how many requests reached the kubelet.
+// SetCadvisor sets the Prometheus text the kubelet serves on CadvisorPath; until then it serves
+// none of the families.
+func (k *Kubelet) SetCadvisor(text string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cadvisor = []byte(text)
+}
+
+// CadvisorRequests returns how many requests for CadvisorPath reached the kubelet.
+func (k *Kubelet) CadvisorRequests() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cadvisorRequests
+}
+
+// Requests returns how many Summary requests reached the kubelet.
 func (k *Kubelet) Requests() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return k.requests
 }
 
-// Tokens returns the bearer tokens presented, in order.
+// Tokens returns the bearer tokens presented with Summary requests, in order.
 func (k *Kubelet) Tokens() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -117,14 +139,20 @@ func (k *Kubelet) Tokens() []string {
 }
 
 func (k *Kubelet) serve(w http.ResponseWriter, r *http.Request) {
-	k.mu.Lock()
-	k.requests++
 	tok := ""
 	if h := r.Header.Get("Authorization"); len(h) > len("Bearer ") {
 		tok = h[len("Bearer "):]
 	}
-	k.tokens = append(k.tokens, tok)
-	want, delay, status, garbage, body := k.token, k.delay, k.status, k.garbage, k.summary
+	k.mu.Lock()
+	body := k.summary
+	if r.URL.Path == CadvisorPath {
+		k.cadvisorRequests++
+		body = k.cadvisor
+	} else {
+		k.requests++
+		k.tokens = append(k.tokens, tok)
+	}
+	want, delay, status, garbage := k.token, k.delay, k.status, k.garbage
 	k.mu.Unlock()
 
 	if delay > 0 {
@@ -135,7 +163,7 @@ func (k *Kubelet) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	switch {
-	case r.URL.Path != SummaryPath:
+	case r.URL.Path != SummaryPath && r.URL.Path != CadvisorPath:
 		http.NotFound(w, r)
 	case want != "" && tok != want:
 		http.Error(w, "Unauthorized", http.StatusUnauthorized)
@@ -144,6 +172,9 @@ func (k *Kubelet) serve(w http.ResponseWriter, r *http.Request) {
 	case garbage != nil:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(garbage)
+	case r.URL.Path == CadvisorPath:
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		_, _ = w.Write(body)
 	default:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)

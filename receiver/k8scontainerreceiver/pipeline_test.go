@@ -70,7 +70,10 @@ func (p *pipeline) cycle(at time.Duration, drop bool) {
 }
 
 // kills returns the latest k8s.container.oom_kills value per "pod UID/container".
-func (p *pipeline) kills() map[string]int64 {
+func (p *pipeline) kills() map[string]int64 { return p.counter("k8s.container.oom_kills") }
+
+// counter returns the latest value of the cumulative counter name per "pod UID/container".
+func (p *pipeline) counter(metric string) map[string]int64 {
 	out := map[string]int64{}
 	for _, md := range p.sink.AllMetrics() {
 		rms := md.ResourceMetrics()
@@ -83,11 +86,12 @@ func (p *pipeline) kills() map[string]int64 {
 				ms := sms.At(j).Metrics()
 				for k := range ms.Len() {
 					m := ms.At(k)
-					if m.Name() != "k8s.container.oom_kills" {
+					if m.Name() != metric {
 						continue
 					}
 					require.Equal(p.t, pmetric.MetricTypeSum, m.Type())
 					require.True(p.t, m.Sum().IsMonotonic())
+					require.Equal(p.t, pmetric.AggregationTemporalityCumulative, m.Sum().AggregationTemporality())
 					dps := m.Sum().DataPoints()
 					out[uid.Str()+"/"+name.Str()] = dps.At(dps.Len() - 1).IntValue()
 				}

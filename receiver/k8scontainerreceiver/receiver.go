@@ -113,9 +113,19 @@ type containerScraper struct {
 	// workingSets are the latest working sets read, for the kill records; scrapes numbers them.
 	workingSets map[statsKey]workingSet
 	scrapes     uint64
+	// lastScrape is when the previous scrape looked: the start of this scrape's delta points.
+	lastScrape pcommon.Timestamp
+
+	// processCounters are the process OOM kill counters by container ID; processPrimed tells
+	// that one reading (of this run, or restored) exists; processKills are this scrape's kills.
+	processCounters map[string]*processCounter
+	processPrimed   bool
+	processKills    map[statsKey]processKills
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
 
+	// started is when the receiver started: the start of the first delta points.
+	started        pcommon.Timestamp
 	id             component.ID
 	storage        storage.Client
 	storageFailing bool
@@ -141,7 +151,9 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 		tracker:   containerstate.New(cfg.MaxPendingTerminations),
 		stats:     map[statsKey]*stats.ContainerStats{},
 
-		workingSets: map[statsKey]workingSet{},
+		workingSets:     map[statsKey]workingSet{},
+		processCounters: map[string]*processCounter{},
+		processKills:    map[statsKey]processKills{},
 	}
 	for _, f := range cfg.Extract.Labels {
 		s.labels = append(s.labels, attributeName{f.Key, f.attribute("k8s.pod.label.")})
@@ -156,6 +168,7 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 const lastLookedKey = "last_looked"
 
 func (s *containerScraper) start(ctx context.Context, host component.Host) error {
+	s.started = pcommon.NewTimestampFromTime(s.deps.now())
 	if err := s.openStorage(ctx, host); err != nil {
 		return err
 	}
@@ -212,6 +225,7 @@ func (s *containerScraper) openStorage(ctx context.Context, host component.Host)
 		return fmt.Errorf("storage: extension %q: %w", *s.cfg.Storage, err)
 	}
 	s.storage = client
+	s.restoreProcessCounters(ctx)
 	b, err := client.Get(ctx, lastLookedKey)
 	switch {
 	case err != nil:
@@ -358,22 +372,28 @@ func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) 
 	// of taking as history what a scrape lost by a crash in between had reported.
 	s.saveLastLooked(ctx, now)
 	clear(s.stats)
-	if s.kubelet != nil {
-		s.collectStats(ctx)
+	processOK := false
+	// A kubelet that did not answer for the Summary is not asked again in the same scrape.
+	if s.kubelet != nil && s.collectStats(ctx) && s.cfg.Metrics.K8sContainerProcessOomKilled.Enabled {
+		processOK = s.collectProcessKills(ctx)
 	}
 	nowTS := pcommon.NewTimestampFromTime(now)
+	if s.lastScrape == 0 {
+		s.lastScrape = s.started
+	}
 	containers := 0
 	s.tracker.Drain(now, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
 		containers++
-		s.record(nowTS, p, c, points)
+		s.record(nowTS, p, c, points, processOK)
 	})
+	s.lastScrape = nowTS
 	s.telemetry.K8sContainerContainersTracked.Record(ctx, int64(containers))
 	s.rememberWorkingSets()
 	s.emitLogs(ctx)
 	return s.mb.Emit(), nil
 }
 
-func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
+func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point, processOK bool) {
 	rb := s.mb.NewResourceBuilder()
 	rb.SetK8sNamespaceName(p.Namespace)
 	rb.SetK8sPodName(p.Name)
@@ -419,7 +439,11 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 	if c.MemoryRequest > 0 {
 		s.mb.RecordK8sContainerMemoryRequestDataPoint(now, c.MemoryRequest)
 	}
-	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints)}
+	logged := false
+	if processOK {
+		logged = s.recordProcessKills(now, p, c)
+	}
+	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints), metadata.WithDeltaStart(s.lastScrape)}
 	if st := s.stats[statsKey{string(p.UID), c.Name}]; st != nil {
 		s.recordStats(st, c.MemoryLimit)
 		if !st.StartTime.IsZero() {
@@ -430,6 +454,9 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 	s.mb.EmitForResource(opts...)
 	if kills := c.Kills(); len(kills) > 0 && s.logs != nil {
 		s.recordKills(p, c, kills)
+		logged = true
+	}
+	if logged {
 		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
 	}
 }

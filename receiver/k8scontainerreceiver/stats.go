@@ -21,13 +21,14 @@ const defaultKubeletPort = 10250
 // errEndpoint marks a failure to find the kubelet's address.
 var errEndpoint = errors.New("kubelet endpoint")
 
-// collectStats fetches the Summary and indexes its containers by pod UID and name.
-func (s *containerScraper) collectStats(ctx context.Context) {
+// collectStats fetches the Summary and indexes its containers by pod UID and name. It tells
+// whether the kubelet answered.
+func (s *containerScraper) collectStats(ctx context.Context) bool {
 	if s.endpoint == "" {
 		ep, err := s.resolveEndpoint(ctx)
 		if err != nil {
 			s.reportKubelet(err)
-			return
+			return false
 		}
 		s.endpoint = ep
 	}
@@ -38,7 +39,7 @@ func (s *containerScraper) collectStats(ctx context.Context) {
 			// The node may have a new address: look it up again next time.
 			s.endpoint = ""
 		}
-		return
+		return false
 	}
 	for i := range summary.Pods {
 		pod := &summary.Pods[i]
@@ -46,6 +47,7 @@ func (s *containerScraper) collectStats(ctx context.Context) {
 			s.stats[statsKey{pod.PodRef.UID, pod.Containers[j].Name}] = &pod.Containers[j]
 		}
 	}
+	return true
 }
 
 // resolveEndpoint reads the kubelet's address and port from the Node object.

@@ -68,3 +68,21 @@ func WithEventSeverity(observed pcommon.Timestamp) ResourceLogsOption {
 		}
 	})
 }
+
+// WithDeltaStart sets start, the previous scrape, as the start time of the delta sums: each
+// point counts what happened since then.
+func WithDeltaStart(start pcommon.Timestamp) ResourceMetricsOption {
+	return resourceMetricsOptionFunc(func(rm pmetric.ResourceMetrics) {
+		metrics := rm.ScopeMetrics().At(0).Metrics()
+		for i := range metrics.Len() {
+			m := metrics.At(i)
+			if m.Type() != pmetric.MetricTypeSum || m.Sum().AggregationTemporality() != pmetric.AggregationTemporalityDelta {
+				continue
+			}
+			dps := m.Sum().DataPoints()
+			for j := range dps.Len() {
+				dps.At(j).SetStartTimestamp(start)
+			}
+		}
+	})
+}
