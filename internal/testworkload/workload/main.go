@@ -7,6 +7,7 @@
 //	                   for WORKLOAD_SPIKE_FOR, then release it.
 //	                   child-oom: stay small and keep starting child processes that leak until the
 //	                   OOM killer ends them, so PID 1 lives while its children are OOM-killed.
+//	                   With WORKLOAD_CHILDREN set, PID 1 starts that many and then only sleeps.
 //	                   exit: hold WORKLOAD_MB for WORKLOAD_EXIT_AFTER, then exit with
 //	                   WORKLOAD_EXIT_CODE (a failure that is not an OOM kill).
 //	WORKLOAD_MB        memory held (MiB), default 24.
@@ -55,7 +56,8 @@ func main() {
 	case "spiky":
 		spiky(intEnv("WORKLOAD_MB", 24), intEnv("WORKLOAD_SPIKE_MB", 64), interval, durationEnv("WORKLOAD_SPIKE_FOR", time.Second))
 	case "child-oom":
-		childOOM(interval)
+		childOOM(interval, intEnv("WORKLOAD_CHILDREN", 0))
+		select {}
 	case "exit":
 		allocate(intEnv("WORKLOAD_MB", 24))
 		time.Sleep(durationEnv("WORKLOAD_EXIT_AFTER", 5*time.Second))
@@ -95,13 +97,14 @@ func spiky(baseMB, spikeMB int, interval, spikeFor time.Duration) {
 
 // childOOM runs leaking children one after another. The OOM killer picks the largest process of
 // the cgroup, which is always the child, so PID 1 survives and the container never restarts.
-func childOOM(interval time.Duration) {
+// With children > 0 it returns after that many children have ended.
+func childOOM(interval time.Duration, children int) {
 	self, err := os.Executable()
 	if err != nil {
 		logf("cannot find own binary: %v", err)
 		os.Exit(2)
 	}
-	for n := 1; ; n++ {
+	for n := 1; children <= 0 || n <= children; n++ {
 		cmd := exec.Command(self) //nolint:gosec // this very binary, as a leaking child
 		cmd.Env = append(os.Environ(), "WORKLOAD_MODE=leak")
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
