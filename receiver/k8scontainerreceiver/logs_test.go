@@ -143,7 +143,9 @@ func TestWorkloadAttributes(t *testing.T) {
 	got := map[string]map[string]any{}
 	for i := range md.ResourceMetrics().Len() {
 		attrs := md.ResourceMetrics().At(i).Resource().Attributes().AsRaw()
-		got[attrs["k8s.pod.uid"].(string)] = attrs
+		if uid, ok := attrs["k8s.pod.uid"].(string); ok {
+			got[uid] = attrs
+		}
 	}
 	require.Len(t, got, 2)
 	assert.Equal(t, "web-5d8f7c9b6", got["u1"]["k8s.replicaset.name"])

@@ -104,6 +104,10 @@ type containerScraper struct {
 	kubelet *kubelet.Client
 	factory informers.SharedInformerFactory
 	stopCh  chan struct{}
+	// systemOOMs counts the SystemOOM events that eventFactory watches; nil when neither the
+	// metric nor the record is enabled.
+	systemOOMs   *systemOOMs
+	eventFactory informers.SharedInformerFactory
 
 	// endpoint is the kubelet address, from the config or resolved from the Node object.
 	endpoint string
@@ -141,15 +145,16 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 		return nil, err
 	}
 	s := &containerScraper{
-		cfg:       cfg,
-		id:        set.ID,
-		deps:      d,
-		logger:    set.Logger,
-		mb:        metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
-		lb:        metadata.NewLogsBuilder(metadata.LogsBuilderConfig{Events: cfg.Events, ResourceAttributes: cfg.ResourceAttributes}, set),
-		telemetry: tb,
-		tracker:   containerstate.New(cfg.MaxPendingTerminations),
-		stats:     map[statsKey]*stats.ContainerStats{},
+		cfg:        cfg,
+		id:         set.ID,
+		deps:       d,
+		logger:     set.Logger,
+		mb:         metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, set),
+		lb:         metadata.NewLogsBuilder(metadata.LogsBuilderConfig{Events: cfg.Events, ResourceAttributes: cfg.ResourceAttributes}, set),
+		telemetry:  tb,
+		tracker:    containerstate.New(cfg.MaxPendingTerminations),
+		systemOOMs: newSystemOOMs(cfg.Node),
+		stats:      map[statsKey]*stats.ContainerStats{},
 
 		workingSets:     map[statsKey]workingSet{},
 		processCounters: map[string]*processCounter{},
@@ -203,6 +208,10 @@ func (s *containerScraper) start(ctx context.Context, host component.Host) error
 	}
 	s.stopCh = make(chan struct{})
 	s.factory.Start(s.stopCh)
+	if s.cfg.Metrics.K8sNodeSystemOomKilled.Enabled || s.cfg.Events.K8sNodeSystemOomKill.Enabled {
+		return s.startSystemOOMWatch()
+	}
+	s.systemOOMs = nil
 	return nil
 }
 
@@ -231,7 +240,9 @@ func (s *containerScraper) openStorage(ctx context.Context, host component.Host)
 	case err != nil:
 		s.logger.Warn("Reading when the receiver last looked failed; kills while it was down are taken as history", zap.Error(err))
 	case len(b) == 8:
-		s.tracker.SetHorizon(time.Unix(0, int64(binary.LittleEndian.Uint64(b))))
+		horizon := time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
+		s.tracker.SetHorizon(horizon)
+		s.restoreSystemOOMCounts(ctx, horizon)
 	case b != nil:
 		s.logger.Warn("Discarding a damaged record of when the receiver last looked", zap.Int("bytes", len(b)))
 	default:
@@ -288,6 +299,9 @@ func (s *containerScraper) shutdown(ctx context.Context) error {
 		done := make(chan struct{})
 		go func() {
 			s.factory.Shutdown()
+			if s.eventFactory != nil {
+				s.eventFactory.Shutdown()
+			}
 			close(done)
 		}()
 		select {
@@ -386,6 +400,9 @@ func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) 
 		containers++
 		s.record(nowTS, p, c, points, processOK)
 	})
+	if s.systemOOMs != nil {
+		s.recordSystemOOMs(ctx, nowTS)
+	}
 	s.lastScrape = nowTS
 	s.telemetry.K8sContainerContainersTracked.Record(ctx, int64(containers))
 	s.rememberWorkingSets()

@@ -325,7 +325,10 @@ func TestPodDeleted(t *testing.T) {
 	assert.Equal(t, map[string][]string{"u1/hog": {"0=1@2s"}}, oomPoints(h.scrape()))
 	assert.Equal(t, 0, h.scraper.tracker.Pods())
 	h.at(20 * time.Second)
-	assert.Equal(t, 0, h.scrape().ResourceMetrics().Len())
+	md := h.scrape()
+	require.Equal(t, 1, md.ResourceMetrics().Len(), "only the node's")
+	_, isPod := md.ResourceMetrics().At(0).Resource().Attributes().Get("k8s.pod.uid")
+	assert.False(t, isPod)
 }
 
 func statsFor(uid string, at time.Time) *stats.Summary {
