@@ -60,10 +60,21 @@ func TestClusterRoleIsLeastPrivilege(t *testing.T) {
 		}
 	}
 	assert.Equal(t, map[string][]string{
-		"pods":        {"list", "watch"},
-		"nodes":       {"get"},
-		"nodes/stats": {"get"},
+		"pods":          {"list", "watch"},
+		"nodes":         {"get"},
+		"nodes/stats":   {"get"},
+		"nodes/metrics": {"get"},
 	}, got)
+
+	// Events only where the kubelet records those about nodes.
+	var events rbacv1.Role
+	require.NoError(t, yaml.UnmarshalStrict(objects(t)["Role/oomwatch-agent-node-events"], &events))
+	assert.Equal(t, "default", events.Namespace)
+	assert.Equal(t, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"list", "watch"}}}, events.Rules)
+	var binding rbacv1.RoleBinding
+	require.NoError(t, yaml.UnmarshalStrict(objects(t)["RoleBinding/oomwatch-agent-node-events"], &binding))
+	assert.Equal(t, "default", binding.Namespace)
+	assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "oomwatch-agent", Namespace: "oomwatch"}}, binding.Subjects)
 }
 
 func TestDaemonSetPassesNodeName(t *testing.T) {
@@ -105,4 +116,7 @@ func TestAgentConfigWatchesItsNode(t *testing.T) {
 	assert.Contains(t, p.Processors, "oom_counter")
 	assert.Contains(t, p.Processors, "batch")
 	assert.Equal(t, []string{"otlp_grpc"}, p.Exporters)
+	l := cfg.Service.Pipelines["logs"]
+	assert.Equal(t, []string{"k8s_container"}, l.Receivers, "one record per OOM kill")
+	assert.Equal(t, []string{"otlp_grpc"}, l.Exporters)
 }
