@@ -18,11 +18,12 @@ import (
 // The series the demo shows, by their names on the prometheus exporter (dots become
 // underscores, the unit a suffix, and a monotonic sum ends in _total).
 const (
-	metricOOMKills    = "k8s_container_oom_kills_total"
-	metricRestarts    = "k8s_container_restart_count"
-	metricWorkingSet  = "container_memory_working_set_bytes"
-	metricLimit       = "k8s_container_memory_limit_bytes"
-	metricUtilization = "k8s_container_memory_limit_utilization_ratio"
+	metricOOMKills     = "k8s_container_oom_kills_total"
+	metricProcessKills = "k8s_container_process_oom_kills_total"
+	metricRestarts     = "k8s_container_restart_count"
+	metricWorkingSet   = "container_memory_working_set_bytes"
+	metricLimit        = "k8s_container_memory_limit_bytes"
+	metricUtilization  = "k8s_container_memory_limit_utilization_ratio"
 
 	labelNamespace = "k8s_namespace_name"
 	labelPod       = "k8s_pod_name"
@@ -47,6 +48,9 @@ type row struct {
 	HasRestarts                    bool
 	OOMKills                       float64
 	HasOOMKills                    bool
+	// ProcessKills are processes OOM-killed while their container lived.
+	ProcessKills    float64
+	HasProcessKills bool
 }
 
 // parseExposition reads the Prometheus text exposition and returns one row per container that
@@ -90,6 +94,8 @@ func setterFor(name string) func(*row, float64) {
 	switch name {
 	case metricOOMKills:
 		return func(r *row, v float64) { r.OOMKills += v; r.HasOOMKills = true }
+	case metricProcessKills:
+		return func(r *row, v float64) { r.ProcessKills += v; r.HasProcessKills = true }
 	case metricRestarts:
 		return func(r *row, v float64) { r.Restarts += v; r.HasRestarts = true }
 	case metricWorkingSet:

@@ -13,7 +13,7 @@ import (
 const mib = 1 << 20
 
 // renderTable writes one line per container: where it runs, its memory against its limit, its
-// restarts and its OOM kills.
+// restarts, the OOM kills that ended it and the processes OOM-killed while it lived.
 func renderTable(w io.Writer, rows []row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// AlignRight suits the numbers; the names are padded to one width here so they read as a
@@ -26,14 +26,15 @@ func renderTable(w io.Writer, rows []row) error {
 		return fmt.Sprintf("%-*s  %-*s  %-*s", nsW, ns, podW, pod, ctrW, ctr)
 	}
 	p := &printer{w: tw}
-	p.printf("%s\tWORKING SET\tLIMIT\tUSED\tRESTARTS\tOOM KILLS\t\n", left("NAMESPACE", "POD", "CONTAINER"))
+	p.printf("%s\tWORKING SET\tLIMIT\tUSED\tRESTARTS\tOOM KILLS\tPROCESS KILLS\t\n", left("NAMESPACE", "POD", "CONTAINER"))
 	for _, r := range rows {
-		p.printf("%s\t%s\t%s\t%s\t%s\t%s\t\n", left(r.Namespace, r.Pod, r.Container),
+		p.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", left(r.Namespace, r.Pod, r.Container),
 			orDash(r.HasWorkingSet, formatMiB(r.WorkingSet)),
 			orDash(r.HasLimit, formatMiB(r.Limit)),
 			orDash(r.HasUtilization, formatPercent(r.Utilization)),
 			orDash(r.HasRestarts, formatCount(r.Restarts)),
-			orDash(r.HasOOMKills, formatCount(r.OOMKills)))
+			orDash(r.HasOOMKills, formatCount(r.OOMKills)),
+			orDash(r.HasProcessKills, formatCount(r.ProcessKills)))
 	}
 	if p.err != nil {
 		return p.err

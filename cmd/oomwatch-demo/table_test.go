@@ -14,6 +14,12 @@ var tableRows = []row{
 	{
 		containerKey: containerKey{"demo-batch", "nightly-report", "report"},
 		Limit:        48 * mib, HasLimit: true, Restarts: 0, HasRestarts: true, OOMKills: 1, HasOOMKills: true,
+		ProcessKills: 0, HasProcessKills: true,
+	},
+	{
+		containerKey: containerKey{"demo-batch", "thumbnailer", "resize"},
+		Limit:        64 * mib, HasLimit: true, Restarts: 0, HasRestarts: true, OOMKills: 0, HasOOMKills: true,
+		ProcessKills: 104, HasProcessKills: true,
 	},
 	{
 		containerKey: containerKey{"demo-payments", "ledger", "app"},
@@ -28,10 +34,11 @@ func TestRenderTable(t *testing.T) {
 	var b strings.Builder
 	require.NoError(t, renderTable(&b, tableRows))
 	want := "" +
-		"NAMESPACE      POD             CONTAINER  WORKING SET     LIMIT  USED  RESTARTS  OOM KILLS\n" +
-		"demo-batch     nightly-report  report               -  48.0 MiB     -         0          1\n" +
-		"demo-payments  ledger          app           41.2 MiB  64.0 MiB   64%        12         13\n" +
-		"demo-shop      frontend        web                  -         -     -         -          -\n"
+		"NAMESPACE      POD             CONTAINER  WORKING SET     LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n" +
+		"demo-batch     nightly-report  report               -  48.0 MiB     -         0          1              0\n" +
+		"demo-batch     thumbnailer     resize               -  64.0 MiB     -         0          0            104\n" +
+		"demo-payments  ledger          app           41.2 MiB  64.0 MiB   64%        12         13              -\n" +
+		"demo-shop      frontend        web                  -         -     -         -          -              -\n"
 	assert.Equal(t, want, trimLines(b.String()))
 }
 
@@ -48,7 +55,7 @@ func TestRenderTableEmpty(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
 	require.NoError(t, renderTable(&b, nil))
-	assert.Equal(t, "NAMESPACE  POD  CONTAINER  WORKING SET  LIMIT  USED  RESTARTS  OOM KILLS\n", trimLines(b.String()))
+	assert.Equal(t, "NAMESPACE  POD  CONTAINER  WORKING SET  LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n", trimLines(b.String()))
 }
 
 func TestCountChanges(t *testing.T) {
@@ -69,6 +76,7 @@ func TestOOMCountsSkipsRowsWithoutACount(t *testing.T) {
 	t.Parallel()
 	assert.Equal(t, map[containerKey]float64{
 		{"demo-batch", "nightly-report", "report"}: 1,
+		{"demo-batch", "thumbnailer", "resize"}:    0,
 		{"demo-payments", "ledger", "app"}:         13,
 	}, oomCounts(tableRows))
 }
