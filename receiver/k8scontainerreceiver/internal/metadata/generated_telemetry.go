@@ -72,7 +72,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.K8sContainerKubeletErrors, err = builder.meter.Int64Counter(
 		"otelcol_k8s_container_kubelet_errors",
-		metric.WithDescription("Failed Summary API requests, by reason. [Alpha]"),
+		metric.WithDescription("Failed kubelet requests (Summary API, /metrics/cadvisor), by reason. [Alpha]"),
 		metric.WithUnit("{error}"),
 	)
 	errs = errors.Join(errs, err)

@@ -38,7 +38,7 @@ func AssertEqualK8sContainerContainersTracked(t *testing.T, tt *componenttest.Te
 func AssertEqualK8sContainerKubeletErrors(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_k8s_container_kubelet_errors",
-		Description: "Failed Summary API requests, by reason. [Alpha]",
+		Description: "Failed kubelet requests (Summary API, /metrics/cadvisor), by reason. [Alpha]",
 		Unit:        "{error}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
