@@ -1,5 +1,5 @@
-// Package otlpsink is an OTLP/gRPC backend that keeps everything it receives in memory, so the
-// end-to-end tests can assert on what a collector really exported over the wire.
+// Package otlpsink is an OTLP/gRPC backend that keeps everything it receives in memory, metrics
+// and logs, so the end-to-end tests can assert on what a collector really exported over the wire.
 package otlpsink
 
 import (
@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/otlpreceiver"
@@ -29,17 +30,39 @@ type Point struct {
 	Received time.Time
 }
 
+// Record is one log record as received.
+type Record struct {
+	Resource  map[string]string
+	Attrs     map[string]string
+	EventName string
+	Body      string
+	// Severity is the severity text, SeverityNumber its number.
+	Severity       string
+	SeverityNumber int32
+	Time           time.Time
+	Observed       time.Time
+	// Received is when the batch holding the record arrived.
+	Received time.Time
+}
+
 type batch struct {
 	md       pmetric.Metrics
 	received time.Time
 }
 
-// Sink receives OTLP/gRPC on an address and remembers every metric batch.
+type logBatch struct {
+	ld       plog.Logs
+	received time.Time
+}
+
+// Sink receives OTLP/gRPC on an address and remembers every metric and log batch.
 type Sink struct {
 	endpoint string
 
-	mu       sync.Mutex
-	batches  []batch
+	mu         sync.Mutex
+	batches    []batch
+	logBatches []logBatch
+	// receiver is the one OTLP receiver that takes both signals.
 	receiver receiver.Metrics
 }
 
@@ -62,8 +85,18 @@ func (s *Sink) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := f.CreateMetrics(ctx, receivertest.NewNopSettings(f.Type()), cfg, next)
+	nextLogs, err := consumer.NewLogs(s.consumeLogs)
 	if err != nil {
+		return err
+	}
+	set := receivertest.NewNopSettings(f.Type())
+	r, err := f.CreateMetrics(ctx, set, cfg, next)
+	if err != nil {
+		return err
+	}
+	// Created with the same configuration, the logs receiver is the metrics one: one server,
+	// started and shut down once.
+	if _, err := f.CreateLogs(ctx, set, cfg, nextLogs); err != nil {
 		return err
 	}
 	if err := r.Start(ctx, componenttest.NewNopHost()); err != nil {
@@ -94,6 +127,52 @@ func (s *Sink) consume(_ context.Context, md pmetric.Metrics) error {
 	s.batches = append(s.batches, batch{md: c, received: time.Now()})
 	s.mu.Unlock()
 	return nil
+}
+
+func (s *Sink) consumeLogs(_ context.Context, ld plog.Logs) error {
+	c := plog.NewLogs()
+	ld.CopyTo(c)
+	s.mu.Lock()
+	s.logBatches = append(s.logBatches, logBatch{ld: c, received: time.Now()})
+	s.mu.Unlock()
+	return nil
+}
+
+// Records returns, in arrival order, every log record with the event name ("" for any) that has
+// each attribute in match, either on the record or on its resource.
+func (s *Sink) Records(eventName string, match map[string]string) []Record {
+	s.mu.Lock()
+	batches := s.logBatches
+	s.mu.Unlock()
+	var out []Record
+	for _, b := range batches {
+		for _, rl := range b.ld.ResourceLogs().All() {
+			res := strings(rl.Resource().Attributes())
+			for _, sl := range rl.ScopeLogs().All() {
+				for _, lr := range sl.LogRecords().All() {
+					if eventName != "" && lr.EventName() != eventName {
+						continue
+					}
+					attrs := strings(lr.Attributes())
+					if !matchesEither(res, attrs, match) {
+						continue
+					}
+					out = append(out, Record{
+						Resource:       res,
+						Attrs:          attrs,
+						EventName:      lr.EventName(),
+						Body:           lr.Body().AsString(),
+						Severity:       lr.SeverityText(),
+						SeverityNumber: int32(lr.SeverityNumber()),
+						Time:           lr.Timestamp().AsTime(),
+						Observed:       lr.ObservedTimestamp().AsTime(),
+						Received:       b.received,
+					})
+				}
+			}
+		}
+	}
+	return out
 }
 
 // Points returns, in arrival order, every number data point of the named metric whose resource
@@ -163,6 +242,19 @@ func strings(m pcommon.Map) map[string]string {
 		out[k] = v.AsString()
 	}
 	return out
+}
+
+// matchesEither tells whether each attribute of want is in a or in b.
+func matchesEither(a, b, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := b[k]; ok && got == v {
+			continue
+		}
+		if got, ok := a[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 func matches(have, want map[string]string) bool {
