@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/http"
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
@@ -38,43 +37,22 @@ type OOMCounter struct {
 // of containers: not of pods, not of pause (sandbox) cgroups, not of the node's own cgroups.
 // endpoint is host:port (https is implied) or a URL. A failed request returns an *Error.
 func (c *Client) OOMEvents(ctx context.Context, endpoint string) ([]OOMCounter, error) {
-	url := endpoint
-	if !strings.Contains(url, "://") {
-		url = "https://" + url
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/metrics/cadvisor", http.NoBody)
-	if err != nil {
-		return nil, &Error{Reason: ReasonTransport, Err: err}
-	}
 	// The text format, not protobuf. Accept-Encoding stays unset: Go's transport then asks for
 	// gzip, which the kubelet sends, and inflates the answer by itself.
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	if c.token != nil {
-		tok, err := c.token.get()
-		if err != nil {
-			return nil, &Error{Reason: ReasonTransport, Err: err}
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := c.http.Do(req)
+	resp, err := c.get(ctx, endpoint, "/metrics/cadvisor", "text/plain;version=0.0.4")
 	if err != nil {
-		return nil, &Error{Reason: classify(err), Err: err}
+		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		// Drain a little so the connection can be reused.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, &Error{Reason: ReasonStatus, Err: fmt.Errorf("GET %s: %s", req.URL.Redacted(), resp.Status)}
-	}
 	if expfmt.ResponseFormat(resp.Header).FormatType() != expfmt.TypeTextPlain {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return nil, &Error{Reason: ReasonDecode, Err: fmt.Errorf("GET %s: content type %q is not the Prometheus text format",
-			req.URL.Redacted(), resp.Header.Get("Content-Type"))}
+			resp.Request.URL.Redacted(), resp.Header.Get("Content-Type"))}
 	}
 	// The body is read to its end (or its bound), so the connection is kept for the next scrape.
 	counters, err := parseOOMEvents(resp.Body, maxExpositionLine, maxCadvisorBytes)
 	if err != nil {
-		return nil, &Error{Reason: decodeReason(err), Err: fmt.Errorf("decoding %s from %s: %w", oomEventsFamily, req.URL.Redacted(), err)}
+		return nil, &Error{Reason: decodeReason(err), Err: fmt.Errorf("decoding %s from %s: %w", oomEventsFamily, resp.Request.URL.Redacted(), err)}
 	}
 	return counters, nil
 }

@@ -1,4 +1,5 @@
-// Package kubelet fetches the Summary API (/stats/summary) of one kubelet.
+// Package kubelet fetches the Summary API (/stats/summary) and the cAdvisor metrics
+// (/metrics/cadvisor) of one kubelet.
 package kubelet
 
 import (
@@ -129,15 +130,38 @@ func NewClient(s Settings) (*Client, error) {
 // Summary fetches and decodes GET <endpoint>/stats/summary. endpoint is host:port (https is
 // implied) or a URL.
 func (c *Client) Summary(ctx context.Context, endpoint string) (*stats.Summary, error) {
+	resp, err := c.get(ctx, endpoint, "/stats/summary", "application/json")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var summary stats.Summary
+	body := io.LimitReader(resp.Body, maxSummaryBytes)
+	err = json.NewDecoder(body).Decode(&summary)
+	// Read to the end so the connection, and its TLS session, is kept for the next scrape.
+	_, _ = io.Copy(io.Discard, body)
+	if err != nil {
+		reason := ReasonDecode
+		if r := classify(err); r == ReasonTimeout {
+			reason = r
+		}
+		return nil, &Error{Reason: reason, Err: fmt.Errorf("decoding summary from %s: %w", resp.Request.URL.Redacted(), err)}
+	}
+	return &summary, nil
+}
+
+// get sends GET <endpoint><path> with the client's credentials and returns a 200 answer, whose
+// body the caller closes; any other outcome is an *Error.
+func (c *Client) get(ctx context.Context, endpoint, path, accept string) (*http.Response, error) {
 	url := endpoint
 	if !strings.Contains(url, "://") {
 		url = "https://" + url
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/stats/summary", http.NoBody)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+path, http.NoBody)
 	if err != nil {
 		return nil, &Error{Reason: ReasonTransport, Err: err}
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	if c.token != nil {
 		tok, err := c.token.get()
 		if err != nil {
@@ -149,25 +173,13 @@ func (c *Client) Summary(ctx context.Context, endpoint string) (*stats.Summary, 
 	if err != nil {
 		return nil, &Error{Reason: classify(err), Err: err}
 	}
-	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		_ = resp.Body.Close()
 		return nil, &Error{Reason: ReasonStatus, Err: fmt.Errorf("GET %s: %s", req.URL.Redacted(), resp.Status)}
 	}
-	var summary stats.Summary
-	body := io.LimitReader(resp.Body, maxSummaryBytes)
-	err = json.NewDecoder(body).Decode(&summary)
-	// Read to the end so the connection, and its TLS session, is kept for the next scrape.
-	_, _ = io.Copy(io.Discard, body)
-	if err != nil {
-		reason := ReasonDecode
-		if r := classify(err); r == ReasonTimeout {
-			reason = r
-		}
-		return nil, &Error{Reason: reason, Err: fmt.Errorf("decoding summary from %s: %w", req.URL.Redacted(), err)}
-	}
-	return &summary, nil
+	return resp, nil
 }
 
 // Close releases idle connections.
