@@ -1,18 +1,22 @@
 package k8scontainerreceiver
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/receiver/receivertest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/oomwatch/oomwatch/internal/kubelettest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 )
 
 // records returns the log records the sink holds, flattened, and empties it.
@@ -154,4 +158,40 @@ func TestWorkloadAttributes(t *testing.T) {
 	assert.Equal(t, "nightly-29401320", got["u2"]["k8s.job.name"])
 	assert.Equal(t, "nightly", got["u2"]["k8s.cronjob.name"])
 	assert.NotContains(t, got["u2"], "k8s.deployment.name")
+}
+
+// The metrics and logs pipelines that name one k8s_container share one receiver: one watch,
+// one scrape, each kill once in each signal. Start and Shutdown may come from both, in any order.
+func TestMetricsAndLogsShareOneReceiver(t *testing.T) {
+	h := newHarness(t, nil)
+	cfg := h.scraper.cfg
+	cfg.CollectionInterval = 20 * time.Millisecond
+	set := receivertest.NewNopSettings(metadata.Type)
+	metricsSink, logsSink := new(consumertest.MetricsSink), new(consumertest.LogsSink)
+	mr, err := newReceiver(set, cfg, metricsSink, h.deps())
+	require.NoError(t, err)
+	lr, err := newLogsReceiver(set, cfg, logsSink, h.deps())
+	require.NoError(t, err)
+	require.Same(t, mr.(*sharedReceiver), lr.(*sharedReceiver))
+	require.NoError(t, lr.Start(context.Background(), componenttest.NewNopHost()))
+	require.NoError(t, mr.Start(context.Background(), componenttest.NewNopHost()))
+	h.waitWatchers(1)
+	require.Len(t, h.watchers, 1, "one pod watch")
+
+	hog := life{"hog", []string{"OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.watcher().Add(pod)
+	require.Eventually(t, func() bool { return metricsSink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
+	h.watcher().Modify(withStatus(pod, hog.terminated(0)))
+	require.Eventually(t, func() bool { return logsSink.LogRecordCount() > 0 }, 5*time.Second, 5*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // a few more scrapes: the kill is not repeated
+	assert.Equal(t, 1, logsSink.LogRecordCount())
+
+	require.NoError(t, mr.Shutdown(context.Background()))
+	require.NoError(t, lr.Shutdown(context.Background()))
+	// Shut down, the configuration gets a new receiver.
+	again, err := newLogsReceiver(set, cfg, logsSink, h.deps())
+	require.NoError(t, err)
+	assert.NotSame(t, lr.(*sharedReceiver), again.(*sharedReceiver))
+	require.NoError(t, again.Shutdown(context.Background()))
 }
