@@ -723,6 +723,10 @@ type simulation struct {
 	observed    map[string][]simObservation
 	delivered   int
 	checked     int
+	// logs receives the receiver's log records; killRecords are the container IDs that had a
+	// k8s.container.oom_kill record in the lineage.
+	logs        *consumertest.LogsSink
+	killRecords map[string]bool
 }
 
 func runSimulation(t *testing.T, seed uint64) *simulation {
@@ -1169,6 +1173,11 @@ func (s *simulation) startCollector() {
 		host = s.host
 	}
 	s.server.start(s.apiPods(), host)
+	s.logs = new(consumertest.LogsSink)
+	s.server.scraper().logs = s.logs
+	if !s.keepState || s.killRecords == nil {
+		s.killRecords = map[string]bool{}
+	}
 	for _, n := range sortedKeys(s.api) {
 		s.observe(s.api[n], true)
 	}
@@ -1184,6 +1193,7 @@ func (s *simulation) scrape(reliable bool) {
 		s.lookedAt = s.step
 	}
 	pts := s.points(md)
+	s.checkKillRecords()
 	if s.failure != nil {
 		return
 	}
@@ -1222,6 +1232,47 @@ func (s *simulation) scrape(reliable bool) {
 		s.late, s.latePoints = s.late[1:], s.latePoints[1:]
 		s.logf("a late batch arrives")
 		s.deliver(md, pts)
+	}
+}
+
+// checkKillRecords checks the k8s.container.oom_kill records of the scrape: each is about an
+// instance the OOM killer really ended, names its restart index, and comes once in a lineage
+// (a collector restart with its state kept repeats none).
+func (s *simulation) checkKillRecords() {
+	defer s.logs.Reset()
+	for _, ld := range s.logs.AllLogs() {
+		for _, rl := range ld.ResourceLogs().All() {
+			uid, _ := rl.Resource().Attributes().Get("k8s.pod.uid")
+			name, _ := rl.Resource().Attributes().Get("k8s.container.name")
+			key := uid.Str() + "/" + name.Str()
+			for _, sl := range rl.ScopeLogs().All() {
+				for _, lr := range sl.LogRecords().All() {
+					if lr.EventName() != "k8s.container.oom_kill" {
+						continue
+					}
+					id, _ := lr.Attributes().Get("container.id")
+					index, _ := lr.Attributes().Get("k8s.container.restart_count")
+					var inst *simInstance
+					if c := s.containers[key]; c != nil {
+						for _, i := range c.all {
+							if runtimeID(i.id) == id.Str() {
+								inst = i
+							}
+						}
+					}
+					switch {
+					case inst == nil || !inst.oom():
+						s.fail("kill record for no OOM kill", "%s: record for container %s, which the OOM killer did not end", key, id.Str())
+					case inst.index != index.Int():
+						s.fail("kill record names the wrong instance", "%s: record for %s names restart index %d", key, inst, index.Int())
+					case s.killRecords[id.Str()]:
+						s.fail("kill record repeated", "%s: a second record for the kill of %s", key, inst)
+					}
+					s.logf("record: %s killed", inst)
+					s.killRecords[id.Str()] = true
+				}
+			}
+		}
 	}
 }
 
