@@ -103,6 +103,7 @@ fuzz:
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/kubelet,FuzzParseOOMEvents)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/workload,FuzzOf)
 	$(call fuzz-one,receiver/k8scontainerreceiver,FuzzParseVictim)
+	$(call fuzz-one,receiver/k8scontainerreceiver/internal/cgroupoom,FuzzParseOOMKill)
 
 ## example: run the processor on a simulated container history.
 example:

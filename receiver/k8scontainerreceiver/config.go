@@ -38,6 +38,9 @@ type Config struct {
 	// MaxPendingTerminations bounds the points one container can queue between two scrapes;
 	// beyond it the oldest are dropped and counted.
 	MaxPendingTerminations int `mapstructure:"max_pending_terminations"`
+	// ProcessOOMKills says where the counts of processes OOM-killed inside living containers
+	// come from.
+	ProcessOOMKills ProcessOOMKillsConfig `mapstructure:"process_oom_kills"`
 	// Storage is the ID of a storage extension in which the receiver remembers when it last
 	// looked: after a restart, an OOM kill that ended after that is news, not history.
 	Storage *component.ID `mapstructure:"storage"`
@@ -56,6 +59,24 @@ type KubeletConfig struct {
 	KeyFile            string        `mapstructure:"key_file"`
 	InsecureSkipVerify bool          `mapstructure:"insecure_skip_verify"`
 	Timeout            time.Duration `mapstructure:"timeout"`
+}
+
+// Sources of the process OOM kill counts.
+const (
+	// ProcessSourceKubelet reads the kubelet's /metrics/cadvisor container_oom_events_total,
+	// which counts the kernel's OOM reports and misses those the kernel's log rate limit hides.
+	ProcessSourceKubelet = "kubelet"
+	// ProcessSourceCgroup reads the kernel's own per-cgroup count (oom_kill) through a
+	// read-only mount of the host's cgroup filesystem: exact, at the cost of that mount.
+	ProcessSourceCgroup = "cgroup"
+)
+
+// ProcessOOMKillsConfig is where process OOM kill counts come from.
+type ProcessOOMKillsConfig struct {
+	// Source is kubelet or cgroup.
+	Source string `mapstructure:"source"`
+	// CgroupRoot is where the host's cgroup filesystem is mounted, for source cgroup.
+	CgroupRoot string `mapstructure:"cgroup_root"`
 }
 
 // ExtractConfig names pod metadata to copy onto the resource.
@@ -92,6 +113,7 @@ func (cfg *Config) Validate() error {
 	if cfg.Kubelet.Enabled {
 		errs = append(errs, cfg.Kubelet.validate(cfg.Node)...)
 	}
+	errs = append(errs, cfg.ProcessOOMKills.validate(cfg.Node)...)
 	errs = append(errs, validateExtract("extract.labels", cfg.Extract.Labels)...)
 	errs = append(errs, validateExtract("extract.annotations", cfg.Extract.Annotations)...)
 	errs = append(errs, cfg.Extract.validateTagNames()...)
@@ -118,6 +140,27 @@ func (k *KubeletConfig) validate(node string) []error {
 		}
 	}
 	return errs
+}
+
+func (p *ProcessOOMKillsConfig) validate(node string) []error {
+	switch p.Source {
+	case ProcessSourceKubelet:
+		if p.CgroupRoot != "" {
+			return []error{fmt.Errorf("process_oom_kills.cgroup_root is used only with process_oom_kills.source cgroup (got %q with source %q)", p.CgroupRoot, p.Source)}
+		}
+	case ProcessSourceCgroup:
+		var errs []error
+		if p.CgroupRoot == "" {
+			errs = append(errs, errors.New("process_oom_kills.source cgroup needs process_oom_kills.cgroup_root, where the host's /sys/fs/cgroup is mounted read-only (got \"\")"))
+		}
+		if node == "" {
+			errs = append(errs, errors.New("process_oom_kills.source cgroup reads the cgroups of one node: it needs node (got \"\")"))
+		}
+		return errs
+	default:
+		return []error{fmt.Errorf("process_oom_kills.source must be kubelet or cgroup (got %q)", p.Source)}
+	}
+	return nil
 }
 
 func validateEndpoint(endpoint string) error {
@@ -158,6 +201,7 @@ func validateExtract(field string, fields []FieldExtract) []error {
 // annotation must not overwrite them, least of all the ones that identify a container.
 var builtinAttributes = []string{
 	"container.id", "k8s.container.name", "k8s.namespace.name", "k8s.node.name", "k8s.pod.name", "k8s.pod.uid",
+	"k8s.replicaset.name", "k8s.deployment.name", "k8s.statefulset.name", "k8s.daemonset.name", "k8s.job.name", "k8s.cronjob.name",
 }
 
 // validateTagNames refuses an extracted attribute that would overwrite a built-in one or

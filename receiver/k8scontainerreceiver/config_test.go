@@ -68,6 +68,21 @@ func TestLoadConfig(t *testing.T) {
 				c.Kubelet.InsecureSkipVerify = true
 			}),
 		},
+		{
+			id: "cgroup_kills",
+			want: withDefaults(func(c *Config) {
+				c.Node = "node-a"
+				c.ProcessOOMKills = ProcessOOMKillsConfig{Source: ProcessSourceCgroup, CgroupRoot: "/host/sys/fs/cgroup"}
+				require.NoError(t, confmap.NewFromStringMap(map[string]any{
+					"k8s.node.system_oom_kill": map[string]any{"enabled": false},
+				}).Unmarshal(&c.Events))
+			}),
+		},
+		{id: "bad_process_source", wantErr: `process_oom_kills.source must be kubelet or cgroup (got "dmesg")`},
+		{id: "cgroup_needs_root", wantErr: `process_oom_kills.source cgroup needs process_oom_kills.cgroup_root`},
+		{id: "cgroup_needs_root", wantErr: `process_oom_kills.source cgroup reads the cgroups of one node: it needs node (got "")`},
+		{id: "cgroup_root_without_cgroup", wantErr: `process_oom_kills.cgroup_root is used only with process_oom_kills.source cgroup (got "/host/sys/fs/cgroup" with source "kubelet")`},
+		{id: "extract_overwrites_workload", wantErr: `extract.labels[0].tag_name "k8s.deployment.name" is an attribute the receiver sets itself`},
 		{id: "bad_auth", wantErr: `auth_type must be serviceAccount, kubeConfig or none (got "token")`},
 		{id: "bad_kubelet", wantErr: `kubelet.auth_type must be serviceAccount, tls, kubeConfig or none (got "basic")`},
 		{id: "bad_kubelet", wantErr: `kubelet.timeout must be positive (got 0s)`},

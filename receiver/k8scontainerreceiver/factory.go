@@ -43,6 +43,7 @@ func createDefaultConfig() component.Config {
 			Timeout:  defaultKubeletTimeout,
 		},
 		Events:                 metadata.DefaultEventsConfig(),
+		ProcessOOMKills:        ProcessOOMKillsConfig{Source: ProcessSourceKubelet},
 		MaxPendingTerminations: defaultMaxPendingTerminations,
 	}
 }

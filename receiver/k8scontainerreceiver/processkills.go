@@ -7,7 +7,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/zap"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/cgroupoom"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 )
 
@@ -45,10 +47,15 @@ const keepCounterScrapes = 6
 // restored from storage) exists: then its instance started since, and all its kills are new.
 func (s *containerScraper) collectProcessKills(ctx context.Context) bool {
 	clear(s.processKills)
-	counters, err := s.kubelet.OOMEvents(ctx, s.endpoint)
-	if err != nil {
-		s.reportKubelet(err)
-		return false
+	var counters []kubelet.OOMCounter
+	if s.cgroups != nil {
+		counters = s.readCgroups()
+	} else {
+		var err error
+		if counters, err = s.kubelet.OOMEvents(ctx, s.endpoint); err != nil {
+			s.reportKubelet(err)
+			return false
+		}
 	}
 	changed := false
 	for _, c := range counters {
@@ -110,6 +117,32 @@ func (s *containerScraper) recordProcessKills(now pcommon.Timestamp, p *containe
 	}
 	s.lb.RecordK8sContainerProcessOomKillEvent(context.Background(), now, pk.n, pk.containerID, opts...)
 	return true
+}
+
+// readCgroups reads the kernel's counter of each running container instance. An instance whose
+// cgroup is not found is left out, as the kubelet leaves out one it does not list.
+func (s *containerScraper) readCgroups() []kubelet.OOMCounter {
+	s.cgroupInstances = s.cgroupInstances[:0]
+	s.tracker.Each(func(p *containerstate.Pod, c *containerstate.Container) {
+		if id := runtimeID(c.ContainerID); id != "" {
+			s.cgroupInstances = append(s.cgroupInstances, cgroupoom.Instance{PodUID: string(p.UID), Container: c.Name, ContainerID: id})
+		}
+	})
+	values, err := s.cgroups.Read(s.cgroupInstances)
+	if err != nil && err.Error() != s.cgroupProblem {
+		s.logger.Warn("Reading some containers' OOM kill counters from the cgroup filesystem failed", zap.Error(err))
+	}
+	s.cgroupProblem = ""
+	if err != nil {
+		s.cgroupProblem = err.Error()
+	}
+	counters := make([]kubelet.OOMCounter, 0, len(values))
+	for _, in := range s.cgroupInstances {
+		if v, ok := values[in.ContainerID]; ok {
+			counters = append(counters, kubelet.OOMCounter{PodUID: in.PodUID, Container: in.Container, ContainerID: in.ContainerID, Value: v})
+		}
+	}
+	return counters
 }
 
 func (s *containerScraper) saveProcessCounters(ctx context.Context) {

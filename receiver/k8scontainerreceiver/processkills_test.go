@@ -3,6 +3,8 @@ package k8scontainerreceiver
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/storagetest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/processor/processortest"
 	corev1 "k8s.io/api/core/v1"
@@ -127,4 +130,47 @@ func TestProcessKillsWhileTheCollectorWasDown(t *testing.T) {
 	assert.Equal(t, int64(1), first.counter("k8s.container.process.oom_kills")[key])
 	second := run([]int{10, 10}, time.Minute)
 	assert.Equal(t, int64(3), second.counter("k8s.container.process.oom_kills")[key], "the two kills while down count")
+}
+
+// With process_oom_kills.source cgroup, the counts are the kernel's own, read from the host's
+// cgroup filesystem (here a cgroup v1 tree as the kubelet's cgroupfs driver lays it out).
+func TestProcessKillsFromCgroups(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "memory", "kubepods", "burstable", "pod"+hogUID)
+	setCount := func(id string, n int) {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, id), 0o755))
+		body := fmt.Sprintf("oom_kill_disable 0\nunder_oom 0\noom_kill %d\n", n)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, id, "memory.oom_control"), []byte(body), 0o644))
+	}
+	setCount("hog-0", 40)
+	// The hierarchy's own root has the file too.
+	require.NoError(t, os.WriteFile(filepath.Join(root, "memory", "memory.oom_control"), []byte("oom_kill 0\n"), 0o644))
+	h := newHarness(t, func(cfg *Config) {
+		cfg.ProcessOOMKills = ProcessOOMKillsConfig{Source: ProcessSourceCgroup, CgroupRoot: root}
+	})
+	f := oomcounterprocessor.NewFactory()
+	sink := new(consumertest.MetricsSink)
+	proc, err := f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), f.CreateDefaultConfig(), sink)
+	require.NoError(t, err)
+	require.NoError(t, proc.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
+	h.start()
+	p := &pipeline{harness: h, proc: proc, sink: sink}
+	hog := life{"hog", []string{"OOMKilled"}}
+	pod := newPod("hog", hogUID, hog.running(0))
+	p.send(watch.Added, pod)
+	key := hogUID + "/hog"
+
+	p.cycle(time.Second, false)
+	assert.Equal(t, int64(0), p.counter("k8s.container.process.oom_kills")[key], "the first reading is a baseline")
+	setCount("hog-0", 47)
+	p.cycle(2*time.Second, false)
+	assert.Equal(t, int64(7), p.counter("k8s.container.process.oom_kills")[key])
+	// The next instance: its cgroup is new, and counts from zero.
+	p.send(watch.Modified, withStatus(pod, hog.running(1)))
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, "hog-0")))
+	setCount("hog-1", 2)
+	p.cycle(3*time.Second, false)
+	assert.Equal(t, int64(9), p.counter("k8s.container.process.oom_kills")[key])
+	assert.Equal(t, 0, p.kubelet.CadvisorRequests(), "the kubelet is not asked")
 }

@@ -28,6 +28,7 @@ import (
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/apiclient"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/cgroupoom"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
@@ -125,6 +126,10 @@ type containerScraper struct {
 	processCounters map[string]*processCounter
 	processPrimed   bool
 	processKills    map[statsKey]processKills
+	// cgroups reads the process OOM kill counters with process_oom_kills.source cgroup.
+	cgroups         *cgroupoom.Reader
+	cgroupInstances []cgroupoom.Instance
+	cgroupProblem   string
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
 
@@ -187,6 +192,11 @@ func (s *containerScraper) start(ctx context.Context, host component.Host) error
 			return err
 		}
 		s.endpoint = s.cfg.Kubelet.Endpoint
+	}
+	if s.cfg.ProcessOOMKills.Source == ProcessSourceCgroup {
+		if s.cgroups, err = cgroupoom.NewReader(s.cfg.ProcessOOMKills.CgroupRoot); err != nil {
+			return fmt.Errorf("process_oom_kills.cgroup_root: %w", err)
+		}
 	}
 
 	var opts []informers.SharedInformerOption
@@ -388,7 +398,8 @@ func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) 
 	clear(s.stats)
 	processOK := false
 	// A kubelet that did not answer for the Summary is not asked again in the same scrape.
-	if s.kubelet != nil && s.collectStats(ctx) && s.cfg.Metrics.K8sContainerProcessOomKilled.Enabled {
+	kubeletOK := s.kubelet != nil && s.collectStats(ctx)
+	if s.cfg.Metrics.K8sContainerProcessOomKilled.Enabled && (kubeletOK || s.cgroups != nil) {
 		processOK = s.collectProcessKills(ctx)
 	}
 	nowTS := pcommon.NewTimestampFromTime(now)

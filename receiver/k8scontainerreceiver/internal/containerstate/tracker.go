@@ -192,6 +192,20 @@ func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
 	}
 }
 
+// Each calls fn for every container of the pods not deleted.
+func (t *Tracker) Each(fn func(*Pod, *Container)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range t.pods {
+		if p.deleted {
+			continue
+		}
+		for _, c := range p.Containers {
+			fn(p, c)
+		}
+	}
+}
+
 // Containers returns how many containers are tracked.
 func (t *Tracker) Containers() int {
 	t.mu.Lock()
