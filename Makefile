@@ -4,7 +4,7 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 BENCH_OUT ?= _build/bench.txt
 
-.PHONY: all generate build test test-unit test-e2e e2e lint fmt tidy bench fuzz example clean
+.PHONY: all generate build test test-unit test-rules test-e2e e2e lint fmt tidy bench fuzz example clean
 
 all: build
 
@@ -39,11 +39,23 @@ $(COLLECTOR): $(COLLECTOR_DIR)/main.go $(MODULE_SRCS)
 
 ## test: everything a change must pass: unit tests with the race detector, then, as root, the
 ## end-to-end tests on the local cluster (the first run builds the cluster: many minutes).
-test: collector test-unit test-e2e
+test: collector test-unit test-rules test-e2e
 
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
 	cd internal/benchcompare && $(GO) test -count=1 -run TestSameOutput .
+
+## test-rules: the shipped Prometheus alert rules against their unit tests (promtool, from
+## Debian's prometheus package, which cluster-deps installs; as root it is installed if missing).
+test-rules:
+	@if ! command -v promtool >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory cluster-deps; fi
+	@if command -v promtool >/dev/null 2>&1; then \
+		cd deploy/prometheus && promtool test rules rules_test.yaml; \
+	elif [ "$$CI" = true ]; then \
+		echo "test-rules: CI=true but promtool is missing: install Debian's prometheus package (make cluster-deps as root)" >&2; exit 1; \
+	else \
+		echo ">> alert rule tests skipped: promtool is missing (make cluster-deps as root installs it)"; \
+	fi
 
 ## test-e2e: the cluster's own tests, then the collector against the cluster (root). One package at
 ## a time: they share the cluster's ports and folders. Not root: skipped, but an error in CI
