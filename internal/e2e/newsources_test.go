@@ -690,10 +690,6 @@ func afterPeak(rs []summaryReading) []summaryReading {
 // record's working set must be larger than what the Summary showed of that instance after its
 // kill. A scrape falls between a kill and the end of its second for about one kill in ten here.
 func TestRealNodeOOMKillRecordWorkingSetIsBeforeTheKill(t *testing.T) {
-	t.Skip("defect in k8s_container: a k8s.container.oom_kill record may carry as container.memory.working_set " +
-		"a Summary API reading taken after the kill (0 B or about 0.25 MiB, container.memory.working_set.age 0): " +
-		"a reading stamped in the same second as the instance's end passes the receiver's 'not after the end' check, " +
-		"both times having a second's precision")
 	s := need(t)
 	ns := namespace(t, "e2e-ws")
 	const pods, killsEach = 8, 2

@@ -15,23 +15,40 @@ import (
 // The logs signal: one record per OOM kill, with what explains it. Records come from the same
 // scrape as the metrics, so a kill is a record exactly when it is a 1 the processor counts.
 
-// workingSet is a container's working set as the Summary API last reported it.
+// workingSet is a container's working set as the Summary API reported it.
 type workingSet struct {
 	bytes int64
 	at    time.Time
-	// scrape is the number of the scrape that read it; older readings are forgotten.
+}
+
+// workingSets are a container's two latest readings of different times: the Summary goes on
+// listing a killed instance for about a second with what is left of it, stamped, to the second
+// as the kill's end is, in the second of the kill. The reading before that one explains the kill.
+type workingSets struct {
+	latest, before workingSet
+	// scrape is the number of the scrape that read latest; older readings are forgotten.
 	scrape uint64
+}
+
+// explaining returns the last reading of the killed instance k taken before the second of its
+// end, and while it ran.
+func (w workingSets) explaining(k termination.Termination) (workingSet, bool) {
+	for _, ws := range [...]workingSet{w.latest, w.before} {
+		if !ws.at.IsZero() && ws.at.Before(k.FinishedAt) && (k.StartedAt.IsZero() || !ws.at.Before(k.StartedAt)) {
+			return ws, true
+		}
+	}
+	return workingSet{}, false
 }
 
 // recordKills adds a k8s.container.oom_kill record for each kill the tracker reports as news.
 func (s *containerScraper) recordKills(p *containerstate.Pod, c *containerstate.Container, kills []termination.Termination) {
 	ctx := context.Background()
-	ws, hasWS := s.workingSets[statsKey{string(p.UID), c.Name}]
+	readings := s.workingSets[statsKey{string(p.UID), c.Name}]
 	for _, k := range kills {
 		var opts []metadata.EventAttributeOption
 		opts = append(opts, s.memoryAttributes(c)...)
-		// The last reading of the killed instance: taken while it ran, before it ended.
-		if hasWS && !ws.at.After(k.FinishedAt) && (k.StartedAt.IsZero() || !ws.at.Before(k.StartedAt)) {
+		if ws, ok := readings.explaining(k); ok {
 			opts = append(opts,
 				metadata.WithContainerMemoryWorkingSetEventAttribute(ws.bytes),
 				metadata.WithContainerMemoryWorkingSetAgeEventAttribute(k.FinishedAt.Sub(ws.at).Seconds()))
@@ -63,7 +80,13 @@ func (s *containerScraper) rememberWorkingSets() {
 		if st.Memory == nil || st.Memory.WorkingSetBytes == nil {
 			continue
 		}
-		s.workingSets[k] = workingSet{bytes: int64(*st.Memory.WorkingSetBytes), at: st.Memory.Time.Time, scrape: s.scrapes}
+		w := s.workingSets[k]
+		reading := workingSet{bytes: int64(*st.Memory.WorkingSetBytes), at: st.Memory.Time.Time}
+		if reading.at.After(w.latest.at) {
+			w.before = w.latest
+		}
+		w.latest, w.scrape = reading, s.scrapes
+		s.workingSets[k] = w
 	}
 	for k, ws := range s.workingSets {
 		// A container that ended keeps its last reading a few scrapes: its kill may show in

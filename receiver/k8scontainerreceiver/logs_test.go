@@ -195,3 +195,34 @@ func TestMetricsAndLogsShareOneReceiver(t *testing.T) {
 	assert.NotSame(t, lr.(*sharedReceiver), again.(*sharedReceiver))
 	require.NoError(t, again.Shutdown(context.Background()))
 }
+
+// The Summary goes on listing a killed instance for about a second, with what is left of its
+// working set, stamped (to the second, as the kill's end is) in the second of the kill. Such a
+// reading does not explain the kill: only one stamped before the kill's second does.
+func TestOOMKillRecordIgnoresAReadingFromTheSecondOfTheKill(t *testing.T) {
+	h := newHarness(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.scraper.logs = sink
+	h.start()
+	hog := life{"hog", []string{"OOMKilled"}}
+	pod := newPod("hog", "u1", hog.running(0))
+	h.send(watch.Added, pod)
+	// Instance 0 ends at t0+30s. The first reading is from before; the second, of what was left
+	// after the kill, carries the kill's second.
+	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
+		kubelettest.Container("hog", t0, t0.Add(29*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
+	h.at(29500 * time.Millisecond)
+	h.scrape()
+	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
+		kubelettest.Container("hog", t0, t0.Add(30*time.Second), kubelettest.Usage{WorkingSet: 253952}))))
+	h.at(30500 * time.Millisecond)
+	h.scrape()
+	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.at(31 * time.Second)
+	h.scrape()
+	got := records(sink)
+	require.Len(t, got, 1)
+	attrs := got[0].Attributes().AsRaw()
+	assert.Equal(t, int64(60<<20), attrs["container.memory.working_set"], "the reading from before the kill")
+	assert.Equal(t, 1.0, attrs["container.memory.working_set.age"])
+}

@@ -110,7 +110,7 @@ func (s *containerScraper) recordProcessKills(now pcommon.Timestamp, p *containe
 	}
 	opts := s.memoryAttributes(c)
 	if ws, ok := s.workingSets[statsKey{string(p.UID), c.Name}]; ok {
-		opts = append(opts, metadata.WithContainerMemoryWorkingSetEventAttribute(ws.bytes))
+		opts = append(opts, metadata.WithContainerMemoryWorkingSetEventAttribute(ws.latest.bytes))
 	}
 	if p.QOSClass != "" {
 		opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))

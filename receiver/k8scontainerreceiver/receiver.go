@@ -116,7 +116,7 @@ type containerScraper struct {
 	kubeletProblem string
 	stats          map[statsKey]*stats.ContainerStats
 	// workingSets are the latest working sets read, for the kill records; scrapes numbers them.
-	workingSets map[statsKey]workingSet
+	workingSets map[statsKey]workingSets
 	scrapes     uint64
 	// lastScrape is when the previous scrape looked: the start of this scrape's delta points.
 	lastScrape pcommon.Timestamp
@@ -161,7 +161,7 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 		systemOOMs: newSystemOOMs(cfg.Node),
 		stats:      map[statsKey]*stats.ContainerStats{},
 
-		workingSets:     map[statsKey]workingSet{},
+		workingSets:     map[statsKey]workingSets{},
 		processCounters: map[string]*processCounter{},
 		processKills:    map[statsKey]processKills{},
 	}
