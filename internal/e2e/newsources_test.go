@@ -764,9 +764,6 @@ func TestRealNodeOOMKillRecordWorkingSetIsBeforeTheKill(t *testing.T) {
 // second of that scrape. After the restart (with file_storage) the kill must count: no collector
 // reported it.
 func TestSystemOOMInTheSecondOfTheLastScrapeCounted(t *testing.T) {
-	t.Skip("defect in k8s_container: a SystemOOM event first seen by a restarted collector counts only if its " +
-		"first timestamp (a second's precision) is after when the previous run last looked (nanoseconds): a kill in " +
-		"the rest of the second of the last scrape before a stop is taken as history and never counted")
 	s := need(t)
 	node := s.realNode
 	a := startLogsAgent(t, agentOptions{node: node, kubelet: "off", name: "last-second", storage: true})

@@ -338,7 +338,7 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	// Instance 1 is OOM-killed at 1m30s while no collector runs; the restarted one finds it
 	// waiting in back-off. Meanwhile another pod was created and OOM-killed at 30s: no
 	// collector ever saw it, its kill is news too.
-	late := newPod("late", "u2", hog.backoff(0))
+	late := newPod("late", "u2", named(life{"late", hog.reasons}.backoff(0), "hog")) // its own container IDs
 	down := []*corev1.Pod{withStatus(pod, hog.backoff(1)), late}
 	second, kills := run(down, 2*time.Minute, 3*time.Minute)
 	assert.Equal(t, map[string]int64{"u1/hog": 2, "u2/hog": 1}, kills)

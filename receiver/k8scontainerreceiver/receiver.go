@@ -3,6 +3,7 @@ package k8scontainerreceiver
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -33,6 +34,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workload"
 )
 
@@ -174,7 +176,8 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 	return s, nil
 }
 
-// lastLookedKey holds, in the storage client, when the receiver last handed a scrape on.
+// lastLookedKey holds, in the storage client, when the receiver last handed a scrape on: 8 bytes
+// of Unix nanoseconds, then, as JSON, the terminations it knew that ended in that second.
 const lastLookedKey = "last_looked"
 
 func (s *containerScraper) start(ctx context.Context, host component.Host) error {
@@ -249,27 +252,44 @@ func (s *containerScraper) openStorage(ctx context.Context, host component.Host)
 	switch {
 	case err != nil:
 		s.logger.Warn("Reading when the receiver last looked failed; kills while it was down are taken as history", zap.Error(err))
-	case len(b) == 8:
+	case len(b) >= 8:
 		horizon := time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
-		s.tracker.SetHorizon(horizon)
+		var edge []termination.Key
+		if len(b) > 8 {
+			edge = []termination.Key{}
+			if err := json.Unmarshal(b[8:], &edge); err != nil {
+				s.logger.Warn("Discarding a damaged record of the terminations seen when the receiver last looked", zap.Error(err))
+				edge = nil
+			}
+		}
+		s.tracker.SetHorizon(horizon, edge)
 		s.restoreSystemOOMCounts(ctx, horizon)
 	case b != nil:
 		s.logger.Warn("Discarding a damaged record of when the receiver last looked", zap.Int("bytes", len(b)))
 	default:
 		// The first run with this storage: from now on, whatever ends is news to a later run,
 		// even if this one never hands a scrape on.
-		s.saveLastLooked(ctx, s.deps.now())
+		// Nothing is known yet of what ended in this second: no edge.
+		s.saveLastLooked(ctx, s.deps.now(), nil)
 	}
 	return nil
 }
 
 // saveLastLooked records that whatever ended before at has been reported, or is in the scrape
 // about to be handed on.
-func (s *containerScraper) saveLastLooked(ctx context.Context, at time.Time) {
+func (s *containerScraper) saveLastLooked(ctx context.Context, at time.Time, edge []termination.Key) {
 	if s.storage == nil || at.IsZero() {
 		return
 	}
-	err := s.storage.Set(ctx, lastLookedKey, binary.LittleEndian.AppendUint64(nil, uint64(at.UnixNano())))
+	record := binary.LittleEndian.AppendUint64(nil, uint64(at.UnixNano()))
+	if edge != nil {
+		keys, err := json.Marshal(edge)
+		if err != nil {
+			return // a Key always marshals
+		}
+		record = append(record, keys...)
+	}
+	err := s.storage.Set(ctx, lastLookedKey, record)
 	if (err != nil) != s.storageFailing {
 		s.storageFailing = err != nil
 		if err != nil {
@@ -391,10 +411,6 @@ func (s *containerScraper) count(o containerstate.Observed) {
 // would log a returned error on every scrape.
 func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) {
 	now := s.deps.now()
-	// Whatever ended before now is reported by this scrape or was by an earlier one. Recorded
-	// before the scrape is handed on: a restart never reports a termination twice, at the cost
-	// of taking as history what a scrape lost by a crash in between had reported.
-	s.saveLastLooked(ctx, now)
 	clear(s.stats)
 	processOK := false
 	// A kubelet that did not answer for the Summary is not asked again in the same scrape.
@@ -407,7 +423,12 @@ func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) 
 		s.lastScrape = s.started
 	}
 	containers := 0
-	s.tracker.Drain(now, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
+	// Whatever ended before now is reported by this scrape or was by an earlier one. Recorded
+	// before the scrape is handed on, with nothing observed in between: a restart never reports
+	// a termination twice, at the cost of taking as history what a scrape lost by a crash in
+	// between had reported.
+	saveLooked := func(edge []termination.Key) { s.saveLastLooked(ctx, now, edge) }
+	s.tracker.DrainAfter(now, saveLooked, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
 		containers++
 		s.record(nowTS, p, c, points, processOK)
 	})

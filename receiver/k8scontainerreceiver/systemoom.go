@@ -89,8 +89,9 @@ func (o *systemOOMs) observe(ev *corev1.Event, news bool) {
 	switch {
 	case known:
 	case news:
-	case !o.horizon.IsZero() && firstTime(ev).After(o.horizon):
-		// Created after an earlier run last looked: no receiver reported any of it.
+	case !o.horizon.IsZero() && !firstTime(ev).Before(o.horizon.Truncate(time.Second)):
+		// Created after an earlier run last looked (to the second: event times have no finer
+		// precision), and not among the events it reported: no receiver reported any of it.
 	default:
 		// Already there at first sight: history, the baseline.
 		prev = count

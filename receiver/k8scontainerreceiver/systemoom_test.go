@@ -219,3 +219,16 @@ func TestParseVictim(t *testing.T) {
 		assert.Equal(t, want.pid, pid, msg)
 	}
 }
+
+// Event times have a second's precision: an event first seen after a restart, stamped in the
+// second of the earlier run's last look and not among the counts it reported, counts whole.
+func TestSystemOOMInTheSecondOfTheHorizon(t *testing.T) {
+	o := newSystemOOMs(node)
+	o.restore(map[types.UID]int32{"known": 2}, t0.Add(459*time.Millisecond))
+	o.observe(systemOOM("new", node, 1, 0, 0, "java"), false)
+	o.observe(systemOOM("known", node, 2, -time.Minute, 0, "java"), false)
+	o.observe(systemOOM("old", node, 3, -time.Second, -time.Second, "java"), false)
+	kills := 0
+	o.drain(func(_ string, k []systemKill) { kills += len(k) })
+	assert.Equal(t, 1, kills)
+}

@@ -114,8 +114,13 @@ func (o *Observed) add(p Observed) {
 // Tracker is the state of all containers of the watched pods. It is safe for concurrent use.
 type Tracker struct {
 	mu sync.Mutex
-	// horizon is when an earlier run of the receiver last looked; zero if unknown.
+	// horizon is when an earlier run of the receiver last looked; zero if unknown. edge are the
+	// terminations it knew then that ended in the second of the horizon: a status gives end
+	// times to the second, so only these tell an end in that second already reported from one
+	// after it.
 	horizon    time.Time
+	edge       map[termination.Key]bool
+	edgeKnown  bool
 	pods       map[types.UID]*Pod
 	maxPending int
 	sticky     [1]Point
@@ -126,12 +131,57 @@ func New(maxPending int) *Tracker {
 	return &Tracker{pods: make(map[types.UID]*Pod), maxPending: max(maxPending, 1)}
 }
 
-// SetHorizon tells when an earlier run of the receiver last looked at the pods: at first sight,
-// a termination that ended after that happened while no receiver watched, and is news.
-func (t *Tracker) SetHorizon(at time.Time) {
+// SetHorizon tells when an earlier run of the receiver last looked at the pods, and which
+// terminations it knew then that ended in that second (Edge; nil when it is not known, as when
+// that run had not looked yet): at first sight, a termination that ended after that happened
+// while no receiver watched, and is news.
+func (t *Tracker) SetHorizon(at time.Time, edge []termination.Key) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.horizon = at
+	t.edgeKnown = edge != nil
+	t.edge = make(map[termination.Key]bool, len(edge))
+	for _, k := range edge {
+		t.edge[k] = true
+	}
+}
+
+// afterHorizon tells that term ended after an earlier run last looked, and that run did not
+// know it. End times have a second's precision: an end in the horizon's second may be before or
+// after it; the terminations that run knew then tell which.
+func (t *Tracker) afterHorizon(term termination.Termination) bool {
+	switch {
+	case t.horizon.IsZero():
+		return false
+	case !t.edgeKnown:
+		// Without the terminations that run knew, an end in the horizon's second is taken as
+		// before it: history rather than a kill counted twice.
+		return term.FinishedAt.After(t.horizon)
+	case term.FinishedAt.Before(t.horizon.Truncate(time.Second)):
+		return false
+	}
+	return !t.edge[term.Key()]
+}
+
+// Edge returns the newest termination of each container if it ended in the second of at or
+// later: what a later run, given at as its horizon, must know was already seen.
+func (t *Tracker) Edge(at time.Time) []termination.Key {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.edgeAt(at)
+}
+
+func (t *Tracker) edgeAt(at time.Time) []termination.Key {
+	second := at.Truncate(time.Second)
+	out := []termination.Key{}
+	for _, p := range t.pods {
+		for _, c := range p.Containers {
+			if c.HasLast && !c.Last.FinishedAt.Before(second) {
+				out = append(out, c.Last.Key())
+			}
+		}
+	}
+	return out
 }
 
 // Upsert diffs pod against what is known and records each new termination, observed at now.
@@ -170,8 +220,17 @@ func (t *Tracker) Delete(pod *slimpod.Pod, now time.Time) Observed {
 // the terminations observed, oldest first, or else one point for its latest state, stamped
 // now. Pods deleted since are forgotten afterwards. emit must not keep the points slice.
 func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
+	t.DrainAfter(now, nil, emit)
+}
+
+// DrainAfter is Drain, first handing before the Edge at now, with nothing observed in between:
+// what it records as seen is exactly what this Drain hands out or handed out before.
+func (t *Tracker) DrainAfter(now time.Time, before func(edge []termination.Key), emit func(*Pod, *Container, []Point)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if before != nil {
+		before(t.edgeAt(now))
+	}
 	for uid, p := range t.pods {
 		for _, c := range p.Containers {
 			if len(c.pending) > 0 {
@@ -279,7 +338,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		for _, term := range seen[:n] {
 			c.remember(term)
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
-			if !t.horizon.IsZero() && term.FinishedAt.After(t.horizon) && !term.FinishedAt.After(now) {
+			if t.afterHorizon(term) && !term.FinishedAt.After(now) {
 				c.lastNews = true
 				obs.news(term)
 				t.killed(c, term)

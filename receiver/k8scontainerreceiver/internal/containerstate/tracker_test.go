@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
 var t0 = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
@@ -498,4 +499,39 @@ func TestUnseenEndsAreReportedAsUnknown(t *testing.T) {
 		{Instance: 3, Unknown: true, Time: t0.Add(3*time.Second + 1)},
 		pt(4, true, t0.Add(3*time.Second+2)),
 	}, got[0].points)
+}
+
+// End times have a second's precision. A termination that ends in the second of the horizon, but
+// after the earlier run looked, is news; one that run knew (its edge) is not; without an edge the
+// second counts as before the horizon.
+func TestHorizonSecond(t *testing.T) {
+	t.Parallel()
+	st := life{"hog", []string{"OOMKilled"}}.statuses()
+	ended := st[2] // instance 0 ended at t0, in lastState
+	horizon := t0.Add(459 * time.Millisecond)
+	for name, tc := range map[string]struct {
+		edge []termination.Key
+		news bool
+	}{
+		"ended after the look, in its second": {edge: []termination.Key{}, news: true},
+		"known to the earlier run":            {edge: []termination.Key{{ContainerID: "containerd://hog-0"}}, news: false},
+		"no edge recorded":                    {edge: nil, news: false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr := New(16)
+			tr.SetHorizon(horizon, tc.edge)
+			obs := tr.Upsert(podWith("u1", ended), t0.Add(time.Minute))
+			assert.Equal(t, tc.news, obs.OOMKills == 1, "%+v", obs)
+			assert.Equal(t, !tc.news, obs.HistoryOOMKills == 1, "%+v", obs)
+		})
+	}
+}
+
+func TestEdgeIsWhatEndedInTheSecond(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
+	tr.Upsert(podWith("u1", st[4]), t0.Add(2*time.Minute)) // instance 1 ended at t0+1m
+	assert.Equal(t, []termination.Key{{ContainerID: "containerd://hog-1"}}, tr.Edge(t0.Add(time.Minute+300*time.Millisecond)))
+	assert.Equal(t, []termination.Key{}, tr.Edge(t0.Add(time.Minute+time.Second)))
 }
