@@ -159,7 +159,9 @@ func (k *Kubelet) serve(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(delay):
 		case <-r.Context().Done():
-			return
+			// Break the connection: a handler that returns would answer 200 with an empty
+			// body, which a caller racing its own timeout may read as a decode failure.
+			panic(http.ErrAbortHandler)
 		}
 	}
 	switch {
