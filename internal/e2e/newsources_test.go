@@ -668,18 +668,20 @@ func pollWorkingSets(t *testing.T, ns string) func() map[instanceKey][]summaryRe
 
 // afterPeak returns the readings of a leaking instance after its largest one: its working set
 // only grows while it runs, and the kill frees it all, so these were taken after the kill.
-func afterPeak(rs []summaryReading) []summaryReading {
-	if len(rs) == 0 {
-		return nil
-	}
-	peak := 0
-	for i, r := range rs {
-		if r.bytes >= rs[peak].bytes {
-			peak = i
+// leftAfterKill returns the readings of a killed instance that show what was left of it after
+// the kill: stamped in the second of its end or later, and down to less than leftAfterKillBytes
+// (a leaking instance holds tens of MiB until the kill; the remains are a quarter MiB, then 0).
+func leftAfterKill(rs []summaryReading, end time.Time) []summaryReading {
+	var out []summaryReading
+	for _, r := range rs {
+		if !r.at.Before(end) && r.bytes < leftAfterKillBytes {
+			out = append(out, r)
 		}
 	}
-	return rs[peak+1:]
+	return out
 }
+
+const leftAfterKillBytes = 2 << 20
 
 // TestRealNodeOOMKillRecordWorkingSetIsBeforeTheKill: the container.memory.working_set of a
 // k8s.container.oom_kill record is documented as the last working set the receiver read for the
@@ -687,8 +689,9 @@ func afterPeak(rs []summaryReading) []summaryReading {
 // instance for about a second, its working set down to a quarter MiB, then 0, and stamped with
 // the second of the kill; the pod status' end time has a second's precision too. Eight leaking
 // pods are OOM-killed twice each (or more) while the test polls the Summary API itself: every
-// record's working set must be larger than what the Summary showed of that instance after its
-// kill. A scrape falls between a kill and the end of its second for about one kill in ten here.
+// record's working set must be a reading from before the second of the kill, and larger than
+// what the Summary showed was left of that instance after it. A scrape falls between a kill and
+// the end of its second for about one kill in ten here.
 func TestRealNodeOOMKillRecordWorkingSetIsBeforeTheKill(t *testing.T) {
 	s := need(t)
 	ns := namespace(t, "e2e-ws")
@@ -743,7 +746,12 @@ func TestRealNodeOOMKillRecordWorkingSetIsBeforeTheKill(t *testing.T) {
 				}
 				t.Logf("the Summary API never showed the instance of %s started at %s; it showed %v", uid, started, seen)
 			}
-			after := afterPeak(instance)
+			end, err := time.Parse(time.RFC3339Nano, r.Attrs["k8s.container.end_time"])
+			require.NoError(t, err)
+			age, err := strconv.ParseFloat(r.Attrs["container.memory.working_set.age"], 64)
+			require.NoError(t, err)
+			assert.GreaterOrEqual(t, age, 1.0, "instance %s of %s: the reading is from the second of the kill", r.Attrs["k8s.container.restart_count"], uid)
+			after := leftAfterKill(instance, end)
 			bound := uint64(0)
 			for _, x := range after {
 				bound = max(bound, x.bytes)
