@@ -67,6 +67,7 @@ func TestOOMKillRecord(t *testing.T) {
 	r := got[0]
 	assert.Equal(t, "k8s.container.oom_kill", r.EventName())
 	assert.Equal(t, plog.SeverityNumberWarn, r.SeverityNumber())
+	assert.Equal(t, "WARN", r.SeverityText())
 	assert.Equal(t, t0.Add(30*time.Second), r.Timestamp().AsTime(), "when the instance ended")
 	assert.Equal(t, t0.Add(32*time.Second), r.ObservedTimestamp().AsTime())
 	assert.Equal(t, map[string]any{

@@ -63,7 +63,7 @@ func WithEventSeverity(observed pcommon.Timestamp) ResourceLogsOption {
 		for i := range records.Len() {
 			r := records.At(i)
 			r.SetSeverityNumber(plog.SeverityNumberWarn)
-			r.SetSeverityText(plog.SeverityNumberWarn.String())
+			r.SetSeverityText("WARN")
 			r.SetObservedTimestamp(observed)
 		}
 	})
