@@ -159,6 +159,6 @@ func (s screen) render(w io.Writer) error {
 		}
 	}
 	p.printf("\ndemo-batch/thumbnailer/resize: its child processes are OOM-killed while PID 1 lives; the\n")
-	p.printf("pod status never shows those kills (cgroup v1), so they are not counted.\n")
+	p.printf("pod status never shows those kills: PROCESS KILLS counts them (the kubelet's counters).\n")
 	return p.err
 }
