@@ -52,6 +52,8 @@ type agentOptions struct {
 	// prometheus, when not 0, is the loopback port of a prometheus exporter beside the OTLP
 	// one; it stays the same across restarts, as a scrape target does.
 	prometheus int
+	// logs adds the logs pipeline deploy/ ships: the records, batched, to the OTLP backend.
+	logs bool
 }
 
 // agent is a running collector process and the backend it exports to.
@@ -103,9 +105,14 @@ func (a *agent) start() {
 	a.health, a.telem = freePort(a.t), freePort(a.t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	config := a.config()
+	if a.opts.logs {
+		// The pipelines are the last section of the configuration: the logs one goes after.
+		config += logsPipeline
+	}
 	proc, err := collectorrun.Start(ctx, collectorrun.Options{
 		Binary:    s.collector,
-		Config:    a.config(),
+		Config:    config,
 		Dir:       a.dir,
 		Env:       []string{"KUBECONFIG=" + s.kubeconfig},
 		HealthURL: fmt.Sprintf("http://127.0.0.1:%d/", a.health),

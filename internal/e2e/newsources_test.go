@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -24,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
-	"github.com/oomwatch/oomwatch/internal/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/otlpsink"
 )
 
@@ -50,54 +47,11 @@ const logsPipeline = `    logs:
 `
 
 // startLogsAgent starts a collector as startAgent does, with the logs pipeline beside the
-// metrics one. It is restarted with startWithLogs.
+// metrics one.
 func startLogsAgent(t *testing.T, opts agentOptions) *agent {
 	t.Helper()
-	need(t)
-	if opts.name == "" {
-		opts.name = "agent"
-	}
-	a := &agent{t: t, opts: opts, dir: filepath.Join(t.TempDir(), opts.name), sink: opts.sink}
-	require.NoError(t, os.MkdirAll(filepath.Join(a.dir, "state"), 0o750))
-	if a.sink == nil {
-		a.sink = otlpsink.New(fmt.Sprintf("127.0.0.1:%d", freePort(t)))
-		require.NoError(t, a.sink.Start(context.Background()))
-		t.Cleanup(func() { _ = a.sink.Stop(context.Background()) })
-	}
-	var err error
-	a.log, err = os.Create(filepath.Join(t.TempDir(), opts.name+".log"))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = a.log.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(a.log.Name()); err == nil {
-				t.Logf("collector %s log (tail):\n%s", opts.name, tail(string(b), 40))
-			}
-		}
-	})
-	a.startWithLogs()
-	t.Cleanup(func() { _ = a.stop() })
-	return a
-}
-
-// startWithLogs (re)starts the collector process with the logs pipeline, on new ports.
-func (a *agent) startWithLogs() {
-	a.t.Helper()
-	s := need(a.t)
-	a.health, a.telem = freePort(a.t), freePort(a.t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	proc, err := collectorrun.Start(ctx, collectorrun.Options{
-		Binary: s.collector,
-		// The pipelines are the last section of the configuration: the logs one goes after.
-		Config:    a.config() + logsPipeline,
-		Dir:       a.dir,
-		Env:       []string{"KUBECONFIG=" + s.kubeconfig},
-		HealthURL: fmt.Sprintf("http://127.0.0.1:%d/", a.health),
-		Log:       a.log,
-	})
-	require.NoError(a.t, err)
-	a.proc = proc
+	opts.logs = true
+	return startAgent(t, opts)
 }
 
 // latestOf is the latest point of a metric for a container, and whether there is one.
@@ -563,7 +517,7 @@ func TestSystemOOMEventsCounted(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond)
 	first = aggregate(first, 5)
 	third := create(nodeEvent(node, "SystemOOM", systemOOMVictim("java", 1001), time.Now()))
-	a.startWithLogs()
+	a.start()
 	restarted := time.Now()
 	t.Logf("collector down for %s", restarted.Sub(stopped).Round(time.Millisecond))
 	waitCount(7, "after the restart: 2 aggregated and 1 new while down")
@@ -799,7 +753,7 @@ func TestSystemOOMInTheSecondOfTheLastScrapeCounted(t *testing.T) {
 	t.Cleanup(func() {
 		_ = s.admin.CoreV1().Events(metav1.NamespaceDefault).Delete(context.Background(), created.Name, metav1.DeleteOptions{})
 	})
-	a.startWithLogs()
+	a.start()
 	restarted := time.Now()
 	p := a.waitNodeReports(match, restarted, 2)
 	assert.Equal(t, 1.0, p.Value, "k8s.node.system_oom_kills after the restart: the kill while down is missed")
