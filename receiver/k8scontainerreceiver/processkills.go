@@ -103,13 +103,14 @@ func (s *containerScraper) collectProcessKills(ctx context.Context) bool {
 // recordProcessKills records one container's kills since the previous scrape: a delta point,
 // 0 included, and a record when there were any.
 func (s *containerScraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container) bool {
-	pk := s.processKills[statsKey{string(p.UID), c.Name}]
+	key := statsKey{string(p.UID), c.Name}
+	pk := s.processKills[key]
 	s.mb.RecordK8sContainerProcessOomKilledDataPoint(now, pk.n)
 	if pk.n == 0 || s.logs == nil {
 		return false
 	}
 	opts := s.memoryAttributes(c)
-	if ws, ok := s.workingSets[statsKey{string(p.UID), c.Name}]; ok {
+	if ws, ok := s.workingSets[key]; ok {
 		opts = append(opts, metadata.WithContainerMemoryWorkingSetEventAttribute(ws.latest.bytes))
 	}
 	if p.QOSClass != "" {
@@ -129,13 +130,15 @@ func (s *containerScraper) readCgroups() []kubelet.OOMCounter {
 		}
 	})
 	values, err := s.cgroups.Read(s.cgroupInstances)
-	if err != nil && err.Error() != s.cgroupProblem {
+	// Logged when the problem changes, not at every scrape.
+	problem := ""
+	if err != nil {
+		problem = err.Error()
+	}
+	if problem != "" && problem != s.cgroupProblem {
 		s.logger.Warn("Reading some containers' OOM kill counters from the cgroup filesystem failed", zap.Error(err))
 	}
-	s.cgroupProblem = ""
-	if err != nil {
-		s.cgroupProblem = err.Error()
-	}
+	s.cgroupProblem = problem
 	counters := make([]kubelet.OOMCounter, 0, len(values))
 	for _, in := range s.cgroupInstances {
 		if v, ok := values[in.ContainerID]; ok {
