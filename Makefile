@@ -4,7 +4,7 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 BENCH_OUT ?= _build/bench.txt
 
-.PHONY: all generate build test test-unit test-rules test-e2e e2e lint fmt tidy bench fuzz example clean
+.PHONY: all generate build test test-unit test-rules test-e2e e2e lint fmt tidy bench fuzz example clean image image-push
 
 all: build
 
@@ -36,6 +36,23 @@ $(COLLECTOR_DIR)/main.go: builder-config.yaml tools/go.mod
 $(COLLECTOR): $(COLLECTOR_DIR)/main.go $(MODULE_SRCS)
 	@echo ">> building otelcol-oomwatch (cold: several minutes)"
 	cd $(COLLECTOR_DIR) && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o otelcol-oomwatch .
+
+# The collector's container image (hack/image): the collector, the host's CA certificates and the
+# user 65532, no shell. Rebuilt every time (seconds): the tag and the certificates are inputs too.
+IMAGE_TAG ?= docker.io/oomwatch/otelcol-oomwatch:dev
+IMAGE_TAR := _build/image/otelcol-oomwatch.tar
+
+## image: write the collector's image, tagged IMAGE_TAG, to _build/image/otelcol-oomwatch.tar for
+## docker load or ctr images import.
+image: collector
+	$(GO) run ./hack/image build -binary $(COLLECTOR) -tag $(IMAGE_TAG) -o $(IMAGE_TAR)
+
+## image-push: push the collector's image to IMAGE=<registry>/<repo>:<tag>, with the credentials
+## of docker login.
+image-push:
+	@if [ -z "$(IMAGE)" ]; then echo "image-push: name the image to push: make image-push IMAGE=<registry>/<repo>:<tag>" >&2; exit 1; fi
+	@$(MAKE) --no-print-directory collector
+	$(GO) run ./hack/image push -binary $(COLLECTOR) -tag $(IMAGE)
 
 ## test: everything a change must pass: unit tests with the race detector, then, as root, the
 ## end-to-end tests on the local cluster (the first run builds the cluster: many minutes).
