@@ -199,7 +199,8 @@ func (c *Cluster) importImages(ctx context.Context) error {
 	return nil
 }
 
-// ImportImage imports an OCI archive into the node's containerd, where the kubelet sees it.
+// ImportImage imports an image tarball (docker save format or OCI layout) into the node's
+// containerd, where the kubelet sees it.
 func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 	return c.ctr(ctx, "images", "import", "--platform", "linux/amd64", archive)
 }

@@ -1,14 +1,13 @@
 package testworkload
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 
-	"github.com/oomwatch/oomwatch/internal/ociimage"
+	"github.com/oomwatch/oomwatch/internal/containerimage"
 )
 
 // Image references the local cluster knows the test images by. Pods that use them set
@@ -50,16 +49,15 @@ func BuildImages(ctx context.Context, moduleDir, outDir string) ([]ImageArchive,
 		if err != nil {
 			return nil, err
 		}
-		var buf bytes.Buffer
-		if err := ociimage.Write(&buf, ociimage.Image{
-			Name:       img.name,
-			Files:      []ociimage.File{{Path: img.bin, Mode: 0o755, Data: data}},
-			Entrypoint: []string{img.bin},
-		}); err != nil {
-			return nil, err
+		image, err := containerimage.Build(
+			[]containerimage.File{{Path: img.bin, Mode: 0o755, Data: data}},
+			containerimage.Config{Entrypoint: []string{img.bin}},
+		)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: %w", img.name, err)
 		}
-		archive := binPath + ".oci.tar"
-		if err := os.WriteFile(archive, buf.Bytes(), 0o600); err != nil {
+		archive := binPath + ".tar"
+		if err := containerimage.WriteTarball(archive, img.name, image); err != nil {
 			return nil, err
 		}
 		out = append(out, ImageArchive{Name: img.name, Path: archive})
