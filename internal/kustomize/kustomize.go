@@ -1,0 +1,52 @@
+// Package kustomize builds a kustomization into the multi-document YAML that `kubectl apply -k`
+// sends, with the kustomize library kubectl itself embeds, so that tests apply and inspect exactly
+// what a user gets from deploy/.
+package kustomize
+
+import (
+	"fmt"
+	"io/fs"
+	"path"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// Build runs `kustomize build dir` on this host's file system. An overlay kept elsewhere, e.g.
+// in a test's temporary folder, names deploy/ by its path relative to the overlay
+// (filepath.Rel): kustomize refuses an absolute one.
+func Build(dir string) ([]byte, error) {
+	return build(filesys.MakeFsOnDisk(), dir)
+}
+
+// BuildFS runs `kustomize build dir` on fsys, e.g. deploy.Manifests; dir is a path of fsys ("."
+// for its root).
+func BuildFS(fsys fs.FS, dir string) ([]byte, error) {
+	mem := filesys.MakeFsInMemory()
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return err
+		}
+		return mem.WriteFile(path.Join("/", p), b)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return build(mem, path.Join("/", dir))
+}
+
+func build(fsys filesys.FileSystem, dir string) ([]byte, error) {
+	opts := krusty.MakeDefaultOptions()
+	// As kubectl: the kustomization's sortOptions, else the legacy order, which puts namespaces
+	// and other cluster-wide objects before what they hold and refer to.
+	opts.Reorder = krusty.ReorderOptionUnspecified
+	resources, err := krusty.MakeKustomizer(opts).Run(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	return resources.AsYaml()
+}
