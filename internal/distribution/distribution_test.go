@@ -41,7 +41,7 @@ func TestComponents(t *testing.T) {
 	require.NoError(t, err, out)
 	for _, name := range []string{
 		"k8s_container", "otlp", "oom_counter", "batch", "memory_limiter",
-		"otlp_grpc", "otlp_http", "debug", "prometheus", "file_storage", "health_check",
+		"otlp_grpc", "otlp_http", "debug", "prometheus", "prometheus_remote_write", "file_storage", "health_check",
 	} {
 		assert.Contains(t, out, "name: "+name+"\n", name)
 	}
