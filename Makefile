@@ -142,13 +142,15 @@ clean:
 	rm -rf _build bin
 
 # ---------------------------------------------------------------------------------------------
-# Local cluster: etcd, kube-apiserver, kubelet and containerd built from pinned Go modules
+# Local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and
+# containerd built from pinned Go modules
 # (hack/cluster/build/*), Debian's runc and CNI plugins, images built from our own Go programs.
 # See docs/local-cluster.md.
 CLUSTER_DIR   := $(CURDIR)/_build/cluster
 CLUSTER_BIN   := $(CLUSTER_DIR)/bin
 CLUSTER_BUILD := hack/cluster/build
-CLUSTER_BINS  := $(addprefix $(CLUSTER_BIN)/,etcd kube-apiserver kubelet containerd ctr containerd-shim-runc-v2)
+KUBE_BINS     := kube-apiserver kube-controller-manager kube-scheduler kubelet
+CLUSTER_BINS  := $(addprefix $(CLUSTER_BIN)/,etcd containerd ctr containerd-shim-runc-v2 $(KUBE_BINS))
 KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 \
 	-X k8s.io/component-base/version.gitTreeState=clean
@@ -157,23 +159,29 @@ CTRD_TAGS     := no_btrfs,no_devmapper,no_zfs
 
 .PHONY: cluster-bin cluster-deps cluster-images cluster-up cluster-down cluster-smoke demo
 
-## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one at a time).
-# One at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both cores.
+## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one build at a time).
+# One build at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both
+# cores. The Kubernetes binaries that are missing are built by one `go build`, which compiles the
+# packages they share once and keeps both cores busy until the last link.
 cluster-bin:
-	@for b in $(CLUSTER_BINS); do [ -x $$b ] || $(MAKE) --no-print-directory -j1 $$b || exit 1; done
+	@for b in $(filter-out $(addprefix $(CLUSTER_BIN)/,$(KUBE_BINS)),$(CLUSTER_BINS)); do [ -x $$b ] || $(MAKE) --no-print-directory -j1 $$b || exit 1; done
+	@missing=; for b in $(KUBE_BINS); do [ -x $(CLUSTER_BIN)/$$b ] || missing="$$missing $$b"; done; \
+	[ -z "$$missing" ] || $(MAKE) --no-print-directory -j1 kube-build KUBE_BUILD="$$missing"
 
 # Each binary is built only when it is absent; `rm` it (or `make clean`) to rebuild.
 $(CLUSTER_BIN)/etcd:
 	@echo ">> building etcd v3.7.3 (cold: about a minute)"
 	cd $(CLUSTER_BUILD)/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ .
 
-$(CLUSTER_BIN)/kube-apiserver:
-	@echo ">> building kube-apiserver v1.37.2 (cold: 6-8 minutes)"
-	cd $(CLUSTER_BUILD)/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kube-apiserver
+# kube-build builds the Kubernetes commands named in KUBE_BUILD with one `go build -o dir/`.
+.PHONY: kube-build
+kube-build:
+	@echo ">> building $(strip $(KUBE_BUILD)) v1.37.2 in one go build (cold: many minutes)"
+	mkdir -p $(CLUSTER_BIN)
+	cd $(CLUSTER_BUILD)/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $(CLUSTER_BIN)/ $(addprefix k8s.io/kubernetes/cmd/,$(KUBE_BUILD))
 
-$(CLUSTER_BIN)/kubelet:
-	@echo ">> building kubelet v1.37.2 (cold: 5-6 minutes)"
-	cd $(CLUSTER_BUILD)/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $@ k8s.io/kubernetes/cmd/kubelet
+$(addprefix $(CLUSTER_BIN)/,$(KUBE_BINS)):
+	@$(MAKE) --no-print-directory kube-build KUBE_BUILD=$(notdir $@)
 
 $(CLUSTER_BIN)/containerd $(CLUSTER_BIN)/ctr $(CLUSTER_BIN)/containerd-shim-runc-v2:
 	@echo ">> building $(notdir $@) v2.4.2"

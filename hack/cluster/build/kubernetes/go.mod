@@ -1,12 +1,15 @@
-// Module kubernetes builds kube-apiserver and kubelet at a pinned release for the local cluster.
-// k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them with local paths, so
-// `go install` refuses it; this module requires it and points every staging module at its release.
+// Module kubernetes builds kube-apiserver, kube-controller-manager, kube-scheduler and kubelet at a
+// pinned release for the local cluster. k8s.io/kubernetes requires its staging modules at v0.0.0
+// and replaces them with local paths, so `go install` refuses it; this module requires it and
+// points every staging module at its release.
 module github.com/oomwatch/oomwatch/hack/cluster/build/kubernetes
 
 go 1.26.0
 
 tool (
 	k8s.io/kubernetes/cmd/kube-apiserver
+	k8s.io/kubernetes/cmd/kube-controller-manager
+	k8s.io/kubernetes/cmd/kube-scheduler
 	k8s.io/kubernetes/cmd/kubelet
 )
 
