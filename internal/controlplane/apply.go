@@ -21,6 +21,16 @@ import (
 // Apply server-side applies every object of a multi-document YAML manifest, in order, as
 // cluster-admin. Tests use it to install exactly what deploy/ ships.
 func (c *Cluster) Apply(ctx context.Context, manifest []byte) error {
+	return c.apply(ctx, manifest, nil)
+}
+
+// ApplyDryRun sends every object of the manifest as Apply does, but as a dry run: the API server
+// validates and admits each, and stores none. A DaemonSet checked this way runs no pods.
+func (c *Cluster) ApplyDryRun(ctx context.Context, manifest []byte) error {
+	return c.apply(ctx, manifest, []string{metav1.DryRunAll})
+}
+
+func (c *Cluster) apply(ctx context.Context, manifest []byte, dryRun []string) error {
 	cfg, err := c.RESTConfig()
 	if err != nil {
 		return err
@@ -60,7 +70,7 @@ func (c *Cluster) Apply(ctx context.Context, manifest []byte) error {
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
 			ri = res.Namespace(obj.GetNamespace())
 		}
-		if _, err := ri.Apply(ctx, obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "oomwatch-tests", Force: true}); err != nil {
+		if _, err := ri.Apply(ctx, obj.GetName(), &obj, metav1.ApplyOptions{FieldManager: "oomwatch-tests", Force: true, DryRun: dryRun}); err != nil {
 			return fmt.Errorf("applying %s %s: %w", gvk.Kind, obj.GetName(), err)
 		}
 	}

@@ -86,14 +86,19 @@ func setUp(ctx context.Context, opts controlplane.Options) (*suite, error) {
 	if s.admin, err = s.cluster.Client(); err != nil {
 		return nil, err
 	}
-	// Everything deploy/ ships is accepted by the API server; the DaemonSet stays without pods
-	// (no controller-manager runs), so the tests run the collector themselves with its identity.
-	for _, f := range []string{"namespace.yaml", "rbac.yaml", "agent-config.yaml", "daemonset.yaml"} {
+	// Everything deploy/ ships is accepted by the API server. The DaemonSet is only sent as a dry
+	// run: as shipped it would run the agent on every node, the stand-in too. The tests run the
+	// collector themselves with its identity; the one that runs the DaemonSet applies it itself.
+	for _, f := range []string{"namespace.yaml", "rbac.yaml", "daemonset.yaml"} {
 		manifest, err := deploy.Manifests.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
-		if err := s.cluster.Apply(ctx, manifest); err != nil {
+		apply := s.cluster.Apply
+		if f == "daemonset.yaml" {
+			apply = s.cluster.ApplyDryRun
+		}
+		if err := apply(ctx, manifest); err != nil {
 			return nil, fmt.Errorf("applying deploy/%s: %w", f, err)
 		}
 	}
