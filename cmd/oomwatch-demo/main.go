@@ -61,7 +61,11 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 	}
 	root := opts.ModuleDir
 	collectorBin := filepath.Join(root, "_build", "otelcol-oomwatch", "otelcol-oomwatch")
-	if err := requireFiles(collectorBin, opts.Dir+"/bin/kube-apiserver", opts.Dir+"/bin/kubelet", opts.Dir+"/bin/etcd", opts.Dir+"/bin/containerd"); err != nil {
+	var bins []string
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "containerd"} {
+		bins = append(bins, filepath.Join(opts.Dir, "bin", b))
+	}
+	if err := requireFiles(append(bins, collectorBin)...); err != nil {
 		return fmt.Errorf("%w: run `make demo`, which builds what is missing first", err)
 	}
 	if clusterRunning(opts.APIServerPort) {
@@ -97,7 +101,7 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 		fmt.Printf(">> cluster torn down in %s\n", time.Since(began).Round(10*time.Millisecond))
 	}()
 
-	fmt.Println(">> starting etcd, kube-apiserver, containerd and a kubelet (a few seconds)")
+	fmt.Println(">> starting etcd, kube-apiserver, the controller-manager and scheduler, containerd and a kubelet (seconds)")
 	began := time.Now()
 	c, err := controlplane.Start(ctx, opts)
 	if err != nil {

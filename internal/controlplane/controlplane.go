@@ -1,7 +1,7 @@
 // Package controlplane starts and stops the project's local Kubernetes cluster on this machine:
-// etcd and kube-apiserver on 127.0.0.1, and optionally a real node (containerd with Debian's runc,
-// and a kubelet) on which the kernel really OOM-kills containers, plus a kubelet-less node whose
-// pod statuses tests write themselves.
+// etcd, kube-apiserver, kube-controller-manager and kube-scheduler on 127.0.0.1, and optionally a
+// real node (containerd with Debian's runc, and a kubelet) on which the kernel really OOM-kills
+// containers, plus a kubelet-less node whose pod statuses tests write themselves.
 //
 // Everything it does to the host (processes, cgroups, mounts, sysctls, paths outside its own
 // folders) is recorded in a state file before it is done, and Teardown undoes it from that file
@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -50,15 +51,17 @@ type Options struct {
 	// CgroupRoot is the kubelet's cgroupRoot; the cluster's own processes go in CgroupRoot+".system".
 	CgroupRoot string
 
-	EtcdPort        int
-	EtcdPeerPort    int
-	APIServerPort   int
-	KubeletPort     int
-	KubeletHealthz  int
-	StandinKubelet  int // kubelet port the kubelet-less node advertises (for a stand-in server)
-	ReadyTimeout    time.Duration
-	ExtraAPIArgs    []string
-	ExtraKubeletEnv []string
+	EtcdPort              int
+	EtcdPeerPort          int
+	APIServerPort         int
+	ControllerManagerPort int
+	SchedulerPort         int
+	KubeletPort           int
+	KubeletHealthz        int
+	StandinKubelet        int // kubelet port the kubelet-less node advertises (for a stand-in server)
+	ReadyTimeout          time.Duration
+	ExtraAPIArgs          []string
+	ExtraKubeletEnv       []string
 
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
@@ -93,6 +96,8 @@ func (o Options) Defaults() (Options, error) {
 	defInt(&o.EtcdPort, 32379)
 	defInt(&o.EtcdPeerPort, 32380)
 	defInt(&o.APIServerPort, 36443)
+	defInt(&o.ControllerManagerPort, 10257)
+	defInt(&o.SchedulerPort, 10259)
 	defInt(&o.KubeletPort, 10250)
 	defInt(&o.KubeletHealthz, 10248)
 	defInt(&o.StandinKubelet, 10255)
@@ -174,7 +179,8 @@ func (c *Cluster) saveState() error {
 func (c *Cluster) Bin(name string) string { return filepath.Join(c.opts.Dir, "bin", name) }
 
 // Start starts the cluster (a no-op for the parts already running) and waits until it is ready:
-// the API server answers /readyz and, with a node, the node is Ready.
+// the API server answers /readyz, the controllers /healthz, the system namespaces have their
+// service accounts and, with a node, the node is Ready.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	c, err := Open(opts)
 	if err != nil {
@@ -197,7 +203,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 
 func (c *Cluster) start(ctx context.Context) error {
 	began := time.Now()
-	bins := []string{"etcd", "kube-apiserver"}
+	bins := []string{"etcd", "kube-apiserver", controllerManager, scheduler}
 	if c.opts.Node {
 		bins = append(bins, "containerd", "containerd-shim-runc-v2", "ctr", "kubelet")
 	}
@@ -216,7 +222,7 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := c.pki.ensure(c.opts.NodeName, hostIPs()); err != nil {
+	if err := c.pki.ensure(c.opts.NodeName, c.opts.StandinNodeName, hostIPs()); err != nil {
 		return err
 	}
 	if err := c.writeKubeconfigs(); err != nil {
@@ -231,10 +237,17 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.StartAPIServer(ctx); err != nil {
 		return err
 	}
-	c.logf("control plane ready after %s", time.Since(began).Round(10*time.Millisecond))
-	if err := c.bootstrap(ctx); err != nil {
+	if err := c.startControllers(ctx); err != nil {
 		return err
 	}
+	c.logf("control plane ready after %s", time.Since(began).Round(10*time.Millisecond))
+	if c.opts.StandinNodeName != "" {
+		if err := c.startStandin(ctx); err != nil {
+			return err
+		}
+	}
+	// The controller-manager takes a few seconds to set its controllers up: the node starts
+	// meanwhile, and the system namespaces are waited for last.
 	if c.opts.Node {
 		nodeBegan := time.Now()
 		if err := c.startNode(ctx); err != nil {
@@ -243,6 +256,12 @@ func (c *Cluster) start(ctx context.Context) error {
 		c.logf("node %s Ready after %s (%s since start)", c.opts.NodeName,
 			time.Since(nodeBegan).Round(10*time.Millisecond), time.Since(began).Round(10*time.Millisecond))
 	}
+	for _, ns := range []string{metav1.NamespaceDefault, metav1.NamespaceSystem} {
+		if err := c.EnsureNamespace(ctx, ns); err != nil {
+			return err
+		}
+	}
+	c.logf("default service accounts in place after %s", time.Since(began).Round(10*time.Millisecond))
 	return nil
 }
 
@@ -406,6 +425,8 @@ func (c *Cluster) writeKubeconfigs() error {
 	for _, kc := range []struct{ file, user string }{
 		{"admin.kubeconfig", adminName},
 		{"kubelet.kubeconfig", kubeletClientName},
+		{controllerManagerName + ".kubeconfig", controllerManagerName},
+		{schedulerName + ".kubeconfig", schedulerName},
 	} {
 		content := fmt.Sprintf(`apiVersion: v1
 kind: Config

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,13 +14,13 @@ import (
 func TestPKIKeepsCAAcrossRuns(t *testing.T) {
 	t.Parallel()
 	p := pki{dir: filepath.Join(t.TempDir(), "pki")}
-	require.NoError(t, p.ensure("node-a", []net.IP{net.ParseIP("192.0.2.2")}))
+	require.NoError(t, p.ensure("node-a", "standin-a", []net.IP{net.ParseIP("192.0.2.2")}))
 	ca1, err := os.ReadFile(p.path("ca.crt"))
 	require.NoError(t, err)
 	srv1, err := os.ReadFile(p.path("apiserver.crt"))
 	require.NoError(t, err)
 
-	require.NoError(t, p.ensure("node-a", nil))
+	require.NoError(t, p.ensure("node-a", "standin-a", nil))
 	ca2, err := os.ReadFile(p.path("ca.crt"))
 	require.NoError(t, err)
 	srv2, err := os.ReadFile(p.path("apiserver.crt"))
@@ -28,7 +29,7 @@ func TestPKIKeepsCAAcrossRuns(t *testing.T) {
 	assert.Equal(t, srv1, srv2)
 
 	// The node's address changed: a new kubelet serving certificate, the same CA.
-	require.NoError(t, p.ensure("node-a", []net.IP{net.ParseIP("192.0.2.3")}))
+	require.NoError(t, p.ensure("node-a", "standin-a", []net.IP{net.ParseIP("192.0.2.3")}))
 	ca3, err := os.ReadFile(p.path("ca.crt"))
 	require.NoError(t, err)
 	assert.Equal(t, ca1, ca3)
@@ -47,6 +48,26 @@ func TestPKIKeepsCAAcrossRuns(t *testing.T) {
 	for _, f := range []string{"service-account.key", "service-account.pub", "admin.crt", "apiserver-kubelet-client.crt"} {
 		assert.FileExists(t, p.path(f))
 	}
+
+	// The controllers' identities are the user names the bootstrap RBAC policy binds, and the
+	// same certificates serve their endpoints on loopback.
+	for name, cn := range map[string]string{"controller-manager": "system:kube-controller-manager", "scheduler": "system:kube-scheduler"} {
+		cert, _, err := loadPair(p.path(name+".crt"), p.path(name+".key"))
+		require.NoError(t, err)
+		assert.Equal(t, cn, cert.Subject.CommonName)
+		assert.ElementsMatch(t, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}, cert.ExtKeyUsage)
+		require.NoError(t, cert.VerifyHostname("127.0.0.1"))
+	}
+
+	// The stand-in node is renamed: its node identity follows.
+	standin, _, err := loadPair(p.path("standin-client.crt"), p.path("standin-client.key"))
+	require.NoError(t, err)
+	assert.Equal(t, "system:node:standin-a", standin.Subject.CommonName)
+	require.NoError(t, p.ensure("node-a", "standin-b", nil))
+	standin, _, err = loadPair(p.path("standin-client.crt"), p.path("standin-client.key"))
+	require.NoError(t, err)
+	assert.Equal(t, "system:node:standin-b", standin.Subject.CommonName)
+	assert.Equal(t, []string{"system:nodes"}, standin.Subject.Organization)
 }
 
 func TestUnescapeMount(t *testing.T) {

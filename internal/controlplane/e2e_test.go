@@ -147,7 +147,8 @@ func tokenClient(ctx context.Context, t *testing.T, c *Cluster, admin kubernetes
 }
 
 // TestE2EStandinNodeTakesWrittenStatuses writes a pod status on the kubelet-less node the way a
-// kubelet would, and reads it back: nothing else changes it, since no kubelet or controller runs.
+// kubelet would, and reads it back: nothing else changes it, since no kubelet runs there and the
+// node lifecycle controller sees the node alive.
 func TestE2EStandinNodeTakesWrittenStatuses(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -37,7 +37,8 @@ func (c *Cluster) containerdStateDir() string { return filepath.Join(c.opts.RunD
 func (c *Cluster) ContainerdSocket() string {
 	return filepath.Join(c.containerdStateDir(), "containerd.sock")
 }
-func (c *Cluster) kubeletDir() string { return filepath.Join(c.opts.VarDir, "kubelet") }
+func (c *Cluster) kubeletDir() string      { return filepath.Join(c.opts.VarDir, "kubelet") }
+func (c *Cluster) volumePluginDir() string { return filepath.Join(c.opts.VarDir, "volume-plugins") }
 
 // checkNodeHost fails early, before anything starts, when the host cannot run the node.
 func checkNodeHost() error {
@@ -211,7 +212,7 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 	}
 	pk := c.pki.path
 	cfgDir := filepath.Join(c.opts.VarDir, "config")
-	for _, d := range []string{c.kubeletDir(), filepath.Join(c.opts.VarDir, "pod-logs"), filepath.Join(c.opts.VarDir, "volume-plugins")} {
+	for _, d := range []string{c.kubeletDir(), filepath.Join(c.opts.VarDir, "pod-logs"), c.volumePluginDir()} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}
@@ -252,7 +253,7 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 nodeStatusUpdateFrequency: 10s
 `, c.opts.KubeletPort, c.opts.KubeletHealthz, pk(caName+".crt"), pk(kubeletServerName+".crt"), pk(kubeletServerName+".key"),
-		c.ContainerdSocket(), c.opts.CgroupRoot, filepath.Join(c.opts.VarDir, "pod-logs"), filepath.Join(c.opts.VarDir, "volume-plugins"))
+		c.ContainerdSocket(), c.opts.CgroupRoot, filepath.Join(c.opts.VarDir, "pod-logs"), c.volumePluginDir())
 	cfgPath := filepath.Join(cfgDir, "kubelet.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err

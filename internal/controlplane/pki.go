@@ -30,7 +30,12 @@ const (
 	apiKubeletClient  = "apiserver-kubelet-client"
 	kubeletClientName = "kubelet-client"
 	kubeletServerName = "kubelet-server"
+	standinClientName = "standin-client"
 	serviceAccountKey = "service-account"
+	// The controller-manager and the scheduler each use one certificate as their client identity
+	// towards the API server and to serve their own health and metrics endpoints on loopback.
+	controllerManagerName = "controller-manager"
+	schedulerName         = "scheduler"
 )
 
 type leaf struct {
@@ -43,8 +48,9 @@ type leaf struct {
 }
 
 // ensure creates every missing file. hostIPs go into the kubelet's serving certificate so that
-// clients reaching it by the node address can verify it.
-func (p pki) ensure(nodeName string, hostIPs []net.IP) error {
+// clients reaching it by the node address can verify it. standinName, when set, gets a node
+// client certificate too: its Lease is renewed under that node's own identity.
+func (p pki) ensure(nodeName, standinName string, hostIPs []net.IP) error {
 	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return err
 	}
@@ -68,9 +74,24 @@ func (p pki) ensure(nodeName string, hostIPs []net.IP) error {
 			ips: append(append([]net.IP{}, loopback...), hostIPs...),
 			ext: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		},
+		// The bootstrap RBAC policy binds these user names to the components' cluster roles.
+		{
+			name: controllerManagerName, cn: "system:kube-controller-manager", dns: []string{"localhost"}, ips: loopback,
+			ext: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		},
+		{
+			name: schedulerName, cn: "system:kube-scheduler", dns: []string{"localhost"}, ips: loopback,
+			ext: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		},
+	}
+	if standinName != "" {
+		leaves = append(leaves, leaf{
+			name: standinClientName, cn: "system:node:" + standinName, orgs: []string{"system:nodes"},
+			ext: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		})
 	}
 	for _, l := range leaves {
-		if exists(p.path(l.name+".crt")) && exists(p.path(l.name+".key")) && p.coversIPs(l) {
+		if exists(p.path(l.name+".crt")) && exists(p.path(l.name+".key")) && p.matches(l) {
 			continue
 		}
 		if err := p.writeLeaf(l, caCert, caKey); err != nil {
@@ -96,11 +117,11 @@ func (p pki) ensure(nodeName string, hostIPs []net.IP) error {
 	return nil
 }
 
-// coversIPs tells whether the certificate on disk names every address the leaf should: a node
-// whose address changed gets a new kubelet serving certificate, under the same CA.
-func (p pki) coversIPs(l leaf) bool {
+// matches tells whether the certificate on disk has the leaf's subject and names every address
+// it should: a node whose address or name changed gets a new certificate, under the same CA.
+func (p pki) matches(l leaf) bool {
 	cert, _, err := loadPair(p.path(l.name+".crt"), p.path(l.name+".key"))
-	if err != nil {
+	if err != nil || cert.Subject.CommonName != l.cn {
 		return false
 	}
 	for _, want := range l.ips {

@@ -123,7 +123,7 @@ func assertNothingLeft(t *testing.T, c *Cluster, sysctls map[string]string) {
 	for name, p := range c.state.Procs {
 		assert.False(t, p.alive(), "%s still running", name)
 	}
-	for _, bin := range []string{"etcd", "kube-apiserver", "containerd", "containerd-shim-runc-v2", "kubelet"} {
+	for _, bin := range []string{"etcd", "kube-apiserver", controllerManager, scheduler, nodeLease, "containerd", "containerd-shim-runc-v2", "kubelet"} {
 		assert.Empty(t, pidsRunning(c.Bin(bin)), "%s still running", bin)
 	}
 	mps, err := mountsUnder(append([]string{o.VarDir, o.RunDir}, fixedHostPaths...)...)

@@ -45,9 +45,10 @@ func (c *Cluster) teardown(context.Context) error {
 		}
 	}
 
-	// The kubelet first, so it does not restart what is being stopped; then every container
-	// process (the kubelet's cgroups hold all of them); then the rest, in reverse start order.
-	for _, name := range []string{"kubelet"} {
+	// The controllers first, so they create and schedule no new pods, and the kubelet, so it
+	// does not restart what is being stopped; then every container process (the kubelet's
+	// cgroups hold all of them); then the rest, in reverse start order.
+	for _, name := range []string{controllerManager, scheduler, nodeLease, "kubelet"} {
 		if p, ok := c.state.Procs[name]; ok {
 			c.logf("stopping %s (pid %d)", name, p.PID)
 			keep(stopProc(p, 5*time.Second))

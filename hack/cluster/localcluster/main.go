@@ -1,6 +1,7 @@
 // Command localcluster starts and stops the project's local cluster (see docs/local-cluster.md).
 //
-//	localcluster up     start etcd, kube-apiserver, containerd and a kubelet, and wait until Ready
+//	localcluster up     start etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+//	                    containerd and a kubelet, and wait until the node is Ready
 //	localcluster down   stop everything and undo every change to the host; safe to run twice
 //	localcluster images build the test images into _build/cluster/images
 package main
@@ -20,7 +21,7 @@ import (
 
 func main() {
 	fs := flag.NewFlagSet("localcluster", flag.ExitOnError)
-	noNode := fs.Bool("control-plane-only", false, "start only etcd and kube-apiserver")
+	noNode := fs.Bool("control-plane-only", false, "start the control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) without a node")
 	standin := fs.String("standin-node", "oomwatch-standin", "name of the kubelet-less node (empty: none)")
 	keep := fs.Bool("keep-on-failure", false, "leave a cluster that failed to start running, to inspect it")
 	fs.Usage = func() {
