@@ -37,22 +37,28 @@ $(COLLECTOR): $(COLLECTOR_DIR)/main.go $(MODULE_SRCS)
 	@echo ">> building otelcol-oomwatch (cold: several minutes)"
 	cd $(COLLECTOR_DIR) && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o otelcol-oomwatch .
 
-# The collector's container image (hack/image): the collector, the host's CA certificates and the
-# user 65532, no shell. Rebuilt every time (seconds): the tag and the certificates are inputs too.
+# The collector's container image (hack/image): the collector, the agent's init program, the
+# host's CA certificates and the user 65532, no shell. Rebuilt every time (seconds): the tag and
+# the certificates are inputs too.
 IMAGE_TAG ?= docker.io/oomwatch/otelcol-oomwatch:dev
 IMAGE_TAR := _build/image/otelcol-oomwatch.tar
+STATEDIR  := _build/image/oomwatch-statedir
+
+# The agent's init container, which hands the hostPath state directory to the collector's user.
+$(STATEDIR): $(wildcard cmd/oomwatch-statedir/*.go)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '-s -w' -o $@ ./cmd/oomwatch-statedir
 
 ## image: write the collector's image, tagged IMAGE_TAG, to _build/image/otelcol-oomwatch.tar for
 ## docker load or ctr images import.
-image: collector
-	$(GO) run ./hack/image build -binary $(COLLECTOR) -tag $(IMAGE_TAG) -o $(IMAGE_TAR)
+image: collector $(STATEDIR)
+	$(GO) run ./hack/image build -binary $(COLLECTOR) -statedir $(STATEDIR) -tag $(IMAGE_TAG) -o $(IMAGE_TAR)
 
 ## image-push: push the collector's image to IMAGE=<registry>/<repo>:<tag>, with the credentials
 ## of docker login.
 image-push:
 	@if [ -z "$(IMAGE)" ]; then echo "image-push: name the image to push: make image-push IMAGE=<registry>/<repo>:<tag>" >&2; exit 1; fi
-	@$(MAKE) --no-print-directory collector
-	$(GO) run ./hack/image push -binary $(COLLECTOR) -tag $(IMAGE)
+	@$(MAKE) --no-print-directory collector $(STATEDIR)
+	$(GO) run ./hack/image push -binary $(COLLECTOR) -statedir $(STATEDIR) -tag $(IMAGE)
 
 ## test: everything a change must pass: unit tests with the race detector, then, as root, the
 ## end-to-end tests on the local cluster (the first run builds the cluster: many minutes).

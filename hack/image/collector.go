@@ -11,11 +11,11 @@ import (
 	"github.com/oomwatch/oomwatch/internal/containerimage"
 )
 
-// Where things are in the image. The config file is mounted by the deployment, which passes its
-// own --config as args: those replace the image's Cmd, while an Entrypoint argument would stay
-// and name a file that is not there.
+// Where things are in the image. The deployment mounts the config file at configPath; a user who
+// wants the collector started otherwise sets the container's command.
 const (
-	binaryPath = "/otelcol-oomwatch"
+	binaryPath   = "/otelcol-oomwatch"
+	statedirPath = "/oomwatch-statedir"
 	caPath     = "/etc/ssl/certs/ca-certificates.crt"
 	configPath = "/etc/otelcol-oomwatch/config.yaml"
 )
@@ -28,14 +28,16 @@ const (
 	group  = "root:x:0:\nnonroot:x:65532:\n"
 )
 
-// collectorImage is the collector's image: the binary, the CA bundle and the user, nothing else.
-// It depends only on the two files' contents.
-func collectorImage(binary, caCerts string) (v1.Image, error) {
-	bin, err := os.ReadFile(binary) //nolint:gosec // G703: named on the command line
+// collectorImage is the collector's image: the collector, the program that prepares the agent's
+// state directory (the DaemonSet's init container), the CA bundle and the user, nothing else. It
+// depends only on the three files' contents.
+func collectorImage(binary, statedir, caCerts string) (v1.Image, error) {
+	bin, err := readStatic(binary, "the collector binary (make collector builds it)")
 	if err != nil {
-		return nil, fmt.Errorf("reading the collector binary (make collector builds it): %w", err)
+		return nil, err
 	}
-	if err := checkStatic(binary, bin); err != nil {
+	prep, err := readStatic(statedir, "the oomwatch-statedir binary (make image builds it)")
+	if err != nil {
 		return nil, err
 	}
 	ca, err := os.ReadFile(caCerts) //nolint:gosec // G703: named on the command line
@@ -44,15 +46,26 @@ func collectorImage(binary, caCerts string) (v1.Image, error) {
 	}
 	return containerimage.Build([]containerimage.File{
 		{Path: binaryPath, Mode: 0o755, Data: bin},
+		{Path: statedirPath, Mode: 0o755, Data: prep},
 		{Path: caPath, Mode: 0o644, Data: ca},
 		{Path: "/etc/passwd", Mode: 0o644, Data: []byte(passwd)},
 		{Path: "/etc/group", Mode: 0o644, Data: []byte(group)},
 	}, containerimage.Config{
-		Entrypoint: []string{binaryPath},
-		Cmd:        []string{"--config=" + configPath},
+		Entrypoint: []string{binaryPath, "--config=" + configPath},
 		User:       user,
 		Env:        []string{"SSL_CERT_FILE=" + caPath},
 	})
+}
+
+func readStatic(name, what string) ([]byte, error) {
+	bin, err := os.ReadFile(name) //nolint:gosec // G703: named on the command line
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", what, err)
+	}
+	if err := checkStatic(name, bin); err != nil {
+		return nil, err
+	}
+	return bin, nil
 }
 
 // checkStatic refuses what cannot start in an image without libc or dynamic loader: the runtime
@@ -60,14 +73,14 @@ func collectorImage(binary, caCerts string) (v1.Image, error) {
 func checkStatic(name string, bin []byte) error {
 	f, err := elf.NewFile(bytes.NewReader(bin))
 	if err != nil {
-		return fmt.Errorf("collector binary %s is not an ELF executable: %w", name, err)
+		return fmt.Errorf("binary %s is not an ELF executable: %w", name, err)
 	}
 	if f.Machine != elf.EM_X86_64 {
-		return fmt.Errorf("collector binary %s is built for %s, the image for linux/amd64", name, f.Machine)
+		return fmt.Errorf("binary %s is built for %s, the image for linux/amd64", name, f.Machine)
 	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("collector binary %s is linked dynamically, and the image has no libc: build it with CGO_ENABLED=0", name)
+			return fmt.Errorf("binary %s is linked dynamically, and the image has no libc: build it with CGO_ENABLED=0", name)
 		}
 	}
 	return nil

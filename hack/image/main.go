@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("image "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	binary := fs.String("binary", "_build/otelcol-oomwatch/otelcol-oomwatch", "the static linux/amd64 collector binary")
+	statedir := fs.String("statedir", "_build/image/oomwatch-statedir", "the static linux/amd64 oomwatch-statedir binary")
 	caCerts := fs.String("ca-certs", "/etc/ssl/certs/ca-certificates.crt", "the PEM bundle of CA certificates the collector trusts")
 	var tag, out *string
 	switch cmd {
@@ -76,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	began := time.Now()
-	img, err := collectorImage(*binary, *caCerts)
+	img, err := collectorImage(*binary, *statedir, *caCerts)
 	if err != nil {
 		return err
 	}

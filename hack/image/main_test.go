@@ -33,7 +33,7 @@ var (
 	staticErr  error
 )
 
-type inputs struct{ binary, caCerts string }
+type inputs struct{ binary, statedir, caCerts string }
 
 func testInputs(t *testing.T) inputs {
 	t.Helper()
@@ -61,8 +61,14 @@ func testInputs(t *testing.T) inputs {
 	require.NoError(t, staticErr, "%s", staticBin)
 
 	dir := t.TempDir()
-	in := inputs{binary: filepath.Join(dir, "otelcol-oomwatch"), caCerts: filepath.Join(dir, "ca.crt")}
+	in := inputs{
+		binary:   filepath.Join(dir, "otelcol-oomwatch"),
+		statedir: filepath.Join(dir, "oomwatch-statedir"),
+		caCerts:  filepath.Join(dir, "ca.crt"),
+	}
 	require.NoError(t, os.WriteFile(in.binary, staticBin, 0o600))
+	// Another static binary: the two files of the image must stay apart.
+	require.NoError(t, os.WriteFile(in.statedir, append(append([]byte(nil), staticBin...), 0), 0o600))
 	require.NoError(t, os.WriteFile(in.caCerts, []byte(caBundle), 0o600))
 	return in
 }
@@ -116,7 +122,7 @@ func TestBuild(t *testing.T) {
 	in := testInputs(t)
 	tarPath := filepath.Join(t.TempDir(), "image.tar")
 	const ref = "docker.io/oomwatch/otelcol-oomwatch:test"
-	out, err := runImage(t, "build", "-binary", in.binary, "-ca-certs", in.caCerts, "-tag", ref, "-o", tarPath)
+	out, err := runImage(t, "build", "-binary", in.binary, "-statedir", in.statedir, "-ca-certs", in.caCerts, "-tag", ref, "-o", tarPath)
 	require.NoError(t, err)
 	assert.Contains(t, out, "wrote "+tarPath)
 
@@ -132,14 +138,15 @@ func TestBuild(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "linux/amd64", cf.Platform().String())
 	assert.Equal(t, v1.Config{
-		Entrypoint: []string{"/otelcol-oomwatch"},
-		Cmd:        []string{"--config=/etc/otelcol-oomwatch/config.yaml"},
+		Entrypoint: []string{"/otelcol-oomwatch", "--config=/etc/otelcol-oomwatch/config.yaml"},
 		User:       "65532:65532",
 		Env:        []string{"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"},
 	}, cf.Config)
 
 	// Every entry of the image: no shell, no package manager, nothing to run but the collector.
 	bin, err := os.ReadFile(in.binary)
+	require.NoError(t, err)
+	prep, err := os.ReadFile(in.statedir)
 	require.NoError(t, err)
 	assert.Equal(t, []entry{
 		{"etc/", 0o755, ""},
@@ -148,6 +155,7 @@ func TestBuild(t *testing.T) {
 		{"etc/ssl/", 0o755, ""},
 		{"etc/ssl/certs/", 0o755, ""},
 		{"etc/ssl/certs/ca-certificates.crt", 0o644, caBundle},
+		{"oomwatch-statedir", 0o755, string(prep)},
 		{"otelcol-oomwatch", 0o755, string(bin)},
 	}, files(t, img))
 }
@@ -159,14 +167,14 @@ func TestPush(t *testing.T) {
 	defer srv.Close()
 	ref := strings.TrimPrefix(srv.URL, "http://") + "/oomwatch/otelcol-oomwatch:test"
 
-	out, err := runImage(t, "push", "-binary", in.binary, "-ca-certs", in.caCerts, "-tag", ref)
+	out, err := runImage(t, "push", "-binary", in.binary, "-statedir", in.statedir, "-ca-certs", in.caCerts, "-tag", ref)
 	require.NoError(t, err)
 	assert.Contains(t, out, "pushed "+ref+"@")
 	pushed := printedDigest(t, out)
 
 	// The registry holds the very image that build writes from the same inputs: the image
 	// depends on its inputs only.
-	built, err := runImage(t, "build", "-binary", in.binary, "-ca-certs", in.caCerts, "-o", filepath.Join(t.TempDir(), "image.tar"))
+	built, err := runImage(t, "build", "-binary", in.binary, "-statedir", in.statedir, "-ca-certs", in.caCerts, "-o", filepath.Join(t.TempDir(), "image.tar"))
 	require.NoError(t, err)
 	assert.Equal(t, printedDigest(t, built), pushed)
 
@@ -211,10 +219,14 @@ func TestErrors(t *testing.T) {
 		},
 		"not an executable": {
 			[]string{"build", "-binary", notELF, "-ca-certs", in.caCerts, "-o", out},
-			"collector binary " + notELF + " is not an ELF executable", false,
+			"binary " + notELF + " is not an ELF executable", false,
+		},
+		"missing statedir binary": {
+			[]string{"build", "-binary", in.binary, "-statedir", missing, "-ca-certs", in.caCerts, "-o", out},
+			"reading the oomwatch-statedir binary (make image builds it): open " + missing, false,
 		},
 		"missing CA certificates": {
-			[]string{"build", "-binary", in.binary, "-ca-certs", missing, "-o", out},
+			[]string{"build", "-binary", in.binary, "-statedir", in.statedir, "-ca-certs", missing, "-o", out},
 			"reading the CA certificates (Debian's ca-certificates package installs them; -ca-certs names another bundle): open " + missing, false,
 		},
 	}
