@@ -37,22 +37,41 @@ type promServer struct {
 // promScrapeInterval; it is stopped when the test ends.
 func startPrometheus(t *testing.T, targets ...string) *promServer {
 	t.Helper()
+	return startPrometheusWith(t, promOptions{targets: targets})
+}
+
+// promOptions say what a test's Prometheus does besides scraping its targets.
+type promOptions struct {
+	targets []string
+	// rules are alert and recording rule files, evaluated every promScrapeInterval.
+	rules []string
+	// remoteWrite accepts samples pushed to /api/v1/write, as a remote-write backend does.
+	remoteWrite bool
+}
+
+func startPrometheusWith(t *testing.T, o promOptions) *promServer {
+	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	require.NoError(t, err, "Prometheus is not installed: make cluster-deps installs Debian's package")
 	dir := t.TempDir()
-	quoted := make([]string, len(targets))
-	for i, target := range targets {
+	quoted := make([]string, len(o.targets))
+	for i, target := range o.targets {
 		quoted[i] = strconv.Quote(target)
+	}
+	rules := make([]string, len(o.rules))
+	for i, r := range o.rules {
+		rules[i] = strconv.Quote(r)
 	}
 	cfg := fmt.Sprintf(`global:
   scrape_interval: %[1]s
   scrape_timeout: %[1]s
   evaluation_interval: %[1]s
+rule_files: [%[3]s]
 scrape_configs:
   - job_name: oomwatch
     static_configs:
       - targets: [%[2]s]
-`, promScrapeInterval, strings.Join(quoted, ", "))
+`, promScrapeInterval, strings.Join(quoted, ", "), strings.Join(rules, ", "))
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
 	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
@@ -64,6 +83,9 @@ scrape_configs:
 		"--web.listen-address="+addr,
 		"--log.level=info",
 	)
+	if o.remoteWrite {
+		cmd.Args = append(cmd.Args, "--web.enable-remote-write-receiver")
+	}
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,0 +1,531 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/utils/ptr"
+
+	"github.com/oomwatch/oomwatch/deploy"
+	"github.com/oomwatch/oomwatch/internal/collectorrun"
+	"github.com/oomwatch/oomwatch/internal/kustomize"
+)
+
+// otlpCerts are the files of mutual TLS between the agents and the gateway, made by the test: a
+// CA, a serving certificate for the gateway's addresses and a client certificate for the agents.
+type otlpCerts struct {
+	dir                                string
+	ca, serverCert, serverKey          string
+	clientCert, clientKey              string
+	caPEM, clientCertPEM, clientKeyPEM []byte
+}
+
+func makeOTLPCerts(t *testing.T, ips ...string) otlpCerts {
+	t.Helper()
+	dir := t.TempDir()
+	key := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		return k
+	}
+	write := func(name, typ string, der []byte) (string, []byte) {
+		b := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+		path := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(path, b, 0o600))
+		return path, b
+	}
+	now := time.Now()
+	caKey := key()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "oomwatch-otlp-ca"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	c := otlpCerts{dir: dir}
+	c.ca, c.caPEM = write("ca.crt", "CERTIFICATE", caDER)
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, []byte) {
+		k := key()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		}
+		for _, ip := range ips {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		require.NoError(t, err)
+		kder, err := x509.MarshalECPrivateKey(k)
+		require.NoError(t, err)
+		return der, kder
+	}
+	der, kder := leaf(2, "oomwatch-gateway", x509.ExtKeyUsageServerAuth)
+	c.serverCert, _ = write("server.crt", "CERTIFICATE", der)
+	c.serverKey, _ = write("server.key", "EC PRIVATE KEY", kder)
+	der, kder = leaf(3, "oomwatch-agent", x509.ExtKeyUsageClientAuth)
+	c.clientCert, c.clientCertPEM = write("client.crt", "CERTIFICATE", der)
+	c.clientKey, c.clientKeyPEM = write("client.key", "EC PRIVATE KEY", kder)
+	return c
+}
+
+// roundRobin is what a Service does for the agents' OTLP connections: each new connection goes
+// to the next gateway replica that accepts it.
+type roundRobin struct {
+	ln       net.Listener
+	backends []string
+	mu       sync.Mutex
+	next     int
+	served   map[string]int
+}
+
+func startRoundRobin(t *testing.T, backends ...string) *roundRobin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rr := &roundRobin{ln: ln, backends: backends, served: map[string]int{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { rr.serve(c) })
+		}
+	})
+	return rr
+}
+
+func (rr *roundRobin) addr() string { return rr.ln.Addr().String() }
+
+// serve relays one connection to the first replica, from the next in turn, that accepts it.
+func (rr *roundRobin) serve(c net.Conn) {
+	defer c.Close()
+	rr.mu.Lock()
+	start := rr.next
+	rr.next = (rr.next + 1) % len(rr.backends)
+	rr.mu.Unlock()
+	var up net.Conn
+	for i := range rr.backends {
+		b := rr.backends[(start+i)%len(rr.backends)]
+		var err error
+		if up, err = net.DialTimeout("tcp", b, time.Second); err == nil {
+			rr.mu.Lock()
+			rr.served[b]++
+			rr.mu.Unlock()
+			break
+		}
+	}
+	if up == nil {
+		return
+	}
+	defer up.Close()
+	done := make(chan struct{}, 2)
+	relay := func(dst, src net.Conn) {
+		_, _ = io.Copy(dst, src)
+		if tc, ok := dst.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go relay(up, c)
+	go relay(c, up)
+	<-done
+	<-done
+}
+
+func (rr *roundRobin) connections() map[string]int {
+	rr.mu.Lock()
+	defer rr.mu.Unlock()
+	out := make(map[string]int, len(rr.served))
+	for k, v := range rr.served {
+		out[k] = v
+	}
+	return out
+}
+
+// gatewayReplica is one replica of deploy/gateway's collector, run on the host with the shipped
+// configuration: it listens on its own loopback address, as a pod has its own IP.
+type gatewayReplica struct {
+	t    *testing.T
+	ip   string
+	env  []string
+	dir  string
+	proc *collectorrun.Collector
+}
+
+func startGatewayReplica(t *testing.T, ip, remoteWrite string, certs otlpCerts) *gatewayReplica {
+	t.Helper()
+	g := &gatewayReplica{
+		t:   t,
+		ip:  ip,
+		dir: filepath.Join(t.TempDir(), "gateway-"+ip),
+		env: []string{
+			"POD_IP=" + ip, "PROMETHEUS_REMOTE_WRITE_URL=" + remoteWrite,
+			"TLS_CERT_FILE=" + certs.serverCert, "TLS_KEY_FILE=" + certs.serverKey, "TLS_CLIENT_CA_FILE=" + certs.ca,
+		},
+	}
+	g.start()
+	t.Cleanup(func() { g.stop() })
+	return g
+}
+
+func (g *gatewayReplica) otlp() string { return net.JoinHostPort(g.ip, "4317") }
+
+func (g *gatewayReplica) start() {
+	g.t.Helper()
+	s := need(g.t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	g.proc, err = collectorrun.Start(ctx, collectorrun.Options{
+		Binary:    s.collector,
+		Config:    shippedGatewayConfig(g.t),
+		Dir:       g.dir,
+		Env:       g.env,
+		HealthURL: "http://" + net.JoinHostPort(g.ip, "13133") + "/",
+		Log:       prefixed("gateway " + g.ip + ": "),
+	})
+	require.NoError(g.t, err)
+}
+
+func (g *gatewayReplica) stop() {
+	if g.proc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	assert.NoError(g.t, g.proc.Stop(ctx))
+	g.proc = nil
+}
+
+// deploymentKills counts, from the API server, the OOM kills of every pod of a Deployment:
+// each OOMKilled termination once, whichever form of the status shows it.
+type deploymentKills struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func watchDeploymentKills(t *testing.T, ns, selector string) *deploymentKills {
+	t.Helper()
+	s := need(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	w, err := s.admin.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: selector})
+	require.NoError(t, err)
+	k := &deploymentKills{seen: map[string]bool{}}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok || ev.Type == watch.Error {
+				continue
+			}
+			k.mu.Lock()
+			for _, st := range allStatuses(p) {
+				for _, term := range []*corev1.ContainerStateTerminated{st.State.Terminated, st.LastTerminationState.Terminated} {
+					if term != nil && term.Reason == "OOMKilled" {
+						k.seen[string(p.UID)+"/"+term.ContainerID] = true
+					}
+				}
+			}
+			k.mu.Unlock()
+		}
+	}()
+	return k
+}
+
+func (k *deploymentKills) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.seen)
+}
+
+func shippedGatewayConfig(t *testing.T) string {
+	t.Helper()
+	b, err := deploy.Manifests.ReadFile("gateway/config.yaml")
+	require.NoError(t, err)
+	return string(b)
+}
+
+// overlay writes the kustomization a user of this cluster would keep next to deploy/: the
+// agent on the host network (the cluster has a loopback-only pod network, no kube-proxy and
+// no DNS), the API server and the gateway at their host addresses, and the agent's state in
+// the test's folder, and the agent's client certificate as the Secret the DaemonSet mounts.
+func overlay(t *testing.T, root, otlp, stateDir string, certs otlpCerts) string {
+	t.Helper()
+	s := need(t)
+	dir := t.TempDir()
+	patch := fmt.Sprintf(`apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: oomwatch-agent
+  namespace: oomwatch
+spec:
+  template:
+    spec:
+      hostNetwork: true
+      dnsPolicy: ClusterFirstWithHostNet
+      nodeSelector:
+        kubernetes.io/hostname: %[1]s
+      containers:
+        - name: otelcol
+          env:
+            - {name: KUBERNETES_SERVICE_HOST, value: "127.0.0.1"}
+            - {name: KUBERNETES_SERVICE_PORT, value: "%[2]d"}
+            - {name: OTLP_ENDPOINT, value: "%[3]s"}
+      volumes:
+        - name: state
+          hostPath: {path: %[4]s, type: DirectoryOrCreate}
+`, s.realNode, s.cluster.Options().APIServerPort, otlp, stateDir)
+	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+patches:
+  - path: local.yaml
+secretGenerator:
+  - name: oomwatch-agent-tls
+    namespace: oomwatch
+    files: [ca.crt, tls.crt, tls.key]
+    options: {disableNameSuffixHash: true}
+`, filepath.Join(root, "deploy"))
+	for name, b := range map[string][]byte{"ca.crt": certs.caPEM, "tls.crt": certs.clientCertPEM, "tls.key": certs.clientKeyPEM} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o600))
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "local.yaml"), []byte(patch), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o600))
+	return dir
+}
+
+// agentPod waits for the one Ready agent pod of the DaemonSet on the real node that is not
+// old, and returns it.
+func agentPod(t *testing.T, old types.UID, within time.Duration) *corev1.Pod {
+	t.Helper()
+	s := need(t)
+	var pod *corev1.Pod
+	require.Eventually(t, func() bool {
+		pods, err := s.admin.CoreV1().Pods("oomwatch").List(context.Background(), metav1.ListOptions{
+			LabelSelector: "app.kubernetes.io/name=oomwatch-agent",
+		})
+		if err != nil {
+			return false
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if p.UID == old || p.DeletionTimestamp != nil || p.Spec.NodeName != s.realNode {
+				continue
+			}
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					pod = p
+					return true
+				}
+			}
+		}
+		return false
+	}, within, time.Second, "no Ready agent pod (other than %s) on %s", old, s.realNode)
+	return pod
+}
+
+func memhogDeployment(ns string) *appsv1.Deployment {
+	labels := map[string]string{"app": "memhog"}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "memhog", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					HostNetwork:                   true,
+					TerminationGracePeriodSeconds: ptr.To[int64](0),
+					Containers:                    []corev1.Container{leaker("hog")},
+				},
+			},
+		},
+	}
+}
+
+func steadyDeployment(ns string) *appsv1.Deployment {
+	d := memhogDeployment(ns)
+	d.Name = "steady"
+	d.Spec.Selector.MatchLabels = map[string]string{"app": "steady"}
+	d.Spec.Template.Labels = map[string]string{"app": "steady"}
+	d.Spec.Template.Spec.Containers = []corev1.Container{workload("app", "64Mi", map[string]string{"WORKLOAD_MB": "8"})}
+	return d
+}
+
+// promValue is the single value of a PromQL query, or an error saying what it returned.
+func promValue(p *promServer, query string) (float64, error) {
+	got, err := p.instant(query)
+	if err != nil {
+		return 0, err
+	}
+	if len(got) != 1 {
+		return 0, fmt.Errorf("%s: %d samples", query, len(got))
+	}
+	return got[0].Value, nil
+}
+
+// TestDeployedAgentCountsEveryKillOfADeployment is oomwatch as a user runs it: the image that
+// make image writes, imported into the node's containerd; deploy/ applied with kustomize and
+// server-side apply; the DaemonSet controller runs the agent on the real node; two gateway
+// replicas behind one address push to Prometheus, which evaluates the shipped alert rules.
+// The kernel OOM-kills a Deployment's container again and again while one gateway replica and
+// then the other goes away and the agent is rolled out: the backend's counter equals the kills
+// the API server shows and never goes back, and the shipped alert fires for that workload only
+// and resolves once the kills stop.
+func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
+	s := need(t)
+	ctx := context.Background()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	require.NoError(t, err)
+
+	archive := filepath.Join(root, "_build", "image", "otelcol-oomwatch.tar")
+	if _, err := os.Stat(archive); err != nil {
+		t.Fatalf("the collector image is not built (make image): %v", err)
+	}
+	require.NoError(t, s.cluster.ImportImage(ctx, archive))
+
+	prom := startPrometheusWith(t, promOptions{
+		rules:       []string{filepath.Join(root, "deploy", "prometheus", "rules.yaml")},
+		remoteWrite: true,
+	})
+	// The agent reaches the gateway through the round robin at 127.0.0.1, and checks that name.
+	certs := makeOTLPCerts(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
+	gateways := []*gatewayReplica{
+		startGatewayReplica(t, "127.0.0.2", prom.url+"/api/v1/write", certs),
+		startGatewayReplica(t, "127.0.0.3", prom.url+"/api/v1/write", certs),
+	}
+	service := startRoundRobin(t, gateways[0].otlp(), gateways[1].otlp())
+
+	manifest, err := kustomize.Build(overlay(t, root, service.addr(), filepath.Join(s.dir, "agent-state"), certs))
+	require.NoError(t, err)
+	require.NoError(t, s.cluster.Apply(ctx, manifest))
+	t.Cleanup(func() {
+		_ = s.admin.AppsV1().DaemonSets("oomwatch").Delete(ctx, "oomwatch-agent", metav1.DeleteOptions{})
+	})
+	began := time.Now()
+	first := agentPod(t, "", 3*time.Minute)
+	t.Logf("agent pod %s Ready on %s in %s", first.Name, first.Spec.NodeName, time.Since(began).Round(time.Second))
+
+	ns := namespace(t, "shop")
+	kills := watchDeploymentKills(t, ns, "app=memhog")
+	for _, d := range []*appsv1.Deployment{steadyDeployment(ns), memhogDeployment(ns)} {
+		_, err := s.admin.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() {
+		_ = s.admin.AppsV1().Deployments(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
+
+	const counted = `sum(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`
+	// waitCounted waits for one more kill than at least, and for the backend to show every
+	// kill the API server shows.
+	waitCounted := func(atLeast int, what string) int {
+		t.Helper()
+		var n int
+		require.Eventually(t, func() bool {
+			n = kills.count()
+			if n <= atLeast {
+				return false
+			}
+			v, err := promValue(prom, counted)
+			return err == nil && int(v) == n
+		}, 4*time.Minute, time.Second, "%s: the backend does not show the %d kills the API server shows", what, kills.count())
+		t.Logf("%s: %d kills, all counted at the backend (%s)", what, n, time.Since(began).Round(time.Second))
+		return n
+	}
+	n := waitCounted(0, "first kill")
+
+	alerts := func(query string) []promSample {
+		got, err := prom.instant(query)
+		require.NoError(t, err)
+		return got
+	}
+	require.Eventually(t, func() bool {
+		return len(alerts(`ALERTS{alertname="KubernetesWorkloadOOMKilled",alertstate="firing",workload="deployment/memhog"}`)) == 1
+	}, time.Minute, time.Second, "the OOM-kill alert does not fire for deployment/memhog")
+
+	// A gateway replica goes away, then the other: the agent's connection moves between them.
+	gateways[0].stop()
+	n = waitCounted(n, "gateway replica 1 gone")
+	gateways[0].start()
+	gateways[1].stop()
+	n = waitCounted(n, "gateway replica 2 gone")
+	gateways[1].start()
+
+	// A rollout of the agent, as `kubectl rollout restart` does it.
+	restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
+	_, err = s.admin.AppsV1().DaemonSets("oomwatch").Patch(ctx, "oomwatch-agent", types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{})
+	require.NoError(t, err)
+	second := agentPod(t, first.UID, 3*time.Minute)
+	t.Logf("agent rolled out: %s replaced %s", second.Name, first.Name)
+	n = waitCounted(n, "after the agent's rollout")
+
+	// The kills stop.
+	_, err = s.admin.AppsV1().Deployments(ns).Patch(ctx, "memhog", types.MergePatchType, []byte(`{"spec":{"replicas":0}}`), metav1.PatchOptions{})
+	require.NoError(t, err)
+	stopped := time.Now()
+	require.Eventually(t, func() bool {
+		pods, err := s.admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=memhog"})
+		return err == nil && len(pods.Items) == 0
+	}, time.Minute, time.Second)
+	final := kills.count()
+	require.GreaterOrEqual(t, final, n)
+	require.Eventually(t, func() bool {
+		v, err := promValue(prom, counted)
+		return err == nil && int(v) == final
+	}, time.Minute, time.Second, "the backend does not show the %d kills", final)
+
+	// No counter of any container went back, across replicas and the rollout.
+	resets, err := prom.instant(`resets(k8s_container_oom_kills_total[1h]) > 0`)
+	require.NoError(t, err)
+	assert.Empty(t, resets, "counter resets the backend saw")
+	series, err := prom.instant(`count(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`)
+	require.NoError(t, err)
+	require.Len(t, series, 1)
+	assert.Equal(t, 1.0, series[0].Value, "one series for memhog's one container, across the rollout")
+	steady, err := promValue(prom, `sum(k8s_container_oom_kills_total{k8s_deployment_name="steady"})`)
+	require.NoError(t, err)
+	assert.Equal(t, 0.0, steady, "steady was never OOM-killed")
+	t.Logf("gateway connections: %v", service.connections())
+
+	// The alert resolves by itself once the kills are out of its window.
+	require.Eventually(t, func() bool {
+		return len(alerts(`ALERTS{alertname="KubernetesWorkloadOOMKilled",workload="deployment/memhog"}`)) == 0
+	}, 8*time.Minute, 5*time.Second, "the OOM-kill alert for deployment/memhog does not resolve")
+	t.Logf("alert resolved %s after the kills stopped", time.Since(stopped).Round(time.Second))
+	others := alerts(`count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!="deployment/memhog"}[1h])`)
+	assert.Empty(t, others, "alerts for workloads that were not OOM-killed")
+}
