@@ -1,11 +1,12 @@
-// Package deploy holds the Kubernetes manifests of the collector: the agent tier (a DaemonSet with
-// least-privilege RBAC) and a gateway example. They are embedded so tests can apply exactly what
-// ships.
+// Package deploy holds what a cluster gets: the agent tier (a DaemonSet with least-privilege
+// RBAC, this folder), the gateway tier (gateway/) and the collector configuration of each, which
+// kustomize turns into their ConfigMaps. They are embedded so tests can build and apply exactly
+// what ships (internal/kustomize).
 package deploy
 
 import "embed"
 
-// Manifests holds every manifest, by its path in this folder.
+// Manifests holds every manifest and collector configuration, by its path in this folder.
 //
 //go:embed *.yaml gateway/*.yaml
 var Manifests embed.FS

@@ -9,10 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
-	"github.com/oomwatch/oomwatch/deploy"
+	"github.com/oomwatch/oomwatch/internal/deployconfig"
 )
 
 // collector returns the built binary: make test builds it first (make collector).
@@ -88,30 +86,52 @@ service:
 	assert.Contains(t, out, "max_stale must be at least 1s (got 100ms)")
 }
 
-// TestShippedConfigMapsValidate: the collector configurations inside deploy/'s ConfigMaps are
-// accepted by the collector that ships with them.
-func TestShippedConfigMapsValidate(t *testing.T) {
+// TestShippedConfigsValidate: the collector configurations of the ConfigMaps that deploy/
+// generates are accepted by the collector that ships with them, with the environment the
+// workloads give them; the agent's also with TLS turned off, as an overlay may do.
+func TestShippedConfigsValidate(t *testing.T) {
 	t.Parallel()
-	env := []string{"K8S_NODE_NAME=node-1", "POD_IP=127.0.0.1"}
-	for _, file := range []string{"agent-config.yaml", "gateway/gateway.yaml"} {
-		t.Run(file, func(t *testing.T) {
+	agent := []string{"K8S_NODE_NAME=node-1", "POD_IP=10.0.0.7", "OTLP_ENDPOINT=oomwatch-gateway.oomwatch-gateway.svc:4317"}
+	for name, c := range map[string]struct {
+		config func() (string, error)
+		env    []string
+	}{
+		"agent": {deployconfig.Agent, append(agent,
+			"OTLP_CA_FILE=/etc/otelcol-oomwatch/tls/ca.crt",
+			"OTLP_CERT_FILE=/etc/otelcol-oomwatch/tls/tls.crt",
+			"OTLP_KEY_FILE=/etc/otelcol-oomwatch/tls/tls.key")},
+		"agent without TLS": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true")},
+		"gateway": {deployconfig.Gateway, []string{
+			"POD_IP=10.0.0.8", "PROMETHEUS_REMOTE_WRITE_URL=http://prometheus.monitoring.svc:9090/api/v1/write",
+			"TLS_CERT_FILE=/etc/otelcol-oomwatch/tls/tls.crt",
+			"TLS_KEY_FILE=/etc/otelcol-oomwatch/tls/tls.key",
+			"TLS_CLIENT_CA_FILE=/etc/otelcol-oomwatch/tls/ca.crt",
+		}},
+		"gateway without TLS": {deployconfig.GatewayPlaintext, []string{
+			"POD_IP=127.0.0.2", "PROMETHEUS_REMOTE_WRITE_URL=http://127.0.0.1:9090/api/v1/write",
+		}},
+	} {
+		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			raw, err := deploy.Manifests.ReadFile(file)
+			content, err := c.config()
 			require.NoError(t, err)
-			found := 0
-			for _, doc := range strings.Split(string(raw), "\n---") {
-				var cm corev1.ConfigMap
-				require.NoError(t, yaml.Unmarshal([]byte(doc), &cm))
-				if cm.Kind != "ConfigMap" {
-					continue
-				}
-				found++
-				cfg := filepath.Join(t.TempDir(), "config.yaml")
-				require.NoError(t, os.WriteFile(cfg, []byte(cm.Data["config.yaml"]), 0o600))
-				out, err := run(t, env, "validate", "--config", cfg)
-				require.NoError(t, err, out)
-			}
-			require.Equal(t, 1, found, "one ConfigMap with the collector configuration")
+			cfg := filepath.Join(t.TempDir(), "config.yaml")
+			require.NoError(t, os.WriteFile(cfg, []byte(content), 0o600))
+			out, err := run(t, c.env, "validate", "--config", cfg)
+			require.NoError(t, err, out)
 		})
 	}
+}
+
+// TestGatewayRefusesToStartWithoutItsCertificate: the shipped gateway takes no plaintext; with no
+// certificate it does not start.
+func TestGatewayRefusesToStartWithoutItsCertificate(t *testing.T) {
+	t.Parallel()
+	content, err := deployconfig.Gateway()
+	require.NoError(t, err)
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(content), 0o600))
+	out, err := run(t, []string{"PROMETHEUS_REMOTE_WRITE_URL=http://127.0.0.1:9090/api/v1/write"}, "validate", "--config", cfg)
+	require.Error(t, err)
+	assert.Contains(t, out, "TLS configuration must include both certificate and key")
 }

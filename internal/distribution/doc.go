@@ -1,3 +1,4 @@
-// Package distribution checks the collector that builder-config.yaml builds: its components and
-// the example configurations under testdata/config.
+// Package distribution checks the collector that builder-config.yaml builds: its components, the
+// configurations that deploy/ ships, running as the cluster runs them, and the demo's under
+// testdata/config.
 package distribution

@@ -38,7 +38,7 @@ const (
 	promSystemOOMKills  = "k8s_node_system_oom_kills_total"
 )
 
-// logsPipeline is the logs pipeline of deploy/agent-config.yaml, without the memory limiter:
+// logsPipeline is the logs pipeline of deploy/config.yaml, without the memory limiter:
 // the records of the receiver, batched, to the OTLP backend.
 const logsPipeline = `    logs:
       receivers: [k8s_container]

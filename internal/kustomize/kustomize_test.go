@@ -16,7 +16,7 @@ import (
 // TestBuildFSIsBuildOnDisk: the embedded manifests build to what the folder builds to.
 func TestBuildFSIsBuildOnDisk(t *testing.T) {
 	t.Parallel()
-	for _, dir := range []string{"."} {
+	for _, dir := range []string{".", "gateway"} {
 		embedded, err := BuildFS(deploy.Manifests, dir)
 		require.NoError(t, err, dir)
 		onDisk, err := Build(filepath.Join("..", "..", "deploy", dir))
@@ -32,7 +32,7 @@ func TestBuildIsKubectls(t *testing.T) {
 	if err != nil {
 		t.Skip("kubectl is not installed")
 	}
-	for _, dir := range []string{"."} {
+	for _, dir := range []string{".", "gateway"} {
 		path := filepath.Join("..", "..", "deploy", dir)
 		want, err := exec.Command(kubectl, "kustomize", path).Output()
 		require.NoError(t, err, dir)
