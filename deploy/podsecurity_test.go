@@ -81,7 +81,7 @@ func TestNamespacesEnforceWhatTheirPodsMeet(t *testing.T) {
 		p, errs := api.PolicyToEvaluate(ns.Labels, apiServerDefaults)
 		require.Empty(t, errs, dir)
 		assert.Equal(t, want.enforce, p.Enforce.Level, "%s: enforce", dir)
-		assert.True(t, p.Enforce.Version.Latest(), dir)
+		assert.True(t, p.Enforce.Latest(), dir)
 		assert.Equal(t, want.warn, p.Warn.Level, "%s: warn", dir)
 		assert.Equal(t, want.warn, p.Audit.Level, "%s: audit", dir)
 
