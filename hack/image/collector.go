@@ -16,8 +16,8 @@ import (
 const (
 	binaryPath   = "/otelcol-oomwatch"
 	statedirPath = "/oomwatch-statedir"
-	caPath     = "/etc/ssl/certs/ca-certificates.crt"
-	configPath = "/etc/otelcol-oomwatch/config.yaml"
+	caPath       = "/etc/ssl/certs/ca-certificates.crt"
+	configPath   = "/etc/otelcol-oomwatch/config.yaml"
 )
 
 // The collector runs as the project's one unprivileged user, named as in distroless images. Every

@@ -307,6 +307,9 @@ spec:
         - name: state
           hostPath: {path: %[4]s, type: DirectoryOrCreate}
 `, s.realNode, s.cluster.Options().APIServerPort, otlp, stateDir)
+	// kustomize takes a base only by a path relative to the overlay.
+	base, err := filepath.Rel(dir, filepath.Join(root, "deploy"))
+	require.NoError(t, err)
 	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -318,7 +321,7 @@ secretGenerator:
     namespace: oomwatch
     files: [ca.crt, tls.crt, tls.key]
     options: {disableNameSuffixHash: true}
-`, filepath.Join(root, "deploy"))
+`, base)
 	for name, b := range map[string][]byte{"ca.crt": certs.caPEM, "tls.crt": certs.clientCertPEM, "tls.key": certs.clientKeyPEM} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o600))
 	}
