@@ -24,7 +24,9 @@ const (
 // make them exit), and serves its own endpoints on loopback only.
 func (c *Cluster) startControllers(ctx context.Context) error {
 	pk := c.pki.path
-	kubeconfig := func(name string) []string {
+	// Identity, serving and election flags, the same for both; name is their pki and
+	// kubeconfig name.
+	shared := func(name string) []string {
 		kc := filepath.Join(c.opts.Dir, "kubeconfig", name+".kubeconfig")
 		return []string{
 			"--kubeconfig=" + kc,
@@ -47,7 +49,7 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 		port int
 		args []string
 	}{
-		{controllerManager, c.opts.ControllerManagerPort, append(kubeconfig(controllerManagerName),
+		{controllerManager, c.opts.ControllerManagerPort, append(shared(controllerManagerName),
 			fmt.Sprintf("--secure-port=%d", c.opts.ControllerManagerPort),
 			// Each controller acts as its own service account in kube-system, with its own role.
 			"--use-service-account-credentials=true",
@@ -67,7 +69,7 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 			"--profiling=false",
 			"--v=1",
 		)},
-		{scheduler, c.opts.SchedulerPort, append(kubeconfig(schedulerName),
+		{scheduler, c.opts.SchedulerPort, append(shared(schedulerName),
 			fmt.Sprintf("--secure-port=%d", c.opts.SchedulerPort),
 			"--v=1",
 		)},
