@@ -13,8 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/oomwatch/oomwatch/deploy"
 	"github.com/oomwatch/oomwatch/internal/controlplane"
@@ -79,19 +81,74 @@ func installAgentRBAC(ctx context.Context, c *controlplane.Cluster) error {
 	return c.EnsureNamespace(ctx, agentNamespace)
 }
 
-// createWorkload creates the namespaces and the pods of the demo.
-func createWorkload(ctx context.Context, c *controlplane.Cluster, cs kubernetes.Interface, node string) error {
+// createWorkload creates the namespaces, the Deployments and the Job of the demo.
+func createWorkload(ctx context.Context, c *controlplane.Cluster, cs kubernetes.Interface, w workload) error {
 	for _, ns := range workloadNamespaces {
 		if err := c.EnsureNamespace(ctx, ns); err != nil {
 			return fmt.Errorf("namespace %s: %w", ns, err)
 		}
 	}
-	for _, p := range workloadPods(node) {
-		if _, err := cs.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+	for _, d := range w.Deployments {
+		if _, err := cs.AppsV1().Deployments(d.Namespace).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err)
+		}
+	}
+	for _, j := range w.Jobs {
+		if _, err := cs.BatchV1().Jobs(j.Namespace).Create(ctx, j, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("job %s/%s: %w", j.Namespace, j.Name, err)
 		}
 	}
 	return nil
+}
+
+// deleteWorkload deletes the Deployments and the Job, as a user would, and waits until the
+// garbage collector and the kubelet have removed their pods, so that the teardown finds no
+// container of theirs. What was never created is not an error.
+func deleteWorkload(ctx context.Context, cs kubernetes.Interface, w workload) error {
+	// The batch API orphans a Job's pods unless told otherwise, for compatibility; the
+	// background propagation is what kubectl delete asks for.
+	opts := metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationBackground)}
+	var errs []error
+	for _, d := range w.Deployments {
+		if err := cs.AppsV1().Deployments(d.Namespace).Delete(ctx, d.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deployment %s/%s: %w", d.Namespace, d.Name, err))
+		}
+	}
+	for _, j := range w.Jobs {
+		if err := cs.BatchV1().Jobs(j.Namespace).Delete(ctx, j.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("job %s/%s: %w", j.Namespace, j.Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for {
+		left, err := podsLeft(ctx, cs)
+		if err == nil && left == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("waiting for the pods to go: %w", err)
+			}
+			return fmt.Errorf("pods not yet gone: %d: %w", left, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// podsLeft counts the pods in the demo's namespaces.
+func podsLeft(ctx context.Context, cs kubernetes.Interface) (int, error) {
+	n := 0
+	for _, ns := range workloadNamespaces {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return 0, err
+		}
+		n += len(pods.Items)
+	}
+	return n, nil
 }
 
 // freePorts returns n distinct TCP ports free on 127.0.0.1 right now.

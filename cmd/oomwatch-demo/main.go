@@ -1,10 +1,10 @@
 // Command oomwatch-demo shows OOM kills being counted on a live local cluster. It starts the
-// project's cluster with a real node, creates a small workload whose containers the kernel
+// project's cluster with a real node, creates Deployments and a Job whose containers the kernel
 // OOM-kills in several ways, runs the collector as the agent would run in its DaemonSet (with
 // the permissions deploy/ ships, exporting to a Prometheus endpoint and over OTLP to a second
-// collector acting as the backend), and shows per container, refreshed every two seconds,
-// memory against the limit, restarts and `k8s.container.oom_kills`. Ctrl-C stops both
-// collectors and tears the cluster down.
+// collector acting as the backend), and shows per workload and container, refreshed every two
+// seconds, memory against the limit, restarts and `k8s.container.oom_kills`. Ctrl-C deletes
+// the workload, stops both collectors and tears the cluster down.
 //
 // It needs root and the binaries that `make demo` builds first (cluster and collector).
 //
@@ -79,8 +79,10 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 	// From here on, whatever fails, everything started is stopped and the cluster torn down.
 	var collectors []*collectorrun.Collector
 	releaseLock := func() {}
+	removeWorkload := func() error { return nil }
 	defer func() {
 		stopSignals()
+		err = errors.Join(err, removeWorkload())
 		fmt.Println(">> stopping the collectors")
 		for i := len(collectors) - 1; i >= 0; i-- {
 			sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -157,8 +159,20 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 	}
 	collectors = append(collectors, agent)
 
-	fmt.Printf(">> creating the workload (%s UTC)\n", time.Now().UTC().Format("15:04:05.0"))
-	if err := createWorkload(ctx, c, cs, opts.NodeName); err != nil {
+	w := demoWorkload()
+	fmt.Printf(">> creating the workload: %d Deployments, %d Job (%s UTC)\n", len(w.Deployments), len(w.Jobs), time.Now().UTC().Format("15:04:05.0"))
+	removeWorkload = func() error {
+		fmt.Println(">> deleting the Deployments and the Job; the garbage collector removes their pods")
+		began := time.Now()
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := deleteWorkload(dctx, cs, w); err != nil {
+			return fmt.Errorf("deleting the workload (the teardown stops what is left): %w", err)
+		}
+		fmt.Printf(">> their pods gone after %s\n", time.Since(began).Round(10*time.Millisecond))
+		return nil
+	}
+	if err := createWorkload(ctx, c, cs, w); err != nil {
 		return err
 	}
 	created := time.Now()

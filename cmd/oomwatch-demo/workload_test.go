@@ -3,47 +3,89 @@ package main
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 
 	"github.com/oomwatch/oomwatch/internal/testworkload"
 )
 
 var workloadModes = []string{"steady", "leak", "spiky", "child-oom", "exit"}
 
-// TestWorkloadPodsAreValid checks what the API server and the kubelet would refuse, or what
-// would make a pod never start here: names, a node, the local image that is never pulled, a
-// memory limit, known workload modes. Each pod also survives a strict round trip through the
-// API's own serialization.
-func TestWorkloadPodsAreValid(t *testing.T) {
+// namedTemplate is the pod template of one of the demo's Deployments or Jobs.
+type namedTemplate struct {
+	id string // namespace/name
+	corev1.PodTemplateSpec
+}
+
+func (w workload) templates() []namedTemplate {
+	var out []namedTemplate
+	for _, d := range w.Deployments {
+		out = append(out, namedTemplate{d.Namespace + "/" + d.Name, d.Spec.Template})
+	}
+	for _, j := range w.Jobs {
+		out = append(out, namedTemplate{j.Namespace + "/" + j.Name, j.Spec.Template})
+	}
+	return out
+}
+
+// TestWorkloadIsValid checks what the API server, the controllers or the kubelet would refuse,
+// or what would make a pod never start here: names, a Deployment's selector that does not
+// select its own pods, the local image that is never pulled, a memory limit, known workload
+// modes. Each object also survives a strict round trip through the API's own serialization.
+func TestWorkloadIsValid(t *testing.T) {
 	t.Parallel()
-	pods := workloadPods("oomwatch-node")
-	require.NotEmpty(t, pods)
+	w := demoWorkload()
+	require.NotEmpty(t, w.Deployments)
+	require.NotEmpty(t, w.Jobs)
 	seen := map[string]bool{}
-	for _, p := range pods {
-		id := p.Namespace + "/" + p.Name
+	objects := map[string]runtime.Object{}
+	for _, d := range w.Deployments {
+		id := d.Namespace + "/" + d.Name
+		objects[id] = d
+		assert.Equal(t, int32(1), ptr.Deref(d.Spec.Replicas, 0), id)
+		selector, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		require.NoError(t, err, id)
+		assert.False(t, selector.Empty(), id)
+		assert.True(t, selector.Matches(labels.Set(d.Spec.Template.Labels)), "%s: the selector misses its own pods", id)
+		assert.Equal(t, corev1.RestartPolicyAlways, d.Spec.Template.Spec.RestartPolicy, id)
+	}
+	for _, j := range w.Jobs {
+		id := j.Namespace + "/" + j.Name
+		objects[id] = j
+		assert.Nil(t, j.Spec.Selector, "%s: the Job controller makes its own", id)
+		assert.Equal(t, corev1.RestartPolicyNever, j.Spec.Template.Spec.RestartPolicy, id)
+	}
+	for _, tmpl := range w.templates() {
+		id := tmpl.id
 		assert.False(t, seen[id], "%s twice", id)
 		seen[id] = true
-		assert.Empty(t, validation.IsDNS1123Subdomain(p.Name), id)
-		assert.Empty(t, validation.IsDNS1123Label(p.Namespace), id)
-		assert.Contains(t, workloadNamespaces, p.Namespace, id)
-		for k, v := range p.Labels {
+		ns, name, _ := strings.Cut(id, "/")
+		// A Job's name is also a label value of its pods.
+		assert.Empty(t, validation.IsDNS1123Label(name), id)
+		assert.Empty(t, validation.IsDNS1123Label(ns), id)
+		assert.Contains(t, workloadNamespaces, ns, id)
+		for k, v := range tmpl.Labels {
 			assert.Empty(t, validation.IsQualifiedName(k), "%s label %s", id, k)
 			assert.Empty(t, validation.IsValidLabelValue(v), "%s label %s", id, k)
 		}
-		assert.Equal(t, "oomwatch-node", p.Spec.NodeName, "%s: no scheduler runs", id)
-		assert.True(t, p.Spec.HostNetwork, "%s: the node's network is loopback only", id)
-		assert.Contains(t, []corev1.RestartPolicy{corev1.RestartPolicyAlways, corev1.RestartPolicyNever}, p.Spec.RestartPolicy, id)
+		assert.Empty(t, tmpl.Spec.NodeName, "%s: the scheduler places it", id)
+		assert.Empty(t, tmpl.Spec.NodeSelector, "%s: the demo's cluster has one node", id)
+		assert.True(t, tmpl.Spec.HostNetwork, "%s: the node's network is loopback only", id)
 
 		names := map[string]bool{}
-		for _, c := range slices.Concat(p.Spec.InitContainers, p.Spec.Containers) {
+		for _, c := range slices.Concat(tmpl.Spec.InitContainers, tmpl.Spec.Containers) {
 			cid := id + "/" + c.Name
 			assert.False(t, names[c.Name], "%s twice", cid)
 			names[c.Name] = true
@@ -57,13 +99,24 @@ func TestWorkloadPodsAreValid(t *testing.T) {
 			assert.LessOrEqual(t, request.Cmp(limit), 0, "%s: request above limit", cid)
 			assert.Contains(t, workloadModes, envOf(c, "WORKLOAD_MODE"), cid)
 		}
+	}
 
+	ser := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, json.SerializerOptions{Yaml: true, Strict: true})
+	for id, obj := range objects {
 		var buf bytes.Buffer
-		ser := json.NewSerializerWithOptions(json.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, json.SerializerOptions{Yaml: true, Strict: true})
-		require.NoError(t, ser.Encode(p, &buf), id)
-		obj, _, err := ser.Decode(buf.Bytes(), nil, nil)
+		require.NoError(t, ser.Encode(obj, &buf), id)
+		back, _, err := ser.Decode(buf.Bytes(), nil, nil)
 		require.NoError(t, err, id)
-		assert.Equal(t, p, obj, "%s does not round-trip", id)
+		assert.Equal(t, obj, back, "%s does not round-trip", id)
+	}
+}
+
+// TestJobFailsOnItsFirstKill: with no retry, the Job's one pod is OOM-killed once and the Job
+// has failed; a retry would be a new pod, and a second kill.
+func TestJobFailsOnItsFirstKill(t *testing.T) {
+	t.Parallel()
+	for _, j := range demoWorkload().Jobs {
+		assert.Equal(t, int32(0), ptr.Deref(j.Spec.BackoffLimit, -1), "%s/%s", j.Namespace, j.Name)
 	}
 }
 
@@ -71,17 +124,17 @@ func TestWorkloadPodsAreValid(t *testing.T) {
 func TestWorkloadCoversEveryKindOfOOMKill(t *testing.T) {
 	t.Parallel()
 	var restartedLeak, initLeak, neverLeak, childOOM, steady int
-	for _, p := range workloadPods("n") {
-		for _, c := range p.Spec.InitContainers {
+	for _, tmpl := range demoWorkload().templates() {
+		for _, c := range tmpl.Spec.InitContainers {
 			if envOf(c, "WORKLOAD_MODE") == "leak" {
 				initLeak++
 			}
 		}
-		for _, c := range p.Spec.Containers {
+		for _, c := range tmpl.Spec.Containers {
 			switch mode := envOf(c, "WORKLOAD_MODE"); {
-			case mode == "leak" && p.Spec.RestartPolicy == corev1.RestartPolicyAlways:
+			case mode == "leak" && tmpl.Spec.RestartPolicy == corev1.RestartPolicyAlways:
 				restartedLeak++
-			case mode == "leak" && p.Spec.RestartPolicy == corev1.RestartPolicyNever:
+			case mode == "leak" && tmpl.Spec.RestartPolicy == corev1.RestartPolicyNever:
 				neverLeak++
 			case mode == "child-oom":
 				childOOM++
@@ -102,8 +155,8 @@ func TestWorkloadCoversEveryKindOfOOMKill(t *testing.T) {
 // limit, not to be killed.
 func TestSpikyStaysUnderItsLimit(t *testing.T) {
 	t.Parallel()
-	for _, p := range workloadPods("n") {
-		for _, c := range p.Spec.Containers {
+	for _, tmpl := range demoWorkload().templates() {
+		for _, c := range tmpl.Spec.Containers {
 			if envOf(c, "WORKLOAD_MODE") != "spiky" {
 				continue
 			}
@@ -111,7 +164,7 @@ func TestSpikyStaysUnderItsLimit(t *testing.T) {
 			spike := resource.MustParse(envOf(c, "WORKLOAD_SPIKE_MB") + "Mi")
 			peak := base.Value() + 2*spike.Value() + 16<<20 // 16 MiB for the Go runtime
 			limit := c.Resources.Limits[corev1.ResourceMemory]
-			assert.Less(t, peak, limit.Value(), "%s/%s/%s", p.Namespace, p.Name, c.Name)
+			assert.Less(t, peak, limit.Value(), "%s/%s", tmpl.id, c.Name)
 		}
 	}
 }
