@@ -25,17 +25,21 @@ const (
 	metricLimit        = "k8s_container_memory_limit_bytes"
 	metricUtilization  = "k8s_container_memory_limit_utilization_ratio"
 
-	labelNamespace = "k8s_namespace_name"
-	labelPod       = "k8s_pod_name"
-	labelContainer = "k8s_container_name"
+	labelNamespace  = "k8s_namespace_name"
+	labelDeployment = "k8s_deployment_name"
+	labelJob        = "k8s_job_name"
+	labelPod        = "k8s_pod_name"
+	labelContainer  = "k8s_container_name"
 )
 
-// containerKey names a container across pods.
+// containerKey names a container of a workload across its pods. The controllers generate pod
+// names (ledger-5d8f7c9b4-x2k9p) and a replaced pod gets a new one; the Deployment or Job that
+// the collector names stays. A pod without either is its own workload.
 type containerKey struct {
-	Namespace, Pod, Container string
+	Namespace, Workload, Container string
 }
 
-func (k containerKey) String() string { return k.Namespace + "/" + k.Pod + "/" + k.Container }
+func (k containerKey) String() string { return k.Namespace + "/" + k.Workload + "/" + k.Container }
 
 // row is what the demo shows of one container. A value that the collector did not report (the
 // kubelet has no stats for a container that is not running) has its Has flag false.
@@ -53,8 +57,8 @@ type row struct {
 	HasProcessKills bool
 }
 
-// parseExposition reads the Prometheus text exposition and returns one row per container that
-// any of the demo's series names, sorted by namespace, pod and container.
+// parseExposition reads the Prometheus text exposition and returns one row per workload's
+// container that any of the demo's series names, sorted by namespace, workload and container.
 func parseExposition(r io.Reader) ([]row, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(r)
@@ -88,8 +92,9 @@ func parseExposition(r io.Reader) ([]row, error) {
 }
 
 // setterFor returns how a series of that name fills a row, or nil for series the demo ignores.
-// A container can have several series of one name (a re-created pod has a new UID): OOM kills
-// and restarts add up, the other values are the latest container's.
+// A workload's container can have several series of one name (one per pod, and a re-created
+// pod has a new name and UID): OOM kills and restarts add up, the other values are those of the
+// last series read.
 func setterFor(name string) func(*row, float64) {
 	switch name {
 	case metricOOMKills:
@@ -110,17 +115,23 @@ func setterFor(name string) func(*row, float64) {
 
 func keyOf(m *dto.Metric) (containerKey, bool) {
 	var k containerKey
+	var deployment, job, pod string
 	for _, l := range m.GetLabel() {
 		switch l.GetName() {
 		case labelNamespace:
 			k.Namespace = l.GetValue()
+		case labelDeployment:
+			deployment = l.GetValue()
+		case labelJob:
+			job = l.GetValue()
 		case labelPod:
-			k.Pod = l.GetValue()
+			pod = l.GetValue()
 		case labelContainer:
 			k.Container = l.GetValue()
 		}
 	}
-	return k, k.Namespace != "" && k.Pod != "" && k.Container != ""
+	k.Workload = cmp.Or(deployment, job, pod)
+	return k, k.Namespace != "" && pod != "" && k.Container != ""
 }
 
 func valueOf(m *dto.Metric) float64 {
@@ -136,7 +147,7 @@ func valueOf(m *dto.Metric) float64 {
 }
 
 func compareKeys(a, b containerKey) int {
-	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Pod, b.Pod), strings.Compare(a.Container, b.Container))
+	return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Workload, b.Workload), strings.Compare(a.Container, b.Container))
 }
 
 // scrape fetches the prometheus exporter's endpoint and parses it.

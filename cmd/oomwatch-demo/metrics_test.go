@@ -24,7 +24,7 @@ func TestParseExposition(t *testing.T) {
 		{
 			containerKey: containerKey{"demo-batch", "nightly-report", "report"},
 			Limit:        48 * mib, HasLimit: true,
-			// Two pods of that name, one after the other: their kills add up.
+			// Two pods of the Job, one after the other (a retry): their kills add up.
 			OOMKills: 2, HasOOMKills: true,
 		},
 		{
@@ -34,6 +34,11 @@ func TestParseExposition(t *testing.T) {
 			Utilization: 0.625, HasUtilization: true,
 			Restarts: 3, HasRestarts: true,
 			OOMKills: 3, HasOOMKills: true,
+		},
+		{
+			// A pod that no Deployment or Job owns is its own workload.
+			containerKey: containerKey{"demo-shop", "debug", "shell"},
+			OOMKills:     1, HasOOMKills: true,
 		},
 		{
 			containerKey: containerKey{"demo-shop", "frontend", "web"},
@@ -85,7 +90,7 @@ func TestScrapeAsksForTheTextFormat(t *testing.T) {
 	defer srv.Close()
 	rows, err := scrape(context.Background(), srv.Client(), srv.URL)
 	require.NoError(t, err)
-	assert.Len(t, rows, 3)
+	assert.Len(t, rows, 4)
 }
 
 func TestScrapeReportsAnHTTPError(t *testing.T) {

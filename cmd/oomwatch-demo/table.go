@@ -12,23 +12,24 @@ import (
 
 const mib = 1 << 20
 
-// renderTable writes one line per container: where it runs, its memory against its limit, its
-// restarts, the OOM kills that ended it and the processes OOM-killed while it lived.
+// renderTable writes one line per container of a workload: its namespace and workload, its
+// memory against its limit, its restarts, the OOM kills that ended it and the processes
+// OOM-killed while it lived.
 func renderTable(w io.Writer, rows []row) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// AlignRight suits the numbers; the names are padded to one width here so they read as a
 	// left-aligned block in the first cell.
-	nsW, podW, ctrW := len("NAMESPACE"), len("POD"), len("CONTAINER")
+	nsW, wlW, ctrW := len("NAMESPACE"), len("WORKLOAD"), len("CONTAINER")
 	for _, r := range rows {
-		nsW, podW, ctrW = max(nsW, len(r.Namespace)), max(podW, len(r.Pod)), max(ctrW, len(r.Container))
+		nsW, wlW, ctrW = max(nsW, len(r.Namespace)), max(wlW, len(r.Workload)), max(ctrW, len(r.Container))
 	}
-	left := func(ns, pod, ctr string) string {
-		return fmt.Sprintf("%-*s  %-*s  %-*s", nsW, ns, podW, pod, ctrW, ctr)
+	left := func(ns, wl, ctr string) string {
+		return fmt.Sprintf("%-*s  %-*s  %-*s", nsW, ns, wlW, wl, ctrW, ctr)
 	}
 	p := &printer{w: tw}
-	p.printf("%s\tWORKING SET\tLIMIT\tUSED\tRESTARTS\tOOM KILLS\tPROCESS KILLS\t\n", left("NAMESPACE", "POD", "CONTAINER"))
+	p.printf("%s\tWORKING SET\tLIMIT\tUSED\tRESTARTS\tOOM KILLS\tPROCESS KILLS\t\n", left("NAMESPACE", "WORKLOAD", "CONTAINER"))
 	for _, r := range rows {
-		p.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", left(r.Namespace, r.Pod, r.Container),
+		p.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", left(r.Namespace, r.Workload, r.Container),
 			orDash(r.HasWorkingSet, formatMiB(r.WorkingSet)),
 			orDash(r.HasLimit, formatMiB(r.Limit)),
 			orDash(r.HasUtilization, formatPercent(r.Utilization)),

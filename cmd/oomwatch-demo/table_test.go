@@ -34,7 +34,7 @@ func TestRenderTable(t *testing.T) {
 	var b strings.Builder
 	require.NoError(t, renderTable(&b, tableRows))
 	want := "" +
-		"NAMESPACE      POD             CONTAINER  WORKING SET     LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n" +
+		"NAMESPACE      WORKLOAD        CONTAINER  WORKING SET     LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n" +
 		"demo-batch     nightly-report  report               -  48.0 MiB     -         0          1              0\n" +
 		"demo-batch     thumbnailer     resize               -  64.0 MiB     -         0          0            104\n" +
 		"demo-payments  ledger          app           41.2 MiB  64.0 MiB   64%        12         13              -\n" +
@@ -55,7 +55,7 @@ func TestRenderTableEmpty(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
 	require.NoError(t, renderTable(&b, nil))
-	assert.Equal(t, "NAMESPACE  POD  CONTAINER  WORKING SET  LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n", trimLines(b.String()))
+	assert.Equal(t, "NAMESPACE  WORKLOAD  CONTAINER  WORKING SET  LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n", trimLines(b.String()))
 }
 
 func TestCountChanges(t *testing.T) {
