@@ -132,7 +132,7 @@ func (s screen) render(w io.Writer) error {
 	if s.ClearScreen {
 		p.printf("\033[H\033[2J")
 	}
-	p.printf("oomwatch demo: node %s, %s since the workload was created. Ctrl-C stops the collectors and tears the cluster down.\n",
+	p.printf("oomwatch demo: node %s, %s since the workload was created. Ctrl-C deletes it, stops the collectors and tears the cluster down.\n",
 		s.Node, s.Elapsed.Round(time.Second))
 	p.printf("counts read from %s; the OTLP backend writes what it receives to %s\n\n", s.MetricsURL, s.BackendLog)
 	if s.Err != nil {
