@@ -182,7 +182,7 @@ $(CLUSTER_BIN)/etcd:
 # kube-build builds the Kubernetes commands named in KUBE_BUILD with one `go build -o dir/`.
 .PHONY: kube-build
 kube-build:
-	@echo ">> building $(strip $(KUBE_BUILD)) v1.37.2 in one go build (cold: many minutes)"
+	@echo ">> building $(strip $(KUBE_BUILD)) v1.37.2 in one go build (cold, all four: about 20 minutes on 2 cores)"
 	mkdir -p $(CLUSTER_BIN)
 	cd $(CLUSTER_BUILD)/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(KUBE_LDFLAGS)' -o $(CLUSTER_BIN)/ $(addprefix k8s.io/kubernetes/cmd/,$(KUBE_BUILD))
 
@@ -219,7 +219,7 @@ DEMO_ARGS ?=
 demo:
 	@if [ "$$(id -u)" -ne 0 ]; then echo "make demo needs root: it starts containerd and a kubelet on this machine"; exit 1; fi
 	@echo ">> make demo: first building what is missing. On a fresh machine that is the cluster binaries"
-	@echo "   (etcd, kube-apiserver, kubelet, containerd) and the collector: many minutes, about 20 on 2 cores."
+	@echo "   (etcd, the Kubernetes binaries, containerd) and the collector: many minutes, over 20 on 2 cores."
 	@$(MAKE) --no-print-directory cluster-bin cluster-deps collector
 	@echo ">> building the demo"
 	@$(GO) build -o $(CURDIR)/_build/demo/oomwatch-demo ./cmd/oomwatch-demo
