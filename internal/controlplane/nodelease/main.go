@@ -1,9 +1,10 @@
 // Command nodelease renews the Lease of a node that has no kubelet, as a kubelet renews its own
-// every 10 seconds, so that the node lifecycle controller sees the node alive: it stays Ready,
-// untainted, and its pods are neither marked NotReady nor evicted. Virtual nodes (virtual-kubelet,
-// KWOK) keep their nodes alive the same way.
+// every 10 seconds, so that the node lifecycle controller sees the node alive: it keeps the node
+// Ready, adds none of its taints, and neither marks its pods NotReady nor evicts them. Virtual
+// nodes (virtual-kubelet, KWOK) are kept alive the same way.
 //
-// It uses only the standard library, so the local cluster builds it in about a second at start.
+// It uses only the standard library, so the local cluster can build it at every start: 0.2 s
+// with the build cache warm.
 //
 //	nodelease -server https://127.0.0.1:36443 -ca ca.crt -cert node.crt -key node.key -node NAME
 package main
