@@ -3,16 +3,10 @@ package distribution
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	mathrand "math/rand/v2"
 	"net"
 	"net/http"
@@ -38,6 +32,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/deployconfig"
+	"github.com/oomwatch/oomwatch/internal/testcerts"
 )
 
 // TestAgentToGatewayOverMutualTLS runs the shipped gateway configuration with a certificate of a
@@ -51,12 +46,12 @@ func TestAgentToGatewayOverMutualTLS(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	ip := freeLoopbackIP(t)
-	pki := newCA(t, "oomwatch test CA")
-	rogue := newCA(t, "someone else's CA")
-	caFile := writeFile(t, dir, "ca.crt", pki.certPEM)
-	serverCert, serverKey := pki.issue(t, dir, "gateway", x509.ExtKeyUsageServerAuth, net.ParseIP(ip))
-	agentCert, agentKey := pki.issue(t, dir, "agent", x509.ExtKeyUsageClientAuth, nil)
-	rogueCert, rogueKey := rogue.issue(t, dir, "intruder", x509.ExtKeyUsageClientAuth, nil)
+	pki := testcerts.NewCA(t, "oomwatch test CA")
+	rogue := testcerts.NewCA(t, "someone else's CA")
+	caFile := pki.WriteCert(t, dir, "ca.crt")
+	serverCert, serverKey := pki.Issue(t, dir, "gateway", x509.ExtKeyUsageServerAuth, net.ParseIP(ip))
+	agentCert, agentKey := pki.Issue(t, dir, "agent", x509.ExtKeyUsageClientAuth)
+	rogueCert, rogueKey := rogue.Issue(t, dir, "intruder", x509.ExtKeyUsageClientAuth)
 
 	prom := startPrometheus(t, dir)
 	gatewayConfig, err := deployconfig.Gateway()
@@ -95,7 +90,7 @@ func TestAgentToGatewayOverMutualTLS(t *testing.T) {
 	require.Eventually(t, func() bool { return bytes.Contains(intruderLog.Bytes(), []byte("remote error: tls:")) },
 		30*time.Second, 200*time.Millisecond, "the intruder's exporter logged no refusal:\n%s", intruderLog)
 	pool := x509.NewCertPool()
-	require.True(t, pool.AppendCertsFromPEM(pki.certPEM))
+	require.True(t, pool.AppendCertsFromPEM(pki.PEM))
 	noCert := credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	// (The error is the server's alert or, when the server closed first, a broken pipe.)
 	assert.Error(t, sendOnce(gatewayOTLP, noCert, oomKills("nocert", 5)), "a client without a certificate")
@@ -137,56 +132,6 @@ func freePort(t *testing.T) string {
 	require.NoError(t, err)
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-type ca struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM []byte
-}
-
-func newCA(t *testing.T, name string) ca {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return ca{cert: cert, key: key, certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue writes a certificate of the CA and its key to dir, as name.crt and name.key.
-func (c ca) issue(t *testing.T, dir, name string, usage x509.ExtKeyUsage, ip net.IP) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-	}
-	if ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
-	require.NoError(t, err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	return writeFile(t, dir, name+".crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		writeFile(t, dir, name+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
 }
 
 func writeFile(t *testing.T, dir, name string, data []byte) string {

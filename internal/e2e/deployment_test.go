@@ -2,15 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,66 +24,27 @@ import (
 	"github.com/oomwatch/oomwatch/deploy"
 	"github.com/oomwatch/oomwatch/internal/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/kustomize"
+	"github.com/oomwatch/oomwatch/internal/testcerts"
 )
 
 // otlpCerts are the files of mutual TLS between the agents and the gateway, made by the test: a
 // CA, a serving certificate for the gateway's addresses and a client certificate for the agents.
 type otlpCerts struct {
-	dir                                string
-	ca, serverCert, serverKey          string
-	clientCert, clientKey              string
-	caPEM, clientCertPEM, clientKeyPEM []byte
+	ca                    *testcerts.CA
+	caFile                string
+	serverCert, serverKey string
 }
 
 func makeOTLPCerts(t *testing.T, ips ...string) otlpCerts {
 	t.Helper()
 	dir := t.TempDir()
-	key := func() *ecdsa.PrivateKey {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		require.NoError(t, err)
-		return k
+	c := otlpCerts{ca: testcerts.NewCA(t, "oomwatch-otlp-ca")}
+	c.caFile = c.ca.WriteCert(t, dir, "ca.crt")
+	addrs := make([]net.IP, len(ips))
+	for i, ip := range ips {
+		addrs[i] = net.ParseIP(ip)
 	}
-	write := func(name, typ string, der []byte) (string, []byte) {
-		b := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-		path := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(path, b, 0o600))
-		return path, b
-	}
-	now := time.Now()
-	caKey := key()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "oomwatch-otlp-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	require.NoError(t, err)
-	c := otlpCerts{dir: dir}
-	c.ca, c.caPEM = write("ca.crt", "CERTIFICATE", caDER)
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, []byte) {
-		k := key()
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		for _, ip := range ips {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
-		require.NoError(t, err)
-		kder, err := x509.MarshalECPrivateKey(k)
-		require.NoError(t, err)
-		return der, kder
-	}
-	der, kder := leaf(2, "oomwatch-gateway", x509.ExtKeyUsageServerAuth)
-	c.serverCert, _ = write("server.crt", "CERTIFICATE", der)
-	c.serverKey, _ = write("server.key", "EC PRIVATE KEY", kder)
-	der, kder = leaf(3, "oomwatch-agent", x509.ExtKeyUsageClientAuth)
-	c.clientCert, c.clientCertPEM = write("client.crt", "CERTIFICATE", der)
-	c.clientKey, c.clientKeyPEM = write("client.key", "EC PRIVATE KEY", kder)
+	c.serverCert, c.serverKey = c.ca.Issue(t, dir, "gateway", x509.ExtKeyUsageServerAuth, addrs...)
 	return c
 }
 
@@ -191,7 +146,7 @@ func startGatewayReplica(t *testing.T, ip, remoteWrite string, certs otlpCerts) 
 		dir: filepath.Join(t.TempDir(), "gateway-"+ip),
 		env: []string{
 			"POD_IP=" + ip, "PROMETHEUS_REMOTE_WRITE_URL=" + remoteWrite,
-			"TLS_CERT_FILE=" + certs.serverCert, "TLS_KEY_FILE=" + certs.serverKey, "TLS_CLIENT_CA_FILE=" + certs.ca,
+			"TLS_CERT_FILE=" + certs.serverCert, "TLS_KEY_FILE=" + certs.serverKey, "TLS_CLIENT_CA_FILE=" + certs.caFile,
 		},
 	}
 	g.start()
@@ -322,9 +277,9 @@ secretGenerator:
     files: [ca.crt, tls.crt, tls.key]
     options: {disableNameSuffixHash: true}
 `, base)
-	for name, b := range map[string][]byte{"ca.crt": certs.caPEM, "tls.crt": certs.clientCertPEM, "tls.key": certs.clientKeyPEM} {
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o600))
-	}
+	// The Secret's keys: ca.crt, tls.crt and tls.key.
+	certs.ca.WriteCert(t, dir, "ca.crt")
+	certs.ca.Issue(t, dir, "tls", x509.ExtKeyUsageClientAuth)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "local.yaml"), []byte(patch), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o600))
 	return dir
