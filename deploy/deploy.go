@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package deploy holds what a cluster gets: the agent tier (a DaemonSet with least-privilege
 // RBAC, this folder), the gateway tier (gateway/) and the collector configuration of each, which
 // kustomize turns into their ConfigMaps. They are embedded so tests can build and apply exactly

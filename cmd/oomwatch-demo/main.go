@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command oomwatch-demo shows OOM kills being counted on a live local cluster. It starts the
 // project's cluster with a real node, creates Deployments and a Job whose containers the kernel
 // OOM-kills in several ways, runs the collector as the agent would run in its DaemonSet (with

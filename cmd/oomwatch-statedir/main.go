@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command oomwatch-statedir hands the agent's state directory to the user the collector runs as.
 // It is the init container of deploy/daemonset.yaml: the kubelet creates a missing hostPath
 // directory as root:root 0755, which the collector, running as 65532, cannot write.

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command image builds the collector's container image from the collector binary (make collector)
 // and the host's CA certificates. The same inputs give the same image digest.
 //

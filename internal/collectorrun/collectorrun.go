@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package collectorrun runs the built otelcol-oomwatch binary as a separate process, the way a
 // user runs it: a configuration file, environment variables, a health check to wait for, and a
 // stop by SIGTERM or a crash by SIGKILL. The demo and the end-to-end tests use it.

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package containerimage builds single-layer linux/amd64 container images from files held in
 // memory, writes them as tarballs that both `docker load` and `ctr images import` read, and pushes
 // them to registries.

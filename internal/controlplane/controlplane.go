@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package controlplane starts and stops the project's local Kubernetes cluster on this machine:
 // etcd, kube-apiserver, kube-controller-manager and kube-scheduler on 127.0.0.1, and optionally a
 // real node (containerd with Debian's runc, and a kubelet) on which the kernel really OOM-kills

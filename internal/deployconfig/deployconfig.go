@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package deployconfig gives the collector configurations that deploy/ ships, taken from the
 // ConfigMaps that kustomize generates, so that a test runs exactly what a cluster gets.
 //

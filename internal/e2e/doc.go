@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package e2e holds the end-to-end tests: the unmodified collector binary against the local
 // cluster (a real kube-apiserver, etcd, kubelet and containerd on this machine, where the kernel
 // really OOM-kills containers, and a kubelet-less node whose pod statuses the tests write),

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package kubelettest serves a kubelet's Summary API (/stats/summary) and cAdvisor metrics
 // (/metrics/cadvisor) over TLS from memory, for tests of anything that reads container stats:
 // the answers, the status code, a garbage body, a slow answer and the bearer token it accepts

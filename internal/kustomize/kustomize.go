@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package kustomize builds a kustomization into the multi-document YAML that `kubectl apply -k`
 // sends, with the kustomize library kubectl itself embeds, so that tests apply and inspect exactly
 // what a user gets from deploy/.

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package metricsgen builds the batches that benchmarks and examples feed to the processors:
 // one resource per container, as the k8s_container receiver emits them, cycling through a fixed
 // set of series with timestamps that move forward.

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package otlpsink is an OTLP/gRPC backend that keeps everything it receives in memory, metrics
 // and logs, so the end-to-end tests can assert on what a collector really exported over the wire.
 package otlpsink

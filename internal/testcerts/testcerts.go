@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testcerts makes the certificates a test needs for TLS between processes: a CA, and
 // serving or client certificates it signs, written as PEM files.
 package testcerts

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command localcluster starts and stops the project's local cluster (see docs/local-cluster.md).
 //
 //	localcluster up     start etcd, kube-apiserver, kube-controller-manager, kube-scheduler,

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command nodelease renews the Lease of a node that has no kubelet, as a kubelet renews its own
 // every 10 seconds, so that the node lifecycle controller sees the node alive: it keeps the node
 // Ready, adds none of its taints, and neither marks its pods NotReady nor evicts them. Virtual

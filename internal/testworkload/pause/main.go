@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command pause is the process that holds a pod sandbox's namespaces open. It sleeps until told
 // to stop and, as PID 1 of a shared PID namespace, reaps orphaned children.
 package main

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command workload uses memory the way its environment says, to make the kernel OOM-kill
 // containers on purpose.
 //

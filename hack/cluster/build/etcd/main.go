@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command etcd is the etcd server of the pinned release, for the local cluster's control plane.
 package main
 

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package checkpoint encodes the state of all series into one blob for a storage extension, and
 // decodes it back. The format is versioned, tied to the counting configuration and checksummed:
 // a blob written under another configuration, truncated or damaged is refused as a whole, never

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package counting holds the counting rule: how one series' state moves with each input point.
 // It knows nothing of pdata, maps or locks, so the rule can be read, tested and fuzzed alone.
 package counting

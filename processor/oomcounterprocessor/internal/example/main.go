@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Command example runs the oom_counter processor on a simulated pod: three containers scraped
 // every ten seconds, one leaking memory until the OOM killer ends it, one crashing with an
 // error, one steady. Along the way one batch is lost and one arrives twice. It

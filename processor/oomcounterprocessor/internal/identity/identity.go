@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package identity names a series: a 128-bit hash of its resource, scope, output metric and
 // data-point attributes. Keys are comparable and used directly as map keys; they are stable across
 // process restarts, so persisted state finds its series again.

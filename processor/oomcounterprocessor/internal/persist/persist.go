@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package persist keeps the counter state durable in a storage extension: a snapshot of every
 // series, written now and then, plus a journal of the series that changed since, written before
 // the change leaves the processor.

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package store keeps the state of every tracked series: a fixed number of shards, each a map
 // under its own lock, with a global bound on the number of series and expiry of stale ones.
 package store

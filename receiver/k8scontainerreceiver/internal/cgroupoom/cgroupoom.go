@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package cgroupoom reads the kernel's own count of OOM kills of each container: oom_kill in
 // the container's memory cgroup, through a (read-only) mount of the host's cgroup filesystem.
 //

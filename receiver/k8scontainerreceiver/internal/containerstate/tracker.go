@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package containerstate holds what the receiver knows about each container between two
 // scrapes: the terminations already seen, the points not yet scraped, and the latest state.
 //

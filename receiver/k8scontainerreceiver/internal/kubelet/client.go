@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package kubelet fetches the Summary API (/stats/summary) and the cAdvisor metrics
 // (/metrics/cadvisor) of one kubelet.
 package kubelet

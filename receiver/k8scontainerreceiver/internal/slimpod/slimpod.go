@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package slimpod cuts a pod down to the fields the receiver uses before the informer caches
 // it. The informer keeps one object per pod; a full pod with managed fields, environment,
 // volumes and conditions, or even a corev1.Pod with only a few fields set (its structs and

@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package termination reads container terminations out of a pod's container statuses and
 // names the container instance each one ended.
 //

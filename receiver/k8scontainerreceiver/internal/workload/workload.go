@@ -1,3 +1,6 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
 // Package workload names the workloads a pod belongs to from what the pod itself carries: its
 // controller owner reference and its pod-template-hash label. It makes no API calls, so it
 // names only what the owner's name gives away: the Deployment of a ReplicaSet and the
