@@ -4,9 +4,13 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 BENCH_OUT ?= _build/bench.txt
 
-.PHONY: all generate build test test-unit test-rules test-e2e e2e lint fmt tidy bench fuzz example clean image image-push
+.PHONY: all help generate build test test-unit test-rules test-e2e e2e lint fmt tidy bench fuzz example clean image image-push
 
 all: build
+
+## help: what each target does (the ## comments of this Makefile).
+help:
+	@awk '/^## [a-z-]+:/ { sub(/^## /, ""); print; next } /^## / { sub(/^## /, "    "); print }' $(MAKEFILE_LIST)
 
 ## generate: regenerate mdatagen code for every component.
 generate:
@@ -21,7 +25,8 @@ build: collector
 # config changes; go build is incremental on its own.
 COLLECTOR_DIR := _build/otelcol-oomwatch
 COLLECTOR     := $(COLLECTOR_DIR)/otelcol-oomwatch
-MODULE_SRCS   := $(shell git ls-files '*.go' 'go.mod' 'go.sum' 2>/dev/null | grep -v '^hack/cluster/build/\|^internal/benchcompare/\|^tools/')
+# Every Go file of the root module, new ones too: the folders of other modules and builds are left out.
+MODULE_SRCS   := $(shell find . \( -path ./.git -o -path ./_build -o -path ./hack/cluster/build -o -path ./internal/benchcompare -o -path ./tools \) -prune -o \( -name '*.go' -o -name go.mod -o -name go.sum \) -type f -print)
 
 .PHONY: collector
 ## collector: build _build/otelcol-oomwatch/otelcol-oomwatch with ocb.
@@ -64,6 +69,7 @@ image-push:
 ## end-to-end tests on the local cluster (the first run builds the cluster: many minutes).
 test: collector test-unit test-rules test-e2e
 
+## test-unit: the unit tests with the race detector, and benchcompare's agreement test.
 test-unit:
 	$(GO) test -race -count=1 $(PKGS)
 	cd internal/benchcompare && $(GO) test -count=1 -run TestSameOutput .
@@ -105,9 +111,11 @@ lint:
 	$(TOOLS) golangci-lint run $(PKGS)
 	cd internal/benchcompare && $(GO) vet ./... && $(TOOLS) golangci-lint run ./...
 
+## fmt: gofmt every Go file.
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+## tidy: go mod tidy in every module of the repository.
 tidy:
 	$(GO) mod tidy
 	cd tools && $(GO) mod tidy
@@ -144,6 +152,7 @@ fuzz:
 example:
 	$(GO) run ./processor/oomcounterprocessor/internal/example
 
+## clean: remove _build (the cluster binaries too: the next cluster build is cold).
 clean:
 	rm -rf _build bin
 
@@ -163,7 +172,7 @@ KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 CTRD_LDFLAGS  := -s -w -X github.com/containerd/containerd/v2/version.Version=v2.4.2
 CTRD_TAGS     := no_btrfs,no_devmapper,no_zfs
 
-.PHONY: cluster-bin cluster-deps cluster-images cluster-up cluster-down cluster-smoke demo
+.PHONY: cluster-bin cluster-deps cluster-images cluster-up cluster-down cluster-smoke cluster-e2e demo
 
 ## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one build at a time).
 # One build at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both
