@@ -89,19 +89,19 @@ test-rules:
 ## test-e2e: the cluster's own tests, then the collector against the cluster (root). One package at
 ## a time: they share the cluster's ports and folders. Not root: skipped, but an error in CI
 ## (CI=true), so a CI run cannot pass without them.
-test-e2e: collector image
+test-e2e: collector
 	@if [ "$$(id -u)" != 0 ] && [ "$$CI" = true ]; then \
 		echo "test-e2e: CI=true but not root: the end-to-end tests cannot run (the local cluster's real node needs root); run make test as root" >&2; \
 		exit 1; \
 	elif [ "$$(id -u)" != 0 ]; then \
 		echo ">> end-to-end tests skipped: the local cluster's real node needs root"; \
 	else \
-		$(MAKE) --no-print-directory cluster-bin cluster-deps && \
+		$(MAKE) --no-print-directory cluster-bin cluster-deps image && \
 		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/controlplane/ ./internal/e2e/; \
 	fi
 
 ## e2e: the end-to-end tests alone, verbose.
-e2e: collector image cluster-bin cluster-deps
+e2e: collector cluster-bin cluster-deps image
 	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 40m ./internal/e2e/
 
 ## lint: gofmt, go vet and golangci-lint.

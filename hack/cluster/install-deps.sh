@@ -7,7 +7,8 @@
 # is not used). Safe to run again: it does nothing when every package is already installed.
 set -euo pipefail
 
-packages=(runc containernetworking-plugins iptables mount util-linux prometheus)
+# ca-certificates: the CA bundle make image puts into the collector's image.
+packages=(runc containernetworking-plugins iptables mount util-linux prometheus ca-certificates)
 
 missing=()
 for p in "${packages[@]}"; do
