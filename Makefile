@@ -1,7 +1,11 @@
 # oomwatch: build, generate, test, lint and benchmark.
 GO        ?= go
 TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
-PKGS      := ./...
+# The repository's Go modules whose packages are tested and linted: the root (cluster, e2e, demo,
+# tooling) and each component, which a distribution can take alone.
+MODULES   := . processor/oomcounterprocessor receiver/k8scontainerreceiver
+# each-module,<command>: run the command in every module of MODULES, stopping at the first failure.
+each-module = for m in $(MODULES); do echo ">> $$m: $(1)"; (cd $$m && $(1)) || exit 1; done
 BENCH_OUT ?= _build/bench.txt
 
 .PHONY: all help generate build test test-unit test-rules test-e2e e2e lint fmt tidy bench fuzz example clean image image-push
@@ -19,14 +23,14 @@ generate:
 
 ## build: compile every package and the collector (incremental: seconds when nothing changed).
 build: collector
-	$(GO) build $(PKGS)
+	$(call each-module,$(GO) build ./...)
 
 # The collector distribution of builder-config.yaml. ocb writes the sources only when the builder
 # config changes; go build is incremental on its own.
 COLLECTOR_DIR := _build/otelcol-oomwatch
 COLLECTOR     := $(COLLECTOR_DIR)/otelcol-oomwatch
 # Every Go file of the root module, new ones too: the folders of other modules and builds are left out.
-MODULE_SRCS   := $(shell find . \( -path ./.git -o -path ./_build -o -path ./hack/cluster/build -o -path ./internal/benchcompare -o -path ./tools \) -prune -o \( -name '*.go' -o -name go.mod -o -name go.sum \) -type f -print)
+MODULE_SRCS   := $(shell find . \( -path ./.git -o -path ./_build -o -path ./hack/cluster/build -o -path ./processor/oomcounterprocessor/internal/benchcompare -o -path ./tools \) -prune -o \( -name '*.go' -o -name go.mod -o -name go.sum \) -type f -print)
 
 .PHONY: collector
 ## collector: build _build/otelcol-oomwatch/otelcol-oomwatch with ocb.
@@ -71,8 +75,8 @@ test: collector test-unit test-rules test-e2e
 
 ## test-unit: the unit tests with the race detector, and benchcompare's agreement test.
 test-unit:
-	$(GO) test -race -count=1 $(PKGS)
-	cd internal/benchcompare && $(GO) test -count=1 -run TestSameOutput .
+	$(call each-module,$(GO) test -race -count=1 ./...)
+	cd processor/oomcounterprocessor/internal/benchcompare && $(GO) test -count=1 -run TestSameOutput .
 
 ## test-rules: the shipped Prometheus alert rules against their unit tests (promtool, from
 ## Debian's prometheus package, which cluster-deps installs; as root it is installed if missing).
@@ -97,19 +101,18 @@ test-e2e: collector
 		echo ">> end-to-end tests skipped: the local cluster's real node needs root"; \
 	else \
 		$(MAKE) --no-print-directory cluster-bin cluster-deps image && \
-		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/controlplane/ ./internal/e2e/; \
+		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/cluster/controlplane/ ./internal/cluster/e2e/; \
 	fi
 
 ## e2e: the end-to-end tests alone, verbose.
 e2e: collector cluster-bin cluster-deps image
-	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 40m ./internal/e2e/
+	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 40m ./internal/cluster/e2e/
 
 ## lint: gofmt, go vet and golangci-lint.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
-	$(GO) vet $(PKGS)
-	$(TOOLS) golangci-lint run $(PKGS)
-	cd internal/benchcompare && $(GO) vet ./... && $(TOOLS) golangci-lint run ./...
+	$(call each-module,$(GO) vet ./... && $(TOOLS) golangci-lint run ./...)
+	cd processor/oomcounterprocessor/internal/benchcompare && $(GO) vet ./... && $(TOOLS) golangci-lint run ./...
 
 ## fmt: gofmt every Go file.
 fmt:
@@ -117,23 +120,23 @@ fmt:
 
 ## tidy: go mod tidy in every module of the repository.
 tidy:
-	$(GO) mod tidy
+	$(call each-module,$(GO) mod tidy)
 	cd tools && $(GO) mod tidy
-	cd internal/benchcompare && $(GO) mod tidy
+	cd processor/oomcounterprocessor/internal/benchcompare && $(GO) mod tidy
 
 ## bench: processor benchmarks side by side with contrib's delta_to_cumulative.
 bench:
 	mkdir -p $(dir $(BENCH_OUT))
-	cd internal/benchcompare && $(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 -count 1 . | tee $(CURDIR)/$(BENCH_OUT)
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 -count 1 ./processor/oomcounterprocessor/... | tee -a $(BENCH_OUT)
+	cd processor/oomcounterprocessor/internal/benchcompare && $(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 -count 1 . | tee $(CURDIR)/$(BENCH_OUT)
+	cd processor/oomcounterprocessor && $(GO) test -run '^$$' -bench . -benchmem -cpu 1,2 -count 1 ./... | tee -a $(CURDIR)/$(BENCH_OUT)
 
 ## fuzz: run each fuzz target for FUZZTIME and keep what it found in the target's
 ## testdata/fuzz corpus (commit it), so every later test run replays it.
 FUZZTIME ?= 30s
 FUZZ_CACHE = $(shell $(GO) env GOCACHE)/fuzz/github.com/oomwatch/oomwatch
-# fuzz-one,<package dir>,<target>
+# fuzz-one,<package dir>,<target>; the package is tested from the module it belongs to.
 define fuzz-one
-	$(GO) test -run '^$$' -fuzz '^$(2)$$' -fuzztime $(FUZZTIME) ./$(1)/
+	cd $(firstword $(subst /internal/, ,$(1))) && $(GO) test -run '^$$' -fuzz '^$(2)$$' -fuzztime $(FUZZTIME) $(CURDIR)/$(1)/
 	mkdir -p $(1)/testdata/fuzz/$(2)
 	if [ -d $(FUZZ_CACHE)/$(1)/$(2) ]; then cp -n $(FUZZ_CACHE)/$(1)/$(2)/* $(1)/testdata/fuzz/$(2)/; fi
 endef
@@ -150,7 +153,7 @@ fuzz:
 
 ## example: run the processor on a simulated container history.
 example:
-	$(GO) run ./processor/oomcounterprocessor/internal/example
+	cd processor/oomcounterprocessor && $(GO) run ./internal/example
 
 ## clean: remove _build (the cluster binaries too: the next cluster build is cold).
 clean:
@@ -220,7 +223,7 @@ cluster-down:
 
 ## cluster-smoke: start a cluster, see a 64Mi container OOM-killed by the kernel, tear down (root).
 cluster-smoke: cluster-bin cluster-deps
-	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run TestSmokeRealOOMKill -timeout 10m ./internal/controlplane/
+	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run TestSmokeRealOOMKill -timeout 10m ./internal/cluster/controlplane/
 
 ## demo: build what is missing, start the local cluster with a workload whose containers get
 ## OOM-killed, run the collector, and show the counts live (root; Ctrl-C tears everything down).
@@ -236,4 +239,4 @@ demo:
 
 ## cluster-e2e: every test of the local cluster itself against a real cluster (root).
 cluster-e2e: cluster-bin cluster-deps
-	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 15m ./internal/controlplane/
+	OOMWATCH_E2E=1 $(GO) test -count=1 -v -timeout 15m ./internal/cluster/controlplane/

@@ -4,7 +4,7 @@
 // Package deploy holds what a cluster gets: the agent tier (a DaemonSet with least-privilege
 // RBAC, this folder), the gateway tier (gateway/) and the collector configuration of each, which
 // kustomize turns into their ConfigMaps. They are embedded so tests can build and apply exactly
-// what ships (internal/kustomize).
+// what ships (internal/packaging/kustomize).
 package deploy
 
 import "embed"

@@ -22,7 +22,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	"github.com/oomwatch/oomwatch/internal/kustomize"
+	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
 )
 
 // The two kustomizations a user applies, each with its own namespace.

@@ -22,7 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/oomwatch/oomwatch/deploy"
-	"github.com/oomwatch/oomwatch/internal/controlplane"
+	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
 )
 
 // The service account deploy/ ships for the agent, bound to its least-privilege ClusterRole.

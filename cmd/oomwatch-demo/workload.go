@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/oomwatch/oomwatch/internal/testworkload"
+	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
 )
 
 // The demo runs what a user runs: Deployments and a Job. The controller-manager makes their

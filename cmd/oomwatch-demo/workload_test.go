@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 
-	"github.com/oomwatch/oomwatch/internal/testworkload"
+	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
 )
 
 var workloadModes = []string{"steady", "leak", "spiky", "child-oom", "exit"}

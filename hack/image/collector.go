@@ -11,7 +11,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/oomwatch/oomwatch/internal/containerimage"
+	"github.com/oomwatch/oomwatch/internal/packaging/containerimage"
 )
 
 // Where things are in the image. The deployment mounts the config file at configPath; a user who

@@ -23,7 +23,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/oomwatch/oomwatch/internal/containerimage"
+	"github.com/oomwatch/oomwatch/internal/packaging/containerimage"
 )
 
 const usage = `usage:

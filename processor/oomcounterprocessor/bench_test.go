@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 
-	"github.com/oomwatch/oomwatch/internal/metricsgen"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metricsgen"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
 )
 

@@ -35,7 +35,7 @@ import (
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/oomwatch/oomwatch/internal/kubelettest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 )

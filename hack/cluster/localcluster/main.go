@@ -18,8 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/oomwatch/oomwatch/internal/controlplane"
-	"github.com/oomwatch/oomwatch/internal/testworkload"
+	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
+	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
 )
 
 func main() {

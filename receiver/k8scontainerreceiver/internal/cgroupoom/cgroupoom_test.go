@@ -568,7 +568,7 @@ func BenchmarkRead330(b *testing.B) {
 	require.Equal(b, searched, r.searches)
 }
 
-// TestHostRead reads real containers' counts for the end-to-end tests (internal/e2e), which
+// TestHostRead reads real containers' counts for the end-to-end tests (internal/cluster/e2e), which
 // cannot import this package: OOMWATCH_CGROUPOOM_ROOT names the cgroup filesystem and
 // OOMWATCH_CGROUPOOM_INSTANCES the instances (JSON), and the test prints what two Reads in a
 // row returned, their errors, the searches and time each took, on a line of its own, for the

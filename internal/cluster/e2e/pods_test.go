@@ -16,7 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/watch"
 
-	"github.com/oomwatch/oomwatch/internal/testworkload"
+	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
 )
 
 // workload is a container of the workload image with a memory limit and its behaviour env.

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/oomwatch/oomwatch/internal/deployconfig"
+	"github.com/oomwatch/oomwatch/internal/packaging/deployconfig"
 )
 
 // collector returns the built binary: make test builds it first (make collector).

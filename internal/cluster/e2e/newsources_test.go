@@ -25,7 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
-	"github.com/oomwatch/oomwatch/internal/otlpsink"
+	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
 )
 
 // The kill sources beside the pod status, on the real node, as a user checks them: processes the

@@ -1,11 +1,11 @@
-module github.com/oomwatch/oomwatch/internal/benchcompare
+module github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/benchcompare
 
 go 1.26.0
 
-replace github.com/oomwatch/oomwatch => ../..
+replace github.com/oomwatch/oomwatch/processor/oomcounterprocessor => ../..
 
 require (
-	github.com/oomwatch/oomwatch v0.0.0-00010101000000-000000000000
+	github.com/oomwatch/oomwatch/processor/oomcounterprocessor v0.0.0-00010101000000-000000000000
 	github.com/open-telemetry/opentelemetry-collector-contrib/processor/deltatocumulativeprocessor v0.165.1
 	go.opentelemetry.io/collector/component/componenttest v0.165.0
 	go.opentelemetry.io/collector/consumer v1.71.0

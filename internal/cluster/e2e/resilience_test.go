@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
-	"github.com/oomwatch/oomwatch/internal/kubelettest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
 // TestCollectorKilledAndRestarted: with file_storage, a collector killed by SIGKILL comes back

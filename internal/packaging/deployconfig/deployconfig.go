@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/oomwatch/oomwatch/deploy"
-	"github.com/oomwatch/oomwatch/internal/kustomize"
+	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
 )
 
 // Agent is config.yaml of the ConfigMap that deploy/ generates for the DaemonSet.

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
-	"github.com/oomwatch/oomwatch/internal/testworkload"
+	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
 )
 
 // TestE2EControllersRunWorkloads: the controller-manager and the scheduler do for workloads what

@@ -10,7 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/oomwatch/oomwatch/internal/containerimage"
+	"github.com/oomwatch/oomwatch/internal/packaging/containerimage"
 )
 
 // Image references the local cluster knows the test images by. Pods that use them set
@@ -35,8 +35,8 @@ func BuildImages(ctx context.Context, moduleDir, outDir string) ([]ImageArchive,
 		return nil, err
 	}
 	images := []struct{ name, pkg, bin string }{
-		{PauseImage, "internal/testworkload/pause", "/pause"},
-		{WorkloadImage, "internal/testworkload/workload", "/workload"},
+		{PauseImage, "internal/cluster/testworkload/pause", "/pause"},
+		{WorkloadImage, "internal/cluster/testworkload/workload", "/workload"},
 	}
 	var out []ImageArchive
 	for _, img := range images {

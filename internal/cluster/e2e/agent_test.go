@@ -14,8 +14,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/oomwatch/oomwatch/internal/collectorrun"
-	"github.com/oomwatch/oomwatch/internal/otlpsink"
+	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
+	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
 )
 
 // interval is the collection interval of every collector in these tests.

@@ -25,9 +25,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/oomwatch/oomwatch/deploy"
-	"github.com/oomwatch/oomwatch/internal/collectorrun"
-	"github.com/oomwatch/oomwatch/internal/kustomize"
-	"github.com/oomwatch/oomwatch/internal/testcerts"
+	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
+	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
+	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
 )
 
 // otlpCerts are the files of mutual TLS between the agents and the gateway, made by the test: a

@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/oomwatch/oomwatch/deploy"
-	"github.com/oomwatch/oomwatch/internal/controlplane"
+	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
 )
 
 const standinNode = "oomwatch-standin"

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/oomwatch/oomwatch/internal/otlpsink"
+	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
 )
 
 // promOOMKills is k8s.container.oom_kills as the prometheus exporter renders it: a monotonic

@@ -33,9 +33,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
-	"github.com/oomwatch/oomwatch/internal/collectorrun"
-	"github.com/oomwatch/oomwatch/internal/deployconfig"
-	"github.com/oomwatch/oomwatch/internal/testcerts"
+	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
+	"github.com/oomwatch/oomwatch/internal/packaging/deployconfig"
+	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
 )
 
 // TestAgentToGatewayOverMutualTLS runs the shipped gateway configuration with a certificate of a

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/oomwatch/oomwatch/internal/otlpsink"
+	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
 )
 
 // TestRealNodeOOMKillsCounted: a container the kernel OOM-kills again and again (through the

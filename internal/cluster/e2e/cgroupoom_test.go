@@ -118,7 +118,7 @@ func readCgroups(t *testing.T, bin string, uid uint32, instances ...cgroupInstan
 //
 // What the kubelet and containerd make below the kubelet's cgroup root is open to every user
 // (folders 0755, memory.oom_control 0644), but the local cluster makes that root itself 0750
-// (internal/controlplane): there the reader is refused, and says so, until the test opens the
+// (internal/cluster/controlplane): there the reader is refused, and says so, until the test opens the
 // root to others as a node's own folders are.
 func TestRealNodeCgroupReaderMatchesKernel(t *testing.T) {
 	s := need(t)

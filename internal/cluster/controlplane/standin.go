@@ -45,7 +45,7 @@ func (c *Cluster) startStandin(ctx context.Context) error {
 	// it is never older than the code that starts it.
 	bin := c.Bin(nodeLease)
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, //nolint:gosec // builds this module's own command
-		"github.com/oomwatch/oomwatch/internal/controlplane/nodelease")
+		"github.com/oomwatch/oomwatch/internal/cluster/controlplane/nodelease")
 	cmd.Dir = c.opts.ModuleDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
