@@ -28,8 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
+	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 )
 
 func main() {

@@ -13,8 +13,8 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 
-	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metricsgen"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metricsgen"
 )
 
 const benchBatch = 1000

@@ -23,9 +23,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
 // realisticPod is a Deployment's pod as the API server sends it: managed fields, the

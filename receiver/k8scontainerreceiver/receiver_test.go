@@ -27,9 +27,9 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
 func writeFile(t *testing.T, path, content string) {

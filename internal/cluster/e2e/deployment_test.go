@@ -25,8 +25,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/oomwatch/oomwatch/deploy"
-	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
+	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
 )
 

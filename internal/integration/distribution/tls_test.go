@@ -33,8 +33,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
-	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/packaging/deployconfig"
+	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
 )
 

@@ -18,8 +18,8 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 
-	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metricsgen"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metricsgen"
 )
 
 const batchSize = 1000
