@@ -1,6 +1,9 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// The processor itself: its type, Start and Shutdown, the background sweeps, and the
+// ConsumeMetrics entry that walks a batch and records its telemetry.
+
 package oomcounterprocessor
 
 import (
@@ -8,22 +11,17 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
-	"sort"
 	"sync"
 	"time"
 
-	"github.com/cespare/xxhash/v2"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
-	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
-	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/checkpoint"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
@@ -119,29 +117,6 @@ func reason(r string) metric.AddOption {
 	return metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
 }
 
-// fingerprint names the counting configuration a checkpoint was written under: state kept for
-// other rules, or keyed by other identifying attributes, would be read with the wrong meaning.
-func fingerprint(counters []Counter, identifying []string) uint64 {
-	lines := make([]string, len(counters))
-	for i, c := range counters {
-		lines[i] = c.Metric + "\x00" + c.Output + "\x00" + c.OccurrenceAttribute
-	}
-	sort.Strings(lines)
-	d := xxhash.New()
-	for _, l := range lines {
-		_, _ = d.WriteString(l)
-		_, _ = d.WriteString("\x01")
-	}
-	ids := slices.Clone(identifying)
-	sort.Strings(ids)
-	_, _ = d.WriteString("\x02identifying")
-	for _, a := range ids {
-		_, _ = d.WriteString("\x00")
-		_, _ = d.WriteString(a)
-	}
-	return d.Sum64()
-}
-
 // clock returns the store's notion of now.
 func (p *counterProcessor) clock() uint32 {
 	return uint32(p.now().Sub(p.epoch) / time.Second)
@@ -170,22 +145,6 @@ func (p *counterProcessor) start(ctx context.Context, host component.Host) error
 		p.done.Go(func() { p.every(p.cfg.CheckpointInterval, p.checkpoint) })
 	}
 	return nil
-}
-
-func storageClient(ctx context.Context, host component.Host, id, self component.ID) (storage.Client, error) {
-	ext, ok := host.GetExtensions()[id]
-	if !ok {
-		return nil, fmt.Errorf("storage: extension %q not found", id)
-	}
-	se, ok := ext.(storage.Extension)
-	if !ok {
-		return nil, fmt.Errorf("storage: extension %q is not a storage extension", id)
-	}
-	client, err := se.GetClient(ctx, component.KindProcessor, self, "")
-	if err != nil {
-		return nil, fmt.Errorf("storage: extension %q: %w", id, err)
-	}
-	return client, nil
 }
 
 // shutdown stops the goroutines, saves the state a last time and closes the storage client. An
@@ -254,93 +213,6 @@ func (p *counterProcessor) expire() {
 		p.telemetry.OomCounterSeriesExpired.Add(ctx, int64(n))
 		p.telemetry.OomCounterSeriesTracked.Add(ctx, int64(-n))
 	}
-}
-
-func (p *counterProcessor) checkpoint() {
-	if err := p.save(context.Background()); err != nil {
-		p.logger.Warn("Saving the counter state failed; it is retried at the next checkpoint", zap.Error(err))
-	}
-}
-
-// save writes a snapshot of every series and drops the journal.
-func (p *counterProcessor) save(ctx context.Context) error {
-	if err := p.journal.Snapshot(ctx); err != nil {
-		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
-		return fmt.Errorf("saving counter state: %w", err)
-	}
-	return nil
-}
-
-// restore loads the saved state, then writes it back as one snapshot, so the journal starts
-// afresh. Damaged or foreign parts are discarded with a warning: their counters then restart
-// visibly (new StartTimestamp), which is honest, rather than wrong.
-func (p *counterProcessor) restore(ctx context.Context) {
-	now := p.clock()
-	restored, saved := 0, 0
-	r := p.journal.Restore(ctx, func(e checkpoint.Entry) {
-		saved++
-		e.Series.LastSeen = now
-		if p.store.Put(e.Key, e.Series) {
-			restored++
-		}
-	})
-	for _, problem := range r.Problems {
-		p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
-		p.logger.Warn("Discarding part of the saved counter state; the counters it held start afresh", zap.Error(problem))
-	}
-	p.telemetry.OomCounterSeriesTracked.Add(ctx, int64(restored))
-	if saved > 0 || len(r.Problems) > 0 {
-		p.logger.Info("Restored counter state", zap.Int("series", restored), zap.Int("saved", saved),
-			zap.Int("snapshot", r.Snapshot), zap.Int("journal_segments", r.Segments))
-		if err := p.save(ctx); err != nil {
-			p.logger.Warn("Compacting the restored counter state failed; the journal goes on", zap.Error(err))
-		}
-	}
-}
-
-// rateLimit lets one event through per period.
-type rateLimit struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-// allow reports whether to log now, and how many events were held back since the last time.
-func (r *rateLimit) allow(now time.Time) (bool, int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.last.IsZero() && now.Sub(r.last) < time.Minute {
-		r.suppressed++
-		return false, 0
-	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	return true, n
-}
-
-// persistBatch makes the changes of a batch durable before its points leave. When that fails
-// the batch is refused with the error instead of passed on: a count that is not in storage, if
-// exported, could be followed after a crash by a lower count under the same StartTimestamp,
-// which every backend reads as a reset. Refusing makes the receiver's batch fail (and retry,
-// when it retries); the state stays applied in memory, and the next batch writes a full
-// snapshot before anything more leaves, so a retried or later point carries the total safely.
-func (p *counterProcessor) persistBatch(ctx context.Context, b *batch) error {
-	var segment []byte
-	if b.changed {
-		segment = b.segment.Finish()
-	} else if !p.journal.Dirty() {
-		return nil
-	}
-	err := p.journal.Append(ctx, segment)
-	if err == nil {
-		return nil
-	}
-	p.telemetry.OomCounterCheckpointErrors.Add(ctx, 1)
-	if ok, held := p.journalWarn.allow(time.Now()); ok {
-		p.logger.Warn("Saving the counts of a batch failed; the batch is refused so no count leaves that a crash could take back",
-			zap.Error(err), zap.Int("failures_not_logged", held))
-	}
-	return fmt.Errorf("oom_counter: counts not saved, batch refused: %w", err)
 }
 
 // tally gathers a batch's telemetry, recorded once per batch instead of once per point.
@@ -413,212 +285,4 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 		}
 	}
 	return md, nil
-}
-
-// resourceKey hashes what identifies a series in its resource: the identifying attributes, or
-// every attribute when none are configured.
-func (p *counterProcessor) resourceKey(h *identity.Hasher, attrs pcommon.Map) identity.Key {
-	if len(p.cfg.IdentifyingAttributes) == 0 {
-		return h.Map(attrs, "")
-	}
-	return h.Select(attrs, p.cfg.IdentifyingAttributes)
-}
-
-// emptyCounter tells a counter all of whose points were dropped: an empty metric is noise.
-func (p *counterProcessor) emptyCounter(m pmetric.Metric) bool {
-	if _, ok := p.outputs[m.Name()]; !ok || m.Type() != pmetric.MetricTypeSum {
-		return false
-	}
-	return m.Sum().DataPoints().Len() == 0
-}
-
-// batch is the per-call working set of processMetrics.
-type batch struct {
-	p      *counterProcessor
-	now    uint32
-	hasher identity.Hasher
-	tally  tally
-	// segment gathers the series this batch changed, for the journal (with storage only).
-	segment checkpoint.Encoder
-	changed bool
-}
-
-// convert turns metric m, an input of rule r, into the counter. With keep_input the input stays
-// and the counter is added beside it.
-func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, metricKey identity.Key) {
-	var mode counting.Mode
-	switch {
-	case m.Type() == pmetric.MetricTypeGauge:
-		mode = r.flagMode
-	case m.Type() == pmetric.MetricTypeSum && m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta:
-		mode = counting.Delta
-	default:
-		// A cumulative sum, histogram... under a counter's input name is not something this rule
-		// can count: it passes through untouched and its points are counted as invalid.
-		b.tally.invalid += int64(dataPointCount(m))
-		return
-	}
-	if b.p.cfg.KeepInput {
-		input := m
-		m = metrics.AppendEmpty()
-		input.CopyTo(m)
-	}
-
-	input := inputShape{name: m.Name(), description: m.Description(), unit: m.Unit()}
-	var points pmetric.NumberDataPointSlice
-	if mode == counting.Delta {
-		input.monotonic = m.Sum().IsMonotonic()
-		points = m.Sum().DataPoints()
-	} else {
-		// Move the gauge's points into a sum without copying them: the gauge stays reachable
-		// through its points until they are moved.
-		gaugePoints := m.Gauge().DataPoints()
-		points = m.SetEmptySum().DataPoints()
-		gaugePoints.MoveAndAppendTo(points)
-		m.SetUnit("{event}")
-	}
-	m.SetName(r.output)
-	m.SetDescription(r.description)
-	sum := m.Sum()
-	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-	sum.SetIsMonotonic(true)
-
-	var passthrough pmetric.NumberDataPointSlice
-	points.RemoveIf(func(dp pmetric.NumberDataPoint) bool {
-		pt, ok := parsePoint(dp, mode, r.occurrence)
-		if !ok {
-			b.tally.invalid++
-			return true
-		}
-		key := identity.Series(metricKey, b.hasher.Map(dp.Attributes(), r.occurrence))
-		u := b.p.store.Apply(key, mode, b.p.policy, pt, b.now)
-		switch {
-		case !u.Tracked:
-			b.tally.limit++
-			if !b.p.cfg.KeepInput {
-				// The series is not tracked: its point, not yet changed, passes on as it came.
-				if passthrough == (pmetric.NumberDataPointSlice{}) {
-					passthrough = passthroughMetric(metrics, input, mode)
-				}
-				dp.CopyTo(passthrough.AppendEmpty())
-			}
-			return true
-		case u.Outcome == counting.OutOfOrder:
-			b.tally.outOfOrder++
-			return true
-		}
-		b.tally.counted++
-		b.tally.increments += int64(u.Added)
-		b.tally.unattributed += int64(u.Unattributed)
-		if u.New {
-			b.tally.newSeries++
-		}
-		if u.Changed && b.p.journal != nil {
-			if !b.changed {
-				b.segment.Begin(b.p.fingerprint, 4)
-				b.changed = true
-			}
-			b.segment.Add(key, u.Series)
-		}
-		dp.SetIntValue(int64(u.Series.Count))
-		dp.SetStartTimestamp(pcommon.Timestamp(u.Series.Start))
-		if pt.Unknown {
-			// A point of unknown outcome becomes a count like any other.
-			dp.SetFlags(pmetric.DefaultDataPointFlags)
-		}
-		if r.occurrence != "" {
-			dp.Attributes().Remove(r.occurrence)
-		}
-		return false
-	})
-}
-
-// inputShape is what a counter's input metric looked like before it was converted.
-type inputShape struct {
-	name, description, unit string
-	monotonic               bool
-}
-
-// passthroughMetric appends a metric shaped like the input, for points of untracked series.
-func passthroughMetric(metrics pmetric.MetricSlice, input inputShape, mode counting.Mode) pmetric.NumberDataPointSlice {
-	m := metrics.AppendEmpty()
-	m.SetName(input.name)
-	m.SetDescription(input.description)
-	m.SetUnit(input.unit)
-	if mode == counting.Delta {
-		s := m.SetEmptySum()
-		s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
-		s.SetIsMonotonic(input.monotonic)
-		return s.DataPoints()
-	}
-	return m.SetEmptyGauge().DataPoints()
-}
-
-func dataPointCount(m pmetric.Metric) int {
-	switch m.Type() {
-	case pmetric.MetricTypeGauge:
-		return m.Gauge().DataPoints().Len()
-	case pmetric.MetricTypeSum:
-		return m.Sum().DataPoints().Len()
-	case pmetric.MetricTypeHistogram:
-		return m.Histogram().DataPoints().Len()
-	case pmetric.MetricTypeExponentialHistogram:
-		return m.ExponentialHistogram().DataPoints().Len()
-	case pmetric.MetricTypeSummary:
-		return m.Summary().DataPoints().Len()
-	}
-	return 0
-}
-
-// parsePoint checks a data point and reads what counting needs. Invalid input (no timestamp, a
-// flag that is not 0 or 1, a negative, fractional or NaN delta, a missing or non-int occurrence)
-// is refused, never guessed at. A flag with an occurrence and no recorded value says that the
-// occurrence ended with an unknown outcome.
-func parsePoint(dp pmetric.NumberDataPoint, mode counting.Mode, occurrenceAttr string) (counting.Point, bool) {
-	pt := counting.Point{Timestamp: uint64(dp.Timestamp()), Start: uint64(dp.StartTimestamp())}
-	if pt.Timestamp == 0 {
-		return pt, false
-	}
-	if dp.Flags().NoRecordedValue() {
-		if mode != counting.Occurrence {
-			return pt, false
-		}
-		pt.Unknown = true
-		return pt, readOccurrence(dp, occurrenceAttr, &pt)
-	}
-	switch dp.ValueType() {
-	case pmetric.NumberDataPointValueTypeInt:
-		v := dp.IntValue()
-		if v < 0 {
-			return pt, false
-		}
-		pt.Value = uint64(v)
-	case pmetric.NumberDataPointValueTypeDouble:
-		v := dp.DoubleValue()
-		if !(v >= 0 && v <= counting.MaxCount) || v != math.Trunc(v) {
-			return pt, false
-		}
-		pt.Value = uint64(v)
-	default:
-		return pt, false
-	}
-	if mode == counting.Delta {
-		return pt, true
-	}
-	if pt.Value > 1 {
-		return pt, false
-	}
-	if mode == counting.Occurrence {
-		return pt, readOccurrence(dp, occurrenceAttr, &pt)
-	}
-	return pt, true
-}
-
-func readOccurrence(dp pmetric.NumberDataPoint, occurrenceAttr string, pt *counting.Point) bool {
-	v, ok := dp.Attributes().Get(occurrenceAttr)
-	if !ok || v.Type() != pcommon.ValueTypeInt || v.Int() < 0 {
-		return false
-	}
-	pt.Occurrence = v.Int()
-	return true
 }
