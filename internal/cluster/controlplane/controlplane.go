@@ -31,8 +31,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-const serviceClusterIP = "10.96.0.1"
-
 // Options says where the cluster lives and what it runs. The zero value, after Defaults, is the
 // cluster that `make cluster-up` starts.
 type Options struct {
@@ -268,96 +266,6 @@ func (c *Cluster) start(ctx context.Context) error {
 	return nil
 }
 
-func (c *Cluster) etcdURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.opts.EtcdPort) }
-
-// EtcdEndpoint is the etcd client URL (plain HTTP on loopback), for tests that compact etcd.
-func (c *Cluster) EtcdEndpoint() string { return c.etcdURL() }
-
-func (c *Cluster) startEtcd(ctx context.Context) error {
-	if p, ok := c.state.Procs["etcd"]; ok && p.alive() {
-		return nil
-	}
-	peer := fmt.Sprintf("http://127.0.0.1:%d", c.opts.EtcdPeerPort)
-	c.logf("starting etcd on %s", c.etcdURL())
-	if _, err := c.spawn("etcd", c.Bin("etcd"), []string{
-		"--name=oomwatch",
-		"--data-dir=" + filepath.Join(c.opts.VarDir, "etcd"),
-		"--listen-client-urls=" + c.etcdURL(),
-		"--advertise-client-urls=" + c.etcdURL(),
-		"--listen-peer-urls=" + peer,
-		"--initial-advertise-peer-urls=" + peer,
-		"--initial-cluster=oomwatch=" + peer,
-		// Test data only: losing it on a host crash costs nothing, and fsync dominates start time.
-		"--unsafe-no-fsync",
-		"--log-level=warn",
-	}, nil); err != nil {
-		return err
-	}
-	return c.waitHTTP(ctx, "etcd", c.etcdURL()+"/health", nil)
-}
-
-// StartAPIServer starts kube-apiserver (if it is not running) and waits for /readyz. With the
-// certificates kept in the pki folder it comes back under the same CA after StopAPIServer.
-func (c *Cluster) StartAPIServer(ctx context.Context) error {
-	if p, ok := c.state.Procs["kube-apiserver"]; ok && p.alive() {
-		return nil
-	}
-	pk := c.pki.path
-	args := []string{
-		"--etcd-servers=" + c.etcdURL(),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		fmt.Sprintf("--secure-port=%d", c.opts.APIServerPort),
-		// The default reconciler refuses a loopback advertise address.
-		"--endpoint-reconciler-type=none",
-		"--cert-dir=" + c.pki.dir,
-		"--tls-cert-file=" + pk(apiServerName+".crt"),
-		"--tls-private-key-file=" + pk(apiServerName+".key"),
-		"--client-ca-file=" + pk(caName+".crt"),
-		"--kubelet-client-certificate=" + pk(apiKubeletClient+".crt"),
-		"--kubelet-client-key=" + pk(apiKubeletClient+".key"),
-		"--kubelet-certificate-authority=" + pk(caName+".crt"),
-		"--kubelet-preferred-address-types=InternalIP,Hostname",
-		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + pk(serviceAccountKey+".pub"),
-		"--service-account-signing-key-file=" + pk(serviceAccountKey+".key"),
-		"--api-audiences=https://kubernetes.default.svc.cluster.local",
-		"--service-cluster-ip-range=10.96.0.0/16",
-		"--authorization-mode=Node,RBAC",
-		"--enable-admission-plugins=NodeRestriction",
-		"--allow-privileged=true",
-		// Short requests keep a stop short while watches are open; without the watch cache an
-		// etcd compaction reaches watchers as a real 410 Gone.
-		"--request-timeout=5s",
-		"--watch-cache=false",
-		"--profiling=false",
-		"--v=1",
-	}
-	args = append(args, c.opts.ExtraAPIArgs...)
-	c.logf("starting kube-apiserver on https://127.0.0.1:%d", c.opts.APIServerPort)
-	if _, err := c.spawn("kube-apiserver", c.Bin("kube-apiserver"), args, nil); err != nil {
-		return err
-	}
-	return c.waitHTTP(ctx, "kube-apiserver", fmt.Sprintf("https://127.0.0.1:%d/readyz", c.opts.APIServerPort), c.adminHTTPClient)
-}
-
-// StopAPIServer stops kube-apiserver, SIGKILL when kill is set (a crash) or SIGTERM otherwise.
-func (c *Cluster) StopAPIServer(kill bool) error {
-	p, ok := c.state.Procs["kube-apiserver"]
-	if !ok || !p.alive() {
-		return errNotRunning
-	}
-	grace := 10 * time.Second
-	if kill {
-		grace = 0
-	}
-	if err := stopProc(p, grace); err != nil {
-		return err
-	}
-	delete(c.state.Procs, "kube-apiserver")
-	return c.saveState()
-}
-
 // waitHTTP polls url until it answers 200, the process behind it dies, or the ready timeout.
 func (c *Cluster) waitHTTP(ctx context.Context, name, url string, client func() (*http.Client, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
@@ -395,11 +303,6 @@ func (c *Cluster) AdminKubeconfig() string {
 
 // CAFile is the cluster CA, which signs the API server's and the kubelet's serving certificates.
 func (c *Cluster) CAFile() string { return c.pki.path(caName + ".crt") }
-
-// APIServerURL is the API server's address.
-func (c *Cluster) APIServerURL() string {
-	return fmt.Sprintf("https://127.0.0.1:%d", c.opts.APIServerPort)
-}
 
 // RESTConfig is an admin client configuration.
 func (c *Cluster) RESTConfig() (*rest.Config, error) {
