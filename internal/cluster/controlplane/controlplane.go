@@ -26,9 +26,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 // Options says where the cluster lives and what it runs. The zero value, after Defaults, is the
@@ -294,68 +291,6 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, client func() 
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// AdminKubeconfig is the path of a kubeconfig with cluster-admin rights (group system:masters).
-func (c *Cluster) AdminKubeconfig() string {
-	return filepath.Join(c.opts.Dir, "kubeconfig", "admin.kubeconfig")
-}
-
-// CAFile is the cluster CA, which signs the API server's and the kubelet's serving certificates.
-func (c *Cluster) CAFile() string { return c.pki.path(caName + ".crt") }
-
-// RESTConfig is an admin client configuration.
-func (c *Cluster) RESTConfig() (*rest.Config, error) {
-	return clientcmd.BuildConfigFromFlags("", c.AdminKubeconfig())
-}
-
-// Client is an admin clientset.
-func (c *Cluster) Client() (kubernetes.Interface, error) {
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	return kubernetes.NewForConfig(cfg)
-}
-
-func (c *Cluster) adminHTTPClient() (*http.Client, error) {
-	cfg, err := c.RESTConfig()
-	if err != nil {
-		return nil, err
-	}
-	cfg.Timeout = 2 * time.Second
-	return rest.HTTPClientFor(cfg)
-}
-
-func (c *Cluster) writeKubeconfigs() error {
-	for _, kc := range []struct{ file, user string }{
-		{"admin.kubeconfig", adminName},
-		{"kubelet.kubeconfig", kubeletClientName},
-		{controllerManagerName + ".kubeconfig", controllerManagerName},
-		{schedulerName + ".kubeconfig", schedulerName},
-	} {
-		content := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: oomwatch
-  cluster:
-    server: %s
-    certificate-authority: %s
-users:
-- name: %s
-  user:
-    client-certificate: %s
-    client-key: %s
-contexts:
-- name: oomwatch
-  context: {cluster: oomwatch, user: %s}
-current-context: oomwatch
-`, c.APIServerURL(), c.CAFile(), kc.user, c.pki.path(kc.user+".crt"), c.pki.path(kc.user+".key"), kc.user)
-		if err := os.WriteFile(filepath.Join(c.opts.Dir, "kubeconfig", kc.file), []byte(content), 0o600); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // hostIPs are the machine's non-loopback IPv4 addresses; the kubelet registers one of them.

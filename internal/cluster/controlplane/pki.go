@@ -25,6 +25,9 @@ type pki struct{ dir string }
 
 func (p pki) path(name string) string { return filepath.Join(p.dir, name) }
 
+// CAFile is the cluster CA, which signs the API server's and the kubelet's serving certificates.
+func (c *Cluster) CAFile() string { return c.pki.path(caName + ".crt") }
+
 // CA, serving and client certificates of the cluster, and the service-account signing key.
 const (
 	caName            = "ca"
