@@ -32,7 +32,7 @@ import (
 // and runs its TestHostRead, which reads the instances it is given and prints what it read.
 
 // cgroupReaderPkg is the reader's package, relative to the module.
-const cgroupReaderPkg = "./receiver/k8scontainerreceiver/internal/cgroupoom"
+const cgroupReaderPkg = "./internal/cgroupoom"
 
 // cgroupInstance and cgroupRead mirror the reader's Instance and TestHostRead's result.
 type cgroupInstance struct {
@@ -53,7 +53,8 @@ type cgroupRead struct {
 // buildCgroupReader builds the reader's test binary in a folder every user can read.
 func buildCgroupReader(t *testing.T) string {
 	t.Helper()
-	module, err := filepath.Abs(filepath.Join("..", ".."))
+	// The reader is a package of the receiver's module, built in that module.
+	module, err := filepath.Abs(filepath.Join("..", "..", "..", "receiver", "k8scontainerreceiver"))
 	require.NoError(t, err)
 	dir, err := os.MkdirTemp("", "oomwatch-cgroupoom-")
 	require.NoError(t, err)

@@ -369,7 +369,7 @@ func promValue(p *promServer, query string) (float64, error) {
 func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	s := need(t)
 	ctx := context.Background()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
 	require.NoError(t, err)
 
 	archive := filepath.Join(root, "_build", "image", "otelcol-oomwatch.tar")

@@ -66,7 +66,7 @@ func runSuite(m *testing.M) int {
 }
 
 func setUp(ctx context.Context, opts controlplane.Options) (*suite, error) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
 	if err != nil {
 		return nil, err
 	}

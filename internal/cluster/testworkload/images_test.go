@@ -25,7 +25,7 @@ func TestBuildImages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("compiles two programs")
 	}
-	moduleDir, err := filepath.Abs("../..")
+	moduleDir, err := filepath.Abs("../../..")
 	require.NoError(t, err)
 	archives, err := BuildImages(context.Background(), moduleDir, t.TempDir())
 	require.NoError(t, err)

@@ -21,7 +21,7 @@ func collector(t *testing.T) string {
 	t.Helper()
 	bin := os.Getenv("OOMWATCH_COLLECTOR")
 	if bin == "" {
-		bin = filepath.Join("..", "..", "_build", "otelcol-oomwatch", "otelcol-oomwatch")
+		bin = filepath.Join("..", "..", "..", "_build", "otelcol-oomwatch", "otelcol-oomwatch")
 	}
 	_, err := os.Stat(bin)
 	require.NoError(t, err, "the collector is not built: run make collector (make test does)")
@@ -50,7 +50,7 @@ func TestComponents(t *testing.T) {
 
 func TestExampleConfigsValidate(t *testing.T) {
 	t.Parallel()
-	configs, err := filepath.Glob(filepath.Join("..", "..", "testdata", "config", "*.yaml"))
+	configs, err := filepath.Glob(filepath.Join("..", "..", "..", "testdata", "config", "*.yaml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, configs)
 	env := []string{"K8S_NODE_NAME=node-1", "OTLP_ENDPOINT=127.0.0.1:4317"}

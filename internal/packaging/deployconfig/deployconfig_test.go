@@ -20,7 +20,7 @@ func TestConfigsAreTheFiles(t *testing.T) {
 		"config.yaml":         Agent,
 		"gateway/config.yaml": Gateway,
 	} {
-		want, err := os.ReadFile(filepath.Join("..", "..", "deploy", file))
+		want, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", file))
 		require.NoError(t, err)
 		got, err := get()
 		require.NoError(t, err, file)

@@ -22,7 +22,7 @@ func TestBuildFSIsBuildOnDisk(t *testing.T) {
 	for _, dir := range []string{".", "gateway"} {
 		embedded, err := BuildFS(deploy.Manifests, dir)
 		require.NoError(t, err, dir)
-		onDisk, err := Build(filepath.Join("..", "..", "deploy", dir))
+		onDisk, err := Build(filepath.Join("..", "..", "..", "deploy", dir))
 		require.NoError(t, err, dir)
 		assert.Equal(t, string(onDisk), string(embedded), dir)
 	}
@@ -36,7 +36,7 @@ func TestBuildIsKubectls(t *testing.T) {
 		t.Skip("kubectl is not installed")
 	}
 	for _, dir := range []string{".", "gateway"} {
-		path := filepath.Join("..", "..", "deploy", dir)
+		path := filepath.Join("..", "..", "..", "deploy", dir)
 		want, err := exec.Command(kubectl, "kustomize", path).Output()
 		require.NoError(t, err, dir)
 		got, err := Build(path)
@@ -51,7 +51,7 @@ func TestBuildIsKubectls(t *testing.T) {
 func TestOverlayElsewhere(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	abs, err := filepath.Abs(filepath.Join("..", "..", "deploy"))
+	abs, err := filepath.Abs(filepath.Join("..", "..", "..", "deploy"))
 	require.NoError(t, err)
 	_, err = Build(overlay(t, dir, abs))
 	require.ErrorContains(t, err, "cannot be absolute")
