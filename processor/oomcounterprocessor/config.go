@@ -10,16 +10,19 @@ import (
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
 )
 
 // GapPolicy says how container instances skipped by a jump of the occurrence attribute count.
-type GapPolicy string
+// It is the counting rule's own type: the value configured is the value the rule reads.
+type GapPolicy = counting.GapPolicy
 
 const (
-	// GapLowerBound counts only what was seen.
-	GapLowerBound GapPolicy = "lower_bound"
-	// GapUpperBound also counts every skipped instance as one event.
-	GapUpperBound GapPolicy = "upper_bound"
+	// GapPolicyLowerBound counts only what was seen.
+	GapPolicyLowerBound = counting.GapPolicyLowerBound
+	// GapPolicyUpperBound also counts every skipped instance as one event.
+	GapPolicyUpperBound = counting.GapPolicyUpperBound
 )
 
 // Counter is one counting rule: which input metric becomes which cumulative counter.
@@ -89,9 +92,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.GapPolicy {
-	case GapLowerBound, GapUpperBound:
+	case GapPolicyLowerBound, GapPolicyUpperBound:
 	default:
-		errs = append(errs, fmt.Errorf("gap_policy must be %q or %q (got %q)", GapLowerBound, GapUpperBound, c.GapPolicy))
+		errs = append(errs, fmt.Errorf("gap_policy must be %q or %q (got %q)", GapPolicyLowerBound, GapPolicyUpperBound, c.GapPolicy))
 	}
 	if c.MaxStale < time.Second {
 		errs = append(errs, fmt.Errorf("max_stale must be at least 1s (got %s)", c.MaxStale))

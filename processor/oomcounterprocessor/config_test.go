@@ -35,7 +35,7 @@ func TestLoadConfig(t *testing.T) {
 				{Metric: "container.oom.events", Output: "container.oom.events.total"},
 			},
 			IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name", "k8s.node.name"},
-			GapPolicy:             GapUpperBound,
+			GapPolicy:             GapPolicyUpperBound,
 			MaxStale:              5 * time.Minute,
 			MaxSeries:             5000,
 			KeepInput:             true,

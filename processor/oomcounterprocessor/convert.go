@@ -53,7 +53,7 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 	case m.Type() == pmetric.MetricTypeGauge:
 		mode = r.flagMode
 	case m.Type() == pmetric.MetricTypeSum && m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta:
-		mode = counting.Delta
+		mode = counting.ModeDelta
 	default:
 		// A cumulative sum, histogram... under a counter's input name is not something this rule
 		// can count: it passes through untouched and its points are counted as invalid.
@@ -68,7 +68,7 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 
 	input := inputShape{name: m.Name(), description: m.Description(), unit: m.Unit()}
 	var points pmetric.NumberDataPointSlice
-	if mode == counting.Delta {
+	if mode == counting.ModeDelta {
 		input.monotonic = m.Sum().IsMonotonic()
 		points = m.Sum().DataPoints()
 	} else {
@@ -93,7 +93,7 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 			return true
 		}
 		key := identity.Series(metricKey, b.hasher.Map(dp.Attributes(), r.occurrence))
-		u := b.p.store.Apply(key, mode, b.p.policy, pt, b.now)
+		u := b.p.store.Apply(key, mode, b.p.cfg.GapPolicy, pt, b.now)
 		switch {
 		case !u.Tracked:
 			b.tally.limit++
@@ -105,7 +105,7 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 				dp.CopyTo(passthrough.AppendEmpty())
 			}
 			return true
-		case u.Outcome == counting.OutOfOrder:
+		case u.Outcome == counting.OutcomeOutOfOrder:
 			b.tally.outOfOrder++
 			return true
 		}
@@ -147,7 +147,7 @@ func passthroughMetric(metrics pmetric.MetricSlice, input inputShape, mode count
 	m.SetName(input.name)
 	m.SetDescription(input.description)
 	m.SetUnit(input.unit)
-	if mode == counting.Delta {
+	if mode == counting.ModeDelta {
 		s := m.SetEmptySum()
 		s.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
 		s.SetIsMonotonic(input.monotonic)
@@ -182,7 +182,7 @@ func parsePoint(dp pmetric.NumberDataPoint, mode counting.Mode, occurrenceAttr s
 		return pt, false
 	}
 	if dp.Flags().NoRecordedValue() {
-		if mode != counting.Occurrence {
+		if mode != counting.ModeOccurrence {
 			return pt, false
 		}
 		pt.Unknown = true
@@ -204,13 +204,13 @@ func parsePoint(dp pmetric.NumberDataPoint, mode counting.Mode, occurrenceAttr s
 	default:
 		return pt, false
 	}
-	if mode == counting.Delta {
+	if mode == counting.ModeDelta {
 		return pt, true
 	}
 	if pt.Value > 1 {
 		return pt, false
 	}
-	if mode == counting.Occurrence {
+	if mode == counting.ModeOccurrence {
 		return pt, readOccurrence(dp, occurrenceAttr, &pt)
 	}
 	return pt, true

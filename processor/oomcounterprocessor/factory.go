@@ -40,7 +40,7 @@ func createDefaultConfig() component.Config {
 		// What names a container, or a node: not container.id, nor labels, whose values change
 		// while the container stays the same.
 		IdentifyingAttributes: []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name", "k8s.node.name"},
-		GapPolicy:             GapLowerBound,
+		GapPolicy:             GapPolicyLowerBound,
 		MaxStale:              15 * time.Minute,
 		MaxSeries:             100_000,
 		CheckpointInterval:    30 * time.Second,

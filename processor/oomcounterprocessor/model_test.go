@@ -229,7 +229,7 @@ type counterView struct {
 }
 
 func TestModel(t *testing.T) {
-	for _, policy := range []GapPolicy{GapLowerBound, GapUpperBound} {
+	for _, policy := range []GapPolicy{GapPolicyLowerBound, GapPolicyUpperBound} {
 		for seed := range uint64(150) {
 			t.Run(fmt.Sprintf("%s/seed=%d", policy, seed), func(t *testing.T) {
 				t.Parallel()
@@ -314,7 +314,7 @@ func runModel(t *testing.T, policy GapPolicy, seed uint64) {
 				continue
 			}
 			seen := uint64(len(ref.counted))
-			if policy == GapLowerBound {
+			if policy == GapPolicyLowerBound {
 				require.Equal(t, seen, v.value, "%s %s: lower_bound counts exactly the OOM kills that reached it", c.uid, when)
 			} else {
 				require.GreaterOrEqual(t, v.value, seen, "%s %s: upper_bound counts at least what reached it", c.uid, when)

@@ -44,7 +44,6 @@ type counterProcessor struct {
 	telemetry *metadata.TelemetryBuilder
 	rules     map[string]rule
 	outputs   map[string]struct{}
-	policy    counting.GapPolicy
 	store     *store.Store
 
 	// The store's clock counts whole seconds since epoch: four bytes per series instead of eight.
@@ -93,13 +92,10 @@ func newCounterProcessor(set processor.Settings, cfg *Config) (*counterProcessor
 		reasonInvalid:    reason("invalid"),
 	}
 	p.epoch = p.now()
-	if cfg.GapPolicy == GapUpperBound {
-		p.policy = counting.UpperBound
-	}
 	for _, c := range cfg.Counters {
-		mode := counting.Edge
+		mode := counting.ModeEdge
 		if c.OccurrenceAttribute != "" {
-			mode = counting.Occurrence
+			mode = counting.ModeOccurrence
 		}
 		p.rules[c.Metric] = rule{
 			output:      c.Output,

@@ -260,8 +260,8 @@ func TestPipelineRestartCountResetCountsOnlyNewKills(t *testing.T) {
 // an OOM kill. Instances 2 and 3 ended unseen: lower_bound counts 1, upper_bound 3.
 func TestPipelineGapPolicyBoundsUnseenEnds(t *testing.T) {
 	for policy, want := range map[oomcounterprocessor.GapPolicy]int64{
-		oomcounterprocessor.GapLowerBound: 1,
-		oomcounterprocessor.GapUpperBound: 3,
+		oomcounterprocessor.GapPolicyLowerBound: 1,
+		oomcounterprocessor.GapPolicyUpperBound: 3,
 	} {
 		t.Run(string(policy), func(t *testing.T) {
 			hog := life{"hog", []string{"Error", "Error", "Error", "Error", "OOMKilled"}}

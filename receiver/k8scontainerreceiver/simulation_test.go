@@ -740,7 +740,7 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		rng:        rng,
 		reliable:   rng.IntN(8) == 0,
 		useWatch:   seed%simWatchEvery == simWatchEvery-1,
-		policy:     oomcounterprocessor.GapLowerBound,
+		policy:     oomcounterprocessor.GapPolicyLowerBound,
 		persistent: rng.IntN(5) != 0,
 		containers: map[string]*simContainer{},
 		api:        map[string]*apiEntry{},
@@ -753,7 +753,7 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		watchUp:    true,
 	}
 	if rng.IntN(4) == 0 {
-		s.policy = oomcounterprocessor.GapUpperBound
+		s.policy = oomcounterprocessor.GapPolicyUpperBound
 	}
 	if s.useWatch {
 		s.server = &watchAPI{h: newHarness(t, func(cfg *Config) { cfg.Kubelet.Enabled = false })}
@@ -1493,7 +1493,7 @@ func (s *simulation) check(key string, count int64) {
 	}
 	upper := int64(len(truth))
 	unattributed := int64(0)
-	if count > upper && s.policy == oomcounterprocessor.GapUpperBound {
+	if count > upper && s.policy == oomcounterprocessor.GapPolicyUpperBound {
 		unattributed = s.unattributed()
 		upper += unattributed
 	}

@@ -9,23 +9,25 @@ package counting
 type Mode uint8
 
 const (
-	// Occurrence counts a 0/1 flag that names the occurrence (instance) it is about, such as
+	// ModeOccurrence counts a 0/1 flag that names the occurrence (instance) it is about, such as
 	// k8s.container.oom_killed with k8s.container.restart_count: each occurrence counts at most once.
-	Occurrence Mode = iota
-	// Edge counts a 0/1 flag without an occurrence: each rising edge 0 -> 1 counts once.
-	Edge
-	// Delta accumulates a delta monotonic sum.
-	Delta
+	ModeOccurrence Mode = iota
+	// ModeEdge counts a 0/1 flag without an occurrence: each rising edge 0 -> 1 counts once.
+	ModeEdge
+	// ModeDelta accumulates a delta monotonic sum.
+	ModeDelta
 )
 
-// GapPolicy says how occurrences skipped by a jump are counted.
-type GapPolicy uint8
+// GapPolicy says how occurrences skipped by a jump are counted. Its values are the strings of
+// the processor's gap_policy setting, so the configuration decodes straight into it; any value
+// but GapPolicyUpperBound, the zero value included, counts as GapPolicyLowerBound.
+type GapPolicy string
 
 const (
-	// LowerBound counts only what was seen.
-	LowerBound GapPolicy = iota
-	// UpperBound counts every skipped occurrence as one more event.
-	UpperBound
+	// GapPolicyLowerBound counts only what was seen.
+	GapPolicyLowerBound GapPolicy = "lower_bound"
+	// GapPolicyUpperBound counts every skipped occurrence as one more event.
+	GapPolicyUpperBound GapPolicy = "upper_bound"
 )
 
 // Point is one input data point, already checked for validity by the caller.
@@ -64,11 +66,11 @@ type Series struct {
 type Outcome uint8
 
 const (
-	// Accepted: the point was applied (possibly changing nothing); emit the running total.
-	Accepted Outcome = iota
-	// OutOfOrder: the point is older than the series' latest one (or, for deltas, not newer) and
-	// was dropped.
-	OutOfOrder
+	// OutcomeAccepted: the point was applied (possibly changing nothing); emit the running total.
+	OutcomeAccepted Outcome = iota
+	// OutcomeOutOfOrder: the point is older than the series' latest one (or, for deltas, not
+	// newer) and was dropped.
+	OutcomeOutOfOrder
 )
 
 // Result is what applying a point did.
@@ -85,7 +87,7 @@ type Result struct {
 func Baseline(mode Mode, p Point) (Series, Result) {
 	s := Series{Last: p.Timestamp, Start: p.Timestamp}
 	switch mode {
-	case Occurrence:
+	case ModeOccurrence:
 		s.Occurrence = p.Occurrence
 		// An unknown outcome at first sight is history like any other.
 		s.High = p.Value == 1 || p.Unknown
@@ -95,9 +97,9 @@ func Baseline(mode Mode, p Point) (Series, Result) {
 			s.Count, s.Start = 1, p.Start
 			return s, Result{Added: 1}
 		}
-	case Edge:
+	case ModeEdge:
 		s.High = p.Value == 1
-	case Delta:
+	case ModeDelta:
 		s.Count = addCapped(0, p.Value)
 		if p.Start != 0 && p.Start <= p.Timestamp {
 			s.Start = p.Start
@@ -110,9 +112,9 @@ func Baseline(mode Mode, p Point) (Series, Result) {
 // Apply feeds a point to an existing series.
 func (s *Series) Apply(mode Mode, policy GapPolicy, p Point) Result {
 	switch mode {
-	case Occurrence:
+	case ModeOccurrence:
 		return s.applyOccurrence(policy, p)
-	case Edge:
+	case ModeEdge:
 		return s.applyEdge(p)
 	default:
 		return s.applyDelta(p)
@@ -122,12 +124,12 @@ func (s *Series) Apply(mode Mode, policy GapPolicy, p Point) Result {
 func (s *Series) applyOccurrence(policy GapPolicy, p Point) Result {
 	switch {
 	case p.Timestamp < s.Last:
-		return Result{Outcome: OutOfOrder}
+		return Result{Outcome: OutcomeOutOfOrder}
 	case p.Timestamp == s.Last && p.Occurrence <= s.Occurrence:
 		// A re-sent point, or a contradicting one at the same instant: neither is news. Only
 		// forward progress of the occurrence is taken at an equal timestamp.
 		if p.Occurrence < s.Occurrence {
-			return Result{Outcome: OutOfOrder}
+			return Result{Outcome: OutcomeOutOfOrder}
 		}
 		return s.sameOccurrence(p, policy)
 	}
@@ -172,7 +174,7 @@ func (s *Series) newOccurrence(p Point, skipped uint64, policy GapPolicy) Result
 		skipped++
 	}
 	r := Result{Unattributed: skipped}
-	if policy == UpperBound {
+	if policy == GapPolicyUpperBound {
 		r.Added += skipped
 	}
 	s.Occurrence = p.Occurrence
@@ -187,7 +189,7 @@ func (s *Series) newOccurrence(p Point, skipped uint64, policy GapPolicy) Result
 // unattributed accounts for n occurrences whose outcome is unknown.
 func (s *Series) unattributed(n uint64, policy GapPolicy) Result {
 	r := Result{Unattributed: n}
-	if policy == UpperBound {
+	if policy == GapPolicyUpperBound {
 		r.Added = n
 		s.Count = addCapped(s.Count, n)
 	}
@@ -196,7 +198,7 @@ func (s *Series) unattributed(n uint64, policy GapPolicy) Result {
 
 func (s *Series) applyEdge(p Point) Result {
 	if p.Timestamp < s.Last {
-		return Result{Outcome: OutOfOrder}
+		return Result{Outcome: OutcomeOutOfOrder}
 	}
 	if p.Timestamp == s.Last {
 		// The same instant again: a re-sent point is no edge.
@@ -215,7 +217,7 @@ func (s *Series) applyEdge(p Point) Result {
 
 func (s *Series) applyDelta(p Point) Result {
 	if p.Timestamp <= s.Last {
-		return Result{Outcome: OutOfOrder}
+		return Result{Outcome: OutcomeOutOfOrder}
 	}
 	s.Last = p.Timestamp
 	before := s.Count

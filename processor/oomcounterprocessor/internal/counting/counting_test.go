@@ -66,15 +66,15 @@ func TestOccurrence(t *testing.T) {
 			{ts: 1, occ: 0, v: 0, want: 0},
 			{ts: 5, occ: 1, v: 1, want: 1},
 			{ts: 5, occ: 1, v: 1, want: 1},
-			{ts: 4, occ: 2, v: 1, want: 1, outcome: OutOfOrder},
-			{ts: 5, occ: 0, v: 1, want: 1, outcome: OutOfOrder},
+			{ts: 4, occ: 2, v: 1, want: 1, outcome: OutcomeOutOfOrder},
+			{ts: 5, occ: 0, v: 1, want: 1, outcome: OutcomeOutOfOrder},
 			{ts: 5, occ: 2, v: 1, want: 2},
 		}},
-		"jump by 3, lower bound": {steps: []step{
+		"jump by 3, lower bound": {policy: GapPolicyLowerBound, steps: []step{
 			{ts: 1, occ: 0, v: 1, want: 0},
 			{ts: 2, occ: 3, v: 1, want: 1, unattrib: 2},
 		}},
-		"jump by 3, upper bound": {policy: UpperBound, steps: []step{
+		"jump by 3, upper bound": {policy: GapPolicyUpperBound, steps: []step{
 			{ts: 1, occ: 0, v: 1, want: 0},
 			{ts: 2, occ: 3, v: 1, want: 3, unattrib: 2},
 		}},
@@ -84,7 +84,7 @@ func TestOccurrence(t *testing.T) {
 			{ts: 3, occ: 1, v: 0, want: 1},
 			{ts: 4, occ: 0, v: 0, want: 1},
 		}},
-		"upper bound saturates instead of wrapping": {policy: UpperBound, steps: []step{
+		"upper bound saturates instead of wrapping": {policy: GapPolicyUpperBound, steps: []step{
 			{ts: 1, occ: 0, v: 0, want: 0},
 			{ts: 2, occ: MaxCount, v: 1, want: MaxCount, unattrib: MaxCount - 1},
 			{ts: 3, occ: MaxCount, v: 1, want: MaxCount},
@@ -93,20 +93,20 @@ func TestOccurrence(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			run(t, Occurrence, tc.policy, tc.steps)
+			run(t, ModeOccurrence, tc.policy, tc.steps)
 		})
 	}
 }
 
 func TestEdge(t *testing.T) {
 	t.Parallel()
-	run(t, Edge, LowerBound, []step{
+	run(t, ModeEdge, GapPolicyLowerBound, []step{
 		{ts: 1, v: 1, want: 0},
 		{ts: 2, v: 1, want: 0},
 		{ts: 3, v: 0, want: 0},
 		{ts: 4, v: 1, want: 1},
 		{ts: 4, v: 1, want: 1},
-		{ts: 3, v: 0, want: 1, outcome: OutOfOrder},
+		{ts: 3, v: 0, want: 1, outcome: OutcomeOutOfOrder},
 		{ts: 5, v: 1, want: 1},
 		{ts: 6, v: 0, want: 1},
 		{ts: 7, v: 1, want: 2},
@@ -115,23 +115,23 @@ func TestEdge(t *testing.T) {
 
 func TestDelta(t *testing.T) {
 	t.Parallel()
-	run(t, Delta, LowerBound, []step{
+	run(t, ModeDelta, GapPolicyLowerBound, []step{
 		{ts: 1, v: 2, want: 2},
 		{ts: 2, v: 0, want: 2},
 		{ts: 3, v: 5, want: 7},
-		{ts: 3, v: 5, want: 7, outcome: OutOfOrder},
-		{ts: 2, v: 5, want: 7, outcome: OutOfOrder},
+		{ts: 3, v: 5, want: 7, outcome: OutcomeOutOfOrder},
+		{ts: 2, v: 5, want: 7, outcome: OutcomeOutOfOrder},
 		{ts: 4, v: MaxCount, want: MaxCount},
 	})
 }
 
 func TestDeltaBaselineStart(t *testing.T) {
 	t.Parallel()
-	s, _ := Baseline(Delta, Point{Timestamp: 10, Start: 7, Value: 1})
+	s, _ := Baseline(ModeDelta, Point{Timestamp: 10, Start: 7, Value: 1})
 	assert.Equal(t, uint64(7), s.Start)
-	s, _ = Baseline(Delta, Point{Timestamp: 10, Value: 1})
+	s, _ = Baseline(ModeDelta, Point{Timestamp: 10, Value: 1})
 	assert.Equal(t, uint64(10), s.Start, "no start: the point's time")
-	s, _ = Baseline(Delta, Point{Timestamp: 10, Start: 11, Value: 1})
+	s, _ = Baseline(ModeDelta, Point{Timestamp: 10, Start: 11, Value: 1})
 	assert.Equal(t, uint64(10), s.Start, "a start after the point is not believed")
 }
 
@@ -149,21 +149,21 @@ func TestUnknownOutcome(t *testing.T) {
 	for _, tt := range []struct {
 		policy             GapPolicy
 		count, unattribute uint64
-	}{{LowerBound, 1, 2}, {UpperBound, 3, 2}} {
-		s, _ := Baseline(Occurrence, Point{Timestamp: 1, Occurrence: 2})
+	}{{GapPolicyLowerBound, 1, 2}, {GapPolicyUpperBound, 3, 2}} {
+		s, _ := Baseline(ModeOccurrence, Point{Timestamp: 1, Occurrence: 2})
 		var unattributed uint64
 		for _, st := range steps[1:] {
-			r := s.Apply(Occurrence, tt.policy, Point{Timestamp: st.ts, Occurrence: st.occ, Value: st.value, Unknown: st.unknown})
+			r := s.Apply(ModeOccurrence, tt.policy, Point{Timestamp: st.ts, Occurrence: st.occ, Value: st.value, Unknown: st.unknown})
 			unattributed += r.Unattributed
 		}
-		assert.Equal(t, tt.count, s.Count, "policy %d", tt.policy)
-		assert.Equal(t, tt.unattribute, unattributed, "policy %d", tt.policy)
+		assert.Equal(t, tt.count, s.Count, "policy %s", tt.policy)
+		assert.Equal(t, tt.unattribute, unattributed, "policy %s", tt.policy)
 	}
 
 	// An unknown outcome at first sight is history.
-	s, r := Baseline(Occurrence, Point{Timestamp: 1, Occurrence: 5, Unknown: true})
+	s, r := Baseline(ModeOccurrence, Point{Timestamp: 1, Occurrence: 5, Unknown: true})
 	assert.Equal(t, Result{}, r)
-	r = s.Apply(Occurrence, UpperBound, Point{Timestamp: 2, Occurrence: 5, Unknown: true})
+	r = s.Apply(ModeOccurrence, GapPolicyUpperBound, Point{Timestamp: 2, Occurrence: 5, Unknown: true})
 	assert.Equal(t, Result{}, r)
 	assert.Zero(t, s.Count)
 }

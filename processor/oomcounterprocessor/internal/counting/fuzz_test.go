@@ -19,7 +19,7 @@ func FuzzApply(f *testing.F) {
 			return
 		}
 		mode := Mode(data[0] % 3)
-		policy := GapPolicy(data[1] % 2)
+		policy := []GapPolicy{GapPolicyLowerBound, GapPolicyUpperBound}[data[1]%2]
 		data = data[2:]
 
 		var (
@@ -43,7 +43,7 @@ func FuzzApply(f *testing.F) {
 				if data[3]&8 != 0 {
 					p.Start = ts - 1
 				}
-				if mode != Delta {
+				if mode != ModeDelta {
 					p.Value %= 2
 				}
 			}
@@ -52,13 +52,13 @@ func FuzzApply(f *testing.F) {
 				var r Result
 				s, r = Baseline(mode, p)
 				started = true
-				if mode == Delta {
+				if mode == ModeDelta {
 					sumDelta = p.Value
 					if r.Added != s.Count {
 						t.Fatalf("baseline added %d, count %d", r.Added, s.Count)
 					}
 				} else {
-					news := mode == Occurrence && p.Value == 1 && p.Start != 0 && p.Start < p.Timestamp
+					news := mode == ModeOccurrence && p.Value == 1 && p.Start != 0 && p.Start < p.Timestamp
 					if want := map[bool]uint64{true: 1, false: 0}[news]; s.Count != want || r.Added != want {
 						t.Fatalf("a flag baseline counted %d, news %v", s.Count, news)
 					}
@@ -70,7 +70,7 @@ func FuzzApply(f *testing.F) {
 			before := s
 			r := s.Apply(mode, policy, p)
 			switch {
-			case r.Outcome == OutOfOrder && s != before:
+			case r.Outcome == OutcomeOutOfOrder && s != before:
 				t.Fatalf("a dropped point changed the state: %+v -> %+v", before, s)
 			case s.Count < before.Count:
 				t.Fatalf("count decreased: %d -> %d", before.Count, s.Count)
@@ -80,28 +80,28 @@ func FuzzApply(f *testing.F) {
 				t.Fatalf("last timestamp went back: %d -> %d", before.Last, s.Last)
 			case s.Start != before.Start:
 				t.Fatalf("start moved: %d -> %d", before.Start, s.Start)
-			case r.Outcome == OutOfOrder && p.Timestamp > before.Last:
+			case r.Outcome == OutcomeOutOfOrder && p.Timestamp > before.Last:
 				t.Fatalf("a newer point (%d > %d) was dropped", p.Timestamp, before.Last)
 			}
-			if r.Outcome == Accepted {
+			if r.Outcome == OutcomeAccepted {
 				if p.Value == 1 {
 					ones++
 				}
 				sumDelta += p.Value
 			}
 			switch {
-			case mode == Delta:
+			case mode == ModeDelta:
 				if s.Count != min(sumDelta, MaxCount) {
 					t.Fatalf("delta count %d, accepted deltas sum to %d", s.Count, sumDelta)
 				}
-			case mode == Edge || policy == LowerBound:
+			case mode == ModeEdge || policy == GapPolicyLowerBound:
 				if s.Count > ones {
 					t.Fatalf("count %d exceeds the %d accepted points with value 1", s.Count, ones)
 				}
 			}
 			// The same point again is never news.
 			again := s
-			if r2 := again.Apply(mode, policy, p); r2.Outcome == Accepted && (again.Count != s.Count || r2.Added != 0) {
+			if r2 := again.Apply(mode, policy, p); r2.Outcome == OutcomeAccepted && (again.Count != s.Count || r2.Added != 0) {
 				t.Fatalf("a repeated point counted: %+v then %+v", s, again)
 			}
 			prev = p

@@ -87,13 +87,6 @@ func New(client storage.Client, fingerprint uint64, all Range) *Journal {
 // new to write.
 func (j *Journal) Dirty() bool { return j.dirty.Load() }
 
-// Length is the number of segments written since the last snapshot.
-func (j *Journal) Length() uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.length
-}
-
 // Restored is what Restore found.
 type Restored struct {
 	// Snapshot is the number of series in the snapshot, Segments the number of segments replayed.

@@ -27,13 +27,13 @@ func flag(ts uint64, occ int64, v uint64) counting.Point {
 func TestLimitRefusesNewSeriesOnly(t *testing.T) {
 	t.Parallel()
 	s := New(2)
-	assert.True(t, s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0).Tracked)
-	assert.True(t, s.Apply(key(2), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0).Tracked)
-	refused := s.Apply(key(3), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0)
+	assert.True(t, s.Apply(key(1), counting.ModeOccurrence, counting.GapPolicyLowerBound, flag(1, 0, 0), 0).Tracked)
+	assert.True(t, s.Apply(key(2), counting.ModeOccurrence, counting.GapPolicyLowerBound, flag(1, 0, 0), 0).Tracked)
+	refused := s.Apply(key(3), counting.ModeOccurrence, counting.GapPolicyLowerBound, flag(1, 0, 0), 0)
 	assert.False(t, refused.Tracked)
 	assert.Equal(t, 2, s.Len())
 
-	u := s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(2, 0, 1), 0)
+	u := s.Apply(key(1), counting.ModeOccurrence, counting.GapPolicyLowerBound, flag(2, 0, 1), 0)
 	assert.True(t, u.Tracked, "a tracked series keeps counting at the limit")
 	assert.Equal(t, uint64(1), u.Series.Count)
 }
@@ -41,12 +41,12 @@ func TestLimitRefusesNewSeriesOnly(t *testing.T) {
 func TestExpireForgetsOnlyStaleSeries(t *testing.T) {
 	t.Parallel()
 	s := New(10)
-	s.Apply(key(1), counting.Edge, counting.LowerBound, flag(1, 0, 0), 5)
-	s.Apply(key(2), counting.Edge, counting.LowerBound, flag(1, 0, 0), 9)
+	s.Apply(key(1), counting.ModeEdge, counting.GapPolicyLowerBound, flag(1, 0, 0), 5)
+	s.Apply(key(2), counting.ModeEdge, counting.GapPolicyLowerBound, flag(1, 0, 0), 9)
 	assert.Equal(t, 1, s.Expire(9))
 	assert.Equal(t, 1, s.Len())
 
-	u := s.Apply(key(1), counting.Edge, counting.LowerBound, flag(7, 0, 1), 10)
+	u := s.Apply(key(1), counting.ModeEdge, counting.GapPolicyLowerBound, flag(7, 0, 1), 10)
 	assert.True(t, u.New, "an expired series comes back as a new one")
 	assert.Equal(t, uint64(7), u.Series.Start)
 	assert.Equal(t, uint64(0), u.Series.Count)
@@ -56,7 +56,7 @@ func TestPutRestoresWithoutOverwriting(t *testing.T) {
 	t.Parallel()
 	s := New(2)
 	require.True(t, s.Put(key(1), counting.Series{Count: 4, Start: 1, Last: 3}))
-	u := s.Apply(key(1), counting.Occurrence, counting.LowerBound, flag(4, 1, 1), 0)
+	u := s.Apply(key(1), counting.ModeOccurrence, counting.GapPolicyLowerBound, flag(4, 1, 1), 0)
 	assert.False(t, u.New)
 	assert.Equal(t, uint64(5), u.Series.Count)
 	assert.Equal(t, uint64(1), u.Series.Start)
@@ -72,14 +72,14 @@ func TestConcurrentApplyAndExpire(t *testing.T) {
 	s := New(1 << 20)
 	const workers, perWorker, stale = 4, 2000, 3000
 	for i := range stale {
-		s.Apply(key(perWorker+i), counting.Delta, counting.LowerBound, counting.Point{Timestamp: 1, Value: 1}, 1)
+		s.Apply(key(perWorker+i), counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: 1, Value: 1}, 1)
 	}
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
 			for i := range perWorker {
 				// Every worker feeds the same series, seen at clock 10.
-				s.Apply(key(i), counting.Delta, counting.LowerBound, counting.Point{Timestamp: uint64(w*perWorker + i + 2), Value: 1}, 10)
+				s.Apply(key(i), counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: uint64(w*perWorker + i + 2), Value: 1}, 10)
 			}
 		})
 	}
@@ -111,7 +111,7 @@ func BenchmarkBytesPerSeries(b *testing.B) {
 				b.StartTimer()
 				s := New(n)
 				for i := range n {
-					s.Apply(key(i), counting.Occurrence, counting.LowerBound, flag(1, 0, 0), 0)
+					s.Apply(key(i), counting.ModeOccurrence, counting.GapPolicyLowerBound, flag(1, 0, 0), 0)
 				}
 				b.StopTimer()
 				runtime.GC()
