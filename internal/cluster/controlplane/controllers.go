@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -30,7 +29,7 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 	// Identity, serving and election flags, the same for both; name is their pki and
 	// kubeconfig name.
 	shared := func(name string) []string {
-		kc := filepath.Join(c.opts.Dir, "kubeconfig", name+".kubeconfig")
+		kc := c.kubeconfigPath(name)
 		return []string{
 			"--kubeconfig=" + kc,
 			// Who may read its /metrics: client certificates of the cluster CA, and tokens and

@@ -215,7 +215,7 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, d := range []string{c.opts.Dir, c.opts.VarDir, c.opts.RunDir, filepath.Join(c.opts.Dir, "kubeconfig")} {
+	for _, d := range []string{c.opts.Dir, c.opts.VarDir, c.opts.RunDir} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return err
 		}

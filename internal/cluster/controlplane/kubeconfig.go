@@ -23,8 +23,12 @@ import (
 )
 
 // AdminKubeconfig is the path of a kubeconfig with cluster-admin rights (group system:masters).
-func (c *Cluster) AdminKubeconfig() string {
-	return filepath.Join(c.opts.Dir, "kubeconfig", "admin.kubeconfig")
+func (c *Cluster) AdminKubeconfig() string { return c.kubeconfigPath("admin") }
+
+// kubeconfigPath is the kubeconfig of one of the cluster's own users: admin, kubelet, or a
+// controller by its pki name.
+func (c *Cluster) kubeconfigPath(name string) string {
+	return filepath.Join(c.opts.Dir, "kubeconfig", name+".kubeconfig")
 }
 
 // RESTConfig is an admin client configuration.
@@ -50,35 +54,42 @@ func (c *Cluster) adminHTTPClient() (*http.Client, error) {
 	return rest.HTTPClientFor(cfg)
 }
 
+// writeKubeconfigs writes the kubeconfig of each user the cluster's pki holds a client
+// certificate for.
 func (c *Cluster) writeKubeconfigs() error {
-	for _, kc := range []struct{ file, user string }{
-		{"admin.kubeconfig", adminName},
-		{"kubelet.kubeconfig", kubeletClientName},
-		{controllerManagerName + ".kubeconfig", controllerManagerName},
-		{schedulerName + ".kubeconfig", schedulerName},
+	for _, kc := range []struct{ name, user string }{
+		{"admin", adminName},
+		{"kubelet", kubeletClientName},
+		{controllerManagerName, controllerManagerName},
+		{schedulerName, schedulerName},
 	} {
-		content := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: oomwatch
-  cluster:
-    server: %s
-    certificate-authority: %s
-users:
-- name: %s
-  user:
-    client-certificate: %s
-    client-key: %s
-contexts:
-- name: oomwatch
-  context: {cluster: oomwatch, user: %s}
-current-context: oomwatch
-`, c.APIServerURL(), c.CAFile(), kc.user, c.pki.path(kc.user+".crt"), c.pki.path(kc.user+".key"), kc.user)
-		if err := os.WriteFile(filepath.Join(c.opts.Dir, "kubeconfig", kc.file), []byte(content), 0o600); err != nil {
+		if err := c.writeKubeconfig(c.kubeconfigPath(kc.name), kc.user, &clientcmdapi.AuthInfo{
+			ClientCertificate: c.pki.path(kc.user + ".crt"),
+			ClientKey:         c.pki.path(kc.user + ".key"),
+		}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeKubeconfig writes a kubeconfig at path that reaches the API server, trusts the cluster CA
+// and authenticates as user with auth: a client certificate, or a service account's token.
+func (c *Cluster) writeKubeconfig(path, user string, auth *clientcmdapi.AuthInfo) error {
+	const cluster = "oomwatch"
+	ca, err := filepath.Abs(c.CAFile())
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: c.APIServerURL(), CertificateAuthority: ca}
+	cfg.AuthInfos[user] = auth
+	cfg.Contexts[cluster] = &clientcmdapi.Context{Cluster: cluster, AuthInfo: user}
+	cfg.CurrentContext = cluster
+	return clientcmd.WriteToFile(*cfg, path)
 }
 
 // ServiceAccountKubeconfig mints a bound token of the service account namespace/name, valid for
@@ -96,22 +107,5 @@ func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, name,
 	if err != nil {
 		return fmt.Errorf("token for %s/%s: %w", namespace, name, err)
 	}
-	ca, err := filepath.Abs(c.CAFile())
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-		return err
-	}
-	return clientcmd.WriteToFile(tokenKubeconfig(c.APIServerURL(), ca, name, tr.Status.Token), path)
-}
-
-func tokenKubeconfig(server, caFile, user, token string) clientcmdapi.Config {
-	const cluster = "oomwatch-local"
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[cluster] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
-	cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts[user] = &clientcmdapi.Context{Cluster: cluster, AuthInfo: user}
-	cfg.CurrentContext = user
-	return *cfg
+	return c.writeKubeconfig(path, name, &clientcmdapi.AuthInfo{Token: tr.Status.Token})
 }

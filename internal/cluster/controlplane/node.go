@@ -264,7 +264,7 @@ nodeStatusUpdateFrequency: 10s
 	c.logf("starting kubelet as node %s", c.opts.NodeName)
 	if _, err := c.spawn("kubelet", c.Bin("kubelet"), []string{
 		"--config=" + cfgPath,
-		"--kubeconfig=" + filepath.Join(c.opts.Dir, "kubeconfig", "kubelet.kubeconfig"),
+		"--kubeconfig=" + c.kubeconfigPath("kubelet"),
 		"--root-dir=" + c.kubeletDir(),
 		"--cert-dir=" + filepath.Join(c.opts.VarDir, "kubelet-pki"),
 		"--hostname-override=" + c.opts.NodeName,
