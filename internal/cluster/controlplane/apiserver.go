@@ -62,7 +62,12 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	if _, err := c.spawn("kube-apiserver", c.Bin("kube-apiserver"), args, nil); err != nil {
 		return err
 	}
-	return c.waitHTTP(ctx, "kube-apiserver", fmt.Sprintf("https://127.0.0.1:%d/readyz", c.opts.APIServerPort), c.adminHTTPClient)
+	hc, err := c.adminHTTPClient()
+	if err != nil {
+		return err
+	}
+	readyz := c.APIServerURL() + "/readyz"
+	return c.waitFor(ctx, "kube-apiserver", readyz+" to answer 200", answersOK(hc, readyz))
 }
 
 // StopAPIServer stops kube-apiserver, SIGKILL when kill is set (a crash) or SIGTERM otherwise.

@@ -86,9 +86,13 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 		}
 	}
 	// Both start at once; each is then waited for.
+	hc, err := c.componentHTTPClient()
+	if err != nil {
+		return err
+	}
 	for _, comp := range components {
-		url := fmt.Sprintf("https://127.0.0.1:%d/healthz", comp.port)
-		if err := c.waitHTTP(ctx, comp.name, url, c.componentHTTPClient); err != nil {
+		healthz := fmt.Sprintf("https://127.0.0.1:%d/healthz", comp.port)
+		if err := c.waitFor(ctx, comp.name, healthz+" to answer 200", answersOK(hc, healthz)); err != nil {
 			return err
 		}
 	}

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -261,36 +260,6 @@ func (c *Cluster) start(ctx context.Context) error {
 	}
 	c.logf("default service accounts in place after %s", time.Since(began).Round(10*time.Millisecond))
 	return nil
-}
-
-// waitHTTP polls url until it answers 200, the process behind it dies, or the ready timeout.
-func (c *Cluster) waitHTTP(ctx context.Context, name, url string, client func() (*http.Client, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
-	defer cancel()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	if client != nil {
-		var err error
-		if hc, err = client(); err != nil {
-			return err
-		}
-	}
-	for {
-		if p := c.state.Procs[name]; !p.alive() {
-			return fmt.Errorf("%s exited; see %s", name, filepath.Join(c.opts.Dir, "logs", name+".log"))
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := hc.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %w", name, url, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // hostIPs are the machine's non-loopback IPv4 addresses; the kubelet registers one of them.

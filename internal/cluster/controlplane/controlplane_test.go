@@ -4,11 +4,15 @@
 package controlplane
 
 import (
+	"context"
 	"crypto/x509"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,4 +97,32 @@ func TestIsMainModule(t *testing.T) {
 	t.Parallel()
 	assert.True(t, isMainModule([]byte("// c\nmodule github.com/oomwatch/oomwatch\n\ngo 1.26.0\n")))
 	assert.False(t, isMainModule([]byte("module github.com/oomwatch/oomwatch/hack/cluster/build/etcd\n")))
+}
+
+func TestWaitForNamesWhatItAwaited(t *testing.T) {
+	t.Parallel()
+	st, err := procStartTime(os.Getpid())
+	require.NoError(t, err)
+	c := &Cluster{
+		opts:  Options{Dir: t.TempDir(), ReadyTimeout: 300 * time.Millisecond},
+		state: state{Procs: map[string]proc{"self": {PID: os.Getpid(), StartTime: st}}},
+	}
+	ctx := context.Background()
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	require.NoError(t, c.waitFor(ctx, "self", "readyz", answersOK(srv.Client(), srv.URL+"/readyz")))
+
+	err = c.waitFor(ctx, "self", "healthz to answer 200", answersOK(srv.Client(), srv.URL+"/healthz"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Contains(t, err.Error(), "healthz to answer 200")
+	assert.Contains(t, err.Error(), filepath.Join(c.opts.Dir, "logs", "self.log"))
+
+	err = c.waitFor(ctx, "gone", "node Ready", func(context.Context) bool { return true })
+	require.Error(t, err, "a process that is not running is not waited for")
+	assert.Contains(t, err.Error(), "gone exited while waiting for node Ready")
 }

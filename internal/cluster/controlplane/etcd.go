@@ -8,7 +8,9 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"time"
 )
 
 func (c *Cluster) etcdURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c.opts.EtcdPort) }
@@ -36,5 +38,6 @@ func (c *Cluster) startEtcd(ctx context.Context) error {
 	}, nil); err != nil {
 		return err
 	}
-	return c.waitHTTP(ctx, "etcd", c.etcdURL()+"/health", nil)
+	health := c.etcdURL() + "/health"
+	return c.waitFor(ctx, "etcd", health+" to answer 200", answersOK(&http.Client{Timeout: 2 * time.Second}, health))
 }

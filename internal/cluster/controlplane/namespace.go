@@ -27,10 +27,8 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, ns string) error {
 	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("namespace %s: %w", ns, err)
 	}
-	if err := c.waitFor(ctx, controllerManager, func() bool { return namespaceReady(ctx, cs, ns) }); err != nil {
-		return fmt.Errorf("namespace %s: no service account default or ConfigMap kube-root-ca.crt: %w", ns, err)
-	}
-	return nil
+	return c.waitFor(ctx, controllerManager, "service account default and ConfigMap kube-root-ca.crt in namespace "+ns,
+		func(ctx context.Context) bool { return namespaceReady(ctx, cs, ns) })
 }
 
 func namespaceReady(ctx context.Context, cs kubernetes.Interface, ns string) bool {

@@ -165,7 +165,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 	if _, err := c.spawn("containerd", c.Bin("containerd"), []string{"--config", cfgPath, "--log-level", "warn"}, env); err != nil {
 		return err
 	}
-	if err := c.waitFor(ctx, "containerd", func() bool {
+	if err := c.waitFor(ctx, "containerd", "ctr version to answer", func(ctx context.Context) bool {
 		return c.ctr(ctx, "version") == nil
 	}); err != nil {
 		return err
@@ -280,7 +280,7 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.waitFor(ctx, "kubelet", func() bool {
+	return c.waitFor(ctx, "kubelet", "node "+c.opts.NodeName+" Ready", func(ctx context.Context) bool {
 		node, err := cs.CoreV1().Nodes().Get(ctx, c.opts.NodeName, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -292,25 +292,6 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 		}
 		return false
 	})
-}
-
-// waitFor polls ok until it holds, the named process dies, or the ready timeout.
-func (c *Cluster) waitFor(ctx context.Context, name string, ok func() bool) error {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
-	defer cancel()
-	for {
-		if !c.state.Procs[name].alive() {
-			return fmt.Errorf("%s exited; see %s", name, filepath.Join(c.opts.Dir, "logs", name+".log"))
-		}
-		if ok() {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready: %w (see %s)", name, ctx.Err(), filepath.Join(c.opts.Dir, "logs", name+".log"))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 func lookPath(name string) string {

@@ -4,8 +4,10 @@
 package controlplane
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,7 +46,7 @@ func (p proc) alive() bool {
 // spawn starts a long-running component in its own session, so it outlives the command that
 // started the cluster, with its output in logDir/<name>.log, and moves it into the system cgroup.
 func (c *Cluster) spawn(name, bin string, args []string, env []string) (proc, error) {
-	logPath := filepath.Join(c.opts.Dir, "logs", name+".log")
+	logPath := c.logPath(name)
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
 		return proc{}, err
 	}
@@ -78,6 +80,47 @@ func (c *Cluster) spawn(name, bin string, args []string, env []string) (proc, er
 		return p, err
 	}
 	return p, nil
+}
+
+// logPath is where a process the cluster started writes its output.
+func (c *Cluster) logPath(name string) string {
+	return filepath.Join(c.opts.Dir, "logs", name+".log")
+}
+
+// waitFor polls ready until it holds, the process name dies, or ReadyTimeout passes; what says
+// what is awaited, for the error.
+func (c *Cluster) waitFor(ctx context.Context, name, what string, ready func(context.Context) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
+	defer cancel()
+	for {
+		if !c.state.Procs[name].alive() {
+			return fmt.Errorf("%s exited while waiting for %s; see %s", name, what, c.logPath(name))
+		}
+		if ready(ctx) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: waited for %s: %w (see %s)", name, what, ctx.Err(), c.logPath(name))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// answersOK is a readiness check for waitFor: a GET of url answers 200.
+func answersOK(hc *http.Client, url string) func(context.Context) bool {
+	return func(ctx context.Context) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
 }
 
 // stopProc sends SIGTERM, waits up to grace, then SIGKILL.
