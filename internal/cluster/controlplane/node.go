@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,7 +88,7 @@ func (c *Cluster) recordHostChanges() error {
 		c.state.Sysctls = vals
 	}
 	for _, p := range fixedHostPaths {
-		if !exists(p) && !contains(c.state.CreatedPaths, p) {
+		if !exists(p) && !slices.Contains(c.state.CreatedPaths, p) {
 			c.state.CreatedPaths = append(c.state.CreatedPaths, p)
 		}
 	}
@@ -299,13 +300,4 @@ func lookPath(name string) string {
 		return p
 	}
 	return name
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
