@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,17 +17,11 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.opentelemetry.io/collector/pdata/pcommon"
-	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/apiclient"
@@ -36,10 +29,12 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workload"
 )
+
+// The receiver's construction and lifecycle: its connections to the outside, the scraper's
+// state, start (the API client, the kubelet client, the watches), the storage of when it last
+// looked, and shutdown.
 
 // deps are the receiver's connections to the outside, replaced in tests.
 type deps struct {
@@ -88,9 +83,6 @@ func newLogsReceiver(set receiver.Settings, cfg *Config, next consumer.Logs, d d
 
 // attributeName maps a pod label or annotation to its resource attribute.
 type attributeName struct{ key, attribute string }
-
-// statsKey finds a container in the Summary.
-type statsKey struct{ podUID, container string }
 
 type containerScraper struct {
 	cfg    *Config
@@ -205,25 +197,9 @@ func (s *containerScraper) start(ctx context.Context, host component.Host) error
 		}
 	}
 
-	var opts []informers.SharedInformerOption
-	if s.cfg.Node != "" {
-		selector := fields.OneTermEqualSelector("spec.nodeName", s.cfg.Node).String()
-		opts = append(opts, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
-	}
-	s.factory = informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
-	inf := s.factory.Core().V1().Pods().Informer()
-	if err := inf.SetTransform(slimpod.Transform(s.cfg.Extract.labelKeys(), s.cfg.Extract.annotationKeys())); err != nil {
+	if err := s.startPodWatch(); err != nil {
 		return err
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc:    s.onAdd,
-		UpdateFunc: s.onUpdate,
-		DeleteFunc: s.onDelete,
-	}); err != nil {
-		return err
-	}
-	s.stopCh = make(chan struct{})
-	s.factory.Start(s.stopCh)
 	if s.cfg.Metrics.K8sNodeSystemOomKilled.Enabled || s.cfg.Events.K8sNodeSystemOomKill.Enabled {
 		return s.startSystemOOMWatch()
 	}
@@ -303,20 +279,6 @@ func (s *containerScraper) saveLastLooked(ctx context.Context, at time.Time, edg
 	}
 }
 
-func newKubeletClient(cfg *Config, tokenFile string, rc *rest.Config) (*kubelet.Client, error) {
-	k := cfg.Kubelet
-	return kubelet.NewClient(kubelet.Settings{
-		AuthType:           k.AuthType,
-		CAFile:             k.CAFile,
-		CertFile:           k.CertFile,
-		KeyFile:            k.KeyFile,
-		InsecureSkipVerify: k.InsecureSkipVerify,
-		Timeout:            k.Timeout,
-		TokenFile:          tokenFile,
-		RestConfig:         rc,
-	})
-}
-
 func (s *containerScraper) shutdown(ctx context.Context) error {
 	var err error
 	s.shutdownOnce.Do(func() {
@@ -344,221 +306,4 @@ func (s *containerScraper) shutdown(ctx context.Context) error {
 		}
 	})
 	return err
-}
-
-// onAdd handles a pod the informer did not hold. One that is not in its initial list was
-// created while the receiver watched (or while its watch was down): its terminations are news.
-func (s *containerScraper) onAdd(obj any, isInInitialList bool) {
-	if isInInitialList {
-		s.onUpsert(obj)
-		return
-	}
-	if pod, ok := obj.(*slimpod.Pod); ok {
-		s.count(s.tracker.UpsertCreated(pod, s.deps.now()))
-	}
-	s.events.Add(1)
-}
-
-func (s *containerScraper) onUpsert(obj any) {
-	if pod, ok := obj.(*slimpod.Pod); ok {
-		s.count(s.tracker.Upsert(pod, s.deps.now()))
-	}
-	s.events.Add(1)
-}
-
-// onUpdate handles a changed pod. An update may also carry another pod under the same name:
-// when the watch was down while a pod was deleted and re-created, the relist delivers the new
-// pod as an update of the old one. The old one is then finished like a deleted pod.
-func (s *containerScraper) onUpdate(oldObj, newObj any) {
-	prev, okPrev := oldObj.(*slimpod.Pod)
-	next, okNext := newObj.(*slimpod.Pod)
-	if okPrev && okNext && prev.UID != next.UID {
-		s.count(s.tracker.Delete(prev, s.deps.now()))
-		s.onAdd(next, false)
-		return
-	}
-	s.onUpsert(newObj)
-}
-
-func (s *containerScraper) onDelete(obj any) {
-	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = tomb.Obj
-	}
-	if pod, ok := obj.(*slimpod.Pod); ok {
-		s.count(s.tracker.Delete(pod, s.deps.now()))
-	}
-	s.events.Add(1)
-}
-
-func (s *containerScraper) count(o containerstate.Observed) {
-	ctx := context.Background()
-	if o.Terminations > 0 {
-		s.telemetry.K8sContainerTerminationsObserved.Add(ctx, int64(o.Terminations))
-	}
-	if o.OOMKills > 0 {
-		s.telemetry.K8sContainerOomKillsObserved.Add(ctx, int64(o.OOMKills))
-	}
-	if o.HistoryOOMKills > 0 {
-		s.telemetry.K8sContainerOomKillsHistory.Add(ctx, int64(o.HistoryOOMKills))
-	}
-	if o.Unseen > 0 {
-		s.telemetry.K8sContainerTerminationsUnseen.Add(ctx, int64(o.Unseen))
-	}
-	if o.Dropped > 0 {
-		s.telemetry.K8sContainerTerminationsDropped.Add(ctx, int64(o.Dropped))
-	}
-}
-
-// scrape reports every tracked container. A kubelet failure costs the stats of this scrape
-// only; it is counted and logged when it changes, not returned, since the scraper controller
-// would log a returned error on every scrape.
-func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) {
-	now := s.deps.now()
-	clear(s.stats)
-	processOK := false
-	// A kubelet that did not answer for the Summary is not asked again in the same scrape.
-	kubeletOK := s.kubelet != nil && s.collectStats(ctx)
-	if s.cfg.Metrics.K8sContainerProcessOomKilled.Enabled && (kubeletOK || s.cgroups != nil) {
-		processOK = s.collectProcessKills(ctx)
-	}
-	nowTS := pcommon.NewTimestampFromTime(now)
-	if s.lastScrape == 0 {
-		s.lastScrape = s.started
-	}
-	containers := 0
-	// Whatever ended before now is reported by this scrape or was by an earlier one. Recorded
-	// before the scrape is handed on, with nothing observed in between: a restart never reports
-	// a termination twice, at the cost of taking as history what a scrape lost by a crash in
-	// between had reported.
-	saveLooked := func(edge []termination.Key) { s.saveLastLooked(ctx, now, edge) }
-	s.tracker.DrainAfter(now, saveLooked, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
-		containers++
-		s.record(nowTS, p, c, points, processOK)
-	})
-	if s.systemOOMs != nil {
-		s.recordSystemOOMs(ctx, nowTS)
-	}
-	s.lastScrape = nowTS
-	s.telemetry.K8sContainerContainersTracked.Record(ctx, int64(containers))
-	s.rememberWorkingSets()
-	s.emitLogs(ctx)
-	return s.mb.Emit(), nil
-}
-
-func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point, processOK bool) {
-	rb := s.mb.NewResourceBuilder()
-	rb.SetK8sNamespaceName(p.Namespace)
-	rb.SetK8sPodName(p.Name)
-	rb.SetK8sPodUID(string(p.UID))
-	rb.SetK8sContainerName(c.Name)
-	rb.SetK8sNodeName(p.Node)
-	if id := runtimeID(c.ContainerID); id != "" {
-		rb.SetContainerID(id)
-	}
-	setWorkload(rb, p.Workload)
-	res := rb.Emit()
-	for _, a := range s.labels {
-		if v, ok := p.Labels[a.key]; ok {
-			res.Attributes().PutStr(a.attribute, v)
-		}
-	}
-	for _, a := range s.annotations {
-		if v, ok := p.Annotations[a.key]; ok {
-			res.Attributes().PutStr(a.attribute, v)
-		}
-	}
-
-	s.flagPoints = s.flagPoints[:0]
-	for _, pt := range points {
-		flag := int64(0)
-		if pt.OOMKilled {
-			flag = 1
-		}
-		fp := metadata.FlagPoint{Unknown: pt.Unknown}
-		if !pt.Since.IsZero() {
-			fp.Start = pcommon.NewTimestampFromTime(pt.Since)
-		}
-		s.flagPoints = append(s.flagPoints, fp)
-		s.mb.RecordK8sContainerOomKilledDataPoint(pcommon.NewTimestampFromTime(pt.Time), flag, pt.Instance)
-	}
-	s.mb.RecordK8sContainerRestartCountDataPoint(now, int64(c.RestartCount))
-	if c.HasLast {
-		s.mb.RecordK8sContainerLastTerminatedExitCodeDataPoint(now, int64(c.Last.ExitCode), c.Last.Reason)
-	}
-	if c.MemoryLimit > 0 {
-		s.mb.RecordK8sContainerMemoryLimitDataPoint(now, c.MemoryLimit)
-	}
-	if c.MemoryRequest > 0 {
-		s.mb.RecordK8sContainerMemoryRequestDataPoint(now, c.MemoryRequest)
-	}
-	logged := false
-	if processOK {
-		logged = s.recordProcessKills(now, p, c)
-	}
-	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints), metadata.WithDeltaStart(s.lastScrape)}
-	if st := s.stats[statsKey{string(p.UID), c.Name}]; st != nil {
-		s.recordStats(st, c.MemoryLimit)
-		if !st.StartTime.IsZero() {
-			// CPU time and page faults restart from zero with each container instance.
-			opts = append(opts, metadata.WithInstanceStartTime(pcommon.NewTimestampFromTime(st.StartTime.Time)))
-		}
-	}
-	s.mb.EmitForResource(opts...)
-	if kills := c.Kills(); len(kills) > 0 && s.logs != nil {
-		s.recordKills(p, c, kills)
-		logged = true
-	}
-	if logged {
-		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
-	}
-}
-
-// setWorkload sets the workload names that are known.
-func setWorkload(rb *metadata.ResourceBuilder, w workload.Names) {
-	for _, a := range [...]struct {
-		name string
-		set  func(string)
-	}{
-		{w.ReplicaSet, rb.SetK8sReplicasetName},
-		{w.Deployment, rb.SetK8sDeploymentName},
-		{w.StatefulSet, rb.SetK8sStatefulsetName},
-		{w.DaemonSet, rb.SetK8sDaemonsetName},
-		{w.Job, rb.SetK8sJobName},
-		{w.CronJob, rb.SetK8sCronjobName},
-	} {
-		if a.name != "" {
-			a.set(a.name)
-		}
-	}
-}
-
-// runtimeID strips the runtime scheme of a container ID (containerd://<id>).
-func runtimeID(id string) string {
-	if i := strings.Index(id, "://"); i >= 0 {
-		return id[i+3:]
-	}
-	return id
-}
-
-func (s *containerScraper) reportKubelet(err error) {
-	if err == nil {
-		if s.kubeletProblem != "" {
-			s.logger.Info("Kubelet Summary API is answering again", zap.String("endpoint", s.endpoint))
-			s.kubeletProblem = ""
-		}
-		return
-	}
-	reason := metadata.AttributeReasonTransport.String()
-	if ke, ok := errors.AsType[*kubelet.Error](err); ok {
-		reason = ke.Reason
-	} else if errors.Is(err, errEndpoint) {
-		reason = metadata.AttributeReasonEndpoint.String()
-	}
-	s.telemetry.K8sContainerKubeletErrors.Add(context.Background(), 1,
-		metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason))))
-	if msg := err.Error(); msg != s.kubeletProblem {
-		s.logger.Warn("No container stats from the kubelet Summary API; termination metrics go on",
-			zap.String("reason", reason), zap.Error(err))
-		s.kubeletProblem = msg
-	}
 }

@@ -10,19 +10,42 @@ import (
 	"net"
 	"strconv"
 
-	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
+	"k8s.io/client-go/rest"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 )
+
+// The kubelet: its client, its endpoint (configured or read from the Node object), the Summary
+// of each scrape indexed by container, and its failures, counted and logged when they change.
 
 // defaultKubeletPort is used when the Node object does not say.
 const defaultKubeletPort = 10250
 
 // errEndpoint marks a failure to find the kubelet's address.
 var errEndpoint = errors.New("kubelet endpoint")
+
+// statsKey finds a container in the Summary.
+type statsKey struct{ podUID, container string }
+
+func newKubeletClient(cfg *Config, tokenFile string, rc *rest.Config) (*kubelet.Client, error) {
+	k := cfg.Kubelet
+	return kubelet.NewClient(kubelet.Settings{
+		AuthType:           k.AuthType,
+		CAFile:             k.CAFile,
+		CertFile:           k.CertFile,
+		KeyFile:            k.KeyFile,
+		InsecureSkipVerify: k.InsecureSkipVerify,
+		Timeout:            k.Timeout,
+		TokenFile:          tokenFile,
+		RestConfig:         rc,
+	})
+}
 
 // collectStats fetches the Summary and indexes its containers by pod UID and name. It tells
 // whether the kubelet answered.
@@ -73,41 +96,25 @@ func (s *containerScraper) resolveEndpoint(ctx context.Context) (string, error) 
 	return "", fmt.Errorf("%w: node %q has no address", errEndpoint, s.cfg.Node)
 }
 
-func (s *containerScraper) recordStats(st *stats.ContainerStats, memoryLimit int64) {
-	if cpu := st.CPU; cpu != nil {
-		ts := pcommon.NewTimestampFromTime(cpu.Time.Time)
-		if cpu.UsageCoreNanoSeconds != nil {
-			s.mb.RecordContainerCPUTimeDataPoint(ts, float64(*cpu.UsageCoreNanoSeconds)/1e9)
+func (s *containerScraper) reportKubelet(err error) {
+	if err == nil {
+		if s.kubeletProblem != "" {
+			s.logger.Info("Kubelet Summary API is answering again", zap.String("endpoint", s.endpoint))
+			s.kubeletProblem = ""
 		}
-		if cpu.UsageNanoCores != nil {
-			s.mb.RecordContainerCPUUsageDataPoint(ts, float64(*cpu.UsageNanoCores)/1e9)
-		}
-	}
-	mem := st.Memory
-	if mem == nil {
 		return
 	}
-	ts := pcommon.NewTimestampFromTime(mem.Time.Time)
-	if mem.WorkingSetBytes != nil {
-		ws := *mem.WorkingSetBytes
-		s.mb.RecordContainerMemoryWorkingSetDataPoint(ts, int64(ws))
-		if memoryLimit > 0 {
-			s.mb.RecordK8sContainerMemoryLimitUtilizationDataPoint(ts, float64(ws)/float64(memoryLimit))
-		}
+	reason := metadata.AttributeReasonTransport.String()
+	if ke, ok := errors.AsType[*kubelet.Error](err); ok {
+		reason = ke.Reason
+	} else if errors.Is(err, errEndpoint) {
+		reason = metadata.AttributeReasonEndpoint.String()
 	}
-	if mem.UsageBytes != nil {
-		s.mb.RecordContainerMemoryUsageDataPoint(ts, int64(*mem.UsageBytes))
-	}
-	if mem.RSSBytes != nil {
-		s.mb.RecordContainerMemoryRssDataPoint(ts, int64(*mem.RSSBytes))
-	}
-	if mem.PageFaults != nil {
-		// PageFaults counts major and minor faults together.
-		major := uint64(0)
-		if mem.MajorPageFaults != nil {
-			major = min(*mem.MajorPageFaults, *mem.PageFaults)
-			s.mb.RecordContainerMemoryPagingFaultsDataPoint(ts, int64(major), metadata.AttributeSystemPagingFaultTypeMajor)
-		}
-		s.mb.RecordContainerMemoryPagingFaultsDataPoint(ts, int64(*mem.PageFaults-major), metadata.AttributeSystemPagingFaultTypeMinor)
+	s.telemetry.K8sContainerKubeletErrors.Add(context.Background(), 1,
+		metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason))))
+	if msg := err.Error(); msg != s.kubeletProblem {
+		s.logger.Warn("No container stats from the kubelet Summary API; termination metrics go on",
+			zap.String("reason", reason), zap.Error(err))
+		s.kubeletProblem = msg
 	}
 }

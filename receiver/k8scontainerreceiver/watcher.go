@@ -1,0 +1,108 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
+package k8scontainerreceiver
+
+import (
+	"context"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+)
+
+// The pod watch: a shared informer on the pods of the node (or of the cluster), and its event
+// handlers, which diff every update at once so that no termination visible between two scrapes
+// is lost. What they find waits in the tracker until the next scrape.
+
+// startPodWatch starts the informer of the pods, slimmed by the transform to what the receiver
+// uses.
+func (s *containerScraper) startPodWatch() error {
+	var opts []informers.SharedInformerOption
+	if s.cfg.Node != "" {
+		selector := fields.OneTermEqualSelector("spec.nodeName", s.cfg.Node).String()
+		opts = append(opts, informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
+	}
+	s.factory = informers.NewSharedInformerFactoryWithOptions(s.client, 0, opts...)
+	inf := s.factory.Core().V1().Pods().Informer()
+	if err := inf.SetTransform(slimpod.Transform(s.cfg.Extract.labelKeys(), s.cfg.Extract.annotationKeys())); err != nil {
+		return err
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    s.onAdd,
+		UpdateFunc: s.onUpdate,
+		DeleteFunc: s.onDelete,
+	}); err != nil {
+		return err
+	}
+	s.stopCh = make(chan struct{})
+	s.factory.Start(s.stopCh)
+	return nil
+}
+
+// onAdd handles a pod the informer did not hold. One that is not in its initial list was
+// created while the receiver watched (or while its watch was down): its terminations are news.
+func (s *containerScraper) onAdd(obj any, isInInitialList bool) {
+	if isInInitialList {
+		s.onUpsert(obj)
+		return
+	}
+	if pod, ok := obj.(*slimpod.Pod); ok {
+		s.count(s.tracker.UpsertCreated(pod, s.deps.now()))
+	}
+	s.events.Add(1)
+}
+
+func (s *containerScraper) onUpsert(obj any) {
+	if pod, ok := obj.(*slimpod.Pod); ok {
+		s.count(s.tracker.Upsert(pod, s.deps.now()))
+	}
+	s.events.Add(1)
+}
+
+// onUpdate handles a changed pod. An update may also carry another pod under the same name:
+// when the watch was down while a pod was deleted and re-created, the relist delivers the new
+// pod as an update of the old one. The old one is then finished like a deleted pod.
+func (s *containerScraper) onUpdate(oldObj, newObj any) {
+	prev, okPrev := oldObj.(*slimpod.Pod)
+	next, okNext := newObj.(*slimpod.Pod)
+	if okPrev && okNext && prev.UID != next.UID {
+		s.count(s.tracker.Delete(prev, s.deps.now()))
+		s.onAdd(next, false)
+		return
+	}
+	s.onUpsert(newObj)
+}
+
+func (s *containerScraper) onDelete(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if pod, ok := obj.(*slimpod.Pod); ok {
+		s.count(s.tracker.Delete(pod, s.deps.now()))
+	}
+	s.events.Add(1)
+}
+
+func (s *containerScraper) count(o containerstate.Observed) {
+	ctx := context.Background()
+	if o.Terminations > 0 {
+		s.telemetry.K8sContainerTerminationsObserved.Add(ctx, int64(o.Terminations))
+	}
+	if o.OOMKills > 0 {
+		s.telemetry.K8sContainerOomKillsObserved.Add(ctx, int64(o.OOMKills))
+	}
+	if o.HistoryOOMKills > 0 {
+		s.telemetry.K8sContainerOomKillsHistory.Add(ctx, int64(o.HistoryOOMKills))
+	}
+	if o.Unseen > 0 {
+		s.telemetry.K8sContainerTerminationsUnseen.Add(ctx, int64(o.Unseen))
+	}
+	if o.Dropped > 0 {
+		s.telemetry.K8sContainerTerminationsDropped.Add(ctx, int64(o.Dropped))
+	}
+}
