@@ -23,7 +23,7 @@ func (c *Cluster) APIServerURL() string {
 // StartAPIServer starts kube-apiserver (if it is not running) and waits for /readyz. With the
 // certificates kept in the pki folder it comes back under the same CA after StopAPIServer.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
-	if p, ok := c.state.Procs["kube-apiserver"]; ok && p.alive() {
+	if c.running("kube-apiserver") {
 		return nil
 	}
 	pk := c.pki.path

@@ -77,7 +77,7 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 		)},
 	}
 	for _, comp := range components {
-		if p, ok := c.state.Procs[comp.name]; ok && p.alive() {
+		if c.running(comp.name) {
 			continue
 		}
 		c.logf("starting %s on https://127.0.0.1:%d", comp.name, comp.port)

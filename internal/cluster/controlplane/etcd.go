@@ -19,7 +19,7 @@ func (c *Cluster) etcdURL() string { return fmt.Sprintf("http://127.0.0.1:%d", c
 func (c *Cluster) EtcdEndpoint() string { return c.etcdURL() }
 
 func (c *Cluster) startEtcd(ctx context.Context) error {
-	if p, ok := c.state.Procs["etcd"]; ok && p.alive() {
+	if c.running("etcd") {
 		return nil
 	}
 	peer := fmt.Sprintf("http://127.0.0.1:%d", c.opts.EtcdPeerPort)

@@ -96,7 +96,7 @@ func (c *Cluster) recordHostChanges() error {
 }
 
 func (c *Cluster) startContainerd(ctx context.Context) error {
-	if p, ok := c.state.Procs["containerd"]; ok && p.alive() {
+	if c.running("containerd") {
 		return nil
 	}
 	cfgDir := filepath.Join(c.opts.VarDir, "config")
@@ -211,7 +211,7 @@ func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
 }
 
 func (c *Cluster) startKubelet(ctx context.Context) error {
-	if p, ok := c.state.Procs["kubelet"]; ok && p.alive() {
+	if c.running("kubelet") {
 		return c.waitNodeReady(ctx)
 	}
 	pk := c.pki.path

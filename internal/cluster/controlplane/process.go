@@ -43,6 +43,9 @@ func (p proc) alive() bool {
 	return true
 }
 
+// running tells whether the process the cluster started as name still runs.
+func (c *Cluster) running(name string) bool { return c.state.Procs[name].alive() }
+
 // spawn starts a long-running component in its own session, so it outlives the command that
 // started the cluster, with its output in logDir/<name>.log, and moves it into the system cgroup.
 func (c *Cluster) spawn(name, bin string, args []string, env []string) (proc, error) {
@@ -93,7 +96,7 @@ func (c *Cluster) waitFor(ctx context.Context, name, what string, ready func(con
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ReadyTimeout)
 	defer cancel()
 	for {
-		if !c.state.Procs[name].alive() {
+		if !c.running(name) {
 			return fmt.Errorf("%s exited while waiting for %s; see %s", name, what, c.logPath(name))
 		}
 		if ready(ctx) {

@@ -38,7 +38,7 @@ func (c *Cluster) startStandin(ctx context.Context) error {
 	if err := c.ensureStandinNode(ctx); err != nil {
 		return err
 	}
-	if p, ok := c.state.Procs[nodeLease]; ok && p.alive() {
+	if c.running(nodeLease) {
 		return nil
 	}
 	// Built from this module at every start (incremental: well under a second once cached), so
