@@ -5,13 +5,7 @@ package controlplane
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"time"
 )
 
 // Process names of the controllers, as in the state file and the logs folder.
@@ -86,7 +80,7 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 		}
 	}
 	// Both start at once; each is then waited for.
-	hc, err := c.componentHTTPClient()
+	hc, err := c.adminHTTPClient()
 	if err != nil {
 		return err
 	}
@@ -97,24 +91,4 @@ func (c *Cluster) startControllers(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// componentHTTPClient trusts the cluster CA and presents the admin certificate, for the
-// controllers' own endpoints.
-func (c *Cluster) componentHTTPClient() (*http.Client, error) {
-	ca, err := os.ReadFile(c.CAFile())
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, errors.New("no certificate in " + c.CAFile())
-	}
-	admin, err := tls.LoadX509KeyPair(c.pki.path(adminName+".crt"), c.pki.path(adminName+".key"))
-	if err != nil {
-		return nil, err
-	}
-	return &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		RootCAs: pool, Certificates: []tls.Certificate{admin}, MinVersion: tls.VersionTLS12,
-	}}}, nil
 }

@@ -45,6 +45,8 @@ func (c *Cluster) Client() (kubernetes.Interface, error) {
 	return kubernetes.NewForConfig(cfg)
 }
 
+// adminHTTPClient trusts the cluster CA and presents the admin certificate, for the health
+// endpoints of the API server and the controllers.
 func (c *Cluster) adminHTTPClient() (*http.Client, error) {
 	cfg, err := c.RESTConfig()
 	if err != nil {
