@@ -214,10 +214,8 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	for _, d := range []string{c.opts.Dir, c.opts.VarDir, c.opts.RunDir} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			return err
-		}
+	if err := mkdirs(c.opts.Dir, c.opts.VarDir, c.opts.RunDir); err != nil {
+		return err
 	}
 	if err := c.pki.ensure(c.opts.NodeName, c.opts.StandinNodeName, hostIPs()); err != nil {
 		return err
@@ -259,6 +257,16 @@ func (c *Cluster) start(ctx context.Context) error {
 		}
 	}
 	c.logf("default service accounts in place after %s", time.Since(began).Round(10*time.Millisecond))
+	return nil
+}
+
+// mkdirs makes each folder and its parents.
+func mkdirs(dirs ...string) error {
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -42,7 +42,11 @@ func (c *Cluster) ContainerdSocket() string {
 	return filepath.Join(c.containerdStateDir(), "containerd.sock")
 }
 func (c *Cluster) kubeletDir() string      { return filepath.Join(c.opts.VarDir, "kubelet") }
+func (c *Cluster) podLogsDir() string      { return filepath.Join(c.opts.VarDir, "pod-logs") }
 func (c *Cluster) volumePluginDir() string { return filepath.Join(c.opts.VarDir, "volume-plugins") }
+
+// configDir holds the node's generated configuration: containerd's, the CNI network, the kubelet's.
+func (c *Cluster) configDir() string { return filepath.Join(c.opts.VarDir, "config") }
 
 // checkNodeHost fails early, before anything starts, when the host cannot run the node.
 func checkNodeHost() error {
@@ -61,7 +65,6 @@ func checkNodeHost() error {
 }
 
 func (c *Cluster) startNode(ctx context.Context) error {
-
 	if err := c.recordHostChanges(); err != nil {
 		return err
 	}
@@ -99,12 +102,9 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	if c.running("containerd") {
 		return nil
 	}
-	cfgDir := filepath.Join(c.opts.VarDir, "config")
-	cniDir := filepath.Join(cfgDir, "cni")
-	for _, d := range []string{cfgDir, cniDir, c.containerdDir(), c.containerdStateDir()} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			return err
-		}
+	cniDir := filepath.Join(c.configDir(), "cni")
+	if err := mkdirs(cniDir, c.containerdDir(), c.containerdStateDir()); err != nil {
+		return err
 	}
 	// Pods here use the host network; a loopback-only network is enough for the runtime to
 	// report NetworkReady.
@@ -156,7 +156,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 `, c.containerdDir(), c.containerdStateDir(), c.ContainerdSocket(),
 		filepath.Join(c.containerdStateDir(), "containerd.sock.ttrpc"),
 		testworkload.PauseImage, cniDir, lookPath("runc"), filepath.Join(c.opts.RunDir, "runc"))
-	cfgPath := filepath.Join(cfgDir, "containerd.toml")
+	cfgPath := filepath.Join(c.configDir(), "containerd.toml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -215,11 +215,8 @@ func (c *Cluster) startKubelet(ctx context.Context) error {
 		return c.waitNodeReady(ctx)
 	}
 	pk := c.pki.path
-	cfgDir := filepath.Join(c.opts.VarDir, "config")
-	for _, d := range []string{c.kubeletDir(), filepath.Join(c.opts.VarDir, "pod-logs"), c.volumePluginDir()} {
-		if err := os.MkdirAll(d, 0o750); err != nil {
-			return err
-		}
+	if err := mkdirs(c.configDir(), c.kubeletDir(), c.podLogsDir(), c.volumePluginDir()); err != nil {
+		return err
 	}
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -257,8 +254,8 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 nodeStatusUpdateFrequency: 10s
 `, c.opts.KubeletPort, c.opts.KubeletHealthz, pk(caName+".crt"), pk(kubeletServerName+".crt"), pk(kubeletServerName+".key"),
-		c.ContainerdSocket(), c.opts.CgroupRoot, filepath.Join(c.opts.VarDir, "pod-logs"), c.volumePluginDir())
-	cfgPath := filepath.Join(cfgDir, "kubelet.yaml")
+		c.ContainerdSocket(), c.opts.CgroupRoot, c.podLogsDir(), c.volumePluginDir())
+	cfgPath := filepath.Join(c.configDir(), "kubelet.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
