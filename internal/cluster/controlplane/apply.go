@@ -1,6 +1,8 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// Server-side apply of manifests as cluster-admin, for real or as a dry run.
+
 package controlplane
 
 import (

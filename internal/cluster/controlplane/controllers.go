@@ -1,6 +1,9 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// kube-controller-manager and kube-scheduler: their identities, their flags, their start and
+// the wait for their /healthz.
+
 package controlplane
 
 import (

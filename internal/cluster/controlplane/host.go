@@ -1,6 +1,9 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// The host as the node changes it and teardown restores it: sysctls, cgroups, mounts, and the
+// /proc reading that names a process by pid and start time.
+
 package controlplane
 
 import (

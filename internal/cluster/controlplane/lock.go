@@ -1,6 +1,8 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// The lock that serialises starts and teardowns of one cluster across processes.
+
 package controlplane
 
 import (

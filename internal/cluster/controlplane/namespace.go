@@ -1,6 +1,9 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// Namespaces that pods can run in: created, then waited for until the controller-manager has
+// filled them.
+
 package controlplane
 
 import (

@@ -1,6 +1,9 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// The real node: the host checks, containerd and its configuration, the test images, and the
+// kubelet up to node Ready.
+
 package controlplane
 
 import (

@@ -1,6 +1,9 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// The certificate folder: the cluster CA, every serving and client certificate it signs, and
+// the service-account signing key, made once and kept.
+
 package controlplane
 
 import (

@@ -1,6 +1,8 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// The processes the cluster starts: spawn, the wait until one is ready, and the stops.
+
 package controlplane
 
 import (

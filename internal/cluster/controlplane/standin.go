@@ -1,6 +1,8 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// The kubelet-less node: its Node object, and the nodelease process that keeps it alive.
+
 package controlplane
 
 import (

@@ -1,6 +1,9 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
+// Stop and Teardown: everything a start did to the host, undone from the state file and the
+// fixed names.
+
 package controlplane
 
 import (
