@@ -135,9 +135,9 @@ func New(maxPending int) *Tracker {
 }
 
 // SetHorizon tells when an earlier run of the receiver last looked at the pods, and which
-// terminations it knew then that ended in that second (Edge; nil when it is not known, as when
-// that run had not looked yet): at first sight, a termination that ended after that happened
-// while no receiver watched, and is news.
+// terminations it knew then that ended in that second (the edge DrainAfter hands out; nil when
+// it is not known, as when that run had not looked yet): at first sight, a termination that
+// ended after that happened while no receiver watched, and is news.
 func (t *Tracker) SetHorizon(at time.Time, edge []termination.Key) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -166,14 +166,8 @@ func (t *Tracker) afterHorizon(term termination.Termination) bool {
 	return !t.edge[term.Key()]
 }
 
-// Edge returns the newest termination of each container if it ended in the second of at or
+// edgeAt returns the newest termination of each container if it ended in the second of at or
 // later: what a later run, given at as its horizon, must know was already seen.
-func (t *Tracker) Edge(at time.Time) []termination.Key {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.edgeAt(at)
-}
-
 func (t *Tracker) edgeAt(at time.Time) []termination.Key {
 	second := at.Truncate(time.Second)
 	out := []termination.Key{}
@@ -219,15 +213,12 @@ func (t *Tracker) Delete(pod *slimpod.Pod, now time.Time) Observed {
 	return obs
 }
 
-// Drain hands every container with its points since the last Drain to emit: the baseline and
-// the terminations observed, oldest first, or else one point for its latest state, stamped
+// DrainAfter hands every container with its points since the last drain to emit: the baseline
+// and the terminations observed, oldest first, or else one point for its latest state, stamped
 // now. Pods deleted since are forgotten afterwards. emit must not keep the points slice.
-func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
-	t.DrainAfter(now, nil, emit)
-}
-
-// DrainAfter is Drain, first handing before the Edge at now, with nothing observed in between:
-// what it records as seen is exactly what this Drain hands out or handed out before.
+//
+// First, with nothing observed in between, it hands before the edge at now (see SetHorizon):
+// what before records as seen is exactly what this drain hands out or drains handed out before.
 func (t *Tracker) DrainAfter(now time.Time, before func(edge []termination.Key), emit func(*Pod, *Container, []Point)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -266,24 +257,6 @@ func (t *Tracker) Each(fn func(*Pod, *Container)) {
 			fn(p, c)
 		}
 	}
-}
-
-// Containers returns how many containers are tracked.
-func (t *Tracker) Containers() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	n := 0
-	for _, p := range t.pods {
-		n += len(p.Containers)
-	}
-	return n
-}
-
-// Pods returns how many pods are tracked.
-func (t *Tracker) Pods() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.pods)
 }
 
 func (t *Tracker) upsert(pod *slimpod.Pod, created bool, now time.Time) Observed {

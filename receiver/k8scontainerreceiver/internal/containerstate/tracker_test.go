@@ -21,6 +21,36 @@ import (
 
 var t0 = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
 
+// Drain is DrainAfter without the edge.
+func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
+	t.DrainAfter(now, nil, emit)
+}
+
+// Edge is the edge DrainAfter would hand out at at.
+func (t *Tracker) Edge(at time.Time) []termination.Key {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.edgeAt(at)
+}
+
+// Containers returns how many containers are tracked, deleted pods' included.
+func (t *Tracker) Containers() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, p := range t.pods {
+		n += len(p.Containers)
+	}
+	return n
+}
+
+// Pods returns how many pods are tracked, deleted ones not yet drained included.
+func (t *Tracker) Pods() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pods)
+}
+
 // life is a container's history as the kubelet shows it: each run ends with a reason, and
 // the status after a run shows it in state.terminated, then, once restarted, in lastState.
 type life struct {

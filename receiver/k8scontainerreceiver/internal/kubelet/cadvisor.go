@@ -60,17 +60,6 @@ func (c *Client) OOMEvents(ctx context.Context, endpoint string) ([]OOMCounter, 
 	return counters, nil
 }
 
-// ParseOOMEvents reads a Prometheus text exposition, such as the kubelet's /metrics/cadvisor,
-// and returns the container_oom_events_total of containers, with the filter of OOMEvents.
-// Other families are skipped unparsed. An exposition it cannot read returns an *Error.
-func ParseOOMEvents(r io.Reader) ([]OOMCounter, error) {
-	counters, err := parseOOMEvents(r, maxExpositionLine, maxCadvisorBytes)
-	if err != nil {
-		return nil, &Error{Reason: decodeReason(err), Err: fmt.Errorf("decoding %s: %w", oomEventsFamily, err)}
-	}
-	return counters, nil
-}
-
 // decodeReason is the reason of a failure while the body is read: a timeout, or else decode.
 func decodeReason(err error) string {
 	if classify(err) == ReasonTimeout {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +32,17 @@ const realCadvisor = "testdata/kubelet-v1.37.2-metrics-cadvisor.txt"
 
 // kubeletTextType is the Content-Type of the kubelet's text answer.
 const kubeletTextType = "text/plain; version=0.0.4; charset=utf-8; escaping=underscores"
+
+// ParseOOMEvents reads a Prometheus text exposition, such as the kubelet's /metrics/cadvisor,
+// and returns the container_oom_events_total of containers, with the filter of OOMEvents.
+// Other families are skipped unparsed. An exposition it cannot read returns an *Error.
+func ParseOOMEvents(r io.Reader) ([]OOMCounter, error) {
+	counters, err := parseOOMEvents(r, maxExpositionLine, maxCadvisorBytes)
+	if err != nil {
+		return nil, &Error{Reason: decodeReason(err), Err: fmt.Errorf("decoding %s: %w", oomEventsFamily, err)}
+	}
+	return counters, nil
+}
 
 func readRealCadvisor(tb testing.TB) []byte {
 	tb.Helper()

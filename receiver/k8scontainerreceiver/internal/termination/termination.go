@@ -138,15 +138,6 @@ func Visible(status *Status) (out [2]Termination, n int) {
 	return out, n
 }
 
-// Latest returns the newest termination a container status shows.
-func Latest(status *Status) (Termination, bool) {
-	all, n := Visible(status)
-	if n == 0 {
-		return Termination{}, false
-	}
-	return all[n-1], true
-}
-
 func from(e *Ended, instance int64) Termination {
 	return Termination{
 		Instance:    instance,

@@ -16,6 +16,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// Latest returns the newest termination a container status shows.
+func Latest(status *Status) (Termination, bool) {
+	all, n := Visible(status)
+	if n == 0 {
+		return Termination{}, false
+	}
+	return all[n-1], true
+}
+
 func at(s string) metav1.Time {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
