@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
@@ -84,7 +86,10 @@ type harness struct {
 	mu       sync.Mutex
 	watchers []*watch.FakeWatcher
 	lists    []metav1.ListOptions
-	handled  int64
+	// handled counts the events the receiver handled, by informer resource; expected is how
+	// many pod events the test has waited for.
+	handled  map[string]*atomic.Int64
+	expected int64
 	version  int
 }
 
@@ -96,6 +101,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 		kubelet:   kubelettest.New(t),
 		clock:     &clock{now: t0},
 		telemetry: componenttest.NewTelemetry(),
+		handled:   map[string]*atomic.Int64{"pods": {}, "events": {}},
 	}
 	t.Cleanup(func() { require.NoError(t, h.telemetry.Shutdown(context.Background())) })
 	dir := t.TempDir()
@@ -147,7 +153,31 @@ func (h *harness) deps() deps {
 		client:    func(*Config) (kubernetes.Interface, *rest.Config, error) { return h.client, &rest.Config{}, nil },
 		tokenFile: h.tokenFile,
 		now:       h.clock.Now,
+		handlers: func(resource string, next cache.ResourceEventHandler) cache.ResourceEventHandler {
+			return countingHandler{next, h.handled[resource]}
+		},
 	}
+}
+
+// countingHandler counts the events its receiver's handler has handled.
+type countingHandler struct {
+	cache.ResourceEventHandler
+	handled *atomic.Int64
+}
+
+func (c countingHandler) OnAdd(obj any, isInInitialList bool) {
+	c.ResourceEventHandler.OnAdd(obj, isInInitialList)
+	c.handled.Add(1)
+}
+
+func (c countingHandler) OnUpdate(oldObj, newObj any) {
+	c.ResourceEventHandler.OnUpdate(oldObj, newObj)
+	c.handled.Add(1)
+}
+
+func (c countingHandler) OnDelete(obj any) {
+	c.ResourceEventHandler.OnDelete(obj)
+	c.handled.Add(1)
 }
 
 // start starts the scraper and waits until the informer watches.
@@ -256,10 +286,11 @@ func (h *harness) versioned(pod *corev1.Pod) *corev1.Pod {
 	return pod
 }
 
+// waitHandled waits until the receiver handled n more pod events.
 func (h *harness) waitHandled(n int64) {
 	h.t.Helper()
-	h.handled += n
-	require.Eventually(h.t, func() bool { return h.scraper.events.Load() >= h.handled }, 5*time.Second, time.Millisecond)
+	h.expected += n
+	require.Eventually(h.t, func() bool { return h.handled["pods"].Load() >= h.expected }, 5*time.Second, time.Millisecond)
 }
 
 func (h *harness) scrape() pmetric.Metrics {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/apiclient"
@@ -44,6 +44,10 @@ type deps struct {
 	// tokenFile is the service-account token presented to the kubelet.
 	tokenFile string
 	now       func() time.Time
+	// handlers, when set, stands between each informer, named by its resource ("pods",
+	// "events"), and the receiver's handler of its events: tests learn through it when an event
+	// has been handled.
+	handlers func(resource string, h cache.ResourceEventHandler) cache.ResourceEventHandler
 }
 
 func defaultDeps() deps {
@@ -59,6 +63,14 @@ func defaultDeps() deps {
 		tokenFile: kubelet.ServiceAccountToken,
 		now:       time.Now,
 	}
+}
+
+// handler is h, or what deps put in its place.
+func (d deps) handler(resource string, h cache.ResourceEventHandler) cache.ResourceEventHandler {
+	if d.handlers == nil {
+		return h
+	}
+	return d.handlers(resource, h)
 }
 
 // newReceiver returns the metrics side of cfg's receiver.
@@ -135,8 +147,6 @@ type containerScraper struct {
 	id             component.ID
 	storage        storage.Client
 	storageFailing bool
-	// events counts handled informer events; tests wait on it.
-	events atomic.Int64
 
 	shutdownOnce sync.Once
 }

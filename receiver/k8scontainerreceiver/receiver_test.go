@@ -24,9 +24,11 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
@@ -259,7 +261,7 @@ func TestRelistCountsNothingTwiceAndCatchesUp(t *testing.T) {
 	h.at(30 * time.Second)
 	h.relist(withStatus(pod, hog.terminated(2)))
 	h.waitHandled(2) // an update and a delete
-	assert.Equal(t, 1, h.scraper.tracker.Pods())
+	assert.Equal(t, 1, trackedPods(h.scraper))
 	h.at(40 * time.Second)
 	md := h.scrape()
 	// Instance 0 was counted before the relist; 1 and 2 come now, oldest first.
@@ -326,12 +328,19 @@ func TestPodDeleted(t *testing.T) {
 	h.send(watch.Deleted, withStatus(pod, hog.terminated(0)))
 	h.at(10 * time.Second)
 	assert.Equal(t, map[string][]string{"u1/hog": {"0=1@2s"}}, oomPoints(h.scrape()))
-	assert.Equal(t, 0, h.scraper.tracker.Pods())
+	assert.Equal(t, 0, trackedPods(h.scraper))
 	h.at(20 * time.Second)
 	md := h.scrape()
 	require.Equal(t, 1, md.ResourceMetrics().Len(), "only the node's")
 	_, isPod := md.ResourceMetrics().At(0).Resource().Attributes().Get("k8s.pod.uid")
 	assert.False(t, isPod)
+}
+
+// trackedPods counts the pods whose containers the receiver tracks.
+func trackedPods(s *containerScraper) int {
+	uids := map[types.UID]bool{}
+	s.tracker.Each(func(p *containerstate.Pod, _ *containerstate.Container) { uids[p.UID] = true })
+	return len(uids)
 }
 
 func statsFor(uid string, at time.Time) *stats.Summary {

@@ -488,7 +488,8 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 	h.mu.Lock()
 	n := len(h.watchers)
 	h.mu.Unlock()
-	h.scraper, h.handled = s, 0
+	h.scraper, h.expected = s, 0
+	h.handled["pods"].Store(0)
 	w.running = true
 	require.NoError(h.t, s.start(context.Background(), host))
 	h.t.Cleanup(func() { require.NoError(h.t, s.shutdown(context.Background())) })

@@ -57,14 +57,6 @@ type systemOOMs struct {
 	// pending are the kills since the last scrape, by node; node is the own node, always shown.
 	pending map[string][]systemKill
 	node    string
-	// observed counts the events handled; tests wait on it.
-	observed int64
-}
-
-func (o *systemOOMs) version() int64 {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.observed
 }
 
 func newSystemOOMs(node string) *systemOOMs {
@@ -84,7 +76,6 @@ func (o *systemOOMs) observe(ev *corev1.Event, news bool) {
 	count := eventCount(ev)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.observed++
 	if o.node != "" && ev.InvolvedObject.Name != o.node {
 		return
 	}
@@ -202,7 +193,7 @@ func (s *containerScraper) startSystemOOMWatch() error {
 		informers.WithNamespace(systemOOMNamespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
 	inf := s.eventFactory.Core().V1().Events().Informer()
-	_, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+	_, err := inf.AddEventHandler(s.deps.handler("events", cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, isInInitialList bool) {
 			if ev, ok := obj.(*corev1.Event); ok {
 				s.systemOOMs.observe(ev, !isInInitialList)
@@ -221,7 +212,7 @@ func (s *containerScraper) startSystemOOMWatch() error {
 				s.systemOOMs.forget(ev)
 			}
 		},
-	})
+	}))
 	if err != nil {
 		return err
 	}

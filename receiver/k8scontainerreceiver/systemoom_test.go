@@ -66,12 +66,13 @@ func (w *eventWatch) send(t *testing.T, h *harness, kind watch.EventType, ev *co
 		defer w.mu.Unlock()
 		return len(w.watchers) > 0
 	}, 5*time.Second, time.Millisecond, "watching events")
-	before := h.scraper.systemOOMs.version()
+	handled := h.handled["events"]
+	before := handled.Load()
 	w.mu.Lock()
 	fw := w.watchers[len(w.watchers)-1]
 	w.mu.Unlock()
 	fw.Action(kind, ev)
-	require.Eventually(t, func() bool { return h.scraper.systemOOMs.version() > before }, 5*time.Second, time.Millisecond, "event handled")
+	require.Eventually(t, func() bool { return handled.Load() > before }, 5*time.Second, time.Millisecond, "event handled")
 }
 
 // systemKills returns the latest k8s.node.system_oom_kills per node.

@@ -32,11 +32,11 @@ func (s *containerScraper) startPodWatch() error {
 	if err := inf.SetTransform(slimpod.Transform(s.cfg.Extract.labelKeys(), s.cfg.Extract.annotationKeys())); err != nil {
 		return err
 	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+	if _, err := inf.AddEventHandler(s.deps.handler("pods", cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc:    s.onAdd,
 		UpdateFunc: s.onUpdate,
 		DeleteFunc: s.onDelete,
-	}); err != nil {
+	})); err != nil {
 		return err
 	}
 	s.stopCh = make(chan struct{})
@@ -54,14 +54,12 @@ func (s *containerScraper) onAdd(obj any, isInInitialList bool) {
 	if pod, ok := obj.(*slimpod.Pod); ok {
 		s.count(s.tracker.UpsertCreated(pod, s.deps.now()))
 	}
-	s.events.Add(1)
 }
 
 func (s *containerScraper) onUpsert(obj any) {
 	if pod, ok := obj.(*slimpod.Pod); ok {
 		s.count(s.tracker.Upsert(pod, s.deps.now()))
 	}
-	s.events.Add(1)
 }
 
 // onUpdate handles a changed pod. An update may also carry another pod under the same name:
@@ -85,7 +83,6 @@ func (s *containerScraper) onDelete(obj any) {
 	if pod, ok := obj.(*slimpod.Pod); ok {
 		s.count(s.tracker.Delete(pod, s.deps.now()))
 	}
-	s.events.Add(1)
 }
 
 func (s *containerScraper) count(o containerstate.Observed) {
