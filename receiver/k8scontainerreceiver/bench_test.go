@@ -24,6 +24,7 @@ import (
 	stats "k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
@@ -134,7 +135,7 @@ func BenchmarkScrape(b *testing.B) {
 	k := kubelettest.New(b)
 	var podStats []stats.PodStats
 	cfg := createDefaultConfig().(*Config)
-	cfg.Node = node
+	cfg.Node = podtest.Node
 	cfg.Kubelet.Endpoint = k.Endpoint()
 	cfg.Kubelet.AuthType = "none"
 	cfg.Kubelet.CAFile = k.WriteCA(b, b.TempDir())
@@ -152,11 +153,11 @@ func BenchmarkScrape(b *testing.B) {
 		s.tracker.Upsert(p, time.Now())
 		var cs []stats.ContainerStats
 		for _, c := range p.Containers {
-			cs = append(cs, kubelettest.Container(c.Name, t0, t0, kubelettest.Usage{WorkingSet: 100 << 20, PageFaults: 10}))
+			cs = append(cs, kubelettest.Container(c.Name, podtest.T0, podtest.T0, kubelettest.Usage{WorkingSet: 100 << 20, PageFaults: 10}))
 		}
-		podStats = append(podStats, kubelettest.Pod(p.Namespace, p.Name, string(p.UID), t0, cs...))
+		podStats = append(podStats, kubelettest.Pod(p.Namespace, p.Name, string(p.UID), podtest.T0, cs...))
 	}
-	k.SetSummary(kubelettest.Summary(node, podStats...))
+	k.SetSummary(kubelettest.Summary(podtest.Node, podStats...))
 	ctx := context.Background()
 
 	b.ReportAllocs()

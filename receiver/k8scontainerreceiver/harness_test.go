@@ -26,10 +26,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -39,19 +37,14 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/scrape")
 
-const (
-	node      = "node-a"
-	namespace = "default"
-)
-
-// t0 is the time every test starts at; the fake clock only moves when a test moves it.
-var t0 = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
-
+// clock is the receiver's clock in tests: it starts at podtest.T0 and only moves when a test
+// moves it.
 type clock struct {
 	mu  sync.Mutex
 	now time.Time
@@ -99,7 +92,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 		t:         t,
 		client:    fake.NewClientset(),
 		kubelet:   kubelettest.New(t),
-		clock:     &clock{now: t0},
+		clock:     &clock{now: podtest.T0},
 		telemetry: componenttest.NewTelemetry(),
 		handled:   map[string]*atomic.Int64{"pods": {}, "events": {}},
 	}
@@ -122,7 +115,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 		return false, nil, nil
 	})
 	_, err := h.client.CoreV1().Nodes().Create(context.Background(), &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: node},
+		ObjectMeta: metav1.ObjectMeta{Name: podtest.Node},
 		Status: corev1.NodeStatus{
 			Addresses: []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: "localhost"}, {Type: corev1.NodeInternalIP, Address: "127.0.0.1"}},
 		},
@@ -130,7 +123,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	require.NoError(t, err)
 
 	cfg := createDefaultConfig().(*Config)
-	cfg.Node = node
+	cfg.Node = podtest.Node
 	cfg.Kubelet.Endpoint = h.kubelet.Endpoint()
 	cfg.Kubelet.CAFile = h.kubelet.WriteCA(t, dir)
 	cfg.Kubelet.Timeout = time.Second
@@ -195,7 +188,7 @@ func (h *harness) start() {
 // setKubeletPort writes the port of endpoint into the Node object as its kubelet's port.
 func (h *harness) setKubeletPort(endpoint string) {
 	h.t.Helper()
-	n, err := h.client.CoreV1().Nodes().Get(context.Background(), node, metav1.GetOptions{})
+	n, err := h.client.CoreV1().Nodes().Get(context.Background(), podtest.Node, metav1.GetOptions{})
 	require.NoError(h.t, err)
 	_, portText, err := net.SplitHostPort(endpoint)
 	require.NoError(h.t, err)
@@ -233,7 +226,7 @@ func (h *harness) watcher() *watch.FakeWatcher {
 }
 
 // at moves the clock; events and scrapes after it are stamped with t0+d.
-func (h *harness) at(d time.Duration) { h.clock.Set(t0.Add(d)) }
+func (h *harness) at(d time.Duration) { h.clock.Set(podtest.T0.Add(d)) }
 
 // send delivers one watch event, stores the pod for later relists, and waits until the
 // receiver handled it.
@@ -335,7 +328,7 @@ func oomPoints(md pmetric.Metrics) map[string][]string {
 			for k := range dps.Len() {
 				dp := dps.At(k)
 				inst, _ := dp.Attributes().Get("k8s.container.restart_count")
-				out[key] = append(out[key], fmt.Sprintf("%d=%d@%s", inst.Int(), dp.IntValue(), dp.Timestamp().AsTime().Sub(t0)))
+				out[key] = append(out[key], fmt.Sprintf("%d=%d@%s", inst.Int(), dp.IntValue(), dp.Timestamp().AsTime().Sub(podtest.T0)))
 			}
 		}
 	}
@@ -359,90 +352,6 @@ func metricNames(md pmetric.Metrics, podUID, container string) []string {
 		}
 	}
 	return out
-}
-
-// life is a container's history as the kubelet shows it, as in the real samples: each run
-// ends with a reason; after a run the status shows it in state.terminated, and once the
-// container restarted, in lastState.terminated.
-type life struct {
-	name    string
-	reasons []string
-}
-
-func (l life) ended(run int) *corev1.ContainerStateTerminated {
-	exit := int32(1)
-	if l.reasons[run] == "OOMKilled" {
-		exit = 137
-	}
-	return &corev1.ContainerStateTerminated{
-		Reason:      l.reasons[run],
-		ExitCode:    exit,
-		StartedAt:   metav1.NewTime(t0.Add(time.Duration(run) * time.Minute)),
-		FinishedAt:  metav1.NewTime(t0.Add(time.Duration(run)*time.Minute + 30*time.Second)),
-		ContainerID: fmt.Sprintf("containerd://%s-%d", l.name, run),
-	}
-}
-
-// running is the status while run runs; terminated after it ended.
-func (l life) running(run int) corev1.ContainerStatus {
-	s := corev1.ContainerStatus{
-		Name:         l.name,
-		RestartCount: int32(run),
-		ContainerID:  fmt.Sprintf("containerd://%s-%d", l.name, run),
-		State:        corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
-	}
-	if run > 0 {
-		s.LastTerminationState.Terminated = l.ended(run - 1)
-	}
-	return s
-}
-
-func (l life) terminated(run int) corev1.ContainerStatus {
-	s := l.running(run)
-	s.State = corev1.ContainerState{Terminated: l.ended(run)}
-	return s
-}
-
-// backoff is the status while the container waits in back-off after run ended: the kubelet
-// moved run's state into lastState and kept run's restart count and container ID.
-func (l life) backoff(run int) corev1.ContainerStatus {
-	s := l.running(run)
-	s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}}
-	s.LastTerminationState.Terminated = l.ended(run)
-	return s
-}
-
-// rebooted is l's status after a node reboot: the same pod, new containers, the restart count
-// starting again at 0.
-func (l life) rebooted() life {
-	return life{name: l.name + "-after-reboot", reasons: l.reasons}
-}
-
-// named gives a status of l the container name name (rebooted lives keep their container).
-func named(s corev1.ContainerStatus, name string) corev1.ContainerStatus {
-	s.Name = name
-	return s
-}
-
-func newPod(name, uid string, statuses ...corev1.ContainerStatus) *corev1.Pod {
-	p := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: types.UID(uid), Labels: map[string]string{"app": name}},
-		Spec:       corev1.PodSpec{NodeName: node},
-		Status:     corev1.PodStatus{Phase: corev1.PodRunning, ContainerStatuses: statuses},
-	}
-	for _, s := range statuses {
-		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: s.Name, Resources: corev1.ResourceRequirements{
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
-			Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
-		}})
-	}
-	return p
-}
-
-func withStatus(p *corev1.Pod, statuses ...corev1.ContainerStatus) *corev1.Pod {
-	q := p.DeepCopy()
-	q.Status.ContainerStatuses = statuses
-	return q
 }
 
 func reasonAttr(r metadata.AttributeReason) string { return r.String() }

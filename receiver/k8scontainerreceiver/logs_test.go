@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
@@ -50,19 +51,19 @@ func TestOOMKillRecord(t *testing.T) {
 	sink := new(consumertest.LogsSink)
 	h.scraper.logs = sink
 	h.start()
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	pod.Status.QOSClass = corev1.PodQOSBurstable
 	h.send(watch.Added, pod)
 	// The working set read 20 s before the kill, while instance 0 ran.
-	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
-		kubelettest.Container("hog", t0, t0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
+	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
 	h.at(11 * time.Second)
 	h.scrape()
 	assert.Empty(t, records(sink), "no kill yet")
 
 	h.at(31 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	h.at(32 * time.Second)
 	h.scrape()
 	got := records(sink)
@@ -71,8 +72,8 @@ func TestOOMKillRecord(t *testing.T) {
 	assert.Equal(t, "k8s.container.oom_kill", r.EventName())
 	assert.Equal(t, plog.SeverityNumberWarn, r.SeverityNumber())
 	assert.Equal(t, "WARN", r.SeverityText())
-	assert.Equal(t, t0.Add(30*time.Second), r.Timestamp().AsTime(), "when the instance ended")
-	assert.Equal(t, t0.Add(32*time.Second), r.ObservedTimestamp().AsTime())
+	assert.Equal(t, podtest.T0.Add(30*time.Second), r.Timestamp().AsTime(), "when the instance ended")
+	assert.Equal(t, podtest.T0.Add(32*time.Second), r.ObservedTimestamp().AsTime())
 	assert.Equal(t, map[string]any{
 		"k8s.container.restart_count":      int64(0),
 		"container.id":                     "hog-0",
@@ -89,9 +90,9 @@ func TestOOMKillRecord(t *testing.T) {
 
 	// Restarted, scraped again, relisted: the kill is not repeated.
 	h.at(40 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
 	h.scrape()
-	h.relist(withStatus(pod, hog.running(1)))
+	h.relist(podtest.WithStatus(pod, hog.Running(1)))
 	h.at(50 * time.Second)
 	h.scrape()
 	assert.Empty(t, records(sink))
@@ -103,15 +104,15 @@ func TestOOMKillRecordWithoutAReadingOfTheKilledInstance(t *testing.T) {
 	sink := new(consumertest.LogsSink)
 	h.scraper.logs = sink
 	h.start()
-	hog := life{"hog", []string{"Error", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "Error", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, pod)
-	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
-		kubelettest.Container("hog", t0, t0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
+	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
 	h.at(11 * time.Second)
 	h.scrape()
-	h.send(watch.Modified, withStatus(pod, hog.running(1)))
-	h.send(watch.Modified, withStatus(pod, hog.terminated(1)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(1)))
 	h.at(2 * time.Minute)
 	h.scrape()
 	got := records(sink)
@@ -127,8 +128,8 @@ func TestNoRecordForHistory(t *testing.T) {
 	h := newHarness(t, nil)
 	sink := new(consumertest.LogsSink)
 	h.scraper.logs = sink
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	h.startWith(newPod("hog", "u1", hog.running(1)))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	h.startWith(podtest.NewPod("hog", "u1", hog.Running(1)))
 	h.at(10 * time.Second)
 	h.scrape()
 	assert.Empty(t, records(sink))
@@ -139,11 +140,11 @@ func TestNoRecordForHistory(t *testing.T) {
 func TestWorkloadAttributes(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled"}}
-	pod := newPod("web-5d8f7c9b6-x2x9z", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("web-5d8f7c9b6-x2x9z", "u1", hog.Running(0))
 	pod.Labels["pod-template-hash"] = "5d8f7c9b6"
 	pod.OwnerReferences = []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d8f7c9b6", Controller: new(true)}}
-	job := newPod("nightly-29401320-abcde", "u2", life{"run", []string{"OOMKilled"}}.running(0))
+	job := podtest.NewPod("nightly-29401320-abcde", "u2", podtest.NewLife("run", "OOMKilled").Running(0))
 	job.OwnerReferences = []metav1.OwnerReference{{Kind: "Job", Name: "nightly-29401320", Controller: new(true)}}
 	h.send(watch.Added, pod)
 	h.send(watch.Added, job)
@@ -182,11 +183,11 @@ func TestMetricsAndLogsShareOneReceiver(t *testing.T) {
 	h.waitWatchers(1)
 	require.Len(t, h.watchers, 1, "one pod watch")
 
-	hog := life{"hog", []string{"OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.watcher().Add(pod)
 	require.Eventually(t, func() bool { return metricsSink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
-	h.watcher().Modify(withStatus(pod, hog.terminated(0)))
+	h.watcher().Modify(podtest.WithStatus(pod, hog.Terminated(0)))
 	require.Eventually(t, func() bool { return logsSink.LogRecordCount() > 0 }, 5*time.Second, 5*time.Millisecond)
 	time.Sleep(100 * time.Millisecond) // a few more scrapes: the kill is not repeated
 	assert.Equal(t, 1, logsSink.LogRecordCount())
@@ -208,20 +209,20 @@ func TestOOMKillRecordIgnoresAReadingFromTheSecondOfTheKill(t *testing.T) {
 	sink := new(consumertest.LogsSink)
 	h.scraper.logs = sink
 	h.start()
-	hog := life{"hog", []string{"OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, pod)
 	// Instance 0 ends at t0+30s. The first reading is from before; the second, of what was left
 	// after the kill, carries the kill's second.
-	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
-		kubelettest.Container("hog", t0, t0.Add(29*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
+	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(29*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
 	h.at(29500 * time.Millisecond)
 	h.scrape()
-	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", t0,
-		kubelettest.Container("hog", t0, t0.Add(30*time.Second), kubelettest.Usage{WorkingSet: 253952}))))
+	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(30*time.Second), kubelettest.Usage{WorkingSet: 253952}))))
 	h.at(30500 * time.Millisecond)
 	h.scrape()
-	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	h.at(31 * time.Second)
 	h.scrape()
 	got := records(sink)

@@ -28,6 +28,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 )
 
 // pipeline is this receiver feeding the oom_counter processor with its default config, in
@@ -106,10 +107,10 @@ func (p *pipeline) counter(metric string) map[string]int64 {
 
 func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 	p := newPipeline(t)
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "Error", "OOMKilled", "OOMKilled"}}
-	crash := life{"app", []string{"Error", "Error"}}
-	hogPod := newPod("hog", "u1", hog.running(0))
-	crashPod := newPod("app", "u2", crash.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled", "Error", "OOMKilled", "OOMKilled")
+	crash := podtest.NewLife("app", "Error", "Error")
+	hogPod := podtest.NewPod("hog", "u1", hog.Running(0))
+	crashPod := podtest.NewPod("app", "u2", crash.Running(0))
 	p.send(watch.Added, hogPod)
 	p.send(watch.Added, crashPod)
 	p.cycle(time.Second, false)
@@ -118,13 +119,13 @@ func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 	// Three OOM kills between two scrapes: three counts.
 	for run := range 3 {
 		p.at(time.Duration(2+2*run) * time.Second)
-		p.send(watch.Modified, withStatus(hogPod, hog.terminated(run)))
+		p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(run)))
 		p.at(time.Duration(3+2*run) * time.Second)
-		p.send(watch.Modified, withStatus(hogPod, hog.running(run+1)))
+		p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(run+1)))
 	}
 	// Crashes that are no OOM kills count nothing.
 	p.at(9 * time.Second)
-	p.send(watch.Modified, withStatus(crashPod, crash.terminated(0)))
+	p.send(watch.Modified, podtest.WithStatus(crashPod, crash.Terminated(0)))
 	p.cycle(10*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 3, "u2/app": 0}, p.kills())
 
@@ -136,15 +137,15 @@ func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 	// An Error, then an OOM kill seen in state.terminated and again in lastState after the
 	// restart, and a relist repeating it: one count.
 	p.at(31 * time.Second)
-	p.send(watch.Modified, withStatus(hogPod, hog.terminated(3)))
+	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(3)))
 	p.at(32 * time.Second)
-	p.send(watch.Modified, withStatus(hogPod, hog.running(4)))
+	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(4)))
 	p.at(33 * time.Second)
-	p.send(watch.Modified, withStatus(hogPod, hog.terminated(4)))
+	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(4)))
 	p.cycle(40*time.Second, false)
 	p.at(41 * time.Second)
-	p.send(watch.Modified, withStatus(hogPod, hog.running(5)))
-	p.relist(withStatus(hogPod, hog.running(5)), withStatus(crashPod, crash.terminated(0)))
+	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(5)))
+	p.relist(podtest.WithStatus(hogPod, hog.Running(5)), podtest.WithStatus(crashPod, crash.Terminated(0)))
 	p.waitHandled(2)
 	p.cycle(50*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 4, "u2/app": 0}, p.kills())
@@ -152,7 +153,7 @@ func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 	// The batch with the next kill is lost on the way: the next scrape's latest state still
 	// carries it, and it counts once.
 	p.at(51 * time.Second)
-	p.send(watch.Modified, withStatus(hogPod, hog.terminated(5)))
+	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(5)))
 	p.cycle(60*time.Second, true)
 	p.cycle(70*time.Second, false)
 	p.cycle(80*time.Second, false)
@@ -164,7 +165,7 @@ func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
 	require.NoError(t, err)
 	var status corev1.PodStatus
 	require.NoError(t, json.Unmarshal(b, &status))
-	pod := newPod("memhog-oom", "u1", status.ContainerStatuses...)
+	pod := podtest.NewPod("memhog-oom", "u1", status.ContainerStatuses...)
 
 	// A collector that starts while the container has been OOM-killed four times raises no
 	// alarm: those kills are history.
@@ -181,12 +182,12 @@ func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
 	next.RestartCount = 4
 	next.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
 	p.at(12 * time.Second)
-	p.send(watch.Modified, withStatus(pod, *next))
+	p.send(watch.Modified, podtest.WithStatus(pod, *next))
 	killed := next.DeepCopy()
 	killed.State = corev1.ContainerState{Terminated: killed.LastTerminationState.Terminated.DeepCopy()}
 	killed.State.Terminated.ContainerID = "containerd://the-fifth-run"
 	p.at(13 * time.Second)
-	p.send(watch.Modified, withStatus(pod, *killed))
+	p.send(watch.Modified, podtest.WithStatus(pod, *killed))
 	p.cycle(21*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
 }
@@ -195,20 +196,20 @@ func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
 // OOM kills that the receiver sees only in that form, one through a relist, count two.
 func TestPipelineBackOffFormCountsEachKill(t *testing.T) {
 	p := newPipeline(t)
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	p.send(watch.Added, pod)
 	p.cycle(time.Second, false)
 
 	p.at(2 * time.Second)
-	p.send(watch.Modified, withStatus(pod, hog.backoff(0)))
+	p.send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(0)))
 	p.cycle(3*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
 
 	// The restart and the next kill were merged away while the watch was down: the relist
 	// shows only the back-off form of instance 1.
 	p.at(4 * time.Second)
-	p.relist(withStatus(pod, hog.backoff(1)))
+	p.relist(podtest.WithStatus(pod, hog.Backoff(1)))
 	p.waitHandled(1)
 	p.cycle(5*time.Second, false)
 	p.cycle(6*time.Second, false)
@@ -216,10 +217,10 @@ func TestPipelineBackOffFormCountsEachKill(t *testing.T) {
 
 	// The kubelet restarts it: the same termination now in lastState of instance 2.
 	p.at(7 * time.Second)
-	p.send(watch.Modified, withStatus(pod, hog.running(2)))
+	p.send(watch.Modified, podtest.WithStatus(pod, hog.Running(2)))
 	p.cycle(8*time.Second, false)
 	p.at(9 * time.Second)
-	p.send(watch.Modified, withStatus(pod, hog.backoff(2)))
+	p.send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(2)))
 	p.cycle(10*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 3}, p.kills())
 }
@@ -228,30 +229,30 @@ func TestPipelineBackOffFormCountsEachKill(t *testing.T) {
 // that happen count, whatever was the latest state before.
 func TestPipelineRestartCountResetCountsOnlyNewKills(t *testing.T) {
 	p := newPipeline(t)
-	before := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", before.running(0))
+	before := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", before.Running(0))
 	p.send(watch.Added, pod)
 	p.cycle(time.Second, false)
 	step := 2 * time.Second
 	advance := func(s corev1.ContainerStatus) {
 		p.at(step)
-		p.send(watch.Modified, withStatus(pod, s))
+		p.send(watch.Modified, podtest.WithStatus(pod, s))
 		step += time.Second
 		p.cycle(step, false)
 		step += time.Second
 	}
-	advance(before.terminated(0))
-	advance(before.running(1))
-	advance(before.terminated(1))
-	advance(before.running(2))
+	advance(before.Terminated(0))
+	advance(before.Running(1))
+	advance(before.Terminated(1))
+	advance(before.Running(2))
 	assert.Equal(t, map[string]int64{"u1/hog": 2}, p.kills())
 
-	after := life{"hog", []string{"Error", "Error", "Error", "OOMKilled"}}.rebooted()
+	after := podtest.NewLife("hog", "Error", "Error", "Error", "OOMKilled").Rebooted()
 	for run := range 4 {
-		advance(named(after.running(run), "hog"))
-		advance(named(after.terminated(run), "hog"))
+		advance(podtest.Named(after.Running(run), "hog"))
+		advance(podtest.Named(after.Terminated(run), "hog"))
 	}
-	advance(named(after.running(4), "hog"))
+	advance(podtest.Named(after.Running(4), "hog"))
 	p.cycle(step, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 3}, p.kills())
 }
@@ -264,12 +265,12 @@ func TestPipelineGapPolicyBoundsUnseenEnds(t *testing.T) {
 		oomcounterprocessor.GapPolicyUpperBound: 3,
 	} {
 		t.Run(string(policy), func(t *testing.T) {
-			hog := life{"hog", []string{"Error", "Error", "Error", "Error", "OOMKilled"}}
-			pod := newPod("hog", "u1", hog.running(2))
+			hog := podtest.NewLife("hog", "Error", "Error", "Error", "Error", "OOMKilled")
+			pod := podtest.NewPod("hog", "u1", hog.Running(2))
 			p := newPipelineWith(t, func(cfg *oomcounterprocessor.Config) { cfg.GapPolicy = policy }, pod)
 			p.cycle(time.Second, false)
 			p.at(2 * time.Second)
-			p.send(watch.Modified, withStatus(pod, hog.backoff(4)))
+			p.send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(4)))
 			p.cycle(3*time.Second, false)
 			p.cycle(4*time.Second, false)
 			assert.Equal(t, map[string]int64{"u1/hog": want}, p.kills())
@@ -281,17 +282,17 @@ func TestPipelineGapPolicyBoundsUnseenEnds(t *testing.T) {
 // news: its first status already shows the kill, and the kill counts. A pod that existed before
 // the collector started shows history.
 func TestPipelinePodCreatedWhileWatchingCountsItsKills(t *testing.T) {
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	before := newPod("before", "u0", hog.running(1))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	before := podtest.NewPod("before", "u0", hog.Running(1))
 	p := newPipeline(t, before)
 	p.cycle(time.Second, false)
 
 	p.at(2 * time.Second)
-	p.send(watch.Added, newPod("fast", "u1", hog.running(1)))
+	p.send(watch.Added, podtest.NewPod("fast", "u1", hog.Running(1)))
 	// While the watch is down another pod is created and OOM-killed twice; the status shows
 	// only the second kill (instance 0 ended unseen: unattributed).
 	p.at(3 * time.Second)
-	p.relist(before, newPod("fast", "u1", hog.running(1)), newPod("hidden", "u2", hog.backoff(1)))
+	p.relist(before, podtest.NewPod("fast", "u1", hog.Running(1)), podtest.NewPod("hidden", "u2", hog.Backoff(1)))
 	p.waitHandled(1)
 	p.cycle(4*time.Second, false)
 	p.cycle(5*time.Second, false)
@@ -303,8 +304,8 @@ func TestPipelinePodCreatedWhileWatchingCountsItsKills(t *testing.T) {
 func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
 	state := storagetest.NewStorageID("state")
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 
 	run := func(pods []*corev1.Pod, scrapes ...time.Duration) (*pipeline, map[string]int64) {
 		h := newHarness(t, func(cfg *Config) { cfg.Storage = &state })
@@ -328,10 +329,10 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 
 	first, kills := run([]*corev1.Pod{pod}, time.Second)
 	first.at(2 * time.Second)
-	first.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	first.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	first.cycle(3*time.Second, false)
 	first.at(4 * time.Second)
-	first.send(watch.Modified, withStatus(pod, hog.running(1)))
+	first.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
 	first.cycle(5*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 0}, kills)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, first.kills())
@@ -341,8 +342,8 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	// Instance 1 is OOM-killed at 1m30s while no collector runs; the restarted one finds it
 	// waiting in back-off. Meanwhile another pod was created and OOM-killed at 30s: no
 	// collector ever saw it, its kill is news too.
-	late := newPod("late", "u2", named(life{"late", hog.reasons}.backoff(0), "hog")) // its own container IDs
-	down := []*corev1.Pod{withStatus(pod, hog.backoff(1)), late}
+	late := podtest.NewPod("late", "u2", podtest.Named(podtest.NewLife("late", hog.Reasons...).Backoff(0), "hog")) // its own container IDs
+	down := []*corev1.Pod{podtest.WithStatus(pod, hog.Backoff(1)), late}
 	second, kills := run(down, 2*time.Minute, 3*time.Minute)
 	assert.Equal(t, map[string]int64{"u1/hog": 2, "u2/hog": 1}, kills)
 	require.NoError(t, second.scraper.shutdown(context.Background()))
@@ -356,12 +357,12 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 // The batch with a container's first points is lost (a memory_limiter before oom_counter refuses
 // it): the OOM kill the receiver then sees happen still counts, and once.
 func TestPipelineFirstBatchLostKillStillCounts(t *testing.T) {
-	hog := life{"hog", []string{"OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	p := newPipeline(t, pod)
 	p.cycle(time.Second, true)
 	p.at(2 * time.Second)
-	p.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	p.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	p.cycle(3*time.Second, false)
 	p.cycle(4*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
@@ -384,21 +385,21 @@ func TestPipelineChangingAttributesKeepOneCounter(t *testing.T) {
 	h.startWith()
 	p := &pipeline{harness: h, proc: proc, sink: sink}
 
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	revision := func(run int, s corev1.ContainerStatus) *corev1.Pod {
-		q := withStatus(pod, s)
+		q := podtest.WithStatus(pod, s)
 		q.Labels = map[string]string{"revision": strconv.Itoa(run)}
 		return q
 	}
-	p.send(watch.Added, revision(0, hog.running(0)))
+	p.send(watch.Added, revision(0, hog.Running(0)))
 	p.cycle(time.Second, false)
 	for run := range 2 {
 		p.at(time.Duration(2+4*run) * time.Second)
-		p.send(watch.Modified, revision(run, hog.terminated(run)))
+		p.send(watch.Modified, revision(run, hog.Terminated(run)))
 		p.cycle(time.Duration(3+4*run)*time.Second, false)
 		p.at(time.Duration(4+4*run) * time.Second)
-		p.send(watch.Modified, revision(run+1, hog.running(run+1)))
+		p.send(watch.Modified, revision(run+1, hog.Running(run+1)))
 		p.cycle(time.Duration(5+4*run)*time.Second, false)
 	}
 	assert.Equal(t, map[string]int64{"u1/hog": 2}, p.kills())

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 )
 
 // cadvisorCounter is one container instance's container_oom_events_total.
@@ -39,9 +40,9 @@ func cadvisorText(counters ...cadvisorCounter) string {
 	b.WriteString("# HELP container_oom_events_total Count of out of memory events observed for the container\n# TYPE container_oom_events_total counter\n")
 	for _, c := range counters {
 		pod := "/kubepods/burstable/pod" + c.uid
-		fmt.Fprintf(&b, "container_oom_events_total{container=\"\",id=%q,image=\"\",name=\"\",namespace=%q,pod=%q} 0 1795728467449\n", pod, namespace, c.pod)
+		fmt.Fprintf(&b, "container_oom_events_total{container=\"\",id=%q,image=\"\",name=\"\",namespace=%q,pod=%q} 0 1795728467449\n", pod, podtest.Namespace, c.pod)
 		fmt.Fprintf(&b, "container_oom_events_total{container=%q,id=%q,image=\"memhog:v1\",name=%q,namespace=%q,pod=%q} %d 1795728467449\n",
-			c.container, pod+"/"+c.id, c.id, namespace, c.pod, c.value)
+			c.container, pod+"/"+c.id, c.id, podtest.Namespace, c.pod, c.value)
 	}
 	return b.String()
 }
@@ -51,8 +52,8 @@ const hogUID = "49209e91-9438-4ff8-8fe7-8d4163da3a5d"
 
 func TestProcessKillsCounted(t *testing.T) {
 	p := newPipeline(t)
-	hog := life{"hog", []string{"OOMKilled"}}
-	p.send(watch.Added, newPod("hog", hogUID, hog.running(0)))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	p.send(watch.Added, podtest.NewPod("hog", hogUID, hog.Running(0)))
 	step := func(at time.Duration, text string) map[string]int64 {
 		p.kubelet.SetCadvisor(text)
 		p.cycle(at, false)
@@ -76,7 +77,7 @@ func TestProcessKillRecord(t *testing.T) {
 	sink := new(consumertest.LogsSink)
 	h.scraper.logs = sink
 	h.start()
-	pod := newPod("hog", hogUID, life{"hog", []string{"OOMKilled"}}.running(0))
+	pod := podtest.NewPod("hog", hogUID, podtest.NewLife("hog", "OOMKilled").Running(0))
 	pod.Status.QOSClass = corev1.PodQOSBurstable
 	h.send(watch.Added, pod)
 	h.kubelet.SetCadvisor(cadvisorText(cadvisorCounter{"hog", hogUID, "hog", "hog-0", 7}))
@@ -89,7 +90,7 @@ func TestProcessKillRecord(t *testing.T) {
 	got := records(sink)
 	require.Len(t, got, 1)
 	assert.Equal(t, "k8s.container.process.oom_kill", got[0].EventName())
-	assert.Equal(t, t0.Add(2*time.Second), got[0].Timestamp().AsTime())
+	assert.Equal(t, podtest.T0.Add(2*time.Second), got[0].Timestamp().AsTime())
 	assert.Equal(t, map[string]any{
 		"k8s.container.process.oom_kill.count": int64(3),
 		"container.id":                         "hog-0",
@@ -105,7 +106,7 @@ func TestProcessKillRecord(t *testing.T) {
 func TestProcessKillsWhileTheCollectorWasDown(t *testing.T) {
 	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
 	state := storagetest.NewStorageID("state")
-	pod := newPod("hog", hogUID, life{"hog", []string{"OOMKilled"}}.running(0))
+	pod := podtest.NewPod("hog", hogUID, podtest.NewLife("hog", "OOMKilled").Running(0))
 	key := hogUID + "/hog"
 
 	run := func(values []int, from time.Duration) *pipeline {
@@ -159,8 +160,8 @@ func TestProcessKillsFromCgroups(t *testing.T) {
 	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
 	h.start()
 	p := &pipeline{harness: h, proc: proc, sink: sink}
-	hog := life{"hog", []string{"OOMKilled"}}
-	pod := newPod("hog", hogUID, hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", hogUID, hog.Running(0))
 	p.send(watch.Added, pod)
 	key := hogUID + "/hog"
 
@@ -170,7 +171,7 @@ func TestProcessKillsFromCgroups(t *testing.T) {
 	p.cycle(2*time.Second, false)
 	assert.Equal(t, int64(7), p.counter("k8s.container.process.oom_kills")[key])
 	// The next instance: its cgroup is new, and counts from zero.
-	p.send(watch.Modified, withStatus(pod, hog.running(1)))
+	p.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
 	require.NoError(t, os.RemoveAll(filepath.Join(dir, "hog-0")))
 	setCount("hog-1", 2)
 	p.cycle(3*time.Second, false)

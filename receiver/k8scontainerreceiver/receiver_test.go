@@ -31,6 +31,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
@@ -60,9 +61,9 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 	var oomStatus, childStatus corev1.PodStatus
 	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"), &oomStatus)
 	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-child-oom.status.json"), &childStatus)
-	oom := newPod("memhog-oom", "0f3c2a8e-5d5e-4c1e-9d52-0a3e8c8f4b11", oomStatus.ContainerStatuses...)
-	child := newPod("memhog-child-oom", "49209e91-9438-4ff8-8fe7-8d4163da3a5d", childStatus.ContainerStatuses...)
-	steady := newPod("memhog-steady", "b5ad9300-c0fd-4569-8811-9608fbabca91", corev1.ContainerStatus{
+	oom := podtest.NewPod("memhog-oom", "0f3c2a8e-5d5e-4c1e-9d52-0a3e8c8f4b11", oomStatus.ContainerStatuses...)
+	child := podtest.NewPod("memhog-child-oom", "49209e91-9438-4ff8-8fe7-8d4163da3a5d", childStatus.ContainerStatuses...)
+	steady := podtest.NewPod("memhog-steady", "b5ad9300-c0fd-4569-8811-9608fbabca91", corev1.ContainerStatus{
 		Name: "hog", ContainerID: "containerd://5e1d", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 	})
 	h.startWith(oom, child, steady)
@@ -82,8 +83,8 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 func TestStartTimesPerSeries(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, pod)
 	starts := func(md pmetric.Metrics) map[string]time.Time {
 		out := map[string]time.Time{}
@@ -95,15 +96,15 @@ func TestStartTimesPerSeries(t *testing.T) {
 		}
 		return out
 	}
-	run0, run1 := t0.Add(-time.Hour), t0.Add(time.Minute)
-	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", run0,
-		kubelettest.Container("hog", run0, t0, kubelettest.Usage{CPUNanoSeconds: 5e9}))))
+	run0, run1 := podtest.T0.Add(-time.Hour), podtest.T0.Add(time.Minute)
+	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", run0,
+		kubelettest.Container("hog", run0, podtest.T0, kubelettest.Usage{CPUNanoSeconds: 5e9}))))
 	first := starts(h.scrape())
 
 	h.at(2 * time.Minute)
-	h.send(watch.Modified, withStatus(pod, hog.running(1)))
-	h.kubelet.SetSummary(kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", "u1", run0,
-		kubelettest.Container("hog", run1, t0.Add(2*time.Minute), kubelettest.Usage{CPUNanoSeconds: 1e9}))))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
+	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", run0,
+		kubelettest.Container("hog", run1, podtest.T0.Add(2*time.Minute), kubelettest.Usage{CPUNanoSeconds: 1e9}))))
 	second := starts(h.scrape())
 
 	assert.Equal(t, run0.UTC(), first["container.cpu.time"].UTC())
@@ -117,16 +118,16 @@ func TestStartTimesPerSeries(t *testing.T) {
 func TestOOMInARestartingContainer(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, pod)
 	h.at(time.Second)
 	checkGolden(t, "oom-restarting-1-baseline", h.scrape())
 
 	h.at(3 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	h.at(4 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
 	h.at(11 * time.Second)
 	md := h.scrape()
 	checkGolden(t, "oom-restarting-2-killed", md)
@@ -141,15 +142,15 @@ func TestOOMInARestartingContainer(t *testing.T) {
 func TestThreeOOMsBetweenTwoScrapes(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, pod)
 	h.scrape()
 	for run := range 3 {
 		h.at(time.Duration(10*run+2) * time.Second)
-		h.send(watch.Modified, withStatus(pod, hog.terminated(run)))
+		h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(run)))
 		h.at(time.Duration(10*run+3) * time.Second)
-		h.send(watch.Modified, withStatus(pod, hog.running(run+1)))
+		h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(run+1)))
 	}
 	h.at(40 * time.Second)
 	md := h.scrape()
@@ -160,13 +161,13 @@ func TestThreeOOMsBetweenTwoScrapes(t *testing.T) {
 func TestOOMWithRestartPolicyNever(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	job := life{"job", []string{"OOMKilled"}}
-	pod := newPod("job", "u1", job.running(0))
+	job := podtest.NewLife("job", "OOMKilled")
+	pod := podtest.NewPod("job", "u1", job.Running(0))
 	pod.Spec.RestartPolicy = corev1.RestartPolicyNever
 	h.send(watch.Added, pod)
 	h.scrape()
 	h.at(5 * time.Second)
-	failed := withStatus(pod, job.terminated(0))
+	failed := podtest.WithStatus(pod, job.Terminated(0))
 	failed.Status.Phase = corev1.PodFailed
 	h.send(watch.Modified, failed)
 	h.at(10 * time.Second)
@@ -178,20 +179,20 @@ func TestOOMWithRestartPolicyNever(t *testing.T) {
 func TestInitContainerOOM(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	setup := life{"setup", []string{"OOMKilled"}}
-	pod := newPod("app", "u1")
+	setup := podtest.NewLife("setup", "OOMKilled")
+	pod := podtest.NewPod("app", "u1")
 	pod.Spec.InitContainers = []corev1.Container{{Name: "setup", Resources: corev1.ResourceRequirements{
 		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("16Mi")},
 	}}}
 	pod.Spec.Containers = []corev1.Container{{Name: "app"}}
-	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{setup.running(0)}
+	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{setup.Running(0)}
 	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}}
 	h.send(watch.Added, pod)
 	h.scrape()
 
 	h.at(2 * time.Second)
 	killed := pod.DeepCopy()
-	killed.Status.InitContainerStatuses = []corev1.ContainerStatus{setup.terminated(0)}
+	killed.Status.InitContainerStatuses = []corev1.ContainerStatus{setup.Terminated(0)}
 	h.send(watch.Modified, killed)
 	h.at(10 * time.Second)
 	md := h.scrape()
@@ -203,14 +204,14 @@ func TestInitContainerOOM(t *testing.T) {
 func TestCrashThatIsNoOOMGivesZero(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	app := life{"app", []string{"Error"}}
-	pod := newPod("app", "u1", app.running(0))
+	app := podtest.NewLife("app", "Error")
+	pod := podtest.NewPod("app", "u1", app.Running(0))
 	h.send(watch.Added, pod)
 	h.scrape()
 	h.at(2 * time.Second)
-	h.send(watch.Modified, withStatus(pod, app.terminated(0)))
+	h.send(watch.Modified, podtest.WithStatus(pod, app.Terminated(0)))
 	h.at(3 * time.Second)
-	h.send(watch.Modified, withStatus(pod, app.running(1)))
+	h.send(watch.Modified, podtest.WithStatus(pod, app.Running(1)))
 	h.at(10 * time.Second)
 	md := h.scrape()
 	checkGolden(t, "crash-error-exit-1", md)
@@ -223,20 +224,20 @@ func TestCrashThatIsNoOOMGivesZero(t *testing.T) {
 func TestTerminationInStateThenLastStateIsOne(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, pod)
 	h.scrape()
 	h.at(2 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	h.at(10 * time.Second)
 	assert.Equal(t, []string{"0=1@2s"}, oomPoints(h.scrape())["u1/hog"])
 	// The restart moves the same termination to lastState; then a status like the real
 	// one: both fields OOMKilled, different containers.
 	h.at(12 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.running(1)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
 	h.at(14 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.terminated(1)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(1)))
 	h.at(20 * time.Second)
 	md := h.scrape()
 	checkGolden(t, "state-then-last-state", md)
@@ -247,19 +248,19 @@ func TestTerminationInStateThenLastStateIsOne(t *testing.T) {
 func TestRelistCountsNothingTwiceAndCatchesUp(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
-	gone := newPod("gone", "u2", life{"c", nil}.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
+	gone := podtest.NewPod("gone", "u2", podtest.NewLife("c").Running(0))
 	h.send(watch.Added, pod)
 	h.send(watch.Added, gone)
 	h.at(2 * time.Second)
-	h.send(watch.Modified, withStatus(pod, hog.terminated(0)))
+	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	h.scrape()
 
 	// The watch breaks; meanwhile the pod was killed twice more (only the last two
 	// terminations are visible) and the other pod was deleted.
 	h.at(30 * time.Second)
-	h.relist(withStatus(pod, hog.terminated(2)))
+	h.relist(podtest.WithStatus(pod, hog.Terminated(2)))
 	h.waitHandled(2) // an update and a delete
 	assert.Equal(t, 1, trackedPods(h.scraper))
 	h.at(40 * time.Second)
@@ -269,7 +270,7 @@ func TestRelistCountsNothingTwiceAndCatchesUp(t *testing.T) {
 	assert.NotContains(t, oomPoints(md), "u2/c")
 
 	// The same state once more from another relist adds nothing.
-	h.relist(withStatus(pod, hog.terminated(2)))
+	h.relist(podtest.WithStatus(pod, hog.Terminated(2)))
 	h.waitHandled(1)
 	h.at(50 * time.Second)
 	assert.Equal(t, []string{"2=1@50s"}, oomPoints(h.scrape())["u1/hog"])
@@ -278,14 +279,14 @@ func TestRelistCountsNothingTwiceAndCatchesUp(t *testing.T) {
 func TestPodRecreatedWithTheSameName(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled"}}
-	old := newPod("hog", "u1", hog.terminated(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	old := podtest.NewPod("hog", "u1", hog.Terminated(0))
 	h.send(watch.Added, old)
 	h.scrape()
 	h.at(5 * time.Second)
 	h.send(watch.Deleted, old)
 	h.at(6 * time.Second)
-	h.send(watch.Added, newPod("hog", "u2", hog.running(0)))
+	h.send(watch.Added, podtest.NewPod("hog", "u2", hog.Running(0)))
 	h.at(10 * time.Second)
 	md := h.scrape()
 	checkGolden(t, "pod-recreated", md)
@@ -297,14 +298,14 @@ func TestPodRecreatedWithTheSameName(t *testing.T) {
 func TestPodRecreatedWhileTheWatchWasDown(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled"}}
-	old := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	old := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, old)
 	h.at(time.Second)
-	h.send(watch.Modified, withStatus(old, hog.terminated(0)))
+	h.send(watch.Modified, podtest.WithStatus(old, hog.Terminated(0)))
 
 	h.at(2 * time.Second)
-	h.relist(newPod("hog", "u2", hog.running(0)))
+	h.relist(podtest.NewPod("hog", "u2", hog.Running(0)))
 	h.waitHandled(1)
 	got := oomPoints(h.scrape())
 	assert.Equal(t, []string{"0=0@0s", "0=1@1s"}, got["u1/hog"], "the old pod's last termination is still reported")
@@ -319,13 +320,13 @@ func TestPodRecreatedWhileTheWatchWasDown(t *testing.T) {
 func TestPodDeleted(t *testing.T) {
 	h := newHarness(t, nil)
 	h.start()
-	hog := life{"hog", []string{"OOMKilled"}}
-	pod := newPod("hog", "u1", hog.running(0))
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	h.send(watch.Added, pod)
 	h.scrape()
 	// Killed and deleted between two scrapes: the kill is still reported, once.
 	h.at(2 * time.Second)
-	h.send(watch.Deleted, withStatus(pod, hog.terminated(0)))
+	h.send(watch.Deleted, podtest.WithStatus(pod, hog.Terminated(0)))
 	h.at(10 * time.Second)
 	assert.Equal(t, map[string][]string{"u1/hog": {"0=1@2s"}}, oomPoints(h.scrape()))
 	assert.Equal(t, 0, trackedPods(h.scraper))
@@ -344,8 +345,8 @@ func trackedPods(s *containerScraper) int {
 }
 
 func statsFor(uid string, at time.Time) *stats.Summary {
-	return kubelettest.Summary(node, kubelettest.Pod(namespace, "hog", uid, t0,
-		kubelettest.Container("hog", t0, at, kubelettest.Usage{
+	return kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", uid, podtest.T0,
+		kubelettest.Container("hog", podtest.T0, at, kubelettest.Usage{
 			CPUNanoSeconds: 1_500_000_000, NanoCores: 250_000_000,
 			WorkingSet: 48 << 20, Usage: 50 << 20, RSS: 40 << 20, PageFaults: 1000, MajorPageFaults: 10,
 		})))
@@ -361,10 +362,10 @@ func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
 		c.Kubelet.InsecureSkipVerify = true
 	})
 	h.setKubeletPort(h.kubelet.Endpoint())
-	h.kubelet.SetSummary(statsFor("u1", t0))
-	moved.SetSummary(statsFor("u1", t0))
+	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
+	moved.SetSummary(statsFor("u1", podtest.T0))
 	h.start()
-	h.send(watch.Added, newPod("hog", "u1", life{"hog", nil}.running(0)))
+	h.send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
 
 	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
 	assert.Equal(t, 1, h.kubelet.Requests())
@@ -380,9 +381,9 @@ func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
 
 func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Kubelet.Timeout = 300 * time.Millisecond })
-	h.kubelet.SetSummary(statsFor("u1", t0))
+	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
 	h.start()
-	h.send(watch.Added, newPod("hog", "u1", life{"hog", nil}.running(0)))
+	h.send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
 	md := h.scrape()
 	checkGolden(t, "kubelet-ok", md)
 
@@ -392,7 +393,7 @@ func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 	}{
 		{"500", func() { h.kubelet.SetStatus(http.StatusInternalServerError) }},
 		{"garbage", func() { h.kubelet.SetGarbage([]byte("<html>")) }},
-		{"timeout", func() { h.kubelet.SetSummary(statsFor("u1", t0)); h.kubelet.SetDelay(2 * time.Second) }},
+		{"timeout", func() { h.kubelet.SetSummary(statsFor("u1", podtest.T0)); h.kubelet.SetDelay(2 * time.Second) }},
 	}
 	for _, f := range failures {
 		f.breakIt()
@@ -406,7 +407,7 @@ func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 		}
 	}
 	h.kubelet.SetDelay(0)
-	h.kubelet.SetSummary(statsFor("u1", t0))
+	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
 	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
 
 	metadatatest.AssertEqualK8sContainerKubeletErrors(t, h.telemetry, []metricdata.DataPoint[int64]{
@@ -443,15 +444,15 @@ func TestNodeScopeAndEndpointFromTheNode(t *testing.T) {
 	h.setKubeletPort(h.kubelet.Endpoint())
 	_, portText, err := net.SplitHostPort(h.kubelet.Endpoint())
 	require.NoError(t, err)
-	h.kubelet.SetSummary(statsFor("u1", t0))
+	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
 	h.start()
 
 	h.mu.Lock()
 	require.NotEmpty(t, h.lists)
-	assert.Equal(t, "spec.nodeName="+node, h.lists[0].FieldSelector)
+	assert.Equal(t, "spec.nodeName="+podtest.Node, h.lists[0].FieldSelector)
 	h.mu.Unlock()
 
-	pod := newPod("hog", "u1", life{"hog", nil}.running(0))
+	pod := podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0))
 	pod.Annotations = map[string]string{"team": "memory", "other": "x"}
 	h.send(watch.Added, pod)
 	md := h.scrape()
@@ -469,7 +470,7 @@ func TestWholeClusterWithoutKubelet(t *testing.T) {
 	h.mu.Lock()
 	assert.Empty(t, h.lists[0].FieldSelector)
 	h.mu.Unlock()
-	h.send(watch.Added, newPod("hog", "u1", life{"hog", nil}.running(0)))
+	h.send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
 	md := h.scrape()
 	assert.Equal(t, 1, md.ResourceMetrics().Len())
 	assert.Equal(t, 0, h.kubelet.Requests())
@@ -491,14 +492,14 @@ func TestReceiverLifecycleThroughTheController(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
 	h.waitWatchers(1)
-	h.watcher().Add(newPod("hog", "u1", life{"hog", nil}.running(0)))
+	h.watcher().Add(podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
 	require.Eventually(t, func() bool { return sink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, r.Shutdown(context.Background()))
 }
 
 func TestStartFailsOnAPIConnection(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
-	cfg.Node = node
+	cfg.Node = podtest.Node
 	d := defaultDeps()
 	s, err := newScraper(receivertest.NewNopSettings(metadata.Type), cfg, d)
 	require.NoError(t, err)

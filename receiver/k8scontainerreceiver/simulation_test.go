@@ -35,6 +35,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 )
 
@@ -177,8 +178,8 @@ func (i *simInstance) terminated() *corev1.ContainerStateTerminated {
 	return &corev1.ContainerStateTerminated{
 		Reason:      i.reason,
 		ExitCode:    exit,
-		StartedAt:   metav1.NewTime(t0.Add(time.Duration(i.started) * time.Second)),
-		FinishedAt:  metav1.NewTime(t0.Add(time.Duration(i.endStep) * time.Second)),
+		StartedAt:   metav1.NewTime(podtest.T0.Add(time.Duration(i.started) * time.Second)),
+		FinishedAt:  metav1.NewTime(podtest.T0.Add(time.Duration(i.endStep) * time.Second)),
 		ContainerID: i.id,
 	}
 }
@@ -218,7 +219,7 @@ func (c *simContainer) status() (corev1.ContainerStatus, []*simInstance) {
 		s.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason}
 	case simRunning:
 		s.ContainerID = c.cur.id
-		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0.Add(time.Duration(c.cur.started) * time.Second))}
+		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(podtest.T0.Add(time.Duration(c.cur.started) * time.Second))}
 		last(c.prev)
 	case simTerminated:
 		s.ContainerID = c.cur.id
@@ -272,8 +273,8 @@ func (p *simPod) all() []*simContainer {
 // object is the pod as the API server holds it: without statuses until the kubelet wrote one.
 func (p *simPod) object(withStatus bool) (*corev1.Pod, map[string]simView) {
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: p.name, UID: p.uid},
-		Spec:       corev1.PodSpec{NodeName: node, RestartPolicy: p.policy},
+		ObjectMeta: metav1.ObjectMeta{Namespace: podtest.Namespace, Name: p.name, UID: p.uid},
+		Spec:       corev1.PodSpec{NodeName: podtest.Node, RestartPolicy: p.policy},
 		Status:     corev1.PodStatus{Phase: corev1.PodPending},
 	}
 	res := corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}}
@@ -345,7 +346,7 @@ type directAPI struct {
 	initial bool
 }
 
-func (d *directAPI) setNow(step int)            { d.clock.Set(t0.Add(time.Duration(step) * time.Second)) }
+func (d *directAPI) setNow(step int)            { d.clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
 func (d *directAPI) scraper() *containerScraper { return d.s }
 
 func (d *directAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
@@ -385,7 +386,7 @@ func (d *directAPI) relist(pods []*corev1.Pod) {
 	}
 	for _, name := range sortedKeys(d.cache) {
 		if !listed[name] {
-			d.s.onDelete(cache.DeletedFinalStateUnknown{Key: namespace + "/" + name, Obj: d.cache[name]})
+			d.s.onDelete(cache.DeletedFinalStateUnknown{Key: podtest.Namespace + "/" + name, Obj: d.cache[name]})
 			delete(d.cache, name)
 		}
 	}
@@ -393,7 +394,7 @@ func (d *directAPI) relist(pods []*corev1.Pod) {
 
 func (d *directAPI) start(pods []*corev1.Pod, host component.Host) {
 	cfg := createDefaultConfig().(*Config)
-	cfg.Node = node
+	cfg.Node = podtest.Node
 	cfg.Kubelet.Enabled = false
 	if host != nil {
 		id := simStorageID
@@ -425,7 +426,7 @@ type watchAPI struct {
 	names map[string]bool
 }
 
-func (w *watchAPI) setNow(step int)            { w.h.clock.Set(t0.Add(time.Duration(step) * time.Second)) }
+func (w *watchAPI) setNow(step int)            { w.h.clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
 func (w *watchAPI) scraper() *containerScraper { return w.h.scraper }
 
 func (w *watchAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
@@ -475,7 +476,7 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 	}
 	w.started = true
 	cfg := createDefaultConfig().(*Config)
-	cfg.Node = node
+	cfg.Node = podtest.Node
 	cfg.Kubelet.Enabled = false
 	if host == nil {
 		host = componenttest.NewNopHost()
@@ -636,7 +637,7 @@ func (p simPoint) String() string {
 	if p.first {
 		first = " first"
 	}
-	return fmt.Sprintf("%s e%d#%d=%s@%d%s", p.key, p.epoch, p.index, v, p.ts/int64(time.Second)-t0.Unix(), first)
+	return fmt.Sprintf("%s e%d#%d=%s@%d%s", p.key, p.epoch, p.index, v, p.ts/int64(time.Second)-podtest.T0.Unix(), first)
 }
 
 // simBaseline is the first point the processor accepted for a container in a lineage.
@@ -759,7 +760,7 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 	if s.useWatch {
 		s.server = &watchAPI{h: newHarness(t, func(cfg *Config) { cfg.Kubelet.Enabled = false })}
 	} else {
-		s.server = &directAPI{t: t, tt: s.tt, clock: &clock{now: t0}}
+		s.server = &directAPI{t: t, tt: s.tt, clock: &clock{now: podtest.T0}}
 	}
 	defer func() {
 		for _, p := range s.abandoned {
@@ -1349,7 +1350,7 @@ func (s *simulation) staleOOM(key string, index int64, inst *simInstance) bool {
 // saw last, and so the restart-count epoch of its index. An index the epoch has not reached is
 // one of an older epoch. It returns the instance, its epoch and the epoch of that status.
 func (s *simulation) resolve(key string, index int64, ts int64) (*simInstance, int, int) {
-	step := int((ts - t0.UnixNano()) / int64(time.Second))
+	step := int((ts - podtest.T0.UnixNano()) / int64(time.Second))
 	epoch := 0
 	for _, o := range s.observed[key] {
 		if o.gen == s.gen && o.step <= step {

@@ -24,20 +24,21 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 )
 
-// systemOOM is a kubelet's SystemOOM event on node, aggregated count times, the latest at last.
-func systemOOM(uid, node string, count int32, first, last time.Duration, victim string) *corev1.Event {
+// systemOOM is a kubelet's SystemOOM event on nodeName, aggregated count times, the latest at last.
+func systemOOM(uid, nodeName string, count int32, first, last time.Duration, victim string) *corev1.Event {
 	return &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{Namespace: "default", Name: node + "." + uid, UID: types.UID(uid)},
-		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node)},
+		ObjectMeta:     metav1.ObjectMeta{Namespace: "default", Name: nodeName + "." + uid, UID: types.UID(uid)},
+		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: nodeName, UID: types.UID(nodeName)},
 		Reason:         "SystemOOM",
 		Type:           corev1.EventTypeWarning,
 		Message:        "System OOM encountered, victim process: " + victim + ", pid: 4242",
-		Source:         corev1.EventSource{Component: "kubelet", Host: node},
+		Source:         corev1.EventSource{Component: "kubelet", Host: nodeName},
 		Count:          count,
-		FirstTimestamp: metav1.NewTime(t0.Add(first)),
-		LastTimestamp:  metav1.NewTime(t0.Add(last)),
+		FirstTimestamp: metav1.NewTime(podtest.T0.Add(first)),
+		LastTimestamp:  metav1.NewTime(podtest.T0.Add(last)),
 	}
 }
 
@@ -81,13 +82,13 @@ func (p *pipeline) systemKills() map[string]int64 {
 	for _, md := range p.sink.AllMetrics() {
 		for i := range md.ResourceMetrics().Len() {
 			rm := md.ResourceMetrics().At(i)
-			node, _ := rm.Resource().Attributes().Get("k8s.node.name")
+			nodeName, _ := rm.Resource().Attributes().Get("k8s.node.name")
 			for j := range rm.ScopeMetrics().Len() {
 				ms := rm.ScopeMetrics().At(j).Metrics()
 				for k := range ms.Len() {
 					if m := ms.At(k); m.Name() == "k8s.node.system_oom_kills" {
 						require.Equal(p.t, pmetric.AggregationTemporalityCumulative, m.Sum().AggregationTemporality())
-						out[node.Str()] = m.Sum().DataPoints().At(m.Sum().DataPoints().Len() - 1).IntValue()
+						out[nodeName.Str()] = m.Sum().DataPoints().At(m.Sum().DataPoints().Len() - 1).IntValue()
 					}
 				}
 			}
@@ -101,7 +102,7 @@ func TestSystemOOMKills(t *testing.T) {
 	logs := new(consumertest.LogsSink)
 	h.scraper.logs = logs
 	ew := watchEvents(h)
-	old := systemOOM("e1", node, 2, -time.Hour, -30*time.Minute, "java")
+	old := systemOOM("e1", podtest.Node, 2, -time.Hour, -30*time.Minute, "java")
 	_, err := h.client.CoreV1().Events("default").Create(context.Background(), old, metav1.CreateOptions{})
 	require.NoError(t, err)
 	f := oomcounterprocessor.NewFactory()
@@ -114,16 +115,16 @@ func TestSystemOOMKills(t *testing.T) {
 	q := &pipeline{harness: h, proc: proc, sink: sink}
 
 	q.cycle(time.Second, false)
-	assert.Equal(t, map[string]int64{node: 0}, q.systemKills(), "the kills of an event already there are history")
+	assert.Equal(t, map[string]int64{podtest.Node: 0}, q.systemKills(), "the kills of an event already there are history")
 
 	old2 := old.DeepCopy()
-	old2.Count, old2.LastTimestamp = 4, metav1.NewTime(t0.Add(2*time.Second))
+	old2.Count, old2.LastTimestamp = 4, metav1.NewTime(podtest.T0.Add(2*time.Second))
 	old2.ResourceVersion = "2"
 	ew.send(t, h, watch.Modified, old2)
-	ew.send(t, h, watch.Added, systemOOM("e2", node, 1, 3*time.Second, 3*time.Second, "stress"))
+	ew.send(t, h, watch.Added, systemOOM("e2", podtest.Node, 1, 3*time.Second, 3*time.Second, "stress"))
 	ew.send(t, h, watch.Added, systemOOM("e3", "node-b", 1, 3*time.Second, 3*time.Second, "other"))
 	q.cycle(4*time.Second, false)
-	assert.Equal(t, map[string]int64{node: 3}, q.systemKills(), "the count grew by 2, and one new event")
+	assert.Equal(t, map[string]int64{podtest.Node: 3}, q.systemKills(), "the count grew by 2, and one new event")
 
 	got := records(logs)
 	require.Len(t, got, 3)
@@ -141,7 +142,7 @@ func TestSystemOOMKills(t *testing.T) {
 	old3.ResourceVersion = "3"
 	ew.send(t, h, watch.Modified, old3)
 	q.cycle(5*time.Second, false)
-	assert.Equal(t, map[string]int64{node: 3}, q.systemKills())
+	assert.Equal(t, map[string]int64{podtest.Node: 3}, q.systemKills())
 	assert.Empty(t, records(logs))
 }
 
@@ -177,23 +178,23 @@ func TestSystemOOMKillsWhileTheCollectorWasDown(t *testing.T) {
 		require.NoError(t, proc.Shutdown(context.Background()))
 		return p
 	}
-	e1 := systemOOM("e1", node, 2, -time.Hour, -time.Hour, "java")
+	e1 := systemOOM("e1", podtest.Node, 2, -time.Hour, -time.Hour, "java")
 	first := run([]*corev1.Event{e1}, 0, func(h *harness, ew *eventWatch) {
 		grown := e1.DeepCopy()
-		grown.Count, grown.LastTimestamp, grown.ResourceVersion = 3, metav1.NewTime(t0.Add(1500*time.Millisecond)), "2"
+		grown.Count, grown.LastTimestamp, grown.ResourceVersion = 3, metav1.NewTime(podtest.T0.Add(1500*time.Millisecond)), "2"
 		ew.send(t, h, watch.Modified, grown)
 	})
-	assert.Equal(t, map[string]int64{node: 1}, first.systemKills())
+	assert.Equal(t, map[string]int64{podtest.Node: 1}, first.systemKills())
 
 	// While down: e1 grew by 2, e4 was created.
-	e1down := systemOOM("e1", node, 5, -time.Hour, 30*time.Second, "java")
-	e4 := systemOOM("e4", node, 1, 40*time.Second, 40*time.Second, "stress")
+	e1down := systemOOM("e1", podtest.Node, 5, -time.Hour, 30*time.Second, "java")
+	e4 := systemOOM("e4", podtest.Node, 1, 40*time.Second, 40*time.Second, "stress")
 	second := run([]*corev1.Event{e1down, e4}, time.Minute, nil)
-	assert.Equal(t, map[string]int64{node: 4}, second.systemKills())
+	assert.Equal(t, map[string]int64{podtest.Node: 4}, second.systemKills())
 
 	// Another restart with nothing new counts nothing.
 	third := run([]*corev1.Event{e1down, e4}, 2*time.Minute, nil)
-	assert.Equal(t, map[string]int64{node: 4}, third.systemKills())
+	assert.Equal(t, map[string]int64{podtest.Node: 4}, third.systemKills())
 }
 
 func FuzzParseVictim(f *testing.F) {
@@ -227,11 +228,11 @@ func TestParseVictim(t *testing.T) {
 // Event times have a second's precision: an event first seen after a restart, stamped in the
 // second of the earlier run's last look and not among the counts it reported, counts whole.
 func TestSystemOOMInTheSecondOfTheHorizon(t *testing.T) {
-	o := newSystemOOMs(node)
-	o.restore(map[types.UID]int32{"known": 2}, t0.Add(459*time.Millisecond))
-	o.observe(systemOOM("new", node, 1, 0, 0, "java"), false)
-	o.observe(systemOOM("known", node, 2, -time.Minute, 0, "java"), false)
-	o.observe(systemOOM("old", node, 3, -time.Second, -time.Second, "java"), false)
+	o := newSystemOOMs(podtest.Node)
+	o.restore(map[types.UID]int32{"known": 2}, podtest.T0.Add(459*time.Millisecond))
+	o.observe(systemOOM("new", podtest.Node, 1, 0, 0, "java"), false)
+	o.observe(systemOOM("known", podtest.Node, 2, -time.Minute, 0, "java"), false)
+	o.observe(systemOOM("old", podtest.Node, 3, -time.Second, -time.Second, "java"), false)
 	kills := 0
 	o.drain(func(_ string, k []systemKill) { kills += len(k) })
 	assert.Equal(t, 1, kills)

@@ -15,11 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
-
-var t0 = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
 
 // Drain is DrainAfter without the edge.
 func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
@@ -49,49 +48,6 @@ func (t *Tracker) Pods() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.pods)
-}
-
-// life is a container's history as the kubelet shows it: each run ends with a reason, and
-// the status after a run shows it in state.terminated, then, once restarted, in lastState.
-type life struct {
-	name    string
-	reasons []string
-}
-
-func ended(name string, run int, reason string) *corev1.ContainerStateTerminated {
-	exit := int32(1)
-	if reason == "OOMKilled" {
-		exit = 137
-	}
-	return &corev1.ContainerStateTerminated{
-		Reason:      reason,
-		ExitCode:    exit,
-		FinishedAt:  metav1.NewTime(t0.Add(time.Duration(run) * time.Minute)),
-		ContainerID: fmt.Sprintf("containerd://%s-%d", name, run),
-	}
-}
-
-// statuses returns the kubelet's successive statuses: running run 0, terminated run 0,
-// running run 1 (run 0 in lastState), terminated run 1, ...
-func (l life) statuses() []corev1.ContainerStatus {
-	id := func(run int) string { return fmt.Sprintf("containerd://%s-%d", l.name, run) }
-	out := []corev1.ContainerStatus{{Name: l.name, ContainerID: id(0), State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
-	for run, reason := range l.reasons {
-		s := corev1.ContainerStatus{Name: l.name, RestartCount: int32(run), ContainerID: id(run)}
-		if run > 0 {
-			s.LastTerminationState.Terminated = ended(l.name, run-1, l.reasons[run-1])
-		}
-		s.State.Terminated = ended(l.name, run, reason)
-		out = append(out, s)
-		out = append(out, corev1.ContainerStatus{
-			Name:                 l.name,
-			RestartCount:         int32(run + 1),
-			ContainerID:          id(run + 1),
-			State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
-			LastTerminationState: corev1.ContainerState{Terminated: ended(l.name, run, reason)},
-		})
-	}
-	return out
 }
 
 func fullPod(uid string, statuses ...corev1.ContainerStatus) *corev1.Pod {
@@ -130,7 +86,7 @@ func drain(tr *Tracker, now time.Time) []drained {
 func TestSinceMarksWhatWasSeenHappen(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
+	st := podtest.NewLife("hog", "OOMKilled", "OOMKilled").Statuses()
 	since := func(now time.Time) []time.Time {
 		var out []time.Time
 		tr.Drain(now, func(_ *Pod, _ *Container, pts []Point) {
@@ -141,13 +97,13 @@ func TestSinceMarksWhatWasSeenHappen(t *testing.T) {
 		return out
 	}
 	// First sight after an OOM kill: history, then the same as the latest state.
-	tr.Upsert(podWith("u1", st[2]), t0)
-	assert.Equal(t, []time.Time{{}}, since(t0.Add(time.Second)))
-	assert.Equal(t, []time.Time{{}}, since(t0.Add(2*time.Second)))
+	tr.Upsert(podWith("u1", st[2]), podtest.T0)
+	assert.Equal(t, []time.Time{{}}, since(podtest.T0.Add(time.Second)))
+	assert.Equal(t, []time.Time{{}}, since(podtest.T0.Add(2*time.Second)))
 	// The next kill is seen happen: news, and so is the latest state that repeats it.
-	tr.Upsert(podWith("u1", st[3]), t0.Add(3*time.Second))
-	assert.Equal(t, []time.Time{t0}, since(t0.Add(4*time.Second)))
-	assert.Equal(t, []time.Time{t0}, since(t0.Add(5*time.Second)))
+	tr.Upsert(podWith("u1", st[3]), podtest.T0.Add(3*time.Second))
+	assert.Equal(t, []time.Time{podtest.T0}, since(podtest.T0.Add(4*time.Second)))
+	assert.Equal(t, []time.Time{podtest.T0}, since(podtest.T0.Add(5*time.Second)))
 }
 
 func pt(instance int64, oom bool, at time.Time) Point {
@@ -157,55 +113,55 @@ func pt(instance int64, oom bool, at time.Time) Point {
 func TestBaselineThenTerminationsThenSticky(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "Error"}}.statuses()
+	st := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled", "Error").Statuses()
 
 	// First sight while instance 1 runs after an OOM kill of instance 0: that kill is history.
-	obs := tr.Upsert(podWith("u1", st[2]), t0.Add(time.Second))
+	obs := tr.Upsert(podWith("u1", st[2]), podtest.T0.Add(time.Second))
 	assert.Equal(t, Observed{HistoryOOMKills: 1}, obs)
 	// Two more OOM kills before the scrape, each seen on its own.
 	var total Observed
 	for i, s := range st[3:7] {
-		total.add(tr.Upsert(podWith("u1", s), t0.Add(time.Duration(2+i)*time.Second)))
+		total.add(tr.Upsert(podWith("u1", s), podtest.T0.Add(time.Duration(2+i)*time.Second)))
 	}
 	assert.Equal(t, Observed{Terminations: 2, OOMKills: 2}, total)
-	got := drain(tr, t0.Add(10*time.Second))
+	got := drain(tr, podtest.T0.Add(10*time.Second))
 	require.Len(t, got, 1)
 	assert.Equal(t, []Point{
-		pt(0, true, t0.Add(time.Second)),
-		pt(1, true, t0.Add(2*time.Second)),
-		pt(2, true, t0.Add(4*time.Second)),
+		pt(0, true, podtest.T0.Add(time.Second)),
+		pt(1, true, podtest.T0.Add(2*time.Second)),
+		pt(2, true, podtest.T0.Add(4*time.Second)),
 	}, got[0].points)
 
 	// Nothing new: one point for the latest state.
-	got = drain(tr, t0.Add(20*time.Second))
-	assert.Equal(t, []Point{pt(2, true, t0.Add(20*time.Second))}, got[0].points)
+	got = drain(tr, podtest.T0.Add(20*time.Second))
+	assert.Equal(t, []Point{pt(2, true, podtest.T0.Add(20*time.Second))}, got[0].points)
 
 	// A crash that is no OOM kill, then the restart: 0 at the crashed instance, then 0 at the new one.
-	tr.Upsert(podWith("u1", st[7]), t0.Add(21*time.Second))
-	tr.Upsert(podWith("u1", st[8]), t0.Add(22*time.Second))
-	got = drain(tr, t0.Add(30*time.Second))
-	assert.Equal(t, []Point{pt(3, false, t0.Add(21*time.Second))}, got[0].points)
-	got = drain(tr, t0.Add(40*time.Second))
-	assert.Equal(t, []Point{pt(4, false, t0.Add(40*time.Second))}, got[0].points)
+	tr.Upsert(podWith("u1", st[7]), podtest.T0.Add(21*time.Second))
+	tr.Upsert(podWith("u1", st[8]), podtest.T0.Add(22*time.Second))
+	got = drain(tr, podtest.T0.Add(30*time.Second))
+	assert.Equal(t, []Point{pt(3, false, podtest.T0.Add(21*time.Second))}, got[0].points)
+	got = drain(tr, podtest.T0.Add(40*time.Second))
+	assert.Equal(t, []Point{pt(4, false, podtest.T0.Add(40*time.Second))}, got[0].points)
 }
 
 func TestSameTerminationThroughBothFieldsAndRelist(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
-	tr.Upsert(podWith("u1", st[0]), t0)
+	st := podtest.NewLife("hog", "OOMKilled", "OOMKilled").Statuses()
+	tr.Upsert(podWith("u1", st[0]), podtest.T0)
 	// state.terminated, then lastState.terminated after the restart, then the same status
 	// again from a relist, then the next kill with the previous one still in lastState.
 	var total Observed
 	for i, s := range []corev1.ContainerStatus{st[1], st[2], st[2], st[1], st[3], st[3]} {
-		total.add(tr.Upsert(podWith("u1", s), t0.Add(time.Duration(i+1)*time.Second)))
+		total.add(tr.Upsert(podWith("u1", s), podtest.T0.Add(time.Duration(i+1)*time.Second)))
 	}
 	assert.Equal(t, Observed{Terminations: 2, OOMKills: 2}, total)
-	got := drain(tr, t0.Add(time.Minute))
+	got := drain(tr, podtest.T0.Add(time.Minute))
 	assert.Equal(t, []Point{
-		pt(0, false, t0),
-		pt(0, true, t0.Add(time.Second)),
-		pt(1, true, t0.Add(5*time.Second)),
+		pt(0, false, podtest.T0),
+		pt(0, true, podtest.T0.Add(time.Second)),
+		pt(1, true, podtest.T0.Add(5*time.Second)),
 	}, got[0].points)
 }
 
@@ -213,18 +169,18 @@ func TestTimestampsStrictlyIncrease(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
 	// Both terminations appear in one update, at the same wall-clock time as the first sight.
-	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
-	tr.Upsert(podWith("u1", st[0]), t0)
-	tr.Upsert(podWith("u1", st[3]), t0)
-	got := drain(tr, t0)
+	st := podtest.NewLife("hog", "OOMKilled", "OOMKilled").Statuses()
+	tr.Upsert(podWith("u1", st[0]), podtest.T0)
+	tr.Upsert(podWith("u1", st[3]), podtest.T0)
+	got := drain(tr, podtest.T0)
 	assert.Equal(t, []Point{
-		pt(0, false, t0),
-		pt(0, true, t0.Add(1)),
-		pt(1, true, t0.Add(2)),
+		pt(0, false, podtest.T0),
+		pt(0, true, podtest.T0.Add(1)),
+		pt(1, true, podtest.T0.Add(2)),
 	}, got[0].points)
 	// A scrape whose clock is behind still moves forward.
-	got = drain(tr, t0.Add(-time.Hour))
-	assert.Equal(t, []Point{pt(1, true, t0.Add(3))}, got[0].points)
+	got = drain(tr, podtest.T0.Add(-time.Hour))
+	assert.Equal(t, []Point{pt(1, true, podtest.T0.Add(3))}, got[0].points)
 }
 
 func TestRestartPolicyNeverAndInitContainer(t *testing.T) {
@@ -236,64 +192,64 @@ func TestRestartPolicyNeverAndInitContainer(t *testing.T) {
 		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
 	}}}
 	pod.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "init", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
-	tr.Upsert(slimpod.Slim(pod, nil, nil), t0)
+	tr.Upsert(slimpod.Slim(pod, nil, nil), podtest.T0)
 
 	done := pod.DeepCopy()
-	done.Status.InitContainerStatuses[0].State = corev1.ContainerState{Terminated: ended("init", 0, "OOMKilled")}
-	obs := tr.Upsert(slimpod.Slim(done, nil, nil), t0.Add(time.Second))
+	done.Status.InitContainerStatuses[0].State = corev1.ContainerState{Terminated: podtest.NewLife("init", "OOMKilled").Ended(0)}
+	obs := tr.Upsert(slimpod.Slim(done, nil, nil), podtest.T0.Add(time.Second))
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
-	got := drain(tr, t0.Add(2*time.Second))
+	got := drain(tr, podtest.T0.Add(2*time.Second))
 	require.Len(t, got, 1)
 	assert.Equal(t, "init", got[0].container)
-	assert.Equal(t, []Point{pt(0, false, t0), pt(0, true, t0.Add(time.Second))}, got[0].points)
-	got = drain(tr, t0.Add(3*time.Second))
-	assert.Equal(t, []Point{pt(0, true, t0.Add(3*time.Second))}, got[0].points)
+	assert.Equal(t, []Point{pt(0, false, podtest.T0), pt(0, true, podtest.T0.Add(time.Second))}, got[0].points)
+	got = drain(tr, podtest.T0.Add(3*time.Second))
+	assert.Equal(t, []Point{pt(0, true, podtest.T0.Add(3*time.Second))}, got[0].points)
 }
 
 func TestFirstSightOfAnOOMKilledContainer(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled"}}.statuses()
-	tr.Upsert(podWith("u1", st[7]), t0)
-	got := drain(tr, t0.Add(time.Second))
+	st := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled").Statuses()
+	tr.Upsert(podWith("u1", st[7]), podtest.T0)
+	got := drain(tr, podtest.T0.Add(time.Second))
 	// The latest termination (instance 3, in state.terminated) was an OOM kill.
-	assert.Equal(t, []Point{pt(3, true, t0)}, got[0].points)
+	assert.Equal(t, []Point{pt(3, true, podtest.T0)}, got[0].points)
 }
 
 func TestPodRecreatedWithTheSameName(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled"}}.statuses()
+	st := podtest.NewLife("hog", "OOMKilled").Statuses()
 	old := podWith("u1", st[2])
-	tr.Upsert(old, t0)
-	drain(tr, t0.Add(time.Second))
-	tr.Delete(old, t0.Add(2*time.Second))
+	tr.Upsert(old, podtest.T0)
+	drain(tr, podtest.T0.Add(time.Second))
+	tr.Delete(old, podtest.T0.Add(2*time.Second))
 	assert.Equal(t, 0, tr.Pods())
 
 	again := podWith("u2", st[0])
 	again.Name = old.Name
-	tr.Upsert(again, t0.Add(3*time.Second))
-	got := drain(tr, t0.Add(4*time.Second))
+	tr.Upsert(again, podtest.T0.Add(3*time.Second))
+	got := drain(tr, podtest.T0.Add(4*time.Second))
 	require.Len(t, got, 1)
 	assert.Equal(t, "u2", got[0].pod)
-	assert.Equal(t, []Point{pt(0, false, t0.Add(3*time.Second))}, got[0].points)
+	assert.Equal(t, []Point{pt(0, false, podtest.T0.Add(3*time.Second))}, got[0].points)
 }
 
 func TestDeletedPodReportsItsLastTerminationThenLeavesNoState(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled"}}.statuses()
-	tr.Upsert(podWith("u1", st[0]), t0)
-	drain(tr, t0.Add(time.Second))
+	st := podtest.NewLife("hog", "OOMKilled").Statuses()
+	tr.Upsert(podWith("u1", st[0]), podtest.T0)
+	drain(tr, podtest.T0.Add(time.Second))
 	// The pod is OOM-killed and deleted before the next scrape; the delete carries the kill.
-	obs := tr.Delete(podWith("u1", st[1]), t0.Add(2*time.Second))
+	obs := tr.Delete(podWith("u1", st[1]), podtest.T0.Add(2*time.Second))
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
 	assert.Equal(t, 1, tr.Pods())
-	got := drain(tr, t0.Add(3*time.Second))
-	assert.Equal(t, []Point{pt(0, true, t0.Add(2*time.Second))}, got[0].points)
+	got := drain(tr, podtest.T0.Add(3*time.Second))
+	assert.Equal(t, []Point{pt(0, true, podtest.T0.Add(2*time.Second))}, got[0].points)
 	assert.Equal(t, 0, tr.Pods())
 	assert.Equal(t, 0, tr.Containers())
-	assert.Empty(t, drain(tr, t0.Add(4*time.Second)))
+	assert.Empty(t, drain(tr, podtest.T0.Add(4*time.Second)))
 }
 
 func TestPendingIsBounded(t *testing.T) {
@@ -303,14 +259,14 @@ func TestPendingIsBounded(t *testing.T) {
 	for i := range reasons {
 		reasons[i] = "OOMKilled"
 	}
-	st := life{"hog", reasons}.statuses()
+	st := podtest.NewLife("hog", reasons...).Statuses()
 	var total Observed
 	for i, s := range st {
-		total.add(tr.Upsert(podWith("u1", s), t0.Add(time.Duration(i)*time.Second)))
+		total.add(tr.Upsert(podWith("u1", s), podtest.T0.Add(time.Duration(i)*time.Second)))
 	}
 	// Baseline plus 10 kills, 3 kept: the newest.
 	assert.Equal(t, Observed{Terminations: 10, OOMKills: 10, Dropped: 8}, total)
-	got := drain(tr, t0.Add(time.Minute))
+	got := drain(tr, podtest.T0.Add(time.Minute))
 	require.Len(t, got[0].points, 3)
 	assert.Equal(t, []int64{7, 8, 9}, []int64{got[0].points[0].Instance, got[0].points[1].Instance, got[0].points[2].Instance})
 }
@@ -325,8 +281,8 @@ func TestMemoryPrefersAppliedResources(t *testing.T) {
 		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 		Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")},
 	}}}
-	tr.Upsert(slimpod.Slim(pod, nil, nil), t0)
-	tr.Drain(t0, func(_ *Pod, c *Container, _ []Point) {
+	tr.Upsert(slimpod.Slim(pod, nil, nil), podtest.T0)
+	tr.Drain(podtest.T0, func(_ *Pod, c *Container, _ []Point) {
 		assert.Equal(t, int64(128<<20), c.MemoryLimit)
 		assert.Equal(t, int64(32<<20), c.MemoryRequest)
 	})
@@ -352,9 +308,9 @@ func FuzzTrackerAgainstModel(f *testing.F) {
 				reasons[i] = "OOMKilled"
 			}
 		}
-		st := life{"c", reasons}.statuses()
+		st := podtest.NewLife("c", reasons...).Statuses()
 		tr := New(1024)
-		now := t0
+		now := podtest.T0
 
 		var first map[string]bool
 		seen := map[string]bool{}
@@ -451,27 +407,27 @@ func FuzzTrackerAgainstModel(f *testing.F) {
 func TestKillsAreTheNewsOnly(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled", "Error", "OOMKilled"}}.statuses()
+	st := podtest.NewLife("hog", "OOMKilled", "Error", "OOMKilled").Statuses()
 	kills := func(now time.Time) []int64 {
 		var out []int64
 		tr.Drain(now, func(_ *Pod, c *Container, _ []Point) {
 			for _, k := range c.Kills() {
 				assert.Equal(t, "OOMKilled", k.Reason)
 				assert.Equal(t, fmt.Sprintf("containerd://hog-%d", k.Instance), k.ContainerID)
-				assert.Equal(t, t0.Add(time.Duration(k.Instance)*time.Minute), k.FinishedAt)
+				assert.Equal(t, podtest.T0.Add(time.Duration(k.Instance)*time.Minute+30*time.Second), k.FinishedAt)
 				out = append(out, k.Instance)
 			}
 		})
 		return out
 	}
-	tr.Upsert(podWith("u1", st[2]), t0) // instance 0's kill is history
-	assert.Empty(t, kills(t0.Add(time.Second)))
+	tr.Upsert(podWith("u1", st[2]), podtest.T0) // instance 0's kill is history
+	assert.Empty(t, kills(podtest.T0.Add(time.Second)))
 	for i, s := range st[3:] {
-		tr.Upsert(podWith("u1", s), t0.Add(time.Duration(2+i)*time.Second))
+		tr.Upsert(podWith("u1", s), podtest.T0.Add(time.Duration(2+i)*time.Second))
 	}
-	assert.Equal(t, []int64{2}, kills(t0.Add(10*time.Second)))
-	tr.Upsert(podWith("u1", st[len(st)-1]), t0.Add(11*time.Second)) // a relist repeats it
-	assert.Empty(t, kills(t0.Add(20*time.Second)))
+	assert.Equal(t, []int64{2}, kills(podtest.T0.Add(10*time.Second)))
+	tr.Upsert(podWith("u1", st[len(st)-1]), podtest.T0.Add(11*time.Second)) // a relist repeats it
+	assert.Empty(t, kills(podtest.T0.Add(20*time.Second)))
 }
 
 // TestContainerWhoseFirstStatusIsItsOOMKill: the pod is watched from its creation, and the first
@@ -480,13 +436,13 @@ func TestKillsAreTheNewsOnly(t *testing.T) {
 func TestContainerWhoseFirstStatusIsItsOOMKill(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	tr.Upsert(podWith("u1"), t0)
-	st := life{"hog", []string{"OOMKilled"}}.statuses()
-	obs := tr.Upsert(podWith("u1", st[1]), t0.Add(time.Second))
+	tr.Upsert(podWith("u1"), podtest.T0)
+	st := podtest.NewLife("hog", "OOMKilled").Statuses()
+	obs := tr.Upsert(podWith("u1", st[1]), podtest.T0.Add(time.Second))
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
-	got := drain(tr, t0.Add(2*time.Second))
+	got := drain(tr, podtest.T0.Add(2*time.Second))
 	require.Len(t, got, 1)
-	assert.Equal(t, []Point{pt(0, false, t0.Add(time.Second)), pt(0, true, t0.Add(time.Second+time.Nanosecond))}, got[0].points)
+	assert.Equal(t, []Point{pt(0, false, podtest.T0.Add(time.Second)), pt(0, true, podtest.T0.Add(time.Second+time.Nanosecond))}, got[0].points)
 }
 
 // Instances that ended while no status showed their termination are reported with an unknown
@@ -494,6 +450,7 @@ func TestContainerWhoseFirstStatusIsItsOOMKill(t *testing.T) {
 func TestUnseenEndsAreReportedAsUnknown(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
+	hog := podtest.NewLife("hog", "Error", "OOMKilled", "Error", "Error", "OOMKilled")
 	running := func(run int32, id string, last *corev1.ContainerStateTerminated) corev1.ContainerStatus {
 		return corev1.ContainerStatus{
 			Name: "hog", RestartCount: run, ContainerID: id,
@@ -501,36 +458,36 @@ func TestUnseenEndsAreReportedAsUnknown(t *testing.T) {
 			LastTerminationState: corev1.ContainerState{Terminated: last},
 		}
 	}
-	tr.Upsert(podWith("u1", running(0, "containerd://hog-0", nil)), t0)
-	drain(tr, t0)
+	tr.Upsert(podWith("u1", running(0, "containerd://hog-0", nil)), podtest.T0)
+	drain(tr, podtest.T0)
 
 	// Instance 0 ended unseen; instance 1's OOM kill is in lastState while instance 2 runs.
-	obs := tr.Upsert(podWith("u1", running(2, "containerd://hog-2", ended("hog", 1, "OOMKilled"))), t0.Add(time.Second))
+	obs := tr.Upsert(podWith("u1", running(2, "containerd://hog-2", hog.Ended(1))), podtest.T0.Add(time.Second))
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1, Unseen: 1}, obs)
-	got := drain(tr, t0.Add(2*time.Second))
+	got := drain(tr, podtest.T0.Add(2*time.Second))
 	assert.Equal(t, []Point{
-		{Instance: 0, Unknown: true, Time: t0.Add(time.Second)},
-		pt(1, true, t0.Add(time.Second+1)),
+		{Instance: 0, Unknown: true, Time: podtest.T0.Add(time.Second)},
+		pt(1, true, podtest.T0.Add(time.Second+1)),
 	}, got[0].points)
 
 	// The back-off form of instance 4 after a jump: instance 2 and 3 ended unseen.
 	backoff := corev1.ContainerStatus{
 		Name: "hog", RestartCount: 4, ContainerID: "containerd://hog-4",
 		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
-		LastTerminationState: corev1.ContainerState{Terminated: ended("hog", 4, "OOMKilled")},
+		LastTerminationState: corev1.ContainerState{Terminated: hog.Ended(4)},
 	}
-	obs = tr.Upsert(podWith("u1", backoff), t0.Add(3*time.Second))
+	obs = tr.Upsert(podWith("u1", backoff), podtest.T0.Add(3*time.Second))
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1, Unseen: 2}, obs)
 	// The same status again, and the restart that follows, report nothing new.
-	obs = tr.Upsert(podWith("u1", backoff), t0.Add(4*time.Second))
+	obs = tr.Upsert(podWith("u1", backoff), podtest.T0.Add(4*time.Second))
 	assert.Equal(t, Observed{}, obs)
-	obs = tr.Upsert(podWith("u1", running(5, "containerd://hog-5", ended("hog", 4, "OOMKilled"))), t0.Add(5*time.Second))
+	obs = tr.Upsert(podWith("u1", running(5, "containerd://hog-5", hog.Ended(4))), podtest.T0.Add(5*time.Second))
 	assert.Equal(t, Observed{}, obs)
-	got = drain(tr, t0.Add(6*time.Second))
+	got = drain(tr, podtest.T0.Add(6*time.Second))
 	assert.Equal(t, []Point{
-		{Instance: 2, Unknown: true, Time: t0.Add(3 * time.Second)},
-		{Instance: 3, Unknown: true, Time: t0.Add(3*time.Second + 1)},
-		pt(4, true, t0.Add(3*time.Second+2)),
+		{Instance: 2, Unknown: true, Time: podtest.T0.Add(3 * time.Second)},
+		{Instance: 3, Unknown: true, Time: podtest.T0.Add(3*time.Second + 1)},
+		pt(4, true, podtest.T0.Add(3*time.Second+2)),
 	}, got[0].points)
 }
 
@@ -539,9 +496,9 @@ func TestUnseenEndsAreReportedAsUnknown(t *testing.T) {
 // second counts as before the horizon.
 func TestHorizonSecond(t *testing.T) {
 	t.Parallel()
-	st := life{"hog", []string{"OOMKilled"}}.statuses()
-	ended := st[2] // instance 0 ended at t0, in lastState
-	horizon := t0.Add(459 * time.Millisecond)
+	st := podtest.NewLife("hog", "OOMKilled").Statuses()
+	ended := st[2] // instance 0 ended at T0+30s, in lastState
+	horizon := podtest.T0.Add(30*time.Second + 459*time.Millisecond)
 	for name, tc := range map[string]struct {
 		edge []termination.Key
 		news bool
@@ -553,7 +510,7 @@ func TestHorizonSecond(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tr := New(16)
 			tr.SetHorizon(horizon, tc.edge)
-			obs := tr.Upsert(podWith("u1", ended), t0.Add(time.Minute))
+			obs := tr.Upsert(podWith("u1", ended), podtest.T0.Add(time.Minute))
 			assert.Equal(t, tc.news, obs.OOMKills == 1, "%+v", obs)
 			assert.Equal(t, !tc.news, obs.HistoryOOMKills == 1, "%+v", obs)
 		})
@@ -563,8 +520,8 @@ func TestHorizonSecond(t *testing.T) {
 func TestEdgeIsWhatEndedInTheSecond(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
-	st := life{"hog", []string{"OOMKilled", "OOMKilled"}}.statuses()
-	tr.Upsert(podWith("u1", st[4]), t0.Add(2*time.Minute)) // instance 1 ended at t0+1m
-	assert.Equal(t, []termination.Key{{ContainerID: "containerd://hog-1"}}, tr.Edge(t0.Add(time.Minute+300*time.Millisecond)))
-	assert.Equal(t, []termination.Key{}, tr.Edge(t0.Add(time.Minute+time.Second)))
+	st := podtest.NewLife("hog", "OOMKilled", "OOMKilled").Statuses()
+	tr.Upsert(podWith("u1", st[4]), podtest.T0.Add(2*time.Minute)) // instance 1 ended at T0+1m30s
+	assert.Equal(t, []termination.Key{{ContainerID: "containerd://hog-1"}}, tr.Edge(podtest.T0.Add(90*time.Second+300*time.Millisecond)))
+	assert.Equal(t, []termination.Key{}, tr.Edge(podtest.T0.Add(91*time.Second)))
 }

@@ -15,10 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/rest"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
-
-var t0 = time.Date(2026, 11, 26, 21, 0, 0, 0, time.UTC)
 
 func writeToken(t *testing.T, path, token string) {
 	t.Helper()
@@ -47,8 +46,8 @@ func newServiceAccountClient(t *testing.T, k *kubelettest.Kubelet, timeout time.
 func TestSummaryWithServiceAccount(t *testing.T) {
 	t.Parallel()
 	k := kubelettest.New(t)
-	k.SetSummary(kubelettest.Summary("node-a", kubelettest.Pod("default", "p", "u1", t0,
-		kubelettest.Container("hog", t0, t0.Add(time.Minute), kubelettest.Usage{WorkingSet: 42}))))
+	k.SetSummary(kubelettest.Summary("node-a", kubelettest.Pod("default", "p", "u1", podtest.T0,
+		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(time.Minute), kubelettest.Usage{WorkingSet: 42}))))
 	k.RequireToken("token-1")
 	c, _ := newServiceAccountClient(t, k, time.Second)
 

@@ -39,7 +39,7 @@ func endedAt(reason string, exit int32, finished, id string) *corev1.ContainerSt
 
 func TestVisibleRealKubeletStatus(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile(filepath.Join("testdata", "memhog-oom.status.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "kubelet-v1.37.2", "memhog-oom.status.json"))
 	require.NoError(t, err)
 	var status corev1.PodStatus
 	require.NoError(t, json.Unmarshal(b, &status))
