@@ -1,8 +1,8 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-// Package store keeps the state of every tracked series: a fixed number of shards, each a map
-// under its own lock, with a global bound on the number of series and expiry of stale ones.
+// Package store keeps the state of every tracked series: a fixed number of shards, each a hash
+// table under its own lock, with a global bound on the number of series and expiry of stale ones.
 package store
 
 import (
@@ -18,10 +18,10 @@ import (
 const shardCount = 64
 
 type shard struct {
-	mu     sync.Mutex
-	series map[identity.Key]counting.Series
+	mu    sync.Mutex
+	table table
 	// Padding keeps two shards' locks off one cache line.
-	_ [40]byte
+	_ [24]byte
 }
 
 // Store is safe for concurrent use.
@@ -35,7 +35,7 @@ type Store struct {
 func New(limit int) *Store {
 	s := &Store{limit: int64(limit)}
 	for i := range s.shards {
-		s.shards[i].series = make(map[identity.Key]counting.Series)
+		s.shards[i].table.init(minSlots)
 	}
 	return s
 }
@@ -54,31 +54,38 @@ type Update struct {
 	Series counting.Series
 }
 
+func (s *Store) shard(key identity.Key) *shard {
+	return &s.shards[key.Lo&(shardCount-1)]
+}
+
 // Apply feeds p to the series key, creating the series at its baseline if it is new and there is
 // room. now is the coarse clock value recorded as the series' last sighting.
 func (s *Store) Apply(key identity.Key, mode counting.Mode, policy counting.GapPolicy, p counting.Point, now uint32) Update {
-	sh := &s.shards[key.Lo&(shardCount-1)]
+	key = storable(key)
+	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	ser, ok := sh.series[key]
+	i, found := sh.table.find(key)
 	var u Update
-	if ok {
-		before := ser
+	if found {
+		ser := &sh.table.slots[i].series
+		before := *ser
 		u.Result = ser.Apply(mode, policy, p)
 		u.Changed = ser.Count != before.Count || ser.Start != before.Start ||
 			ser.Occurrence != before.Occurrence || ser.High != before.High
+		ser.LastSeen = now
+		u.Series = *ser
 	} else {
 		if s.size.Add(1) > s.limit {
 			s.size.Add(-1)
 			return Update{}
 		}
-		ser, u.Result = counting.Baseline(mode, p)
+		u.Series, u.Result = counting.Baseline(mode, p)
+		u.Series.LastSeen = now
 		u.New, u.Changed = true, true
+		sh.table.insert(i, key, u.Series)
 	}
-	ser.LastSeen = now
-	sh.series[key] = ser
 	u.Tracked = true
-	u.Series = ser
 	return u
 }
 
@@ -94,12 +101,7 @@ func (s *Store) Expire(cutoff uint32) int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k, ser := range sh.series {
-			if ser.LastSeen < cutoff {
-				delete(sh.series, k)
-				expired++
-			}
-		}
+		expired += sh.table.expire(cutoff)
 		sh.mu.Unlock()
 	}
 	s.size.Add(int64(-expired))
@@ -112,8 +114,10 @@ func (s *Store) Range(f func(identity.Key, counting.Series)) {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k, ser := range sh.series {
-			f(k, ser)
+		for j := range sh.table.slots {
+			if sl := &sh.table.slots[j]; sl.key != empty {
+				f(sl.key, sl.series)
+			}
 		}
 		sh.mu.Unlock()
 	}
@@ -122,16 +126,18 @@ func (s *Store) Range(f func(identity.Key, counting.Series)) {
 // Put restores a series, as when state is loaded from storage. It reports false when the store
 // is full or the series is already tracked (what was seen since start is newer and wins).
 func (s *Store) Put(key identity.Key, ser counting.Series) bool {
-	sh := &s.shards[key.Lo&(shardCount-1)]
+	key = storable(key)
+	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.series[key]; ok {
+	i, found := sh.table.find(key)
+	if found {
 		return false
 	}
 	if s.size.Add(1) > s.limit {
 		s.size.Add(-1)
 		return false
 	}
-	sh.series[key] = ser
+	sh.table.insert(i, key, ser)
 	return true
 }

@@ -126,3 +126,39 @@ func BenchmarkBytesPerSeries(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkApply: batches of 1000 deltas to series already tracked, the caches flushed between
+// batches as the rest of a collector's work flushes them: what a lookup costs when the state is
+// not in cache.
+func BenchmarkApply(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
+			s := New(n)
+			keys := make([]identity.Key, n)
+			for i := range keys {
+				keys[i] = key(i)
+				s.Apply(keys[i], counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: 1, Value: 1}, 0)
+			}
+			flush := make([]byte, 8<<20)
+			next, ts := 0, uint64(1)
+			b.ReportAllocs()
+			for b.Loop() {
+				b.StopTimer()
+				for i := 0; i < len(flush); i += 64 {
+					flush[i]++
+				}
+				b.StartTimer()
+				for range 1000 {
+					if next == 0 {
+						ts++
+					}
+					if u := s.Apply(keys[next], counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: ts, Value: 1}, 0); !u.Tracked {
+						b.Fatal("series not tracked")
+					}
+					next = (next + 1) % n
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/point")
+		})
+	}
+}
