@@ -149,25 +149,41 @@ func (h *Hasher) sum() Key {
 }
 
 func (h *Hasher) write(s string) {
-	if len(h.big) == 0 && h.n+len(s) <= len(h.buf) {
+	if len(h.big) == 0 && len(s) <= len(h.buf)-h.n {
 		h.n += copy(h.buf[h.n:], s)
 		return
 	}
-	if len(h.big) == 0 {
-		h.big = append(h.big, h.buf[:h.n]...)
-	}
+	h.spill()
 	h.big = append(h.big, s...)
 }
 
+// writeUint64 and writeTag write into the buffer directly: passing their bytes to write as a
+// string would copy them once more, at each of the several calls per attribute.
 func (h *Hasher) writeUint64(x uint64) {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], x)
-	h.write(string(b[:]))
+	if len(h.big) == 0 && 8 <= len(h.buf)-h.n {
+		binary.LittleEndian.PutUint64(h.buf[h.n:], x)
+		h.n += 8
+		return
+	}
+	h.spill()
+	h.big = binary.LittleEndian.AppendUint64(h.big, x)
 }
 
 func (h *Hasher) writeTag(tag byte) {
-	b := [1]byte{tag}
-	h.write(string(b[:]))
+	if len(h.big) == 0 && h.n < len(h.buf) {
+		h.buf[h.n] = tag
+		h.n++
+		return
+	}
+	h.spill()
+	h.big = append(h.big, tag)
+}
+
+// spill moves the bytes written so far to big, once they outgrow buf.
+func (h *Hasher) spill() {
+	if len(h.big) == 0 {
+		h.big = append(h.big, h.buf[:h.n]...)
+	}
 }
 
 // appendString writes a length prefix, so ("ab","c") and ("a","bc") differ.

@@ -144,3 +144,15 @@ func TestLongValuesHashLikeShortOnes(t *testing.T) {
 	// A short pair after a long one hashes as it would alone.
 	assert.Equal(t, h.Map(attrs("x", "1"), ""), h.Map(attrs("x", "1"), ""))
 }
+
+// BenchmarkResourceKey: the identifying attributes of a container's resource, hashed once per
+// resource.
+func BenchmarkResourceKey(b *testing.B) {
+	r := attrs("k8s.namespace.name", "prod", "k8s.pod.name", "web-0", "k8s.pod.uid", "0b8c6f5e-8a4e-4c55-9a43-6f1c1b1d2e3f", "k8s.container.name", "app", "k8s.node.name", "node-1", "container.id", "containerd://0123456789abcdef")
+	ids := []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name", "k8s.node.name"}
+	var h Hasher
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = h.Select(r, ids)
+	}
+}
