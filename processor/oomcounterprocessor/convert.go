@@ -39,15 +39,34 @@ type batch struct {
 	p      *counterProcessor
 	now    uint32
 	hasher identity.Hasher
-	tally  tally
+	// lastScope remembers the latest scope without attributes that was hashed: a batch usually
+	// holds one scope, repeated in every resource.
+	lastScope struct {
+		name, version string
+		key           identity.Key
+		ok            bool
+	}
+	tally tally
 	// segment gathers the series this batch changed, for the journal (with storage only).
 	segment checkpoint.Encoder
 	changed bool
 }
 
+// scopeKey hashes an instrumentation scope, or reuses the key of the same scope met before.
+func (b *batch) scopeKey(s pcommon.InstrumentationScope) identity.Key {
+	if s.Attributes().Len() != 0 {
+		return b.hasher.Scope(s)
+	}
+	last := &b.lastScope
+	if !last.ok || s.Name() != last.name || s.Version() != last.version {
+		last.name, last.version, last.key, last.ok = s.Name(), s.Version(), b.hasher.Scope(s), true
+	}
+	return last.key
+}
+
 // convert turns metric m, an input of rule r, into the counter. With keep_input the input stays
-// and the counter is added beside it.
-func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, metricKey identity.Key) {
+// and the counter is added beside it. It reports whether the counter was left without points.
+func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, metricKey identity.Key) bool {
 	var mode counting.Mode
 	switch {
 	case m.Type() == pmetric.MetricTypeGauge:
@@ -58,7 +77,7 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 		// A cumulative sum, histogram... under a counter's input name is not something this rule
 		// can count: it passes through untouched and its points are counted as invalid.
 		b.tally.invalid += int64(dataPointCount(m))
-		return
+		return false
 	}
 	if b.p.cfg.KeepInput {
 		input := m
@@ -133,6 +152,7 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r rule, m
 		}
 		return false
 	})
+	return points.Len() == 0
 }
 
 // inputShape is what a counter's input metric looked like before it was converted.

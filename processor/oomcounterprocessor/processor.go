@@ -31,6 +31,7 @@ import (
 
 // rule is a Counter prepared for the data path.
 type rule struct {
+	input       string
 	output      string
 	description string
 	occurrence  string
@@ -42,9 +43,11 @@ type counterProcessor struct {
 	id        component.ID
 	logger    *zap.Logger
 	telemetry *metadata.TelemetryBuilder
-	rules     map[string]rule
-	outputs   map[string]struct{}
-	store     *store.Store
+	// rules is searched in order: the rules are few, and most metric names differ in length
+	// from every input name, which a comparison sees at once, sooner than a map hashes the name.
+	rules   []rule
+	outputs map[string]struct{}
+	store   *store.Store
 
 	// The store's clock counts whole seconds since epoch: four bytes per series instead of eight.
 	now      func() time.Time
@@ -80,7 +83,7 @@ func newCounterProcessor(set processor.Settings, cfg *Config) (*counterProcessor
 		id:        set.ID,
 		logger:    set.Logger,
 		telemetry: tb,
-		rules:     make(map[string]rule, len(cfg.Counters)),
+		rules:     make([]rule, 0, len(cfg.Counters)),
 		outputs:   make(map[string]struct{}, len(cfg.Counters)),
 		store:     store.New(cfg.MaxSeries),
 		now:       time.Now,
@@ -97,12 +100,13 @@ func newCounterProcessor(set processor.Settings, cfg *Config) (*counterProcessor
 		if c.OccurrenceAttribute != "" {
 			mode = counting.ModeOccurrence
 		}
-		p.rules[c.Metric] = rule{
+		p.rules = append(p.rules, rule{
+			input:       c.Metric,
 			output:      c.Output,
 			description: "Cumulative count of " + c.Metric + " events, kept by the oom_counter processor.",
 			occurrence:  c.OccurrenceAttribute,
 			flagMode:    mode,
-		}
+		})
 		p.outputs[c.Output] = struct{}{}
 	}
 	p.fingerprint = fingerprint(cfg.Counters, cfg.IdentifyingAttributes)
@@ -249,12 +253,12 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 			metrics := sm.Metrics()
 			scopeHashed := false
 			var scopeKey identity.Key
-			converted := false
+			emptied := false
 			// Counters appended below (kept input, passed-through points) are not inputs again.
 			for k, n := 0, metrics.Len(); k < n; k++ {
 				m := metrics.At(k)
-				r, ok := p.rules[m.Name()]
-				if !ok {
+				r := p.ruleFor(m.Name())
+				if r == nil {
 					continue
 				}
 				if !resourceHashed {
@@ -262,14 +266,15 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 					resourceHashed = true
 				}
 				if !scopeHashed {
-					scopeKey = b.hasher.Scope(sm.Scope())
+					scopeKey = b.scopeKey(sm.Scope())
 					scopeHashed = true
 				}
 				metricKey := b.hasher.Metric(resourceKey, scopeKey, r.output)
-				b.convert(metrics, m, r, metricKey)
-				converted = true
+				if b.convert(metrics, m, r, metricKey) {
+					emptied = true
+				}
 			}
-			if converted {
+			if emptied {
 				metrics.RemoveIf(p.emptyCounter)
 			}
 		}
@@ -281,4 +286,14 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 		}
 	}
 	return md, nil
+}
+
+// ruleFor returns the rule whose input is the metric name, or nil.
+func (p *counterProcessor) ruleFor(name string) *rule {
+	for i := range p.rules {
+		if p.rules[i].input == name {
+			return &p.rules[i]
+		}
+	}
+	return nil
 }
