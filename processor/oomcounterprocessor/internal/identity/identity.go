@@ -41,6 +41,16 @@ type Hasher struct {
 	n   int
 	// big holds the bytes instead of buf once they outgrow it.
 	big []byte
+	// recent holds, for each of the first keys given to Select, the latest string value hashed
+	// under it and the pair's hash: the resources of one batch often share a namespace, a node,
+	// a pod (one resource per container), and a value equal to the last one is not hashed again.
+	recent [8]recentPair
+}
+
+type recentPair struct {
+	key, value string
+	sum        Key
+	ok         bool
 }
 
 // Map hashes a set of attributes, leaving out the key skip (may be empty). The order of the
@@ -61,8 +71,17 @@ func (h *Hasher) Map(m pcommon.Map, skip string) Key {
 // duplicates.
 func (h *Hasher) Select(m pcommon.Map, keys []string) Key {
 	var set pairSet
-	for _, k := range keys {
-		if v, ok := m.Get(k); ok {
+	for i, k := range keys {
+		v, ok := m.Get(k)
+		switch {
+		case !ok:
+		case i < len(h.recent) && v.Type() == pcommon.ValueTypeStr:
+			r := &h.recent[i]
+			if s := v.Str(); !r.ok || s != r.value || k != r.key {
+				*r = recentPair{key: k, value: s, sum: h.pair(k, v), ok: true}
+			}
+			set.add(r.sum)
+		default:
 			set.add(h.pair(k, v))
 		}
 	}

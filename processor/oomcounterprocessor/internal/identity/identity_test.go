@@ -4,6 +4,7 @@
 package identity
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -145,14 +146,45 @@ func TestLongValuesHashLikeShortOnes(t *testing.T) {
 	assert.Equal(t, h.Map(attrs("x", "1"), ""), h.Map(attrs("x", "1"), ""))
 }
 
-// BenchmarkResourceKey: the identifying attributes of a container's resource, hashed once per
-// resource.
+// BenchmarkResourceKey: the identifying attributes of containers' resources, hashed once per
+// resource, as the receiver sends them: one resource per container, pods of one namespace on one
+// node.
 func BenchmarkResourceKey(b *testing.B) {
-	r := attrs("k8s.namespace.name", "prod", "k8s.pod.name", "web-0", "k8s.pod.uid", "0b8c6f5e-8a4e-4c55-9a43-6f1c1b1d2e3f", "k8s.container.name", "app", "k8s.node.name", "node-1", "container.id", "containerd://0123456789abcdef")
+	resources := make([]pcommon.Map, 1000)
+	for i := range resources {
+		resources[i] = attrs("k8s.namespace.name", "prod", "k8s.pod.name", fmt.Sprintf("web-%d", i/2), "k8s.pod.uid", fmt.Sprintf("0b8c6f5e-8a4e-4c55-9a43-%012x", i/2),
+			"k8s.container.name", []string{"app", "sidecar"}[i%2], "k8s.node.name", "node-1", "container.id", fmt.Sprintf("containerd://%064x", i))
+	}
 	ids := []string{"k8s.namespace.name", "k8s.pod.name", "k8s.pod.uid", "k8s.container.name", "k8s.node.name"}
 	var h Hasher
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = h.Select(r, ids)
+		for _, r := range resources {
+			_ = h.Select(r, ids)
+		}
 	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(resources)), "ns/resource")
+}
+
+// TestSelectReusesOnlyEqualValues: a value hashed under the same key just before is not hashed
+// again; any other value, or the same value under another key, is.
+func TestSelectReusesOnlyEqualValues(t *testing.T) {
+	t.Parallel()
+	ids := []string{"ns", "pod"}
+	maps := []pcommon.Map{
+		attrs("ns", "a", "pod", "p1"),
+		attrs("ns", "a", "pod", "p2"),
+		attrs("ns", "b", "pod", "p2"),
+		attrs("ns", "a", "pod", int64(2)),
+		attrs("pod", "p2"),
+		attrs("ns", "a", "pod", "p1"),
+	}
+	var h Hasher
+	for i, m := range maps {
+		var fresh Hasher
+		assert.Equal(t, fresh.Select(m, ids), h.Select(m, ids), "map %d", i)
+	}
+	var fresh Hasher
+	m := attrs("ns", "a", "pod", "a")
+	assert.Equal(t, fresh.Select(m, []string{"pod", "ns"}), h.Select(m, []string{"pod", "ns"}), "same values under other keys")
 }
