@@ -3,7 +3,7 @@ GO        ?= go
 TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 # The repository's Go modules whose packages are tested and linted: the root (cluster, e2e, demo,
 # tooling) and each component, which a distribution can take alone.
-MODULES   := . processor/oomcounterprocessor receiver/k8scontainerreceiver
+MODULES   := . processor/oomcounterprocessor receiver/k8scontainerreceiver receiver/k8scontainerreceiver/internal/pipelinetest
 # each-module,<command>: run the command in every module of MODULES, stopping at the first failure.
 each-module = for m in $(MODULES); do echo ">> $$m: $(1)"; (cd $$m && $(1)) || exit 1; done
 BENCH_OUT ?= _build/bench.txt

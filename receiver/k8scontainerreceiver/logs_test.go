@@ -20,53 +20,31 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
-
-// records returns the log records the sink holds, flattened, and empties it.
-func records(sink *consumertest.LogsSink) []plog.LogRecord {
-	var out []plog.LogRecord
-	for _, ld := range sink.AllLogs() {
-		for i := range ld.ResourceLogs().Len() {
-			rl := ld.ResourceLogs().At(i)
-			for j := range rl.ScopeLogs().Len() {
-				lrs := rl.ScopeLogs().At(j).LogRecords()
-				for k := range lrs.Len() {
-					lr := plog.NewLogRecord()
-					lrs.At(k).CopyTo(lr)
-					// Keep the resource's pod name where the test can read it.
-					pod, _ := rl.Resource().Attributes().Get("k8s.pod.name")
-					lr.Attributes().PutStr("test.resource.pod", pod.Str())
-					out = append(out, lr)
-				}
-			}
-		}
-	}
-	sink.Reset()
-	return out
-}
 
 func TestOOMKillRecord(t *testing.T) {
 	h := newHarness(t, nil)
 	sink := new(consumertest.LogsSink)
-	h.scraper.logs = sink
-	h.start()
+	h.Scraper.SetLogs(sink)
+	h.Start()
 	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	pod.Status.QOSClass = corev1.PodQOSBurstable
-	h.send(watch.Added, pod)
+	h.Send(watch.Added, pod)
 	// The working set read 20 s before the kill, while instance 0 ran.
-	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
 		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
-	h.at(11 * time.Second)
-	h.scrape()
-	assert.Empty(t, records(sink), "no kill yet")
+	h.At(11 * time.Second)
+	h.Scrape()
+	assert.Empty(t, scrapertest.Records(sink), "no kill yet")
 
-	h.at(31 * time.Second)
-	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
-	h.at(32 * time.Second)
-	h.scrape()
-	got := records(sink)
+	h.At(31 * time.Second)
+	h.Send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
+	h.At(32 * time.Second)
+	h.Scrape()
+	got := scrapertest.Records(sink)
 	require.Len(t, got, 1)
 	r := got[0]
 	assert.Equal(t, "k8s.container.oom_kill", r.EventName())
@@ -89,33 +67,33 @@ func TestOOMKillRecord(t *testing.T) {
 	}, r.Attributes().AsRaw())
 
 	// Restarted, scraped again, relisted: the kill is not repeated.
-	h.at(40 * time.Second)
-	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
-	h.scrape()
-	h.relist(podtest.WithStatus(pod, hog.Running(1)))
-	h.at(50 * time.Second)
-	h.scrape()
-	assert.Empty(t, records(sink))
+	h.At(40 * time.Second)
+	h.Send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
+	h.Scrape()
+	h.Relist(podtest.WithStatus(pod, hog.Running(1)))
+	h.At(50 * time.Second)
+	h.Scrape()
+	assert.Empty(t, scrapertest.Records(sink))
 }
 
 // A reading of an earlier instance does not explain the kill of a later one.
 func TestOOMKillRecordWithoutAReadingOfTheKilledInstance(t *testing.T) {
 	h := newHarness(t, nil)
 	sink := new(consumertest.LogsSink)
-	h.scraper.logs = sink
-	h.start()
+	h.Scraper.SetLogs(sink)
+	h.Start()
 	hog := podtest.NewLife("hog", "Error", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
-	h.send(watch.Added, pod)
-	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+	h.Send(watch.Added, pod)
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
 		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(10*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
-	h.at(11 * time.Second)
-	h.scrape()
-	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
-	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(1)))
-	h.at(2 * time.Minute)
-	h.scrape()
-	got := records(sink)
+	h.At(11 * time.Second)
+	h.Scrape()
+	h.Send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
+	h.Send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(1)))
+	h.At(2 * time.Minute)
+	h.Scrape()
+	got := scrapertest.Records(sink)
 	require.Len(t, got, 1, "the Error exit is no OOM kill")
 	attrs := got[0].Attributes().AsRaw()
 	assert.Equal(t, int64(1), attrs["k8s.container.restart_count"])
@@ -127,28 +105,28 @@ func TestOOMKillRecordWithoutAReadingOfTheKilledInstance(t *testing.T) {
 func TestNoRecordForHistory(t *testing.T) {
 	h := newHarness(t, nil)
 	sink := new(consumertest.LogsSink)
-	h.scraper.logs = sink
+	h.Scraper.SetLogs(sink)
 	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
-	h.startWith(podtest.NewPod("hog", "u1", hog.Running(1)))
-	h.at(10 * time.Second)
-	h.scrape()
-	assert.Empty(t, records(sink))
+	h.StartWith(podtest.NewPod("hog", "u1", hog.Running(1)))
+	h.At(10 * time.Second)
+	h.Scrape()
+	assert.Empty(t, scrapertest.Records(sink))
 }
 
 // The workload names come from the pod's controller owner, on every signal, and never split a
 // series: they are not among the processor's identifying attributes.
 func TestWorkloadAttributes(t *testing.T) {
 	h := newHarness(t, nil)
-	h.start()
+	h.Start()
 	hog := podtest.NewLife("hog", "OOMKilled")
 	pod := podtest.NewPod("web-5d8f7c9b6-x2x9z", "u1", hog.Running(0))
 	pod.Labels["pod-template-hash"] = "5d8f7c9b6"
 	pod.OwnerReferences = []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d8f7c9b6", Controller: new(true)}}
 	job := podtest.NewPod("nightly-29401320-abcde", "u2", podtest.NewLife("run", "OOMKilled").Running(0))
 	job.OwnerReferences = []metav1.OwnerReference{{Kind: "Job", Name: "nightly-29401320", Controller: new(true)}}
-	h.send(watch.Added, pod)
-	h.send(watch.Added, job)
-	md := h.scrape()
+	h.Send(watch.Added, pod)
+	h.Send(watch.Added, job)
+	md := h.Scrape()
 	got := map[string]map[string]any{}
 	for i := range md.ResourceMetrics().Len() {
 		attrs := md.ResourceMetrics().At(i).Resource().Attributes().AsRaw()
@@ -180,14 +158,14 @@ func TestMetricsAndLogsShareOneReceiver(t *testing.T) {
 	require.Same(t, mr.(*sharedReceiver), lr.(*sharedReceiver))
 	require.NoError(t, lr.Start(context.Background(), componenttest.NewNopHost()))
 	require.NoError(t, mr.Start(context.Background(), componenttest.NewNopHost()))
-	h.waitWatchers(1)
-	require.Len(t, h.watchers, 1, "one pod watch")
+	h.WaitWatchers(1)
+	require.Equal(t, 1, h.Watchers(), "one pod watch")
 
 	hog := podtest.NewLife("hog", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
-	h.watcher().Add(pod)
+	h.Watcher().Add(pod)
 	require.Eventually(t, func() bool { return metricsSink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
-	h.watcher().Modify(podtest.WithStatus(pod, hog.Terminated(0)))
+	h.Watcher().Modify(podtest.WithStatus(pod, hog.Terminated(0)))
 	require.Eventually(t, func() bool { return logsSink.LogRecordCount() > 0 }, 5*time.Second, 5*time.Millisecond)
 	time.Sleep(100 * time.Millisecond) // a few more scrapes: the kill is not repeated
 	assert.Equal(t, 1, logsSink.LogRecordCount())
@@ -207,25 +185,25 @@ func TestMetricsAndLogsShareOneReceiver(t *testing.T) {
 func TestOOMKillRecordIgnoresAReadingFromTheSecondOfTheKill(t *testing.T) {
 	h := newHarness(t, nil)
 	sink := new(consumertest.LogsSink)
-	h.scraper.logs = sink
-	h.start()
+	h.Scraper.SetLogs(sink)
+	h.Start()
 	hog := podtest.NewLife("hog", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
-	h.send(watch.Added, pod)
+	h.Send(watch.Added, pod)
 	// Instance 0 ends at t0+30s. The first reading is from before; the second, of what was left
 	// after the kill, carries the kill's second.
-	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
 		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(29*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
-	h.at(29500 * time.Millisecond)
-	h.scrape()
-	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+	h.At(29500 * time.Millisecond)
+	h.Scrape()
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
 		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(30*time.Second), kubelettest.Usage{WorkingSet: 253952}))))
-	h.at(30500 * time.Millisecond)
-	h.scrape()
-	h.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
-	h.at(31 * time.Second)
-	h.scrape()
-	got := records(sink)
+	h.At(30500 * time.Millisecond)
+	h.Scrape()
+	h.Send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
+	h.At(31 * time.Second)
+	h.Scrape()
+	got := scrapertest.Records(sink)
 	require.Len(t, got, 1)
 	attrs := got[0].Attributes().AsRaw()
 	assert.Equal(t, int64(60<<20), attrs["container.memory.working_set"], "the reading from before the kill")

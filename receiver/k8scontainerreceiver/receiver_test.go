@@ -32,13 +32,6 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	tmp := path + ".tmp"
-	require.NoError(t, os.WriteFile(tmp, []byte(content), 0o600))
-	require.NoError(t, os.Rename(tmp, path))
-}
-
 func readJSON(t *testing.T, path string, into any) {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -53,7 +46,7 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 	h := newHarness(t, nil)
 	var summary stats.Summary
 	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "stats-summary.json"), &summary)
-	h.kubelet.SetSummary(&summary)
+	h.Kubelet.SetSummary(&summary)
 
 	var oomStatus, childStatus corev1.PodStatus
 	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"), &oomStatus)
@@ -63,9 +56,9 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 	steady := podtest.NewPod("memhog-steady", "b5ad9300-c0fd-4569-8811-9608fbabca91", corev1.ContainerStatus{
 		Name: "hog", ContainerID: "containerd://5e1d", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 	})
-	h.startWith(oom, child, steady)
-	h.at(10 * time.Second)
-	md := h.scrape()
+	h.StartWith(oom, child, steady)
+	h.At(10 * time.Second)
+	md := h.Scrape()
 	checkGolden(t, "real-kubelet-samples", md)
 	// First sight of memhog-oom: its latest termination, instance 3, was an OOM kill.
 	assert.Equal(t, []string{"3=1@0s"}, oomPoints(md)[string(oom.UID)+"/hog"])
@@ -79,10 +72,10 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 // instance started; every other cumulative keeps one start time per series across restarts.
 func TestStartTimesPerSeries(t *testing.T) {
 	h := newHarness(t, nil)
-	h.start()
+	h.Start()
 	hog := podtest.NewLife("hog", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
-	h.send(watch.Added, pod)
+	h.Send(watch.Added, pod)
 	starts := func(md pmetric.Metrics) map[string]time.Time {
 		out := map[string]time.Time{}
 		ms := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics()
@@ -94,15 +87,15 @@ func TestStartTimesPerSeries(t *testing.T) {
 		return out
 	}
 	run0, run1 := podtest.T0.Add(-time.Hour), podtest.T0.Add(time.Minute)
-	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", run0,
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", run0,
 		kubelettest.Container("hog", run0, podtest.T0, kubelettest.Usage{CPUNanoSeconds: 5e9}))))
-	first := starts(h.scrape())
+	first := starts(h.Scrape())
 
-	h.at(2 * time.Minute)
-	h.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
-	h.kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", run0,
+	h.At(2 * time.Minute)
+	h.Send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", run0,
 		kubelettest.Container("hog", run1, podtest.T0.Add(2*time.Minute), kubelettest.Usage{CPUNanoSeconds: 1e9}))))
-	second := starts(h.scrape())
+	second := starts(h.Scrape())
 
 	assert.Equal(t, run0.UTC(), first["container.cpu.time"].UTC())
 	assert.Equal(t, run1.UTC(), second["container.cpu.time"].UTC(), "CPU time restarts with the instance")
@@ -129,44 +122,44 @@ func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
 		c.Kubelet.CAFile = ""
 		c.Kubelet.InsecureSkipVerify = true
 	})
-	h.setKubeletPort(h.kubelet.Endpoint())
-	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
+	h.SetKubeletPort(h.Kubelet.Endpoint())
+	h.Kubelet.SetSummary(statsFor("u1", podtest.T0))
 	moved.SetSummary(statsFor("u1", podtest.T0))
-	h.start()
-	h.send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
+	h.Start()
+	h.Send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
 
-	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
-	assert.Equal(t, 1, h.kubelet.Requests())
+	assert.Contains(t, metricNames(h.Scrape(), "u1", "hog"), "container.memory.working_set")
+	assert.Equal(t, 1, h.Kubelet.Requests())
 
 	// The kubelet moves: the old address fails once, then the Node object is read again.
-	h.kubelet.SetStatus(http.StatusServiceUnavailable)
-	h.setKubeletPort(moved.Endpoint())
-	assert.NotContains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
-	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
-	assert.Equal(t, 2, h.kubelet.Requests())
+	h.Kubelet.SetStatus(http.StatusServiceUnavailable)
+	h.SetKubeletPort(moved.Endpoint())
+	assert.NotContains(t, metricNames(h.Scrape(), "u1", "hog"), "container.memory.working_set")
+	assert.Contains(t, metricNames(h.Scrape(), "u1", "hog"), "container.memory.working_set")
+	assert.Equal(t, 2, h.Kubelet.Requests())
 	assert.Equal(t, 1, moved.Requests())
 }
 
 func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.Kubelet.Timeout = 300 * time.Millisecond })
-	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
-	h.start()
-	h.send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
-	md := h.scrape()
+	h.Kubelet.SetSummary(statsFor("u1", podtest.T0))
+	h.Start()
+	h.Send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
+	md := h.Scrape()
 	checkGolden(t, "kubelet-ok", md)
 
 	failures := []struct {
 		name    string
 		breakIt func()
 	}{
-		{"500", func() { h.kubelet.SetStatus(http.StatusInternalServerError) }},
-		{"garbage", func() { h.kubelet.SetGarbage([]byte("<html>")) }},
-		{"timeout", func() { h.kubelet.SetSummary(statsFor("u1", podtest.T0)); h.kubelet.SetDelay(2 * time.Second) }},
+		{"500", func() { h.Kubelet.SetStatus(http.StatusInternalServerError) }},
+		{"garbage", func() { h.Kubelet.SetGarbage([]byte("<html>")) }},
+		{"timeout", func() { h.Kubelet.SetSummary(statsFor("u1", podtest.T0)); h.Kubelet.SetDelay(2 * time.Second) }},
 	}
 	for _, f := range failures {
 		f.breakIt()
 		for range 2 {
-			md := h.scrape()
+			md := h.Scrape()
 			assert.Len(t, oomPoints(md)["u1/hog"], 1, f.name)
 			names := metricNames(md, "u1", "hog")
 			assert.Contains(t, names, "k8s.container.oom_killed", f.name)
@@ -174,30 +167,30 @@ func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 			assert.NotContains(t, names, "container.memory.working_set", f.name)
 		}
 	}
-	h.kubelet.SetDelay(0)
-	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
-	assert.Contains(t, metricNames(h.scrape(), "u1", "hog"), "container.memory.working_set")
+	h.Kubelet.SetDelay(0)
+	h.Kubelet.SetSummary(statsFor("u1", podtest.T0))
+	assert.Contains(t, metricNames(h.Scrape(), "u1", "hog"), "container.memory.working_set")
 
-	metadatatest.AssertEqualK8sContainerKubeletErrors(t, h.telemetry, []metricdata.DataPoint[int64]{
+	metadatatest.AssertEqualK8sContainerKubeletErrors(t, h.Telemetry, []metricdata.DataPoint[int64]{
 		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", reasonAttr(metadata.AttributeReasonStatus)))},
 		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", reasonAttr(metadata.AttributeReasonDecode)))},
 		{Value: 2, Attributes: attribute.NewSet(attribute.String("reason", reasonAttr(metadata.AttributeReasonTimeout)))},
 	}, metricdatatest.IgnoreTimestamp())
 	// Logged on change: one warning per kind of failure, one line when it recovers.
-	assert.Equal(t, 3, h.logs.FilterMessage("No container stats from the kubelet Summary API; termination metrics go on").Len())
-	assert.Equal(t, 1, h.logs.FilterMessage("Kubelet Summary API is answering again").Len())
+	assert.Equal(t, 3, h.Logs.FilterMessage("No container stats from the kubelet Summary API; termination metrics go on").Len())
+	assert.Equal(t, 1, h.Logs.FilterMessage("Kubelet Summary API is answering again").Len())
 }
 
 func TestTokenRotation(t *testing.T) {
 	h := newHarness(t, nil)
-	h.kubelet.RequireToken("token-1")
-	h.start()
-	h.scrape()
-	h.kubelet.RequireToken("token-2")
-	writeFile(t, h.tokenFile, "token-2")
-	h.scrape()
-	assert.Equal(t, []string{"token-1", "token-2"}, h.kubelet.Tokens())
-	_, err := h.telemetry.GetMetric("otelcol_k8s_container_kubelet_errors")
+	h.Kubelet.RequireToken("token-1")
+	h.Start()
+	h.Scrape()
+	h.Kubelet.RequireToken("token-2")
+	h.WriteToken("token-2")
+	h.Scrape()
+	assert.Equal(t, []string{"token-1", "token-2"}, h.Kubelet.Tokens())
+	_, err := h.Telemetry.GetMetric("otelcol_k8s_container_kubelet_errors")
 	assert.Error(t, err, "no kubelet errors recorded")
 }
 
@@ -209,24 +202,23 @@ func TestNodeScopeAndEndpointFromTheNode(t *testing.T) {
 		c.ResourceAttributes.ContainerID.Enabled = true
 	})
 	// The node says where its kubelet listens.
-	h.setKubeletPort(h.kubelet.Endpoint())
-	_, portText, err := net.SplitHostPort(h.kubelet.Endpoint())
+	h.SetKubeletPort(h.Kubelet.Endpoint())
+	_, portText, err := net.SplitHostPort(h.Kubelet.Endpoint())
 	require.NoError(t, err)
-	h.kubelet.SetSummary(statsFor("u1", podtest.T0))
-	h.start()
+	h.Kubelet.SetSummary(statsFor("u1", podtest.T0))
+	h.Start()
 
-	h.mu.Lock()
-	require.NotEmpty(t, h.lists)
-	assert.Equal(t, "spec.nodeName="+podtest.Node, h.lists[0].FieldSelector)
-	h.mu.Unlock()
+	lists := h.Lists()
+	require.NotEmpty(t, lists)
+	assert.Equal(t, "spec.nodeName="+podtest.Node, lists[0].FieldSelector)
 
 	pod := podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0))
 	pod.Annotations = map[string]string{"team": "memory", "other": "x"}
-	h.send(watch.Added, pod)
-	md := h.scrape()
+	h.Send(watch.Added, pod)
+	md := h.Scrape()
 	checkGolden(t, "node-endpoint-extract", md)
 	assert.Equal(t, "127.0.0.1:"+portText, h.scraper.endpoint)
-	assert.Equal(t, 1, h.kubelet.Requests())
+	assert.Equal(t, 1, h.Kubelet.Requests())
 }
 
 func TestWholeClusterWithoutKubelet(t *testing.T) {
@@ -234,14 +226,12 @@ func TestWholeClusterWithoutKubelet(t *testing.T) {
 		c.Node = ""
 		c.Kubelet.Enabled = false
 	})
-	h.start()
-	h.mu.Lock()
-	assert.Empty(t, h.lists[0].FieldSelector)
-	h.mu.Unlock()
-	h.send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
-	md := h.scrape()
+	h.Start()
+	assert.Empty(t, h.Lists()[0].FieldSelector)
+	h.Send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
+	md := h.Scrape()
 	assert.Equal(t, 1, md.ResourceMetrics().Len())
-	assert.Equal(t, 0, h.kubelet.Requests())
+	assert.Equal(t, 0, h.Kubelet.Requests())
 }
 
 func TestShutdownWithoutStart(t *testing.T) {
@@ -259,8 +249,8 @@ func TestReceiverLifecycleThroughTheController(t *testing.T) {
 	r, err := newReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink, h.deps())
 	require.NoError(t, err)
 	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
-	h.waitWatchers(1)
-	h.watcher().Add(podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
+	h.WaitWatchers(1)
+	h.Watcher().Add(podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
 	require.Eventually(t, func() bool { return sink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
 	require.NoError(t, r.Shutdown(context.Background()))
 }

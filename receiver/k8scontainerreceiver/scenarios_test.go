@@ -226,17 +226,17 @@ func TestScenarios(t *testing.T) {
 
 func runScenario(t *testing.T, sc scenario) {
 	h := newHarness(t, nil)
-	h.start()
+	h.Start()
 	for i, st := range sc.steps {
-		h.at(st.at)
+		h.At(st.at)
 		switch {
 		case st.pod != nil:
-			h.send(st.event, st.pod)
+			h.Send(st.event, st.pod)
 		case st.relist != nil:
-			h.relist(st.relist...)
-			h.waitHandled(st.handled)
+			h.Relist(st.relist...)
+			h.WaitHandled(st.handled)
 		case st.scrape:
-			md := h.scrape()
+			md := h.Scrape()
 			if st.golden != "" {
 				checkGolden(t, st.golden, md)
 			}
@@ -262,7 +262,7 @@ func readCounters(t *testing.T, h *harness) map[string]int64 {
 	got := map[string]int64{}
 	for _, name := range receiverCounters {
 		got[name] = 0
-		m, err := h.telemetry.GetMetric("otelcol_k8s_container_" + name)
+		m, err := h.Telemetry.GetMetric("otelcol_k8s_container_" + name)
 		if err != nil {
 			continue // never recorded
 		}

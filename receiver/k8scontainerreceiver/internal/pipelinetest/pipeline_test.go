@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package pipelinetest
 
 import (
 	"context"
@@ -27,14 +27,37 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/seam"
 )
+
+// newHarness runs the receiver's scraper of the default config for node podtest.Node, whose
+// kubelet is the harness' kubelet test server, changed by tweak.
+func newHarness(t *testing.T, tweak func(*k8scontainerreceiver.Config)) *scrapertest.Harness {
+	t.Helper()
+	h := scrapertest.New(t)
+	cfg := k8scontainerreceiver.NewFactory().CreateDefaultConfig().(*k8scontainerreceiver.Config)
+	cfg.Node = podtest.Node
+	cfg.Kubelet.Endpoint = h.Kubelet.Endpoint()
+	cfg.Kubelet.CAFile = h.CAFile
+	cfg.Kubelet.Timeout = time.Second
+	if tweak != nil {
+		tweak(cfg)
+	}
+	require.NoError(t, cfg.Validate())
+	s, err := seam.NewScraper(h.Settings(), cfg, h.Deps())
+	require.NoError(t, err)
+	h.Use(s)
+	return h
+}
 
 // pipeline is this receiver feeding the oom_counter processor with its default config, in
 // process, as in a collector.
 type pipeline struct {
-	*harness
+	*scrapertest.Harness
 	proc processor.Metrics
 	sink *consumertest.MetricsSink
 }
@@ -59,17 +82,17 @@ func newPipelineWith(t *testing.T, tweak func(*oomcounterprocessor.Config), exis
 	require.NoError(t, err)
 	require.NoError(t, proc.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
-	h.startWith(existing...)
-	return &pipeline{harness: h, proc: proc, sink: sink}
+	h.StartWith(existing...)
+	return &pipeline{Harness: h, proc: proc, sink: sink}
 }
 
 // cycle scrapes and hands the batch to the processor, or loses it when drop is set.
 func (p *pipeline) cycle(at time.Duration, drop bool) {
-	p.t.Helper()
-	p.at(at)
-	md := p.scrape()
+	p.T.Helper()
+	p.At(at)
+	md := p.Scrape()
 	if !drop {
-		require.NoError(p.t, p.proc.ConsumeMetrics(context.Background(), md))
+		require.NoError(p.T, p.proc.ConsumeMetrics(context.Background(), md))
 	}
 }
 
@@ -93,9 +116,9 @@ func (p *pipeline) counter(metric string) map[string]int64 {
 					if m.Name() != metric {
 						continue
 					}
-					require.Equal(p.t, pmetric.MetricTypeSum, m.Type())
-					require.True(p.t, m.Sum().IsMonotonic())
-					require.Equal(p.t, pmetric.AggregationTemporalityCumulative, m.Sum().AggregationTemporality())
+					require.Equal(p.T, pmetric.MetricTypeSum, m.Type())
+					require.True(p.T, m.Sum().IsMonotonic())
+					require.Equal(p.T, pmetric.AggregationTemporalityCumulative, m.Sum().AggregationTemporality())
 					dps := m.Sum().DataPoints()
 					out[uid.Str()+"/"+name.Str()] = dps.At(dps.Len() - 1).IntValue()
 				}
@@ -111,21 +134,21 @@ func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 	crash := podtest.NewLife("app", "Error", "Error")
 	hogPod := podtest.NewPod("hog", "u1", hog.Running(0))
 	crashPod := podtest.NewPod("app", "u2", crash.Running(0))
-	p.send(watch.Added, hogPod)
-	p.send(watch.Added, crashPod)
+	p.Send(watch.Added, hogPod)
+	p.Send(watch.Added, crashPod)
 	p.cycle(time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 0, "u2/app": 0}, p.kills())
 
 	// Three OOM kills between two scrapes: three counts.
 	for run := range 3 {
-		p.at(time.Duration(2+2*run) * time.Second)
-		p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(run)))
-		p.at(time.Duration(3+2*run) * time.Second)
-		p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(run+1)))
+		p.At(time.Duration(2+2*run) * time.Second)
+		p.Send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(run)))
+		p.At(time.Duration(3+2*run) * time.Second)
+		p.Send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(run+1)))
 	}
 	// Crashes that are no OOM kills count nothing.
-	p.at(9 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(crashPod, crash.Terminated(0)))
+	p.At(9 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(crashPod, crash.Terminated(0)))
 	p.cycle(10*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 3, "u2/app": 0}, p.kills())
 
@@ -136,24 +159,24 @@ func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 
 	// An Error, then an OOM kill seen in state.terminated and again in lastState after the
 	// restart, and a relist repeating it: one count.
-	p.at(31 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(3)))
-	p.at(32 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(4)))
-	p.at(33 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(4)))
+	p.At(31 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(3)))
+	p.At(32 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(4)))
+	p.At(33 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(4)))
 	p.cycle(40*time.Second, false)
-	p.at(41 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(5)))
-	p.relist(podtest.WithStatus(hogPod, hog.Running(5)), podtest.WithStatus(crashPod, crash.Terminated(0)))
-	p.waitHandled(2)
+	p.At(41 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(hogPod, hog.Running(5)))
+	p.Relist(podtest.WithStatus(hogPod, hog.Running(5)), podtest.WithStatus(crashPod, crash.Terminated(0)))
+	p.WaitHandled(2)
 	p.cycle(50*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 4, "u2/app": 0}, p.kills())
 
 	// The batch with the next kill is lost on the way: the next scrape's latest state still
 	// carries it, and it counts once.
-	p.at(51 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(5)))
+	p.At(51 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(hogPod, hog.Terminated(5)))
 	p.cycle(60*time.Second, true)
 	p.cycle(70*time.Second, false)
 	p.cycle(80*time.Second, false)
@@ -161,7 +184,7 @@ func TestPipelineCountsEveryOOMKillOnce(t *testing.T) {
 }
 
 func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "kubelet-v1.37.2", "memhog-oom.status.json"))
 	require.NoError(t, err)
 	var status corev1.PodStatus
 	require.NoError(t, json.Unmarshal(b, &status))
@@ -174,20 +197,20 @@ func TestPipelineRealKubeletStatusIsNoNewOOM(t *testing.T) {
 	p.cycle(11*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 0}, p.kills())
 	// The two kills the status shows (instances 2 and 3) are counted as history.
-	metadatatest.AssertEqualK8sContainerOomKillsHistory(t, p.telemetry, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
+	metadatatest.AssertEqualK8sContainerOomKillsHistory(t, p.Telemetry, []metricdata.DataPoint[int64]{{Value: 2}}, metricdatatest.IgnoreTimestamp())
 
 	// The kubelet restarts it and it is OOM-killed again: one.
 	next := status.ContainerStatuses[0].DeepCopy()
 	next.LastTerminationState = next.State
 	next.RestartCount = 4
 	next.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}
-	p.at(12 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(pod, *next))
+	p.At(12 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(pod, *next))
 	killed := next.DeepCopy()
 	killed.State = corev1.ContainerState{Terminated: killed.LastTerminationState.Terminated.DeepCopy()}
 	killed.State.Terminated.ContainerID = "containerd://the-fifth-run"
-	p.at(13 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(pod, *killed))
+	p.At(13 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(pod, *killed))
 	p.cycle(21*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
 }
@@ -198,29 +221,29 @@ func TestPipelineBackOffFormCountsEachKill(t *testing.T) {
 	p := newPipeline(t)
 	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
-	p.send(watch.Added, pod)
+	p.Send(watch.Added, pod)
 	p.cycle(time.Second, false)
 
-	p.at(2 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(0)))
+	p.At(2 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(0)))
 	p.cycle(3*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
 
 	// The restart and the next kill were merged away while the watch was down: the relist
 	// shows only the back-off form of instance 1.
-	p.at(4 * time.Second)
-	p.relist(podtest.WithStatus(pod, hog.Backoff(1)))
-	p.waitHandled(1)
+	p.At(4 * time.Second)
+	p.Relist(podtest.WithStatus(pod, hog.Backoff(1)))
+	p.WaitHandled(1)
 	p.cycle(5*time.Second, false)
 	p.cycle(6*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 2}, p.kills())
 
 	// The kubelet restarts it: the same termination now in lastState of instance 2.
-	p.at(7 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(pod, hog.Running(2)))
+	p.At(7 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(pod, hog.Running(2)))
 	p.cycle(8*time.Second, false)
-	p.at(9 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(2)))
+	p.At(9 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(2)))
 	p.cycle(10*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 3}, p.kills())
 }
@@ -231,12 +254,12 @@ func TestPipelineRestartCountResetCountsOnlyNewKills(t *testing.T) {
 	p := newPipeline(t)
 	before := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", before.Running(0))
-	p.send(watch.Added, pod)
+	p.Send(watch.Added, pod)
 	p.cycle(time.Second, false)
 	step := 2 * time.Second
 	advance := func(s corev1.ContainerStatus) {
-		p.at(step)
-		p.send(watch.Modified, podtest.WithStatus(pod, s))
+		p.At(step)
+		p.Send(watch.Modified, podtest.WithStatus(pod, s))
 		step += time.Second
 		p.cycle(step, false)
 		step += time.Second
@@ -269,8 +292,8 @@ func TestPipelineGapPolicyBoundsUnseenEnds(t *testing.T) {
 			pod := podtest.NewPod("hog", "u1", hog.Running(2))
 			p := newPipelineWith(t, func(cfg *oomcounterprocessor.Config) { cfg.GapPolicy = policy }, pod)
 			p.cycle(time.Second, false)
-			p.at(2 * time.Second)
-			p.send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(4)))
+			p.At(2 * time.Second)
+			p.Send(watch.Modified, podtest.WithStatus(pod, hog.Backoff(4)))
 			p.cycle(3*time.Second, false)
 			p.cycle(4*time.Second, false)
 			assert.Equal(t, map[string]int64{"u1/hog": want}, p.kills())
@@ -287,13 +310,13 @@ func TestPipelinePodCreatedWhileWatchingCountsItsKills(t *testing.T) {
 	p := newPipeline(t, before)
 	p.cycle(time.Second, false)
 
-	p.at(2 * time.Second)
-	p.send(watch.Added, podtest.NewPod("fast", "u1", hog.Running(1)))
+	p.At(2 * time.Second)
+	p.Send(watch.Added, podtest.NewPod("fast", "u1", hog.Running(1)))
 	// While the watch is down another pod is created and OOM-killed twice; the status shows
 	// only the second kill (instance 0 ended unseen: unattributed).
-	p.at(3 * time.Second)
-	p.relist(before, podtest.NewPod("fast", "u1", hog.Running(1)), podtest.NewPod("hidden", "u2", hog.Backoff(1)))
-	p.waitHandled(1)
+	p.At(3 * time.Second)
+	p.Relist(before, podtest.NewPod("fast", "u1", hog.Running(1)), podtest.NewPod("hidden", "u2", hog.Backoff(1)))
+	p.WaitHandled(1)
 	p.cycle(4*time.Second, false)
 	p.cycle(5*time.Second, false)
 	assert.Equal(t, map[string]int64{"u0/hog": 0, "u1/hog": 1, "u2/hog": 1}, p.kills())
@@ -308,8 +331,8 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 
 	run := func(pods []*corev1.Pod, scrapes ...time.Duration) (*pipeline, map[string]int64) {
-		h := newHarness(t, func(cfg *Config) { cfg.Storage = &state })
-		h.host = host
+		h := newHarness(t, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state })
+		h.Host = host
 		f := oomcounterprocessor.NewFactory()
 		cfg := f.CreateDefaultConfig().(*oomcounterprocessor.Config)
 		cfg.Storage = &state
@@ -318,9 +341,9 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, proc.Start(context.Background(), host))
 		t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
-		h.at(scrapes[0] - time.Second)
-		h.startWith(pods...)
-		p := &pipeline{harness: h, proc: proc, sink: sink}
+		h.At(scrapes[0] - time.Second)
+		h.StartWith(pods...)
+		p := &pipeline{Harness: h, proc: proc, sink: sink}
 		for _, at := range scrapes {
 			p.cycle(at, false)
 		}
@@ -328,15 +351,15 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	}
 
 	first, kills := run([]*corev1.Pod{pod}, time.Second)
-	first.at(2 * time.Second)
-	first.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
+	first.At(2 * time.Second)
+	first.Send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	first.cycle(3*time.Second, false)
-	first.at(4 * time.Second)
-	first.send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
+	first.At(4 * time.Second)
+	first.Send(watch.Modified, podtest.WithStatus(pod, hog.Running(1)))
 	first.cycle(5*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 0}, kills)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, first.kills())
-	require.NoError(t, first.scraper.shutdown(context.Background()))
+	require.NoError(t, first.Scraper.Shutdown(context.Background()))
 	require.NoError(t, first.proc.Shutdown(context.Background()))
 
 	// Instance 1 is OOM-killed at 1m30s while no collector runs; the restarted one finds it
@@ -346,7 +369,7 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	down := []*corev1.Pod{podtest.WithStatus(pod, hog.Backoff(1)), late}
 	second, kills := run(down, 2*time.Minute, 3*time.Minute)
 	assert.Equal(t, map[string]int64{"u1/hog": 2, "u2/hog": 1}, kills)
-	require.NoError(t, second.scraper.shutdown(context.Background()))
+	require.NoError(t, second.Scraper.Shutdown(context.Background()))
 	require.NoError(t, second.proc.Shutdown(context.Background()))
 
 	// Another restart with nothing new counts nothing.
@@ -361,8 +384,8 @@ func TestPipelineFirstBatchLostKillStillCounts(t *testing.T) {
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 	p := newPipeline(t, pod)
 	p.cycle(time.Second, true)
-	p.at(2 * time.Second)
-	p.send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
+	p.At(2 * time.Second)
+	p.Send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
 	p.cycle(3*time.Second, false)
 	p.cycle(4*time.Second, false)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, p.kills())
@@ -372,9 +395,9 @@ func TestPipelineFirstBatchLostKillStillCounts(t *testing.T) {
 // the receiver) are carried to the counter but do not restart it: two OOM kills count two, on
 // one start time.
 func TestPipelineChangingAttributesKeepOneCounter(t *testing.T) {
-	h := newHarness(t, func(cfg *Config) {
+	h := newHarness(t, func(cfg *k8scontainerreceiver.Config) {
 		cfg.ResourceAttributes.ContainerID.Enabled = true
-		cfg.Extract.Labels = []FieldExtract{{Key: "revision"}}
+		cfg.Extract.Labels = []k8scontainerreceiver.FieldExtract{{Key: "revision"}}
 	})
 	f := oomcounterprocessor.NewFactory()
 	sink := new(consumertest.MetricsSink)
@@ -382,8 +405,8 @@ func TestPipelineChangingAttributesKeepOneCounter(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, proc.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, proc.Shutdown(context.Background())) })
-	h.startWith()
-	p := &pipeline{harness: h, proc: proc, sink: sink}
+	h.StartWith()
+	p := &pipeline{Harness: h, proc: proc, sink: sink}
 
 	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
@@ -392,14 +415,14 @@ func TestPipelineChangingAttributesKeepOneCounter(t *testing.T) {
 		q.Labels = map[string]string{"revision": strconv.Itoa(run)}
 		return q
 	}
-	p.send(watch.Added, revision(0, hog.Running(0)))
+	p.Send(watch.Added, revision(0, hog.Running(0)))
 	p.cycle(time.Second, false)
 	for run := range 2 {
-		p.at(time.Duration(2+4*run) * time.Second)
-		p.send(watch.Modified, revision(run, hog.Terminated(run)))
+		p.At(time.Duration(2+4*run) * time.Second)
+		p.Send(watch.Modified, revision(run, hog.Terminated(run)))
 		p.cycle(time.Duration(3+4*run)*time.Second, false)
-		p.at(time.Duration(4+4*run) * time.Second)
-		p.send(watch.Modified, revision(run+1, hog.Running(run+1)))
+		p.At(time.Duration(4+4*run) * time.Second)
+		p.Send(watch.Modified, revision(run+1, hog.Running(run+1)))
 		p.cycle(time.Duration(5+4*run)*time.Second, false)
 	}
 	assert.Equal(t, map[string]int64{"u1/hog": 2}, p.kills())

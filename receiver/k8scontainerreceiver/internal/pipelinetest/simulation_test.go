@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package pipelinetest
 
 import (
 	"context"
@@ -34,8 +34,11 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/seam"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 )
 
@@ -114,7 +117,7 @@ func TestSimulatedKubelet(t *testing.T) {
 				failures[s.failure.category] = append(failures[s.failure.category], seed)
 				mu.Unlock()
 				if shown.Add(1) <= simShownFailures || *simLog || *simSeed >= 0 {
-					t.Errorf("seed %d: %s\nreplay: go test -race -run 'TestSimulatedKubelet' ./receiver/k8scontainerreceiver/ -sim.seed=%d\n%s",
+					t.Errorf("seed %d: %s\nreplay: cd receiver/k8scontainerreceiver/internal/pipelinetest && go test -race -run 'TestSimulatedKubelet' . -sim.seed=%d\n%s",
 						seed, s.failure, seed, s.describe())
 				} else {
 					// The summary below names the seed.
@@ -330,7 +333,7 @@ type simAPI interface {
 	// memory in that host's storage.
 	start(pods []*corev1.Pod, host component.Host)
 	stop()
-	scraper() *containerScraper
+	scraper() seam.Scraper
 	setNow(step int)
 }
 
@@ -338,16 +341,16 @@ type simAPI interface {
 type directAPI struct {
 	t     *testing.T
 	tt    *componenttest.Telemetry
-	clock *clock
-	s     *containerScraper
+	clock *scrapertest.Clock
+	s     seam.Scraper
 	// cache is the informer's store: the latest pod delivered under each name.
 	cache map[string]*slimpod.Pod
 	// initial is set while the first list is delivered.
 	initial bool
 }
 
-func (d *directAPI) setNow(step int)            { d.clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
-func (d *directAPI) scraper() *containerScraper { return d.s }
+func (d *directAPI) setNow(step int)       { d.clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
+func (d *directAPI) scraper() seam.Scraper { return d.s }
 
 func (d *directAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
 	if !deliver || d.s == nil {
@@ -357,13 +360,13 @@ func (d *directAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
 	old, known := d.cache[pod.Name]
 	switch {
 	case kind == watch.Deleted:
-		d.s.onDelete(slim)
+		d.s.OnDelete(slim)
 		delete(d.cache, pod.Name)
 	case known:
-		d.s.onUpdate(old, slim)
+		d.s.OnUpdate(old, slim)
 		d.cache[pod.Name] = slim
 	default:
-		d.s.onAdd(slim, false)
+		d.s.OnAdd(slim, false)
 		d.cache[pod.Name] = slim
 	}
 }
@@ -378,32 +381,26 @@ func (d *directAPI) relist(pods []*corev1.Pod) {
 		old, known := d.cache[pod.Name]
 		switch {
 		case !known:
-			d.s.onAdd(slim, d.initial)
+			d.s.OnAdd(slim, d.initial)
 		case old.ResourceVersion != slim.ResourceVersion:
-			d.s.onUpdate(old, slim)
+			d.s.OnUpdate(old, slim)
 		}
 		d.cache[pod.Name] = slim
 	}
 	for _, name := range sortedKeys(d.cache) {
 		if !listed[name] {
-			d.s.onDelete(cache.DeletedFinalStateUnknown{Key: podtest.Namespace + "/" + name, Obj: d.cache[name]})
+			d.s.OnDelete(cache.DeletedFinalStateUnknown{Key: podtest.Namespace + "/" + name, Obj: d.cache[name]})
 			delete(d.cache, name)
 		}
 	}
 }
 
 func (d *directAPI) start(pods []*corev1.Pod, host component.Host) {
-	cfg := createDefaultConfig().(*Config)
-	cfg.Node = podtest.Node
-	cfg.Kubelet.Enabled = false
-	if host != nil {
-		id := simStorageID
-		cfg.Storage = &id
-	}
-	s, err := newScraper(metadatatest.NewSettings(d.tt), cfg, deps{now: d.clock.Now})
+	cfg := simConfig(host)
+	s, err := seam.NewScraper(metadatatest.NewSettings(d.tt), cfg, seam.Deps{Now: d.clock.Now})
 	require.NoError(d.t, err)
 	if host != nil {
-		require.NoError(d.t, s.openStorage(context.Background(), host))
+		require.NoError(d.t, s.OpenStorage(context.Background(), host))
 	}
 	d.s = s
 	d.cache = map[string]*slimpod.Pod{}
@@ -413,36 +410,41 @@ func (d *directAPI) start(pods []*corev1.Pod, host component.Host) {
 }
 
 func (d *directAPI) stop() {
-	require.NoError(d.t, d.s.shutdown(context.Background()))
+	require.NoError(d.t, d.s.Shutdown(context.Background()))
 	d.s = nil
+}
+
+// simConfig is the receiver's config of the simulation: the node's pods, no kubelet, and with
+// a host, its storage.
+func simConfig(host component.Host) *k8scontainerreceiver.Config {
+	cfg := k8scontainerreceiver.NewFactory().CreateDefaultConfig().(*k8scontainerreceiver.Config)
+	cfg.Node = podtest.Node
+	cfg.Kubelet.Enabled = false
+	if host != nil {
+		id := simStorageID
+		cfg.Storage = &id
+	}
+	return cfg
 }
 
 // watchAPI is the fake clientset of the harness: the informer watches and relists it.
 type watchAPI struct {
-	h       *harness
+	h       *scrapertest.Harness
 	started bool
 	running bool
 	// names the informer's store holds.
 	names map[string]bool
 }
 
-func (w *watchAPI) setNow(step int)            { w.h.clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
-func (w *watchAPI) scraper() *containerScraper { return w.h.scraper }
+func (w *watchAPI) setNow(step int)       { w.h.Clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
+func (w *watchAPI) scraper() seam.Scraper { return w.h.Scraper }
 
 func (w *watchAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
 	h := w.h
 	if deliver && w.running {
-		h.send(kind, pod)
+		h.Send(kind, pod)
 	} else {
-		gvr := corev1.SchemeGroupVersion.WithResource("pods")
-		switch kind {
-		case watch.Added:
-			require.NoError(h.t, h.client.Tracker().Add(h.versioned(pod)))
-		case watch.Modified:
-			require.NoError(h.t, h.client.Tracker().Update(gvr, h.versioned(pod), pod.Namespace))
-		case watch.Deleted:
-			require.NoError(h.t, h.client.Tracker().Delete(gvr, pod.Namespace, pod.Name))
-		}
+		h.Store(kind, pod)
 		return
 	}
 	if kind == watch.Deleted {
@@ -463,8 +465,8 @@ func (w *watchAPI) relist(pods []*corev1.Pod) {
 			events++
 		}
 	}
-	w.h.relist(pods...)
-	w.h.waitHandled(int64(events))
+	w.h.Relist(pods...)
+	w.h.WaitHandled(int64(events))
 	w.names = listed
 }
 
@@ -475,31 +477,17 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 		w.names[p.Name] = true
 	}
 	w.started = true
-	cfg := createDefaultConfig().(*Config)
-	cfg.Node = podtest.Node
-	cfg.Kubelet.Enabled = false
-	if host == nil {
-		host = componenttest.NewNopHost()
-	} else {
-		id := simStorageID
-		cfg.Storage = &id
-	}
-	s, err := newScraper(metadatatest.NewSettings(h.telemetry), cfg, h.deps())
-	require.NoError(h.t, err)
-	h.mu.Lock()
-	n := len(h.watchers)
-	h.mu.Unlock()
-	h.scraper, h.expected = s, 0
-	h.handled["pods"].Store(0)
+	s, err := seam.NewScraper(h.Settings(), simConfig(host), h.Deps())
+	require.NoError(h.T, err)
+	h.Use(s)
+	h.Host = host
 	w.running = true
-	require.NoError(h.t, s.start(context.Background(), host))
-	h.t.Cleanup(func() { require.NoError(h.t, s.shutdown(context.Background())) })
-	h.waitWatchers(n + 1)
-	h.waitHandled(int64(len(pods)))
+	h.Start()
+	h.WaitHandled(int64(len(pods)))
 }
 
 func (w *watchAPI) stop() {
-	require.NoError(w.h.t, w.h.scraper.shutdown(context.Background()))
+	require.NoError(w.h.T, w.h.Scraper.Shutdown(context.Background()))
 	w.running = false
 }
 
@@ -758,9 +746,9 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		s.policy = oomcounterprocessor.GapPolicyUpperBound
 	}
 	if s.useWatch {
-		s.server = &watchAPI{h: newHarness(t, func(cfg *Config) { cfg.Kubelet.Enabled = false })}
+		s.server = &watchAPI{h: scrapertest.New(t)}
 	} else {
-		s.server = &directAPI{t: t, tt: s.tt, clock: &clock{now: podtest.T0}}
+		s.server = &directAPI{t: t, tt: s.tt, clock: scrapertest.NewClock(podtest.T0)}
 	}
 	defer func() {
 		for _, p := range s.abandoned {
@@ -1179,7 +1167,7 @@ func (s *simulation) startCollector() {
 	}
 	s.server.start(s.apiPods(), host)
 	s.logs = new(consumertest.LogsSink)
-	s.server.scraper().logs = s.logs
+	s.server.scraper().SetLogs(s.logs)
 	if !s.keepState || s.killRecords == nil {
 		s.killRecords = map[string]bool{}
 	}
@@ -1191,7 +1179,7 @@ func (s *simulation) startCollector() {
 // scrape scrapes and sends the batch on: delivered, lost, duplicated or late. reliable forces
 // delivery.
 func (s *simulation) scrape(reliable bool) {
-	md, err := s.server.scraper().scrape(context.Background())
+	md, err := s.server.scraper().Scrape(context.Background())
 	require.NoError(s.t, err)
 	s.lastScrape[s.gen] = s.step
 	if s.persistent {
@@ -1260,7 +1248,7 @@ func (s *simulation) checkKillRecords() {
 					var inst *simInstance
 					if c := s.containers[key]; c != nil {
 						for _, i := range c.all {
-							if runtimeID(i.id) == id.Str() {
+							if strings.TrimPrefix(i.id, "containerd://") == id.Str() {
 								inst = i
 							}
 						}
