@@ -17,6 +17,8 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 )
 
+// Events on the fake API server: the kubelet's SystemOOM events, and the scraper's watch of them.
+
 // SystemOOM is a kubelet's SystemOOM event about node, aggregated count times, first and last
 // seen at those times after podtest.T0.
 func SystemOOM(uid, node string, count int32, first, last time.Duration, victim string) *corev1.Event {

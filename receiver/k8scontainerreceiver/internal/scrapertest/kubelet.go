@@ -10,6 +10,8 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 )
 
+// What the kubelet test server answers on /metrics/cadvisor.
+
 // PodUID is a pod UID as the kubelet's cgroup paths hold it.
 const PodUID = "49209e91-9438-4ff8-8fe7-8d4163da3a5d"
 

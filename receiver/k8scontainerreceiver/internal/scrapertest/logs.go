@@ -8,6 +8,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 )
 
+// The scraper's log records, as a logs pipeline receives them.
+
 // Records returns the log records the sink holds, flattened, and empties it. Each carries its
 // resource's pod name as the attribute test.resource.pod.
 func Records(sink *consumertest.LogsSink) []plog.LogRecord {
