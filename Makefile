@@ -2,7 +2,8 @@
 GO        ?= go
 TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 # The repository's Go modules whose packages are tested and linted: the root (cluster, e2e, demo,
-# tooling) and each component, which a distribution can take alone.
+# tooling), each component, which a distribution can take alone, and the module of the tests that
+# join the receiver with the processor.
 MODULES   := . processor/oomcounterprocessor receiver/k8scontainerreceiver receiver/k8scontainerreceiver/internal/pipelinetest
 # each-module,<command>: run the command in every module of MODULES, stopping at the first failure.
 each-module = for m in $(MODULES); do echo ">> $$m: $(1)"; (cd $$m && $(1)) || exit 1; done
