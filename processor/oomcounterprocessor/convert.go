@@ -2,8 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // The pdata walk: how a counter's input metric becomes the cumulative sum, point by point, and
-// the validation of each input point. A batch is walked twice: collect reads every input point
-// and its series key, the store applies them all at once, emit writes the results back.
+// the validation of each input point.
 
 package oomcounterprocessor
 
@@ -16,7 +15,6 @@ import (
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/checkpoint"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
-	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/store"
 )
 
 // resourceKey hashes what identifies a series in its resource: the identifying attributes, or
@@ -48,109 +46,10 @@ type batch struct {
 		key           identity.Key
 		ok            bool
 	}
-	// ops holds the batch's input points in walk order, from collect to emit.
-	ops   []store.Op
 	tally tally
 	// segment gathers the series this batch changed, for the journal (with storage only).
 	segment checkpoint.Encoder
 	changed bool
-}
-
-// work is the memory a batch borrows for its ops and returns for the next one.
-type work struct {
-	ops   []store.Op
-	order []int32
-}
-
-// collect reads the points of every counter input of the batch into b.ops, in walk order,
-// without changing the batch.
-func (b *batch) collect(md pmetric.Metrics) {
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		rm := rms.At(i)
-		resourceHashed := false
-		var resourceKey identity.Key
-		sms := rm.ScopeMetrics()
-		for j := range sms.Len() {
-			sm := sms.At(j)
-			metrics := sm.Metrics()
-			scopeHashed := false
-			var scopeKey identity.Key
-			for k := range metrics.Len() {
-				m := metrics.At(k)
-				r := b.p.ruleFor(m.Name())
-				if r == nil {
-					continue
-				}
-				mode, points, ok := inputPoints(m, r)
-				if !ok {
-					continue
-				}
-				if !resourceHashed {
-					resourceKey = b.p.resourceKey(&b.hasher, rm.Resource().Attributes())
-					resourceHashed = true
-				}
-				if !scopeHashed {
-					scopeKey = b.scopeKey(sm.Scope())
-					scopeHashed = true
-				}
-				metricKey := b.hasher.Metric(resourceKey, scopeKey, r.output)
-				for l := range points.Len() {
-					dp := points.At(l)
-					b.ops = append(b.ops, store.Op{Mode: mode})
-					op := &b.ops[len(b.ops)-1]
-					var valid bool
-					if op.Point, valid = parsePoint(dp, mode, r.occurrence); valid {
-						op.Key = identity.Series(metricKey, b.hasher.Map(dp.Attributes(), r.occurrence))
-					} else {
-						op.Skip = true
-					}
-				}
-			}
-		}
-	}
-}
-
-// emit turns the counter inputs into counters, taking the results of b.ops in the order collect
-// read the points.
-func (b *batch) emit(md pmetric.Metrics) {
-	next := 0
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		sms := rms.At(i).ScopeMetrics()
-		for j := range sms.Len() {
-			metrics := sms.At(j).Metrics()
-			emptied := false
-			// Counters appended below (kept input, passed-through points) are not inputs again.
-			for k, n := 0, metrics.Len(); k < n; k++ {
-				m := metrics.At(k)
-				r := b.p.ruleFor(m.Name())
-				if r == nil {
-					continue
-				}
-				if b.convert(metrics, m, r, &next) {
-					emptied = true
-				}
-			}
-			if emptied {
-				metrics.RemoveIf(b.p.emptyCounter)
-			}
-		}
-	}
-}
-
-// inputPoints tells how the points of m, an input of rule r, count, and returns them. A
-// cumulative sum, histogram... under a counter's input name is not something the rule can count.
-func inputPoints(m pmetric.Metric, r *rule) (counting.Mode, pmetric.NumberDataPointSlice, bool) {
-	switch m.Type() {
-	case pmetric.MetricTypeGauge:
-		return r.flagMode, m.Gauge().DataPoints(), true
-	case pmetric.MetricTypeSum:
-		if s := m.Sum(); s.AggregationTemporality() == pmetric.AggregationTemporalityDelta {
-			return counting.ModeDelta, s.DataPoints(), true
-		}
-	}
-	return 0, pmetric.NumberDataPointSlice{}, false
 }
 
 // scopeKey hashes an instrumentation scope, or reuses the key of the same scope met before.
@@ -165,18 +64,21 @@ func (b *batch) scopeKey(s pcommon.InstrumentationScope) identity.Key {
 	return last.key
 }
 
-// convert turns metric m, an input of rule r, into the counter, with the results of the ops from
-// b.ops[*next] on, one per point. With keep_input the input stays and the counter is added beside
-// it. It reports whether the counter was left without points.
-func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, next *int) bool {
-	mode, points, ok := inputPoints(m, r)
-	if !ok {
-		// It passes through untouched and its points are counted as invalid.
+// convert turns metric m, an input of rule r, into the counter. With keep_input the input stays
+// and the counter is added beside it. It reports whether the counter was left without points.
+func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, metricKey identity.Key) bool {
+	var mode counting.Mode
+	switch {
+	case m.Type() == pmetric.MetricTypeGauge:
+		mode = r.flagMode
+	case m.Type() == pmetric.MetricTypeSum && m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta:
+		mode = counting.ModeDelta
+	default:
+		// A cumulative sum, histogram... under a counter's input name is not something this rule
+		// can count: it passes through untouched and its points are counted as invalid.
 		b.tally.invalid += int64(dataPointCount(m))
 		return false
 	}
-	ops := b.ops[*next : *next+points.Len()]
-	*next += len(ops)
 	if b.p.cfg.KeepInput {
 		input := m
 		m = metrics.AppendEmpty()
@@ -184,6 +86,7 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, 
 	}
 
 	input := inputShape{name: m.Name(), description: m.Description(), unit: m.Unit()}
+	var points pmetric.NumberDataPointSlice
 	if mode == counting.ModeDelta {
 		input.monotonic = m.Sum().IsMonotonic()
 		points = m.Sum().DataPoints()
@@ -202,15 +105,14 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, 
 	sum.SetIsMonotonic(true)
 
 	var passthrough pmetric.NumberDataPointSlice
-	i := 0
 	points.RemoveIf(func(dp pmetric.NumberDataPoint) bool {
-		op := &ops[i]
-		i++
-		if op.Skip {
+		pt, ok := parsePoint(dp, mode, r.occurrence)
+		if !ok {
 			b.tally.invalid++
 			return true
 		}
-		u := &op.Update
+		key := identity.Series(metricKey, b.hasher.Map(dp.Attributes(), r.occurrence))
+		u := b.p.store.Apply(key, mode, b.p.cfg.GapPolicy, pt, b.now)
 		switch {
 		case !u.Tracked:
 			b.tally.limit++
@@ -237,11 +139,11 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, 
 				b.segment.Begin(b.p.fingerprint, 4)
 				b.changed = true
 			}
-			b.segment.Add(op.Key, u.Series)
+			b.segment.Add(key, u.Series)
 		}
 		dp.SetIntValue(int64(u.Series.Count))
 		dp.SetStartTimestamp(pcommon.Timestamp(u.Series.Start))
-		if op.Point.Unknown {
+		if pt.Unknown {
 			// A point of unknown outcome becomes a count like any other.
 			dp.SetFlags(pmetric.DefaultDataPointFlags)
 		}

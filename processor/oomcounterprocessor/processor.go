@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"sync"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/metadata"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/persist"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/store"
@@ -48,10 +48,6 @@ type counterProcessor struct {
 	rules   []rule
 	outputs map[string]struct{}
 	store   *store.Store
-	// spare holds the memory of finished batches for the next ones, so that a batch in steady
-	// state allocates nothing for its points. Unlike a sync.Pool it is not emptied by every
-	// garbage collection, which a busy collector runs every few batches.
-	spare chan *work
 
 	// The store's clock counts whole seconds since epoch: four bytes per series instead of eight.
 	now      func() time.Time
@@ -93,7 +89,6 @@ func newCounterProcessor(set processor.Settings, cfg *Config) (*counterProcessor
 		now:       time.Now,
 		staleSec:  uint32(math.Ceil(cfg.MaxStale.Seconds())),
 		stop:      make(chan struct{}),
-		spare:     make(chan *work, runtime.GOMAXPROCS(0)),
 
 		reasonOutOfOrder: reason("out_of_order"),
 		reasonLimit:      reason("limit"),
@@ -246,13 +241,44 @@ func (p *counterProcessor) record(ctx context.Context, t *tally) {
 }
 
 func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {
-	w := p.borrow()
-	b := batch{p: p, now: p.clock(), ops: w.ops[:0]}
-	b.collect(md)
-	w.order = p.store.ApplyAll(b.ops, p.cfg.GapPolicy, b.now, w.order)
-	b.emit(md)
-	w.ops = b.ops
-	p.giveBack(w)
+	b := batch{p: p, now: p.clock()}
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		rm := rms.At(i)
+		resourceHashed := false
+		var resourceKey identity.Key
+		sms := rm.ScopeMetrics()
+		for j := range sms.Len() {
+			sm := sms.At(j)
+			metrics := sm.Metrics()
+			scopeHashed := false
+			var scopeKey identity.Key
+			emptied := false
+			// Counters appended below (kept input, passed-through points) are not inputs again.
+			for k, n := 0, metrics.Len(); k < n; k++ {
+				m := metrics.At(k)
+				r := p.ruleFor(m.Name())
+				if r == nil {
+					continue
+				}
+				if !resourceHashed {
+					resourceKey = p.resourceKey(&b.hasher, rm.Resource().Attributes())
+					resourceHashed = true
+				}
+				if !scopeHashed {
+					scopeKey = b.scopeKey(sm.Scope())
+					scopeHashed = true
+				}
+				metricKey := b.hasher.Metric(resourceKey, scopeKey, r.output)
+				if b.convert(metrics, m, r, metricKey) {
+					emptied = true
+				}
+			}
+			if emptied {
+				metrics.RemoveIf(p.emptyCounter)
+			}
+		}
+	}
 	p.record(ctx, &b.tally)
 	if p.journal != nil {
 		if err := p.persistBatch(ctx, &b); err != nil {
@@ -261,30 +287,6 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 	}
 	return md, nil
 }
-
-func (p *counterProcessor) borrow() *work {
-	select {
-	case w := <-p.spare:
-		return w
-	default:
-		return new(work)
-	}
-}
-
-// giveBack keeps w for a later batch, unless as many are kept as batches can run at once, or w
-// grew for an outsized batch: memory held for one such batch is not held forever.
-func (p *counterProcessor) giveBack(w *work) {
-	if cap(w.ops) > maxSpareOps {
-		return
-	}
-	select {
-	case p.spare <- w:
-	default:
-	}
-}
-
-// maxSpareOps bounds the memory kept for one batch: about 9 MiB.
-const maxSpareOps = 1 << 16
 
 // ruleFor returns the rule whose input is the metric name, or nil.
 func (p *counterProcessor) ruleFor(name string) *rule {

@@ -6,7 +6,6 @@
 package store
 
 import (
-	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -67,93 +66,27 @@ func (s *Store) Apply(key identity.Key, mode counting.Mode, policy counting.GapP
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	i, found := sh.table.find(key)
+	var u Update
 	if found {
-		return update(&sh.table.slots[i].series, mode, policy, p, now)
+		ser := &sh.table.slots[i].series
+		before := *ser
+		u.Result = ser.Apply(mode, policy, p)
+		u.Changed = ser.Count != before.Count || ser.Start != before.Start ||
+			ser.Occurrence != before.Occurrence || ser.High != before.High
+		ser.LastSeen = now
+		u.Series = *ser
+	} else {
+		if s.size.Add(1) > s.limit {
+			s.size.Add(-1)
+			return Update{}
+		}
+		u.Series, u.Result = counting.Baseline(mode, p)
+		u.Series.LastSeen = now
+		u.New, u.Changed = true, true
+		sh.table.insert(i, key, u.Series)
 	}
-	if s.size.Add(1) > s.limit {
-		s.size.Add(-1)
-		return Update{}
-	}
-	u := Update{Tracked: true, New: true, Changed: true}
-	u.Series, u.Result = counting.Baseline(mode, p)
-	u.Series.LastSeen = now
-	sh.table.insert(i, key, u.Series)
+	u.Tracked = true
 	return u
-}
-
-// update feeds p to a tracked series.
-func update(ser *counting.Series, mode counting.Mode, policy counting.GapPolicy, p counting.Point, now uint32) Update {
-	before := *ser
-	u := Update{Tracked: true, Result: ser.Apply(mode, policy, p)}
-	u.Changed = ser.Count != before.Count || ser.Start != before.Start ||
-		ser.Occurrence != before.Occurrence || ser.High != before.High
-	ser.LastSeen = now
-	u.Series = *ser
-	return u
-}
-
-// Op is one point for ApplyAll: its series, how it counts and the point; ApplyAll fills in
-// Update. An op with Skip set (an invalid point kept in line with the others) is left alone.
-type Op struct {
-	Key    identity.Key
-	Mode   counting.Mode
-	Skip   bool
-	Point  counting.Point
-	Update Update
-}
-
-// ApplyAll applies the ops as Apply would one after the other, but shard by shard: each shard is
-// locked once per call instead of once per point, and its lookups follow each other with no lock
-// operation between them, so the processor overlaps their cache misses instead of waiting for
-// each in turn. The ops of one series are applied in their order, and series new to the store
-// are created in the order of their first op, after the others: the series refused at the limit
-// are those Apply would refuse. order is scratch space, returned for reuse.
-func (s *Store) ApplyAll(ops []Op, policy counting.GapPolicy, now uint32, order []int32) []int32 {
-	var bounds [shardCount + 1]int32
-	for i := range ops {
-		if !ops[i].Skip {
-			bounds[storable(ops[i].Key).Lo&(shardCount-1)+1]++
-		}
-	}
-	for i := 1; i <= shardCount; i++ {
-		bounds[i] += bounds[i-1]
-	}
-	order = slices.Grow(order[:0], int(bounds[shardCount]))[:bounds[shardCount]]
-	next := bounds
-	for i := range ops {
-		if !ops[i].Skip {
-			sh := storable(ops[i].Key).Lo & (shardCount - 1)
-			order[next[sh]] = int32(i)
-			next[sh]++
-		}
-	}
-	absent := false
-	for shi := range s.shards {
-		from, to := bounds[shi], bounds[shi+1]
-		if from == to {
-			continue
-		}
-		sh := &s.shards[shi]
-		sh.mu.Lock()
-		for _, i := range order[from:to] {
-			op := &ops[i]
-			if j, found := sh.table.find(storable(op.Key)); found {
-				op.Update = update(&sh.table.slots[j].series, op.Mode, policy, op.Point, now)
-			} else {
-				op.Update = Update{}
-				absent = true
-			}
-		}
-		sh.mu.Unlock()
-	}
-	if absent {
-		for i := range ops {
-			if op := &ops[i]; !op.Skip && !op.Update.Tracked {
-				op.Update = s.Apply(op.Key, op.Mode, policy, op.Point, now)
-			}
-		}
-	}
-	return order
 }
 
 // Len is the number of tracked series.

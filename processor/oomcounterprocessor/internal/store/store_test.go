@@ -5,7 +5,6 @@ package store
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"testing"
@@ -98,44 +97,6 @@ func TestConcurrentApplyAndExpire(t *testing.T) {
 	s.Range(func(_ identity.Key, ser counting.Series) {
 		assert.Equal(t, uint32(10), ser.LastSeen, "a stale series survived, or a fresh one lost its sighting")
 	})
-}
-
-// TestApplyAllAsApplyOneByOne: batches of random points, series repeated within a batch, new
-// series beyond the limit and skipped points, through ApplyAll and through Apply in order: the
-// same updates and the same state.
-func TestApplyAllAsApplyOneByOne(t *testing.T) {
-	t.Parallel()
-	rng := rand.New(rand.NewPCG(7, 7))
-	grouped, single := New(150), New(150)
-	var order []int32
-	for batch := range 40 {
-		ops := make([]Op, 1+rng.IntN(300))
-		for i := range ops {
-			ops[i] = Op{
-				Key:   key(rng.IntN(200)),
-				Mode:  counting.Mode(rng.IntN(3)),
-				Skip:  rng.IntN(20) == 0,
-				Point: counting.Point{Timestamp: uint64(batch*10 + rng.IntN(12)), Occurrence: int64(rng.IntN(4)), Value: uint64(rng.IntN(2))},
-			}
-		}
-		policy := []counting.GapPolicy{counting.GapPolicyLowerBound, counting.GapPolicyUpperBound}[batch%2]
-		order = grouped.ApplyAll(ops, policy, uint32(batch), order)
-		for i, op := range ops {
-			if op.Skip {
-				assert.Equal(t, Update{}, op.Update, "batch %d op %d: skipped", batch, i)
-				continue
-			}
-			want := single.Apply(op.Key, op.Mode, policy, op.Point, uint32(batch))
-			require.Equal(t, want, op.Update, "batch %d op %d", batch, i)
-		}
-		require.Equal(t, single.Len(), grouped.Len())
-	}
-	state := func(s *Store) map[identity.Key]counting.Series {
-		m := map[identity.Key]counting.Series{}
-		s.Range(func(k identity.Key, ser counting.Series) { m[k] = ser })
-		return m
-	}
-	assert.Equal(t, state(single), state(grouped))
 }
 
 // BenchmarkBytesPerSeries reports the heap held by the store per tracked series.
