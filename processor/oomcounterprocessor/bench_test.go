@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/processor"
@@ -55,7 +57,7 @@ func benchKinds() []struct {
 	return []struct {
 		name string
 		kind metricsgen.Kind
-	}{{"flags", metricsgen.Flags}, {"deltas", metricsgen.Deltas}}
+	}{{"flags", metricsgen.Flags}, {"flags-in-one-metric", metricsgen.FlagsInOneMetric}, {"deltas", metricsgen.Deltas}}
 }
 
 // BenchmarkConsume: ns and allocations per data point, one batch of 1000 containers per
@@ -114,10 +116,49 @@ func TestBenchWorkloadIsCounted(t *testing.T) {
 			t.Fatalf("%s: %d output points for 300 input points", k.name, points)
 		}
 		// Three rounds over every series: flags count rounds 1 (OOM at odd instances), deltas add 1 each.
-		want := map[metricsgen.Kind]int64{metricsgen.Flags: 1, metricsgen.Deltas: 3}[k.kind]
+		want := map[metricsgen.Kind]int64{metricsgen.Flags: 1, metricsgen.FlagsInOneMetric: 1, metricsgen.Deltas: 3}[k.kind]
 		if total != want {
 			t.Fatalf("%s: highest total %d, want %d", k.name, total, want)
 		}
+	}
+}
+
+// TestAllocationsDoNotGrowWithPoints: in steady state a batch costs a fixed number of
+// allocations (the processorhelper's telemetry), whatever its number of points, except the two
+// that pdata makes for each gauge that becomes a sum (the new Sum and its oneof wrapper; the
+// points move without a copy). The receiver puts each container in a resource of its own, so
+// there each flag costs these two; flags in one metric share them.
+func TestAllocationsDoNotGrowWithPoints(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kind metricsgen.Kind
+		// growth is how many more allocations 1000 points cost than 100.
+		growth float64
+	}{
+		{"deltas", metricsgen.Deltas, 0},
+		{"flags in one metric", metricsgen.FlagsInOneMetric, 0},
+		{"flags, one resource per container", metricsgen.Flags, 2 * 900},
+	} {
+		perBatch := map[int]float64{}
+		for _, points := range []int{100, 1000} {
+			p, err := NewFactory().CreateMetrics(context.Background(), processortest.NewNopSettings(metadata.Type), benchConfig(tc.kind, points), consumertest.NewNop())
+			require.NoError(t, err)
+			w := metricsgen.New(tc.kind, points, points)
+			batches := make([]pmetric.Metrics, 12)
+			for i := range batches {
+				batches[i] = w.Next()
+			}
+			// The first batch starts every series; the others find them tracked.
+			require.NoError(t, p.ConsumeMetrics(context.Background(), batches[0]))
+			next := 1
+			perBatch[points] = testing.AllocsPerRun(10, func() {
+				require.NoError(t, p.ConsumeMetrics(context.Background(), batches[next]))
+				next++
+			})
+			require.NoError(t, p.Shutdown(context.Background()))
+		}
+		t.Logf("%s: %v allocations per batch of 100 points, %v per batch of 1000", tc.name, perBatch[100], perBatch[1000])
+		assert.InDelta(t, tc.growth, perBatch[1000]-perBatch[100], 0.5, "%s: allocations that grow with the points", tc.name)
 	}
 }
 

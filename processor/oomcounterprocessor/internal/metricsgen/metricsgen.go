@@ -1,9 +1,10 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-// Package metricsgen builds the batches that benchmarks and examples feed to the processors:
-// one resource per container, as the k8s_container receiver emits them, cycling through a fixed
-// set of series with timestamps that move forward.
+// Package metricsgen builds the batches that benchmarks feed to the processors: one resource per
+// container, as the k8s_container receiver emits them, or one metric for all containers, as a
+// scrape of kube-state-metrics gives them, cycling through a fixed set of series with timestamps
+// that move forward.
 package metricsgen
 
 import (
@@ -22,6 +23,9 @@ const (
 	Flags Kind = iota
 	// Deltas: delta monotonic sum container.oom.events, 1 per point.
 	Deltas
+	// FlagsInOneMetric: the points of Flags, all in one gauge of one resource, each container
+	// named by data-point attributes.
+	FlagsInOneMetric
 )
 
 // Metric names of the generated inputs.
@@ -59,32 +63,29 @@ func (w *Workload) Rounds() int {
 func (w *Workload) Next() pmetric.Metrics {
 	md := pmetric.NewMetrics()
 	rms := md.ResourceMetrics()
+	if w.kind == FlagsInOneMetric {
+		m := rms.AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName(FlagMetric)
+		points := m.SetEmptyGauge().DataPoints()
+		points.EnsureCapacity(w.batchSize)
+		for range w.batchSize {
+			i, ts := w.advance()
+			dp := points.AppendEmpty()
+			w.containerAttributes(dp.Attributes(), i, 6)
+			w.flag(dp, ts)
+		}
+		return md
+	}
 	rms.EnsureCapacity(w.batchSize)
 	for range w.batchSize {
-		if w.next == len(w.uids) {
-			w.next = 0
-			w.round++
-		}
-		i := w.next
-		w.next++
-		// Timestamps advance with the round, so every series sees newer points each time.
-		ts := pcommon.Timestamp(1_700_000_000_000_000_000 + w.round*10_000_000_000 + int64(i))
+		i, ts := w.advance()
 		rm := rms.AppendEmpty()
-		attrs := rm.Resource().Attributes()
-		attrs.EnsureCapacity(5)
-		attrs.PutStr("k8s.namespace.name", "bench")
-		attrs.PutStr("k8s.pod.name", w.names[i])
-		attrs.PutStr("k8s.pod.uid", w.uids[i])
-		attrs.PutStr("k8s.container.name", "app")
-		attrs.PutStr("k8s.node.name", "node-1")
+		w.containerAttributes(rm.Resource().Attributes(), i, 5)
 		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
 		switch w.kind {
 		case Flags:
 			m.SetName(FlagMetric)
-			dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
-			dp.SetTimestamp(ts)
-			dp.SetIntValue(w.round % 2)
-			dp.Attributes().PutInt("k8s.container.restart_count", w.round)
+			w.flag(m.SetEmptyGauge().DataPoints().AppendEmpty(), ts)
 		case Deltas:
 			m.SetName(DeltaMetric)
 			s := m.SetEmptySum()
@@ -97,4 +98,33 @@ func (w *Workload) Next() pmetric.Metrics {
 		}
 	}
 	return md
+}
+
+// advance picks the next series and the timestamp of its point. Timestamps advance with the
+// round, so every series sees newer points each time.
+func (w *Workload) advance() (int, pcommon.Timestamp) {
+	if w.next == len(w.uids) {
+		w.next = 0
+		w.round++
+	}
+	i := w.next
+	w.next++
+	return i, pcommon.Timestamp(1_700_000_000_000_000_000 + w.round*10_000_000_000 + int64(i))
+}
+
+func (w *Workload) containerAttributes(attrs pcommon.Map, i, capacity int) {
+	attrs.EnsureCapacity(capacity)
+	attrs.PutStr("k8s.namespace.name", "bench")
+	attrs.PutStr("k8s.pod.name", w.names[i])
+	attrs.PutStr("k8s.pod.uid", w.uids[i])
+	attrs.PutStr("k8s.container.name", "app")
+	attrs.PutStr("k8s.node.name", "node-1")
+}
+
+// flag fills a point of k8s.container.oom_killed: every series moves to its next instance each
+// round, and every other instance is OOM-killed.
+func (w *Workload) flag(dp pmetric.NumberDataPoint, ts pcommon.Timestamp) {
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(w.round % 2)
+	dp.Attributes().PutInt("k8s.container.restart_count", w.round)
 }

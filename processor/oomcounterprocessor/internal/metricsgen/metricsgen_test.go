@@ -30,3 +30,21 @@ func TestWorkloadCyclesThroughSeriesWithNewerTimestamps(t *testing.T) {
 		assert.Less(t, ts[0], ts[1], uid)
 	}
 }
+
+func TestFlagsInOneMetricNameEachContainerByItsPoint(t *testing.T) {
+	t.Parallel()
+	w := New(FlagsInOneMetric, 3, 3)
+	md := w.Next()
+	require.Equal(t, 1, md.ResourceMetrics().Len())
+	points := md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints()
+	require.Equal(t, 3, points.Len())
+	uids := map[string]bool{}
+	for _, dp := range points.All() {
+		uid, ok := dp.Attributes().Get("k8s.pod.uid")
+		require.True(t, ok)
+		uids[uid.Str()] = true
+		_, ok = dp.Attributes().Get("k8s.container.restart_count")
+		assert.True(t, ok)
+	}
+	assert.Len(t, uids, 3)
+}
