@@ -104,7 +104,7 @@ func TestSameOutput(t *testing.T) {
 // of 1000, every series already tracked) through both processors. ns/point excludes building the
 // batches; bytes/series is the heap the processor holds per tracked series after warm-up.
 func BenchmarkDeltaToCumulative(b *testing.B) {
-	for _, series := range []int{1_000, 100_000} {
+	for _, series := range []int{1_000, 10_000, 100_000} {
 		for _, c := range contenders() {
 			b.Run(fmt.Sprintf("series=%d/%s", series, c.name), func(b *testing.B) {
 				w := metricsgen.New(metricsgen.Deltas, series, batchSize)
