@@ -35,9 +35,12 @@ func contenders() []contender {
 		{name: "oom_counter", make: func(series int, next consumer.Metrics) (processor.Metrics, error) {
 			f := oomcounterprocessor.NewFactory()
 			cfg := f.CreateDefaultConfig().(*oomcounterprocessor.Config)
-			cfg.Counters = []oomcounterprocessor.Counter{{Metric: metricsgen.DeltaMetric, Output: metricsgen.DeltaMetric}}
+			cfg.Counters = []oomcounterprocessor.Counter{{Metric: metricsgen.DeltaMetric, Output: metricsgen.DeltaMetric + ".total"}}
 			cfg.MaxSeries = series
 			cfg.MaxStale = 15 * time.Minute
+			if err := cfg.Validate(); err != nil {
+				return nil, err
+			}
 			return f.CreateMetrics(context.Background(), processortest.NewNopSettings(f.Type()), cfg, next)
 		}},
 		{name: "delta_to_cumulative", make: func(series int, next consumer.Metrics) (processor.Metrics, error) {
