@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 )
 
 func TestWorkloadCyclesThroughSeriesWithNewerTimestamps(t *testing.T) {
@@ -47,4 +48,62 @@ func TestFlagsInOneMetricNameEachContainerByItsPoint(t *testing.T) {
 		assert.True(t, ok)
 	}
 	assert.Len(t, uids, 3)
+}
+
+// TestRefillGivesWhatNextGives: a batch that went through a processor (metrics renamed, gauges
+// turned into cumulative sums, values, start times, flags and attributes changed) and is refilled
+// is the batch Next would have built.
+func TestRefillGivesWhatNextGives(t *testing.T) {
+	t.Parallel()
+	var marshaler pmetric.JSONMarshaler
+	for _, kind := range []Kind{Flags, FlagsInOneMetric, Deltas} {
+		fresh, reused := New(kind, 5, 3), New(kind, 5, 3)
+		md := reused.Next()
+		fresh.Next()
+		for round := range 4 {
+			consume(md)
+			md = reused.Refill(md)
+			want, err := marshaler.MarshalMetrics(fresh.Next())
+			require.NoError(t, err)
+			got, err := marshaler.MarshalMetrics(md)
+			require.NoError(t, err)
+			require.JSONEq(t, string(want), string(got), "kind %d round %d", kind, round)
+		}
+	}
+}
+
+// consume changes a batch as a processor that turns it into counters would.
+func consume(md pmetric.Metrics) {
+	for _, rm := range md.ResourceMetrics().All() {
+		for _, m := range rm.ScopeMetrics().At(0).Metrics().All() {
+			var points pmetric.NumberDataPointSlice
+			if m.Type() == pmetric.MetricTypeGauge {
+				points = pmetric.NewNumberDataPointSlice()
+				m.Gauge().DataPoints().MoveAndAppendTo(points)
+				points.MoveAndAppendTo(m.SetEmptySum().DataPoints())
+			}
+			points = m.Sum().DataPoints()
+			m.SetName("counter")
+			m.SetDescription("counter")
+			m.SetUnit("{event}")
+			m.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+			for _, dp := range points.All() {
+				dp.Attributes().Remove("k8s.container.restart_count")
+				dp.SetStartTimestamp(1)
+				dp.SetIntValue(42)
+				dp.SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+			}
+		}
+	}
+}
+
+// TestRefillAllocatesNothingForDeltas: a refilled batch of deltas reuses all its memory.
+func TestRefillAllocatesNothingForDeltas(t *testing.T) {
+	w := New(Deltas, 50, 10)
+	md := w.Next()
+	allocs := testing.AllocsPerRun(10, func() {
+		consume(md)
+		md = w.Refill(md)
+	})
+	assert.Zero(t, allocs)
 }
