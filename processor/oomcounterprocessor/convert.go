@@ -2,7 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // The pdata walk: how a counter's input metric becomes the cumulative sum, point by point, and
-// the validation of each input point.
+// the validation of each input point. A batch is walked twice: collect hashes the series key of
+// every input point, emit applies the points and writes the counters.
 
 package oomcounterprocessor
 
@@ -46,6 +47,9 @@ type batch struct {
 		key           identity.Key
 		ok            bool
 	}
+	// keys holds the series key of every input point, in walk order, from collect to emit.
+	keys  []identity.Key
+	next  int
 	tally tally
 	// segment gathers the series this batch changed, for the journal (with storage only).
 	segment checkpoint.Encoder
@@ -64,21 +68,100 @@ func (b *batch) scopeKey(s pcommon.InstrumentationScope) identity.Key {
 	return last.key
 }
 
-// convert turns metric m, an input of rule r, into the counter. With keep_input the input stays
-// and the counter is added beside it. It reports whether the counter was left without points.
-func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, metricKey identity.Key) bool {
-	var mode counting.Mode
-	switch {
-	case m.Type() == pmetric.MetricTypeGauge:
-		mode = r.flagMode
-	case m.Type() == pmetric.MetricTypeSum && m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta:
-		mode = counting.ModeDelta
-	default:
-		// A cumulative sum, histogram... under a counter's input name is not something this rule
-		// can count: it passes through untouched and its points are counted as invalid.
+// collect appends the series key of every point of the batch's counter inputs to b.keys, in
+// walk order, without changing the batch.
+func (b *batch) collect(md pmetric.Metrics) {
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		rm := rms.At(i)
+		resourceHashed := false
+		var resourceKey identity.Key
+		sms := rm.ScopeMetrics()
+		for j := range sms.Len() {
+			sm := sms.At(j)
+			metrics := sm.Metrics()
+			scopeHashed := false
+			var scopeKey identity.Key
+			for k := range metrics.Len() {
+				m := metrics.At(k)
+				r := b.p.ruleFor(m.Name())
+				if r == nil {
+					continue
+				}
+				_, points, ok := inputPoints(m, r)
+				if !ok {
+					continue
+				}
+				if !resourceHashed {
+					resourceKey = b.p.resourceKey(&b.hasher, rm.Resource().Attributes())
+					resourceHashed = true
+				}
+				if !scopeHashed {
+					scopeKey = b.scopeKey(sm.Scope())
+					scopeHashed = true
+				}
+				metricKey := b.hasher.Metric(resourceKey, scopeKey, r.output)
+				for l := range points.Len() {
+					b.keys = append(b.keys, identity.Series(metricKey, b.hasher.Map(points.At(l).Attributes(), r.occurrence)))
+				}
+			}
+		}
+	}
+}
+
+// emit turns the counter inputs into counters, taking the series keys from b.keys in the order
+// collect appended them.
+func (b *batch) emit(md pmetric.Metrics) {
+	rms := md.ResourceMetrics()
+	for i := range rms.Len() {
+		sms := rms.At(i).ScopeMetrics()
+		for j := range sms.Len() {
+			metrics := sms.At(j).Metrics()
+			emptied := false
+			// Counters appended below (kept input, passed-through points) are not inputs again.
+			for k, n := 0, metrics.Len(); k < n; k++ {
+				m := metrics.At(k)
+				r := b.p.ruleFor(m.Name())
+				if r == nil {
+					continue
+				}
+				if b.convert(metrics, m, r) {
+					emptied = true
+				}
+			}
+			if emptied {
+				metrics.RemoveIf(b.p.emptyCounter)
+			}
+		}
+	}
+}
+
+// inputPoints tells how the points of m, an input of rule r, count, and returns them. A
+// cumulative sum, histogram... under a counter's input name is not something the rule can count.
+func inputPoints(m pmetric.Metric, r *rule) (counting.Mode, pmetric.NumberDataPointSlice, bool) {
+	switch m.Type() {
+	case pmetric.MetricTypeGauge:
+		return r.flagMode, m.Gauge().DataPoints(), true
+	case pmetric.MetricTypeSum:
+		if s := m.Sum(); s.AggregationTemporality() == pmetric.AggregationTemporalityDelta {
+			return counting.ModeDelta, s.DataPoints(), true
+		}
+	}
+	return 0, pmetric.NumberDataPointSlice{}, false
+}
+
+// convert turns metric m, an input of rule r, into the counter, its points' series keys taken
+// from b.keys. With keep_input the input stays and the counter is added beside it. It reports
+// whether the counter was left without points.
+func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule) bool {
+	mode, points, ok := inputPoints(m, r)
+	if !ok {
+		// It passes through untouched and its points are counted as invalid.
 		b.tally.invalid += int64(dataPointCount(m))
 		return false
 	}
+	keys := b.keys[b.next : b.next+points.Len()]
+	b.next += len(keys)
 	if b.p.cfg.KeepInput {
 		input := m
 		m = metrics.AppendEmpty()
@@ -86,7 +169,6 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, 
 	}
 
 	input := inputShape{name: m.Name(), description: m.Description(), unit: m.Unit()}
-	var points pmetric.NumberDataPointSlice
 	if mode == counting.ModeDelta {
 		input.monotonic = m.Sum().IsMonotonic()
 		points = m.Sum().DataPoints()
@@ -105,13 +187,15 @@ func (b *batch) convert(metrics pmetric.MetricSlice, m pmetric.Metric, r *rule, 
 	sum.SetIsMonotonic(true)
 
 	var passthrough pmetric.NumberDataPointSlice
+	i := 0
 	points.RemoveIf(func(dp pmetric.NumberDataPoint) bool {
+		key := keys[i]
+		i++
 		pt, ok := parsePoint(dp, mode, r.occurrence)
 		if !ok {
 			b.tally.invalid++
 			return true
 		}
-		key := identity.Series(metricKey, b.hasher.Map(dp.Attributes(), r.occurrence))
 		u := b.p.store.Apply(key, mode, b.p.cfg.GapPolicy, pt, b.now)
 		switch {
 		case !u.Tracked:

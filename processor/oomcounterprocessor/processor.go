@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"time"
 
@@ -48,6 +49,10 @@ type counterProcessor struct {
 	rules   []rule
 	outputs map[string]struct{}
 	store   *store.Store
+	// spareKeys holds the key buffers of finished batches for the next ones. Unlike a sync.Pool
+	// it is not emptied by every garbage collection, which a busy collector runs every few
+	// batches.
+	spareKeys chan []identity.Key
 
 	// The store's clock counts whole seconds since epoch: four bytes per series instead of eight.
 	now      func() time.Time
@@ -89,6 +94,7 @@ func newCounterProcessor(set processor.Settings, cfg *Config) (*counterProcessor
 		now:       time.Now,
 		staleSec:  uint32(math.Ceil(cfg.MaxStale.Seconds())),
 		stop:      make(chan struct{}),
+		spareKeys: make(chan []identity.Key, runtime.GOMAXPROCS(0)),
 
 		reasonOutOfOrder: reason("out_of_order"),
 		reasonLimit:      reason("limit"),
@@ -241,44 +247,13 @@ func (p *counterProcessor) record(ctx context.Context, t *tally) {
 }
 
 func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metrics) (pmetric.Metrics, error) {
-	b := batch{p: p, now: p.clock()}
-	rms := md.ResourceMetrics()
-	for i := range rms.Len() {
-		rm := rms.At(i)
-		resourceHashed := false
-		var resourceKey identity.Key
-		sms := rm.ScopeMetrics()
-		for j := range sms.Len() {
-			sm := sms.At(j)
-			metrics := sm.Metrics()
-			scopeHashed := false
-			var scopeKey identity.Key
-			emptied := false
-			// Counters appended below (kept input, passed-through points) are not inputs again.
-			for k, n := 0, metrics.Len(); k < n; k++ {
-				m := metrics.At(k)
-				r := p.ruleFor(m.Name())
-				if r == nil {
-					continue
-				}
-				if !resourceHashed {
-					resourceKey = p.resourceKey(&b.hasher, rm.Resource().Attributes())
-					resourceHashed = true
-				}
-				if !scopeHashed {
-					scopeKey = b.scopeKey(sm.Scope())
-					scopeHashed = true
-				}
-				metricKey := b.hasher.Metric(resourceKey, scopeKey, r.output)
-				if b.convert(metrics, m, r, metricKey) {
-					emptied = true
-				}
-			}
-			if emptied {
-				metrics.RemoveIf(p.emptyCounter)
-			}
-		}
-	}
+	b := batch{p: p, now: p.clock(), keys: p.borrowKeys()}
+	b.collect(md)
+	// emit looks the series up one by one, each behind its shard's lock: loading them all into
+	// the cache first lets their cache misses overlap instead of following each other.
+	p.store.Touch(b.keys)
+	b.emit(md)
+	p.giveBackKeys(b.keys)
 	p.record(ctx, &b.tally)
 	if p.journal != nil {
 		if err := p.persistBatch(ctx, &b); err != nil {
@@ -287,6 +262,32 @@ func (p *counterProcessor) processMetrics(ctx context.Context, md pmetric.Metric
 	}
 	return md, nil
 }
+
+// borrowKeys returns room for the series keys of a batch, kept from an earlier batch if one is
+// spare: in steady state a batch allocates nothing for them.
+func (p *counterProcessor) borrowKeys() []identity.Key {
+	select {
+	case keys := <-p.spareKeys:
+		return keys[:0]
+	default:
+		return nil
+	}
+}
+
+// giveBackKeys keeps keys for a later batch, unless as many are kept as batches can run at once,
+// or keys grew for an outsized batch: memory held for one such batch is not held forever.
+func (p *counterProcessor) giveBackKeys(keys []identity.Key) {
+	if cap(keys) > maxSpareKeys {
+		return
+	}
+	select {
+	case p.spareKeys <- keys:
+	default:
+	}
+}
+
+// maxSpareKeys bounds the memory kept for the keys of one batch: 1 MiB.
+const maxSpareKeys = 1 << 16
 
 // ruleFor returns the rule whose input is the metric name, or nil.
 func (p *counterProcessor) ruleFor(name string) *rule {

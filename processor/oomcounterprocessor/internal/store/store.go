@@ -89,6 +89,17 @@ func (s *Store) Apply(key identity.Key, mode counting.Mode, policy counting.GapP
 	return u
 }
 
+// Touch starts loading into the cache the slots of the series keys, without locking and
+// without waiting for each: their cache misses overlap, and the points applied next find their
+// series in cache. It changes nothing; a lookup pays the misses one after the other, each
+// behind the lock of its shard.
+func (s *Store) Touch(keys []identity.Key) {
+	for _, k := range keys {
+		k = storable(k)
+		s.shard(k).table.touch(k)
+	}
+}
+
 // Len is the number of tracked series.
 func (s *Store) Len() int {
 	return int(s.size.Load())
@@ -115,8 +126,8 @@ func (s *Store) Range(f func(identity.Key, counting.Series)) {
 		sh := &s.shards[i]
 		sh.mu.Lock()
 		for j := range sh.table.slots {
-			if sl := &sh.table.slots[j]; sl.key != empty {
-				f(sl.key, sl.series)
+			if sl := &sh.table.slots[j]; sl.key() != empty {
+				f(sl.key(), sl.series)
 			}
 		}
 		sh.mu.Unlock()

@@ -83,6 +83,16 @@ func TestConcurrentApplyAndExpire(t *testing.T) {
 			}
 		})
 	}
+	wg.Go(func() {
+		// Touches read without the lock while the others write and tables grow and shrink.
+		keys := make([]identity.Key, perWorker+stale)
+		for i := range keys {
+			keys[i] = key(i)
+		}
+		for range 20 {
+			s.Touch(keys)
+		}
+	})
 	expired := 0
 	wg.Go(func() {
 		for range 50 {
@@ -129,36 +139,45 @@ func BenchmarkBytesPerSeries(b *testing.B) {
 
 // BenchmarkApply: batches of 1000 deltas to series already tracked, the caches flushed between
 // batches as the rest of a collector's work flushes them: what a lookup costs when the state is
-// not in cache.
+// not in cache, with and without touching the batch's series first.
 func BenchmarkApply(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprintf("series=%d", n), func(b *testing.B) {
-			s := New(n)
-			keys := make([]identity.Key, n)
-			for i := range keys {
-				keys[i] = key(i)
-				s.Apply(keys[i], counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: 1, Value: 1}, 0)
-			}
-			flush := make([]byte, 8<<20)
-			next, ts := 0, uint64(1)
-			b.ReportAllocs()
-			for b.Loop() {
-				b.StopTimer()
-				for i := 0; i < len(flush); i += 64 {
-					flush[i]++
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		for _, touch := range []bool{false, true} {
+			b.Run(fmt.Sprintf("series=%d/touch=%v", n, touch), func(b *testing.B) {
+				s := New(n)
+				keys := make([]identity.Key, n)
+				for i := range keys {
+					keys[i] = key(i)
+					s.Apply(keys[i], counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: 1, Value: 1}, 0)
 				}
-				b.StartTimer()
-				for range 1000 {
-					if next == 0 {
-						ts++
+				flush := make([]byte, 8<<20)
+				batch := make([]identity.Key, 1000)
+				next, ts := 0, uint64(1)
+				b.ReportAllocs()
+				for b.Loop() {
+					b.StopTimer()
+					for i := 0; i < len(flush); i += 64 {
+						flush[i]++
 					}
-					if u := s.Apply(keys[next], counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: ts, Value: 1}, 0); !u.Tracked {
-						b.Fatal("series not tracked")
+					for i := range batch {
+						if next == 0 {
+							ts++
+						}
+						batch[i] = keys[next]
+						next = (next + 1) % n
 					}
-					next = (next + 1) % n
+					b.StartTimer()
+					if touch {
+						s.Touch(batch)
+					}
+					for _, k := range batch {
+						if u := s.Apply(k, counting.ModeDelta, counting.GapPolicyLowerBound, counting.Point{Timestamp: ts, Value: 1}, 0); !u.Tracked {
+							b.Fatal("series not tracked")
+						}
+					}
 				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/point")
-		})
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/point")
+			})
+		}
 	}
 }

@@ -4,6 +4,8 @@
 package store
 
 import (
+	"sync/atomic"
+
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/counting"
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor/internal/identity"
 )
@@ -18,12 +20,28 @@ type table struct {
 	// slots has a power-of-two length.
 	slots []slot
 	used  int
+	// view publishes slots to touch, which reads them without the lock.
+	view atomic.Pointer[[]slot]
 }
 
+// slot holds a series and its key, empty when the slot is free. The key's halves sit at both ends
+// of the slot, so that touch, loading them, brings in both cache lines a slot may span. touch
+// loads them atomically without the lock; everything else reads them under the lock, and every
+// write is atomic, under the lock.
 type slot struct {
-	// key is empty when the slot is free.
-	key    identity.Key
+	hi     uint64
 	series counting.Series
+	lo     uint64
+}
+
+func (sl *slot) key() identity.Key {
+	return identity.Key{Hi: sl.hi, Lo: sl.lo}
+}
+
+func (sl *slot) set(k identity.Key, ser counting.Series) {
+	atomic.StoreUint64(&sl.hi, k.Hi)
+	atomic.StoreUint64(&sl.lo, k.Lo)
+	sl.series = ser
 }
 
 // empty marks a free slot; storable keeps it out of the table.
@@ -51,8 +69,9 @@ const (
 )
 
 func (t *table) init(n int) {
-	t.slots = make([]slot, n)
-	t.used = 0
+	slots := make([]slot, n)
+	t.slots, t.used = slots, 0
+	t.view.Store(&slots)
 }
 
 func (t *table) mask() uint64 {
@@ -67,7 +86,7 @@ func (t *table) home(k identity.Key) uint64 {
 func (t *table) find(k identity.Key) (uint64, bool) {
 	mask := t.mask()
 	for i := t.home(k); ; i = (i + 1) & mask {
-		switch t.slots[i].key {
+		switch t.slots[i].key() {
 		case k:
 			return i, true
 		case empty:
@@ -83,7 +102,7 @@ func (t *table) insert(i uint64, k identity.Key, ser counting.Series) {
 		t.resize(len(t.slots) * 2)
 		i, _ = t.find(k)
 	}
-	t.slots[i] = slot{key: k, series: ser}
+	t.slots[i].set(k, ser)
 	t.used++
 }
 
@@ -91,9 +110,9 @@ func (t *table) resize(n int) {
 	old := t.slots
 	t.init(n)
 	for j := range old {
-		if sl := &old[j]; sl.key != empty {
-			i, _ := t.find(sl.key)
-			t.slots[i] = *sl
+		if sl := &old[j]; sl.key() != empty {
+			i, _ := t.find(sl.key())
+			t.slots[i].set(sl.key(), sl.series)
 			t.used++
 		}
 	}
@@ -104,7 +123,7 @@ func (t *table) expire(cutoff uint32) int {
 	removed := 0
 	for i := uint64(0); i < uint64(len(t.slots)); {
 		sl := &t.slots[i]
-		if sl.key != empty && sl.series.LastSeen < cutoff {
+		if sl.key() != empty && sl.series.LastSeen < cutoff {
 			t.remove(i)
 			removed++
 			// A later series of the same probe run may have moved into slot i: look again.
@@ -129,13 +148,22 @@ func (t *table) expire(cutoff uint32) int {
 // position.
 func (t *table) remove(i uint64) {
 	mask := t.mask()
-	for j := (i + 1) & mask; t.slots[j].key != empty; j = (j + 1) & mask {
+	for j := (i + 1) & mask; t.slots[j].key() != empty; j = (j + 1) & mask {
 		// The series at j may fill the gap at i if i lies on its path from home to j.
-		if (j-t.home(t.slots[j].key))&mask >= (j-i)&mask {
-			t.slots[i] = t.slots[j]
+		if k := t.slots[j].key(); (j-t.home(k))&mask >= (j-i)&mask {
+			t.slots[i].set(k, t.slots[j].series)
 			i = j
 		}
 	}
-	t.slots[i] = slot{}
+	t.slots[i].set(empty, counting.Series{})
 	t.used--
+}
+
+// touch loads the key of the home slot of k, without the lock. A table resized since only makes
+// the load useless.
+func (t *table) touch(k identity.Key) {
+	slots := *t.view.Load()
+	sl := &slots[k.Hi&uint64(len(slots)-1)]
+	atomic.LoadUint64(&sl.hi)
+	atomic.LoadUint64(&sl.lo)
 }

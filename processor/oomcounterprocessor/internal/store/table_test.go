@@ -57,7 +57,7 @@ func TestTableAgainstMap(t *testing.T) {
 			}
 			inTable := 0
 			for _, sl := range tb.slots {
-				if sl.key != empty {
+				if sl.key() != empty {
 					inTable++
 				}
 			}
