@@ -61,31 +61,13 @@ func benchKinds() []struct {
 }
 
 // BenchmarkConsume: ns and allocations per data point, one batch of 1000 containers per
-// operation. Between two batches, untimed, 4 MiB of other memory is written, so the state is out
-// of the core's cache, and the batch just consumed is rewritten into the next one (see
-// metricsgen.Workload.Refill), so the garbage collector runs for the processor's allocations,
-// not for the benchmark's.
+// operation, timed as metricsgen.Workload.Bench says.
 func BenchmarkConsume(b *testing.B) {
 	for _, k := range benchKinds() {
 		for _, n := range benchSizes {
 			b.Run(fmt.Sprintf("%s/series=%d", k.name, n), func(b *testing.B) {
 				p, w := newBenchProcessor(b, k.kind, n)
-				md := w.Next()
-				other := make([]byte, 4<<20)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					b.StopTimer()
-					for i := 0; i < len(other); i += 64 {
-						other[i]++
-					}
-					md = w.Refill(md)
-					b.StartTimer()
-					if err := p.ConsumeMetrics(context.Background(), md); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchBatch), "ns/point")
+				w.Bench(b, p.ConsumeMetrics)
 			})
 		}
 	}

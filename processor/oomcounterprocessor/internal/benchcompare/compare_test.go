@@ -134,22 +134,7 @@ func BenchmarkDeltaToCumulative(b *testing.B) {
 				runtime.ReadMemStats(&after)
 				held := float64(after.HeapAlloc) - float64(before.HeapAlloc)
 
-				md := w.Next()
-				other := make([]byte, 4<<20)
-				b.ReportAllocs()
-				b.ResetTimer()
-				for b.Loop() {
-					b.StopTimer()
-					for i := 0; i < len(other); i += 64 {
-						other[i]++
-					}
-					md = w.Refill(md)
-					b.StartTimer()
-					if err := p.ConsumeMetrics(context.Background(), md); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/point")
+				w.Bench(b, p.ConsumeMetrics)
 				b.ReportMetric(held/float64(series), "bytes/series")
 			})
 		}
