@@ -14,7 +14,11 @@
 // container's state.terminated into lastState.terminated and shows state.waiting, but keeps
 // that container's restartCount and containerID (pkg/kubelet/kubelet_pods.go,
 // convertToAPIContainerStatuses, the reasonCache branch). lastState then ended instance
-// restartCount, not restartCount-1; the equal container IDs tell the form apart.
+// restartCount, not restartCount-1; the equal container IDs tell the form apart. When the
+// status manager ends such a pod (eviction, activeDeadlineSeconds, node shutdown: TerminatePod
+// in pkg/kubelet/status/status_manager.go), it replaces the waiting state by a made-up
+// state.terminated (ContainerStatusUnknown, exit code 137, no container ID, no times) and keeps
+// the rest: no instance ended there, the back-off form stands.
 package termination
 
 import (
@@ -23,8 +27,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// ReasonOOMKilled is the reason the kubelet gives to a container killed by the OOM killer.
-const ReasonOOMKilled = "OOMKilled"
+const (
+	// ReasonOOMKilled is the reason the runtime gives to a container in which the OOM killer
+	// killed a process.
+	ReasonOOMKilled = "OOMKilled"
+	// ReasonStatusUnknown is the reason the kubelet gives to a container it could no longer
+	// find (the runtime lost it, or the pod was ended while the container was not running).
+	ReasonStatusUnknown = "ContainerStatusUnknown"
+	// ExitCodeKilled is the exit code of a main process that died of SIGKILL (128 + 9), as the
+	// OOM killer kills.
+	ExitCodeKilled = 137
+)
 
 // Termination is one ended container instance.
 type Termination struct {
@@ -38,8 +51,22 @@ type Termination struct {
 	StartedAt time.Time
 }
 
-// OOMKilled tells whether the OOM killer ended the instance.
-func (t Termination) OOMKilled() bool { return t.Reason == ReasonOOMKilled }
+// OOMKilled tells whether the OOM killer ended the instance: the runtime marked it OOMKilled
+// and its main process died of SIGKILL. containerd marks a container OOMKilled when any process
+// in its cgroup was OOM-killed, also when the main process then exited by itself.
+func (t Termination) OOMKilled() bool {
+	return t.Reason == ReasonOOMKilled && t.ExitCode == ExitCodeKilled
+}
+
+// ProcessOOMKilled tells that the runtime marked the instance OOMKilled but its main process
+// exited by itself (an exit code other than 137): the OOM killer killed another process in it,
+// which did not end the container.
+func (t Termination) ProcessOOMKilled() bool {
+	return t.Reason == ReasonOOMKilled && t.ExitCode != ExitCodeKilled
+}
+
+// OutcomeUnknown tells that the kubelet no longer knew how the instance ended.
+func (t Termination) OutcomeUnknown() bool { return t.Reason == ReasonStatusUnknown }
 
 // Key identifies a termination across updates, relists and the move from state.terminated
 // to lastState.terminated.
@@ -112,16 +139,23 @@ func ended(t *corev1.ContainerStateTerminated) *Ended {
 // The array result keeps the common path free of allocations.
 func Visible(status *Status) (out [2]Termination, n int) {
 	restarts := max(int64(status.RestartCount), 0)
+	current := status.Current
 	if last := status.Last; last != nil {
 		instance := max(restarts-1, 0)
-		if status.Current == nil && last.ContainerID != "" && last.ContainerID == status.ContainerID {
+		backOff := last.ContainerID != "" && last.ContainerID == status.ContainerID
+		if backOff && current != nil && current.madeUp() {
+			// The back-off form ended by the status manager: its state.terminated reports no
+			// instance.
+			current = nil
+		}
+		if current == nil && backOff {
 			// The back-off form: no newer container exists, lastState is the newest run.
 			instance = restarts
 		}
 		out[n] = from(last, instance)
 		n++
 	}
-	if cur := status.Current; cur != nil {
+	if cur := current; cur != nil {
 		t := from(cur, restarts)
 		switch {
 		case n == 1 && out[0].Key() == t.Key():
@@ -136,6 +170,12 @@ func Visible(status *Status) (out [2]Termination, n int) {
 		}
 	}
 	return out, n
+}
+
+// madeUp tells a state.terminated that the kubelet wrote for a container it found no trace of:
+// no container ID, no times, the outcome unknown.
+func (e *Ended) madeUp() bool {
+	return e.Reason == ReasonStatusUnknown && e.ContainerID == "" && e.FinishedAt.IsZero() && e.StartedAt.IsZero()
 }
 
 func from(e *Ended, instance int64) Termination {

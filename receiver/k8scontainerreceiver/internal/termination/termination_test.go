@@ -117,6 +117,35 @@ func TestVisible(t *testing.T) {
 			want: []Termination{{Instance: 2, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
 		},
 		{
+			name: "back-off ended by the status manager: its made-up state.terminated reports no instance",
+			status: corev1.ContainerStatus{
+				RestartCount: 5,
+				ContainerID:  "c://a",
+				State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+					Reason: "ContainerStatusUnknown", ExitCode: 137, Message: "The container could not be located when the pod was terminated",
+				}},
+				LastTerminationState: corev1.ContainerState{
+					Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a"),
+				},
+			},
+			want: []Termination{{Instance: 5, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
+		},
+		{
+			name: "a running container ended by the status manager: the running instance ended, how is unknown",
+			status: corev1.ContainerStatus{
+				RestartCount: 5,
+				ContainerID:  "c://b",
+				State:        corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}},
+				LastTerminationState: corev1.ContainerState{
+					Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a"),
+				},
+			},
+			want: []Termination{
+				{Instance: 4, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"},
+				{Instance: 5, Reason: "ContainerStatusUnknown", ExitCode: 137},
+			},
+		},
+		{
 			name: "waiting to start a new container after a restart: lastState ended the previous instance",
 			status: corev1.ContainerStatus{
 				RestartCount: 3,
@@ -162,6 +191,29 @@ func TestVisible(t *testing.T) {
 	}
 }
 
+// containerd marks a container OOMKilled when any process in it was OOM-killed; only an exit of
+// the main process by SIGKILL says the kill ended the container (kubernetes #140718).
+func TestOOMKilledOnlyWhenTheMainProcessWasKilled(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		reason            string
+		exit              int32
+		container, inside bool
+	}{
+		{"OOMKilled", 137, true, false},
+		{"OOMKilled", 0, false, true},
+		{"OOMKilled", 1, false, true},
+		{"OOMKilled", 143, false, true},
+		{"Error", 137, false, false},
+		{"ContainerStatusUnknown", 137, false, false},
+	} {
+		term := Termination{Reason: tt.reason, ExitCode: tt.exit}
+		assert.Equal(t, tt.container, term.OOMKilled(), "%s %d", tt.reason, tt.exit)
+		assert.Equal(t, tt.inside, term.ProcessOOMKilled(), "%s %d", tt.reason, tt.exit)
+		assert.Equal(t, tt.reason == "ContainerStatusUnknown", term.OutcomeUnknown())
+	}
+}
+
 func TestKeySurvivesTheMoveToLastState(t *testing.T) {
 	t.Parallel()
 	for _, id := range []string{"containerd://abc", ""} {
@@ -181,55 +233,69 @@ func TestKeySurvivesTheMoveToLastState(t *testing.T) {
 	}
 }
 
-// FuzzVisible checks, for any pair of terminations and restart count, that each termination
-// comes out once, oldest first, with the instance of the field it was in.
+// FuzzVisible checks, for any pair of terminations, restart count and container ID of the
+// status, that each termination comes out once, oldest first, with the instance its form gives:
+// state.terminated restartCount; lastState restartCount-1, or restartCount in the back-off form
+// (lastState's container ID is the status'), where a made-up state.terminated (the status
+// manager's ContainerStatusUnknown without ID or times) reports nothing.
 func FuzzVisible(f *testing.F) {
-	f.Add(int32(3), true, "OOMKilled", int64(10), "c://a", true, "OOMKilled", int64(5), "c://b")
-	f.Add(int32(0), true, "OOMKilled", int64(10), "", false, "", int64(0), "")
-	f.Add(int32(1), true, "Error", int64(10), "c://a", true, "Error", int64(10), "c://a")
-	f.Add(int32(2), true, "Error", int64(10), "", true, "Error", int64(10), "")
-	f.Add(int32(-1), false, "", int64(0), "", true, "OOMKilled", int64(-5), "x")
+	f.Add(int32(3), true, "OOMKilled", int64(10), "c://a", true, "OOMKilled", int64(5), "c://b", "c://a", false)
+	f.Add(int32(0), true, "OOMKilled", int64(10), "", false, "", int64(0), "", "", false)
+	f.Add(int32(1), true, "Error", int64(10), "c://a", true, "Error", int64(10), "c://a", "c://a", false)
+	f.Add(int32(2), true, "Error", int64(10), "", true, "Error", int64(10), "", "", false)
+	f.Add(int32(-1), false, "", int64(0), "", true, "OOMKilled", int64(-5), "x", "", false)
+	f.Add(int32(5), false, "", int64(0), "", true, "OOMKilled", int64(5), "c://a", "c://a", false)
+	f.Add(int32(5), true, "", int64(0), "", true, "OOMKilled", int64(5), "c://a", "c://a", true)
+	f.Add(int32(5), true, "", int64(0), "", true, "OOMKilled", int64(5), "c://a", "c://b", true)
 	f.Fuzz(func(t *testing.T, restarts int32, hasCur bool, curReason string, curEnd int64, curID string,
-		hasLast bool, lastReason string, lastEnd int64, lastID string,
+		hasLast bool, lastReason string, lastEnd int64, lastID string, statusID string, madeUp bool,
 	) {
-		status := Status{RestartCount: restarts}
+		status := Status{RestartCount: restarts, ContainerID: statusID}
 		if hasCur {
 			status.Current = &Ended{Reason: curReason, FinishedAt: time.Unix(curEnd, 0), ContainerID: curID}
+			if madeUp {
+				status.Current = &Ended{Reason: ReasonStatusUnknown, ExitCode: ExitCodeKilled}
+			}
 		}
 		if hasLast {
 			status.Last = &Ended{Reason: lastReason, FinishedAt: time.Unix(lastEnd, 0), ContainerID: lastID}
 		}
 		got, n := Visible(&status)
 
+		backOff := hasLast && lastID != "" && lastID == statusID
+		curShown := hasCur && !(backOff && madeUp)
 		var cur, last Termination
-		if hasCur {
-			cur, _ = Latest(&Status{RestartCount: restarts, Current: status.Current})
+		if curShown {
+			cur = from(status.Current, max(int64(restarts), 0))
 		}
 		if hasLast {
-			last, _ = Latest(&Status{RestartCount: restarts, Last: status.Last})
+			instance := max(int64(restarts)-1, 0)
+			if backOff && !curShown {
+				instance = max(int64(restarts), 0)
+			}
+			last = from(status.Last, instance)
 		}
 		want := 0
-		if hasCur {
+		if curShown {
 			want++
 		}
 		if hasLast {
 			want++
 		}
-		if hasCur && hasLast && cur.Key() == last.Key() {
+		if curShown && hasLast && cur.Key() == last.Key() {
 			want = 1
 		}
 		if n != want {
 			t.Fatalf("%d terminations, want %d", n, want)
 		}
 		for i := range n {
-			if got[i].Instance < 0 {
+			switch {
+			case got[i].Instance < 0:
 				t.Fatalf("negative instance %d", got[i].Instance)
-			}
-			if hasCur && got[i].Key() == cur.Key() && got[i].Instance != max(int64(restarts), 0) {
+			case curShown && got[i].Key() == cur.Key() && got[i].Instance != cur.Instance:
 				t.Fatalf("state.terminated attributed to instance %d, restart count %d", got[i].Instance, restarts)
-			}
-			if hasLast && got[i].Key() == last.Key() && got[i].Key() != cur.Key() && got[i].Instance != max(int64(restarts)-1, 0) {
-				t.Fatalf("lastState.terminated attributed to instance %d, restart count %d", got[i].Instance, restarts)
+			case hasLast && got[i].Key() == last.Key() && !(curShown && got[i].Key() == cur.Key()) && got[i].Instance != last.Instance:
+				t.Fatalf("lastState.terminated attributed to instance %d, want %d (restart count %d)", got[i].Instance, last.Instance, restarts)
 			}
 		}
 		if n == 2 {
