@@ -40,7 +40,10 @@ type Point struct {
 
 // Pod is the part of a pod the metrics need.
 type Pod struct {
-	UID         types.UID
+	UID types.UID
+	// RuntimeUID is the UID the kubelet, the runtime and the kubelet's stats know the pod by:
+	// for a mirror pod, its static pod's; else UID.
+	RuntimeUID  types.UID
 	Namespace   string
 	Name        string
 	Node        string
@@ -69,6 +72,9 @@ type Container struct {
 
 	known  [knownKeys]termination.Key
 	nKnown int
+	// lastContainerID is the newest container ID a status showed; the kubelet's default status
+	// after the runtime lost the container shows none.
+	lastContainerID string
 	// nextUnended is the lowest instance whose end has not been reported yet.
 	nextUnended int64
 	// watchedSince is when the receiver began to watch the container.
@@ -77,13 +83,20 @@ type Container struct {
 	lastNews bool
 	pending  []Point
 	lastTime time.Time
-	// kills are the OOM kills reported as news since the last Drain, oldest first.
-	kills []termination.Termination
+	// kills are the OOM kills reported as news since the last Drain, oldest first; innerKills
+	// the terminations reported as news that were marked OOMKilled though PID 1 exited by itself.
+	kills, innerKills []termination.Termination
 }
 
 // Kills returns the OOM kills reported as news since the last Drain, oldest first: one each,
 // never one taken as history. Valid during Drain's emit only.
 func (c *Container) Kills() []termination.Termination { return c.kills }
+
+// InnerKills returns the terminations reported as news since the last Drain that the runtime
+// marked OOMKilled though the main process exited by itself: the OOM killer killed another
+// process in the container, which did not end it. They are no container OOM kill. Valid during
+// Drain's emit only.
+func (c *Container) InnerKills() []termination.Termination { return c.innerKills }
 
 // Observed counts what one update brought.
 type Observed struct {
@@ -100,6 +113,10 @@ type Observed struct {
 
 // news counts a termination reported as news.
 func (o *Observed) news(term termination.Termination) {
+	if term.OutcomeUnknown() {
+		o.Unseen++
+		return
+	}
 	o.Terminations++
 	if term.OOMKilled() {
 		o.OOMKills++
@@ -230,7 +247,7 @@ func (t *Tracker) DrainAfter(now time.Time, before func(edge []termination.Key),
 			if len(c.pending) > 0 {
 				emit(p, c, c.pending)
 				c.pending = c.pending[:0]
-				c.kills = c.kills[:0]
+				c.kills, c.innerKills = c.kills[:0], c.innerKills[:0]
 				continue
 			}
 			if p.deleted {
@@ -266,14 +283,18 @@ func (t *Tracker) upsert(pod *slimpod.Pod, created bool, now time.Time) Observed
 		p = &Pod{UID: pod.UID}
 		t.pods[pod.UID] = p
 	}
-	p.Namespace, p.Name, p.Node = pod.Namespace, pod.Name, pod.NodeName
+	p.Namespace, p.Name, p.Node, p.RuntimeUID = pod.Namespace, pod.Name, pod.NodeName, pod.RuntimeUID()
 	p.Labels, p.Annotations = pod.Labels, pod.Annotations
 	p.QOSClass, p.Workload = string(pod.QOSClass), pod.Workload()
 	p.deleted = false
 
+	// A mirror pod is created by the kubelet for a static pod that may have run long before, and
+	// again whenever it is deleted: the static pod's cached status then shows old terminations.
+	// Its containers' first statuses are history, whenever the mirror pod was created.
+	watchedWhole := (created || !newPod) && pod.StaticUID == ""
 	var obs Observed
 	for i := range pod.Containers {
-		obs.add(t.observe(p, &pod.Containers[i], created || !newPod, now))
+		obs.add(t.observe(p, &pod.Containers[i], watchedWhole, now))
 	}
 	return obs
 }
@@ -288,6 +309,9 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		obs.Dropped += t.reset(c, now)
 	}
 	c.ContainerID = s.Status.ContainerID
+	if c.ContainerID != "" {
+		c.lastContainerID = c.ContainerID
+	}
 	c.RestartCount = s.Status.RestartCount
 	c.MemoryLimit, c.MemoryRequest = s.MemoryLimit, s.MemoryRequest
 
@@ -324,7 +348,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 					// restarts: a 0 first tells it so.
 					t.push(c, Point{Instance: term.Instance, Time: c.stamp(now)})
 				}
-				t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now), Since: t.horizon})
+				t.push(c, point(term, c.stamp(now), t.horizon))
 				news++
 				continue
 			}
@@ -354,7 +378,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		obs.news(term)
 		t.killed(c, term)
 		c.lastNews = c.Last.Key() == term.Key()
-		obs.Dropped += t.push(c, Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: c.stamp(now), Since: c.watchedSince})
+		obs.Dropped += t.push(c, point(term, c.stamp(now), c.watchedSince))
 	}
 	// Every instance before the current one has ended, seen or not.
 	obs.add(t.unseenUntil(c, restarts, now))
@@ -387,17 +411,33 @@ func (t *Tracker) unseenUntil(c *Container, end int64, now time.Time) Observed {
 	return obs
 }
 
-// killed keeps a termination reported as news for Kills if the OOM killer ended it; beyond the
-// pending limit the oldest is dropped, as its point is (and counted there).
+// killed keeps a termination reported as news for Kills if the OOM killer ended it, for
+// InnerKills if it killed another process; beyond the pending limit the oldest is dropped, as
+// its point is (and counted there).
 func (t *Tracker) killed(c *Container, term termination.Termination) {
-	if !term.OOMKilled() {
-		return
+	switch {
+	case term.OOMKilled():
+		c.kills = t.keep(c.kills, term)
+	case term.ProcessOOMKilled():
+		c.innerKills = t.keep(c.innerKills, term)
 	}
-	if len(c.kills) >= t.maxPending {
-		drop := len(c.kills) - t.maxPending + 1
-		c.kills = c.kills[:copy(c.kills, c.kills[drop:])]
+}
+
+func (t *Tracker) keep(kills []termination.Termination, term termination.Termination) []termination.Termination {
+	if len(kills) >= t.maxPending {
+		drop := len(kills) - t.maxPending + 1
+		kills = kills[:copy(kills, kills[drop:])]
 	}
-	c.kills = append(c.kills, term)
+	return append(kills, term)
+}
+
+// point is the flag point of a termination reported as news: 1 if the OOM killer ended the
+// instance, 0 if not, and no value if the kubelet no longer knew how it ended.
+func point(term termination.Termination, at, since time.Time) Point {
+	if term.OutcomeUnknown() {
+		return Point{Instance: term.Instance, Unknown: true, Time: at}
+	}
+	return Point{Instance: term.Instance, OOMKilled: term.OOMKilled(), Time: at, Since: since}
 }
 
 // push queues a point, dropping the oldest beyond the limit; it returns how many it dropped.
@@ -455,16 +495,18 @@ func (c *Container) stamp(now time.Time) time.Time {
 
 // isReset tells that a status belongs to a new count of restarts (the node rebooted): the
 // restart count went back without a container this receiver knows; or, at a restart count that
-// did not grow (a restart always makes it grow), the container is one it never saw, or the
-// status has no container at all where it had one.
+// did not grow (a restart always makes it grow), the container is one it never saw where it
+// knew one. A status without a container is no reset: after the runtime lost the container the
+// kubelet writes its default status with the old restart count, and the next container shows
+// whether the count went on (from the container log folder) or started again.
 func (c *Container) isReset(s *slimpod.Container) bool {
 	id, restarts := s.Status.ContainerID, s.Status.RestartCount
-	known := id != "" && (id == c.ContainerID || c.knows(termination.Key{ContainerID: id}))
+	known := id != "" && (id == c.lastContainerID || c.knows(termination.Key{ContainerID: id}))
 	switch {
 	case restarts < c.RestartCount:
 		return !known
 	case restarts == c.RestartCount:
-		return c.ContainerID != "" && !known
+		return id != "" && c.lastContainerID != "" && !known
 	}
 	return false
 }

@@ -85,6 +85,36 @@ func (l Life) Backoff(run int) corev1.ContainerStatus {
 	return s
 }
 
+// EndedByKubelet is the status once the status manager ended the pod (eviction,
+// activeDeadlineSeconds, node shutdown) while the container waited in back-off after run:
+// TerminatePod replaces the waiting state by a made-up termination without container ID or
+// times, and keeps the rest.
+func (l Life) EndedByKubelet(run int) corev1.ContainerStatus {
+	s := l.Backoff(run)
+	s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		Reason: "ContainerStatusUnknown", ExitCode: 137, Message: "The container could not be located when the pod was terminated",
+	}}
+	return s
+}
+
+// RuntimeLost is the status the kubelet writes while run was running and the runtime lost its
+// container (node rebooted, runtime state wiped): its default waiting state, without a
+// container ID, keeping the restart count and lastState of the last status.
+func (l Life) RuntimeLost(run int) corev1.ContainerStatus {
+	s := l.Running(run)
+	s.ContainerID = ""
+	s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	return s
+}
+
+// RunningAlone is the status while run runs in a container the runtime started with nothing
+// of earlier runs left: no lastState.
+func (l Life) RunningAlone(run int) corev1.ContainerStatus {
+	s := l.Running(run)
+	s.LastTerminationState = corev1.ContainerState{}
+	return s
+}
+
 // Statuses are the kubelet's successive statuses over the whole life: running run 0,
 // terminated run 0, running run 1 (run 0 in lastState), terminated run 1, ..., running the
 // run after the last.
@@ -123,6 +153,17 @@ func NewPod(name, uid string, statuses ...corev1.ContainerStatus) *corev1.Pod {
 		}})
 	}
 	return p
+}
+
+// Mirror makes p the mirror pod of the static pod staticUID, as the kubelet creates it.
+func Mirror(p *corev1.Pod, staticUID string) *corev1.Pod {
+	q := p.DeepCopy()
+	q.Annotations = map[string]string{
+		corev1.MirrorPodAnnotationKey: staticUID,
+		"kubernetes.io/config.hash":   staticUID,
+		"kubernetes.io/config.source": "file",
+	}
+	return q
 }
 
 // WithStatus is a copy of p whose containers show statuses.

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
@@ -25,6 +26,9 @@ import (
 type Pod struct {
 	metav1.ObjectMeta
 	NodeName string
+	// StaticUID is, for a mirror pod, the UID of the static pod it mirrors: the UID the kubelet,
+	// the runtime, the cgroup tree and the kubelet's stats know the pod by. "" for other pods.
+	StaticUID types.UID
 	// Owner is the pod's controller owner reference, zero when it has none.
 	Owner Owner
 	// PodTemplateHash is the pod's pod-template-hash label, "" when it has none. It is kept
@@ -75,6 +79,7 @@ func Slim(pod *corev1.Pod, labels, annotations []string) *Pod {
 			Annotations:     pick(pod.Annotations, annotations),
 		},
 		NodeName:   pod.Spec.NodeName,
+		StaticUID:  types.UID(pod.Annotations[corev1.MirrorPodAnnotationKey]),
 		QOSClass:   qosClass(pod.Status.QOSClass),
 		Containers: make([]Container, 0, n),
 	}
@@ -87,6 +92,15 @@ func Slim(pod *corev1.Pod, labels, annotations []string) *Pod {
 	// Ephemeral containers have no resources.
 	p.add(pod.Status.EphemeralContainerStatuses, nil)
 	return p
+}
+
+// RuntimeUID is the UID the kubelet and the runtime know the pod by: a mirror pod's static
+// pod's, else the pod's own.
+func (p *Pod) RuntimeUID() types.UID {
+	if p.StaticUID != "" {
+		return p.StaticUID
+	}
+	return p.UID
 }
 
 // Workload returns the names of the workloads the pod belongs to, as far as its owner and

@@ -1,0 +1,183 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
+package containerstate
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+)
+
+// The rarer forms a production node writes: through the status manager, after the runtime lost
+// its containers, and for static pods.
+
+func sec(n int) time.Time { return podtest.T0.Add(time.Duration(n) * time.Second) }
+
+// A pod waiting in back-off after an OOM kill is evicted: the status manager's TerminatePod
+// writes a made-up state.terminated over the waiting state. No instance ended there: the count
+// stays, nothing is unseen, no reset.
+func TestEndedInBackOffByTheStatusManager(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog", "Error", "Error", "Error", "Error", "Error", "OOMKilled")
+	tr.Upsert(podWith("u1", hog.Running(5)), sec(0))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, tr.Upsert(podWith("u1", hog.Terminated(5)), sec(1)))
+	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", hog.Backoff(5)), sec(2)))
+	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", hog.EndedByKubelet(5)), sec(3)))
+	got := drain(tr, sec(4))
+	require.Len(t, got, 1)
+	assert.Equal(t, []Point{pt(5, false, sec(0)), pt(5, true, sec(1))}, got[0].points)
+	assert.Equal(t, []Point{pt(5, true, sec(5))}, drain(tr, sec(5))[0].points)
+}
+
+// The runtime lost the running container (node rebooted, runtime state wiped): the kubelet
+// writes its default waiting state without a container ID, then starts the next instance with
+// the restart count it finds in the container log folder. One instance ended unseen; the
+// restart count was not reset.
+func TestRuntimeLostTheContainer(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled")
+	tr.Upsert(podWith("u1", hog.Running(3)), sec(0))
+	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", hog.RuntimeLost(3)), sec(1)))
+	assert.Equal(t, Observed{Unseen: 1}, tr.Upsert(podWith("u1", hog.RunningAlone(4)), sec(2)))
+	got := drain(tr, sec(3))
+	assert.Equal(t, []Point{pt(2, true, sec(0)), {Instance: 3, Unknown: true, Time: sec(2)}}, got[0].points)
+}
+
+// The runtime lost a container whose status showed no earlier termination: the kubelet infers
+// that the running instance ended, with ContainerStatusUnknown in lastState and the restart
+// count raised. How it ended is not known: unattributed, not a 0.
+func TestStatusUnknownIsUnattributed(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog")
+	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
+	lost := hog.RuntimeLost(0)
+	lost.RestartCount = 1
+	lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+	assert.Equal(t, Observed{Unseen: 1}, tr.Upsert(podWith("u1", lost), sec(1)))
+	got := drain(tr, sec(2))
+	assert.Equal(t, []Point{pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)}}, got[0].points)
+}
+
+// A node reboot that wiped the container logs too: the runtime's default status keeps the old
+// restart count, then a new container starts again at 0. The second status is the reset.
+func TestRuntimeLostThenRestartCountReset(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog")
+	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
+	tr.Upsert(podWith("u1", hog.RuntimeLost(0)), sec(1))
+	after := hog.Rebooted()
+	tr.Upsert(podWith("u1", podtest.Named(after.Running(0), "hog")), sec(2))
+	got := drain(tr, sec(3))
+	assert.Equal(t, []Point{pt(0, false, sec(0)), pt(0, false, sec(2))}, got[0].points)
+}
+
+// A static pod's mirror pod is deleted and re-created by the kubelet with a new UID and the
+// static pod's cached status: an OOM kill long ago is history, on the new pod as on the old.
+func TestMirrorPodRecreatedShowsHistory(t *testing.T) {
+	t.Parallel()
+	etcd := podtest.NewLife("etcd", "OOMKilled")
+	for _, statusLater := range []bool{false, true} {
+		tr := New(16)
+		old := podtest.Mirror(podtest.NewPod("etcd-node-a", "m1", etcd.Running(1)), "static-etcd")
+		tr.Upsert(slimpod.Slim(old, nil, nil), sec(0))
+		drain(tr, sec(1))
+		tr.Delete(slimpod.Slim(old, nil, nil), sec(2))
+
+		again := podtest.Mirror(podtest.NewPod("etcd-node-a", "m2", etcd.Running(1)), "static-etcd")
+		var obs Observed
+		if statusLater {
+			// Created without a status (the API server drops it on create), written next.
+			obs.add(tr.UpsertCreated(slimpod.Slim(podtest.WithStatus(again), nil, nil), sec(3)))
+			obs.add(tr.Upsert(slimpod.Slim(again, nil, nil), sec(4)))
+		} else {
+			obs.add(tr.UpsertCreated(slimpod.Slim(again, nil, nil), sec(3)))
+		}
+		assert.Equal(t, Observed{HistoryOOMKills: 1}, obs, "status written later: %v", statusLater)
+		var points []Point
+		var runtimeUID string
+		tr.Drain(sec(5), func(p *Pod, _ *Container, pts []Point) {
+			points = append(points, pts...)
+			runtimeUID = string(p.RuntimeUID)
+		})
+		require.Len(t, points, 1)
+		assert.True(t, points[0].Since.IsZero(), "history carries no start")
+		assert.Equal(t, "static-etcd", runtimeUID)
+	}
+}
+
+// containerd marks a container OOMKilled when a child was OOM-killed and PID 1 then exited by
+// itself (kubernetes #140718): no container OOM kill, but a kill inside it.
+func TestChildKilledThenMainProcessExited(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	job := podtest.NewLife("job", "OOMKilled")
+	tr.Upsert(podWith("u1", job.Running(0)), sec(0))
+	done := job.Terminated(0)
+	done.State.Terminated.ExitCode = 0
+	assert.Equal(t, Observed{Terminations: 1}, tr.Upsert(podWith("u1", done), sec(1)))
+	tr.Drain(sec(2), func(_ *Pod, c *Container, pts []Point) {
+		assert.Equal(t, []Point{pt(0, false, sec(0)), pt(0, false, sec(1))}, stripSince(pts))
+		assert.Empty(t, c.Kills())
+		require.Len(t, c.InnerKills(), 1)
+		assert.Equal(t, "containerd://job-0", c.InnerKills()[0].ContainerID)
+	})
+}
+
+func stripSince(pts []Point) []Point {
+	out := append([]Point(nil), pts...)
+	for i := range out {
+		out[i].Since = time.Time{}
+	}
+	return out
+}
+
+// Each rule that tells a new count of restarts, and the forms that look like one but are not.
+// A reset shows as a 0 at instance 0 after what came before.
+func TestEachResetRule(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
+	after := podtest.NewLife("hog", "Error", "Error").Rebooted()
+	named := func(s corev1.ContainerStatus) corev1.ContainerStatus { return podtest.Named(s, "hog") }
+	tests := []struct {
+		name    string
+		first   corev1.ContainerStatus
+		then    []corev1.ContainerStatus
+		isReset bool
+	}{
+		{"a lower restart count, a container never seen", hog.Running(2), []corev1.ContainerStatus{named(after.Running(0))}, true},
+		{"a lower restart count from a relist of an older status", hog.Running(2), []corev1.ContainerStatus{hog.Running(3), hog.Running(2)}, false},
+		{"the same restart count, a container never seen where one was known", hog.Running(0), []corev1.ContainerStatus{named(podtest.NewLife("hog").Rebooted().Running(0))}, true},
+		{"the same restart count, no container: the runtime lost it", hog.Running(2), []corev1.ContainerStatus{hog.RuntimeLost(2)}, false},
+		{"a second end of an instance that already ended", hog.Running(1), []corev1.ContainerStatus{hog.Terminated(1), named(after.Running(2))}, true},
+		{"the same end seen again in lastState", hog.Running(1), []corev1.ContainerStatus{hog.Terminated(1), hog.Running(2)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tr := New(16)
+			tr.Upsert(podWith("u1", tt.first), sec(0))
+			drain(tr, sec(1))
+			for i, s := range tt.then {
+				tr.Upsert(podWith("u1", s), sec(2+i))
+			}
+			reset := false
+			for _, p := range drain(tr, sec(10))[0].points {
+				if p.Instance == 0 && !p.OOMKilled && !p.Unknown {
+					reset = true
+				}
+			}
+			assert.Equal(t, tt.isReset, reset)
+		})
+	}
+}
