@@ -137,10 +137,11 @@ type Tracker struct {
 	// horizon is when an earlier run of the receiver last looked; zero if unknown. edge are the
 	// terminations it knew then that ended in the second of the horizon: a status gives end
 	// times to the second, so only these tell an end in that second already reported from one
-	// after it.
+	// after it. unended is, per container, the lowest instance whose end it had not reported.
 	horizon    time.Time
 	edge       map[termination.Key]bool
 	edgeKnown  bool
+	unended    map[containerRef]int64
 	pods       map[types.UID]*Pod
 	maxPending int
 	sticky     [1]Point
@@ -149,53 +150,6 @@ type Tracker struct {
 // New returns an empty tracker that keeps at most maxPending unscraped points per container.
 func New(maxPending int) *Tracker {
 	return &Tracker{pods: make(map[types.UID]*Pod), maxPending: max(maxPending, 1)}
-}
-
-// SetHorizon tells when an earlier run of the receiver last looked at the pods, and which
-// terminations it knew then that ended in that second (the edge DrainAfter hands out; nil when
-// it is not known, as when that run had not looked yet): at first sight, a termination that
-// ended after that happened while no receiver watched, and is news.
-func (t *Tracker) SetHorizon(at time.Time, edge []termination.Key) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.horizon = at
-	t.edgeKnown = edge != nil
-	t.edge = make(map[termination.Key]bool, len(edge))
-	for _, k := range edge {
-		t.edge[k] = true
-	}
-}
-
-// afterHorizon tells that term ended after an earlier run last looked, and that run did not
-// know it. End times have a second's precision: an end in the horizon's second may be before or
-// after it; the terminations that run knew then tell which.
-func (t *Tracker) afterHorizon(term termination.Termination) bool {
-	switch {
-	case t.horizon.IsZero():
-		return false
-	case !t.edgeKnown:
-		// Without the terminations that run knew, an end in the horizon's second is taken as
-		// before it: history rather than a kill counted twice.
-		return term.FinishedAt.After(t.horizon)
-	case term.FinishedAt.Before(t.horizon.Truncate(time.Second)):
-		return false
-	}
-	return !t.edge[term.Key()]
-}
-
-// edgeAt returns the newest termination of each container if it ended in the second of at or
-// later: what a later run, given at as its horizon, must know was already seen.
-func (t *Tracker) edgeAt(at time.Time) []termination.Key {
-	second := at.Truncate(time.Second)
-	out := []termination.Key{}
-	for _, p := range t.pods {
-		for _, c := range p.Containers {
-			if c.HasLast && !c.Last.FinishedAt.Before(second) {
-				out = append(out, c.Last.Key())
-			}
-		}
-	}
-	return out
 }
 
 // Upsert diffs pod against what is known and records each new termination, observed at now.
@@ -237,10 +191,19 @@ func (t *Tracker) Delete(pod *slimpod.Pod, now time.Time) Observed {
 // First, with nothing observed in between, it hands before the edge at now (see SetHorizon):
 // what before records as seen is exactly what this drain hands out or drains handed out before.
 func (t *Tracker) DrainAfter(now time.Time, before func(edge []termination.Key), emit func(*Pod, *Container, []Point)) {
+	var record func(Horizon)
+	if before != nil {
+		record = func(h Horizon) { before(h.Ended) }
+	}
+	t.DrainRecorded(now, record, emit)
+}
+
+// DrainRecorded is DrainAfter that hands record the whole horizon at now (see Resume).
+func (t *Tracker) DrainRecorded(now time.Time, record func(Horizon), emit func(*Pod, *Container, []Point)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if before != nil {
-		before(t.edgeAt(now))
+	if record != nil {
+		record(t.horizonAt(now))
 	}
 	for uid, p := range t.pods {
 		for _, c := range p.Containers {
@@ -328,41 +291,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		firstSight = false
 	}
 	if firstSight {
-		// What is visible at first sight is history, but for terminations that ended after an
-		// earlier run of the receiver last looked: they happened while no receiver watched,
-		// and no receiver reported them. One that claims to end in the future (a node clock
-		// ahead of this one) is not trusted as news.
-		c.nextUnended = restarts
-		c.watchedSince = c.stamp(now)
-		news := 0
-		for _, term := range seen[:n] {
-			c.remember(term)
-			c.nextUnended = max(c.nextUnended, term.Instance+1)
-			if t.afterHorizon(term) && !term.FinishedAt.After(now) {
-				c.lastNews = true
-				obs.news(term)
-				t.killed(c, term)
-				if news == 0 {
-					// No receiver reported anything that ended after the horizon, so a 1 the
-					// processor holds at this instance is another kill, of an older count of
-					// restarts: a 0 first tells it so.
-					t.push(c, Point{Instance: term.Instance, Time: c.stamp(now)})
-				}
-				t.push(c, point(term, c.stamp(now), t.horizon))
-				news++
-				continue
-			}
-			c.lastNews = false
-			if term.OOMKilled() {
-				obs.HistoryOOMKills++
-			}
-		}
-		if news > 0 {
-			c.watchedSince = t.horizon
-			return obs
-		}
-		t.push(c, c.latest(c.watchedSince))
-		return obs
+		return t.firstSight(p, c, seen[:n], restarts, now)
 	}
 	for _, term := range seen[:n] {
 		if c.knows(term.Key()) {
@@ -382,6 +311,63 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 	}
 	// Every instance before the current one has ended, seen or not.
 	obs.add(t.unseenUntil(c, restarts, now))
+	return obs
+}
+
+// firstSight takes what a container's first status shows. It is history, but for what no
+// receiver reported: terminations that ended after an earlier run of the receiver last looked
+// and, when that run recorded up to which instance it had reported this container's ends, every
+// instance from there on, seen or not. One that claims to end in the future (a node clock ahead
+// of this one) is not trusted as news.
+func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Termination, restarts int64, now time.Time) Observed {
+	var obs Observed
+	c.watchedSince = c.stamp(now)
+	reported, resumed := t.unended[containerRef{p.UID, c.Name}]
+	// More than one instance beyond the restart count: the count was reset since.
+	resumed = resumed && reported <= restarts+1
+	c.nextUnended = restarts
+	if resumed {
+		c.nextUnended = reported
+	}
+	news := 0
+	for _, term := range seen {
+		c.remember(term)
+		unreported := t.afterHorizon(term) || resumed && term.Instance >= reported
+		if !unreported || term.FinishedAt.After(now) {
+			c.nextUnended = max(c.nextUnended, term.Instance+1)
+			c.lastNews = false
+			if term.OOMKilled() {
+				obs.HistoryOOMKills++
+			}
+			continue
+		}
+		if resumed {
+			obs.add(t.unseenUntil(c, term.Instance, now))
+		}
+		c.nextUnended = max(c.nextUnended, term.Instance+1)
+		c.lastNews = true
+		obs.news(term)
+		t.killed(c, term)
+		if news == 0 {
+			// No receiver reported this end, so a 1 the processor holds at this instance is
+			// another kill, of an older count of restarts: a 0 first tells it so.
+			t.push(c, Point{Instance: term.Instance, Time: c.stamp(now)})
+		}
+		t.push(c, point(term, c.stamp(now), t.horizon))
+		news++
+	}
+	unseen := 0
+	if resumed {
+		o := t.unseenUntil(c, restarts, now)
+		obs.add(o)
+		unseen = o.Unseen
+	}
+	switch {
+	case news > 0:
+		c.watchedSince = t.horizon
+	case unseen == 0:
+		t.push(c, c.latest(c.watchedSince))
+	}
 	return obs
 }
 

@@ -1,0 +1,102 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
+package containerstate
+
+import (
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+)
+
+// The collector was down while instances 2 and 3 were both OOM-killed; the status shows the
+// end of 3 only. The earlier run had reported up to instance 2: the end of 2 is unattributed,
+// the end of 3 counted.
+func TestResumeReportsWhatEndedUnseenWhileDown(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled")
+	before := New(16)
+	before.Upsert(podWith("u1", hog.Running(2)), podtest.T0.Add(2*time.Minute))
+	var h Horizon
+	horizon := podtest.T0.Add(2*time.Minute + 10*time.Second)
+	before.DrainRecorded(horizon, func(r Horizon) { h = r }, func(*Pod, *Container, []Point) {})
+	assert.Equal(t, []Reported{{PodUID: "u1", Container: "hog", Unended: 2}}, h.Reported)
+
+	b, err := h.MarshalBinary()
+	require.NoError(t, err)
+	var restored Horizon
+	require.NoError(t, restored.UnmarshalBinary(b))
+	after := New(16)
+	after.Resume(restored)
+	obs := after.Upsert(podWith("u1", hog.Running(4)), podtest.T0.Add(5*time.Minute))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1, Unseen: 1}, obs)
+	at := podtest.T0.Add(5 * time.Minute)
+	assert.Equal(t, []Point{
+		{Instance: 2, Unknown: true, Time: at.Add(1)},
+		{Instance: 3, Time: at.Add(2)},
+		{Instance: 3, OOMKilled: true, Time: at.Add(3)},
+	}, drain(after, at.Add(time.Second))[0].points)
+}
+
+// The earlier run had not yet seen the end of instance 2 when it last looked (the status came
+// late), though the end was before: no receiver reported it, so it is news.
+func TestResumeReportsALateStatusEndedBeforeTheHorizon(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
+	horizon := podtest.T0.Add(2*time.Minute + 50*time.Second) // instance 2 ended at 2m30s
+	h := Horizon{At: horizon, Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 2}}}
+	tr := New(16)
+	tr.Resume(h)
+	obs := tr.Upsert(podWith("u1", hog.Running(3)), podtest.T0.Add(4*time.Minute))
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, obs)
+	pts := drain(tr, podtest.T0.Add(5*time.Minute))[0].points
+	require.Len(t, pts, 2)
+	assert.Equal(t, int64(2), pts[1].Instance)
+	assert.True(t, pts[1].OOMKilled)
+}
+
+// What the earlier run reported is history; so is a count that was reset since (the restart
+// count is below what was reported).
+func TestResumeKeepsWhatWasReported(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
+	h := Horizon{At: podtest.T0.Add(10 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 3}}}
+	tr := New(16)
+	tr.Resume(h)
+	assert.Equal(t, Observed{HistoryOOMKills: 1}, tr.Upsert(podWith("u1", hog.Running(3)), podtest.T0.Add(11*time.Minute)))
+
+	reset := New(16)
+	reset.Resume(Horizon{At: podtest.T0.Add(10 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 9}}})
+	assert.Equal(t, Observed{HistoryOOMKills: 1}, reset.Upsert(podWith("u1", hog.Running(3)), podtest.T0.Add(11*time.Minute)))
+}
+
+func TestHorizonRecord(t *testing.T) {
+	t.Parallel()
+	at := podtest.T0.Add(1234567 * time.Nanosecond)
+	for _, h := range []Horizon{
+		{At: at},
+		{At: at, Ended: []termination.Key{}},
+		{At: at, Ended: []termination.Key{{ContainerID: "containerd://a"}}, Reported: []Reported{{PodUID: "u", Container: "c", Unended: 4}}},
+	} {
+		b, err := h.MarshalBinary()
+		require.NoError(t, err)
+		var got Horizon
+		require.NoError(t, got.UnmarshalBinary(b))
+		assert.True(t, h.At.Equal(got.At))
+		assert.Equal(t, h.Ended, got.Ended)
+		assert.Equal(t, h.Reported, got.Reported)
+	}
+	// A record of an earlier version: the time, then the terminations of its second as an array.
+	old := append(binary.LittleEndian.AppendUint64(nil, uint64(at.UnixNano())), `[{"ContainerID":"containerd://a","Instance":0,"FinishedAt":0}]`...)
+	var got Horizon
+	require.NoError(t, got.UnmarshalBinary(old))
+	assert.Equal(t, []termination.Key{{ContainerID: "containerd://a"}}, got.Ended)
+	assert.Error(t, got.UnmarshalBinary([]byte{1, 2, 3}))
+	assert.Error(t, got.UnmarshalBinary(append(binary.LittleEndian.AppendUint64(nil, 1), '{')))
+}
