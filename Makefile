@@ -149,7 +149,7 @@ fuzz:
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/containerstate,FuzzTrackerAgainstModel)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/kubelet,FuzzParseOOMEvents)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/workload,FuzzOf)
-	$(call fuzz-one,receiver/k8scontainerreceiver,FuzzParseVictim)
+	$(call fuzz-one,receiver/k8scontainerreceiver/internal/systemoom,FuzzParseVictim)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/cgroupoom,FuzzParseOOMKill)
 
 ## example: run the processor on a simulated container history.

@@ -29,6 +29,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/systemoom"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
@@ -116,7 +117,7 @@ type containerScraper struct {
 	stopCh  chan struct{}
 	// systemOOMs counts the SystemOOM events that eventFactory watches; nil when neither the
 	// metric nor the record is enabled.
-	systemOOMs   *systemOOMs
+	systemOOMs   *systemoom.Tracker
 	eventFactory informers.SharedInformerFactory
 
 	// endpoint is the kubelet address, from the config or resolved from the Node object.
@@ -165,7 +166,7 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 		lb:         metadata.NewLogsBuilder(metadata.LogsBuilderConfig{Events: cfg.Events, ResourceAttributes: cfg.ResourceAttributes}, set),
 		telemetry:  tb,
 		tracker:    containerstate.New(cfg.MaxPendingTerminations),
-		systemOOMs: newSystemOOMs(cfg.Node),
+		systemOOMs: systemoom.New(cfg.Node),
 		stats:      map[statsKey]*stats.ContainerStats{},
 
 		workingSets:     map[statsKey]workingSets{},
