@@ -29,6 +29,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/systemoom"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
@@ -131,11 +132,8 @@ type containerScraper struct {
 	// lastScrape is when the previous scrape looked: the start of this scrape's delta points.
 	lastScrape pcommon.Timestamp
 
-	// processCounters are the process OOM kill counters by container ID; processPrimed tells
-	// that one reading (of this run, or restored) exists; processKills are this scrape's kills.
-	processCounters map[string]*processCounter
-	processPrimed   bool
-	processKills    map[statsKey]processKills
+	// processKills are the process OOM kill counters as last read, and this scrape's kills.
+	processKills *processkill.Tracker
 	// cgroups reads the process OOM kill counters with process_oom_kills.source cgroup.
 	cgroups         *cgroupoom.Reader
 	cgroupInstances []cgroupoom.Instance
@@ -169,9 +167,8 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 		systemOOMs: systemoom.New(cfg.Node),
 		stats:      map[statsKey]*stats.ContainerStats{},
 
-		workingSets:     map[statsKey]workingSets{},
-		processCounters: map[string]*processCounter{},
-		processKills:    map[statsKey]processKills{},
+		workingSets:  map[statsKey]workingSets{},
+		processKills: processkill.New(),
 	}
 	for _, f := range cfg.Extract.Labels {
 		s.labels = append(s.labels, attributeName{f.Key, f.attribute("k8s.pod.label.")})
