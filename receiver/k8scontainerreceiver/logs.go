@@ -13,48 +13,23 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workingset"
 )
 
 // The logs signal: one record per OOM kill, with what explains it. Records come from the same
 // scrape as the metrics, so a kill is a record exactly when it is a 1 the processor counts.
 
-// workingSet is a container's working set as the Summary API reported it.
-type workingSet struct {
-	bytes int64
-	at    time.Time
-}
-
-// workingSets are a container's two latest readings of different times: the Summary goes on
-// listing a killed instance for about a second with what is left of it, stamped, to the second
-// as the kill's end is, in the second of the kill. The reading before that one explains the kill.
-type workingSets struct {
-	latest, before workingSet
-	// scrape is the number of the scrape that read latest; older readings are forgotten.
-	scrape uint64
-}
-
-// explaining returns the last reading of the killed instance k taken before the second of its
-// end, and while it ran.
-func (w workingSets) explaining(k termination.Termination) (workingSet, bool) {
-	for _, ws := range [...]workingSet{w.latest, w.before} {
-		if !ws.at.IsZero() && ws.at.Before(k.FinishedAt) && (k.StartedAt.IsZero() || !ws.at.Before(k.StartedAt)) {
-			return ws, true
-		}
-	}
-	return workingSet{}, false
-}
-
 // recordKills adds a k8s.container.oom_kill record for each kill the tracker reports as news.
 func (s *containerScraper) recordKills(p *containerstate.Pod, c *containerstate.Container, kills []termination.Termination) {
 	ctx := context.Background()
-	readings := s.workingSets[statsKey{string(p.UID), c.Name}]
+	key := statsKey{string(p.UID), c.Name}
 	for _, k := range kills {
 		var opts []metadata.EventAttributeOption
 		opts = append(opts, s.memoryAttributes(c)...)
-		if ws, ok := readings.explaining(k); ok {
+		if ws, ok := s.workingSets.Explaining(key, k.StartedAt, k.FinishedAt); ok {
 			opts = append(opts,
-				metadata.WithContainerMemoryWorkingSetEventAttribute(ws.bytes),
-				metadata.WithContainerMemoryWorkingSetAgeEventAttribute(k.FinishedAt.Sub(ws.at).Seconds()))
+				metadata.WithContainerMemoryWorkingSetEventAttribute(ws.Bytes),
+				metadata.WithContainerMemoryWorkingSetAgeEventAttribute(k.FinishedAt.Sub(ws.At).Seconds()))
 		}
 		if p.QOSClass != "" {
 			opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))
@@ -75,33 +50,20 @@ func (s *containerScraper) memoryAttributes(c *containerstate.Container) []metad
 	return opts
 }
 
-// rememberWorkingSets keeps this scrape's working sets for the kill records of later scrapes,
-// and forgets those of containers the Summary no longer shows.
+// rememberWorkingSets keeps this scrape's working sets for the kill records of later scrapes.
 func (s *containerScraper) rememberWorkingSets() {
 	s.scrapes++
-	for k, st := range s.stats {
-		if st.Memory == nil || st.Memory.WorkingSetBytes == nil {
-			continue
+	s.workingSets.Remember(s.scrapes, func(yield func(statsKey, workingset.Reading) bool) {
+		for k, st := range s.stats {
+			if st.Memory == nil || st.Memory.WorkingSetBytes == nil {
+				continue
+			}
+			if !yield(k, workingset.Reading{Bytes: int64(*st.Memory.WorkingSetBytes), At: st.Memory.Time.Time}) {
+				return
+			}
 		}
-		w := s.workingSets[k]
-		reading := workingSet{bytes: int64(*st.Memory.WorkingSetBytes), at: st.Memory.Time.Time}
-		if reading.at.After(w.latest.at) {
-			w.before = w.latest
-		}
-		w.latest, w.scrape = reading, s.scrapes
-		s.workingSets[k] = w
-	}
-	for k, ws := range s.workingSets {
-		// A container that ended keeps its last reading a few scrapes: its kill may show in
-		// the pod status only after the Summary stopped listing it.
-		if s.scrapes-ws.scrape > keepWorkingSetScrapes {
-			delete(s.workingSets, k)
-		}
-	}
+	})
 }
-
-// keepWorkingSetScrapes is how many scrapes a reading outlives the Summary listing it.
-const keepWorkingSetScrapes = 6
 
 // emitLogs hands the records of this scrape to the logs pipeline. A refused batch is logged:
 // the records are not repeated, as the counters they stand beside are not.

@@ -51,8 +51,8 @@ func (s *containerScraper) recordProcessKills(now pcommon.Timestamp, p *containe
 		return false
 	}
 	opts := s.memoryAttributes(c)
-	if ws, ok := s.workingSets[key]; ok {
-		opts = append(opts, metadata.WithContainerMemoryWorkingSetEventAttribute(ws.latest.bytes))
+	if ws, ok := s.workingSets.Latest(key); ok {
+		opts = append(opts, metadata.WithContainerMemoryWorkingSetEventAttribute(ws.Bytes))
 	}
 	if p.QOSClass != "" {
 		opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))

@@ -32,6 +32,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/systemoom"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workingset"
 )
 
 // The receiver's construction and lifecycle: its connections to the outside, the scraper's
@@ -127,7 +128,7 @@ type containerScraper struct {
 	kubeletProblem string
 	stats          map[statsKey]*stats.ContainerStats
 	// workingSets are the latest working sets read, for the kill records; scrapes numbers them.
-	workingSets map[statsKey]workingSets
+	workingSets *workingset.Tracker[statsKey]
 	scrapes     uint64
 	// lastScrape is when the previous scrape looked: the start of this scrape's delta points.
 	lastScrape pcommon.Timestamp
@@ -167,7 +168,7 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 		systemOOMs: systemoom.New(cfg.Node),
 		stats:      map[statsKey]*stats.ContainerStats{},
 
-		workingSets:  map[statsKey]workingSets{},
+		workingSets:  workingset.New[statsKey](),
 		processKills: processkill.New(),
 	}
 	for _, f := range cfg.Extract.Labels {
