@@ -44,8 +44,8 @@ type Config struct {
 	// ProcessOOMKills says where the counts of processes OOM-killed inside living containers
 	// come from.
 	ProcessOOMKills ProcessOOMKillsConfig `mapstructure:"process_oom_kills"`
-	// Storage is the ID of a storage extension in which the receiver remembers when it last
-	// looked: after a restart, an OOM kill that ended after that is news, not history.
+	// Storage is the ID of a storage extension in which the receiver keeps its horizon, when
+	// it last looked: after a restart, an OOM kill that ended after that is news, not history.
 	Storage *component.ID `mapstructure:"storage"`
 }
 

@@ -180,9 +180,10 @@ func newScraper(set receiver.Settings, cfg *Config, d deps) (*containerScraper, 
 	return s, nil
 }
 
-// lastLookedKey holds, in the storage client, when the receiver last handed a scrape on: 8 bytes
-// of Unix nanoseconds, then, as JSON, the terminations it knew that ended in that second.
-const lastLookedKey = "last_looked"
+// horizonKey holds, in the storage client, the horizon: when the receiver last handed a scrape
+// on, as 8 bytes of Unix nanoseconds, then, as JSON, the terminations it knew that ended in that
+// second. Its value is the name earlier versions stored the horizon under.
+const horizonKey = "last_looked"
 
 func (s *containerScraper) start(ctx context.Context, host component.Host) error {
 	s.started = pcommon.NewTimestampFromTime(s.deps.now())
@@ -216,8 +217,8 @@ func (s *containerScraper) start(ctx context.Context, host component.Host) error
 	return nil
 }
 
-// openStorage connects to the configured storage extension and reads when an earlier run of the
-// receiver last looked.
+// openStorage connects to the configured storage extension and reads the horizon of an earlier
+// run of the receiver.
 func (s *containerScraper) openStorage(ctx context.Context, host component.Host) error {
 	if s.cfg.Storage == nil {
 		return nil
@@ -236,48 +237,48 @@ func (s *containerScraper) openStorage(ctx context.Context, host component.Host)
 	}
 	s.storage = client
 	s.restoreProcessCounters(ctx)
-	b, err := client.Get(ctx, lastLookedKey)
+	b, err := client.Get(ctx, horizonKey)
 	switch {
 	case err != nil:
 		s.logger.Warn("Reading when the receiver last looked failed; kills while it was down are taken as history", zap.Error(err))
 	case len(b) >= 8:
 		horizon := time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
-		var edge []termination.Key
+		var ended []termination.Key
 		if len(b) > 8 {
-			edge = []termination.Key{}
-			if err := json.Unmarshal(b[8:], &edge); err != nil {
+			ended = []termination.Key{}
+			if err := json.Unmarshal(b[8:], &ended); err != nil {
 				s.logger.Warn("Discarding a damaged record of the terminations seen when the receiver last looked", zap.Error(err))
-				edge = nil
+				ended = nil
 			}
 		}
-		s.tracker.SetHorizon(horizon, edge)
+		s.tracker.SetHorizon(horizon, ended)
 		s.restoreSystemOOMCounts(ctx, horizon)
 	case b != nil:
 		s.logger.Warn("Discarding a damaged record of when the receiver last looked", zap.Int("bytes", len(b)))
 	default:
 		// The first run with this storage: from now on, whatever ends is news to a later run,
 		// even if this one never hands a scrape on.
-		// Nothing is known yet of what ended in this second: no edge.
-		s.saveLastLooked(ctx, s.deps.now(), nil)
+		// Nothing is known yet of what ended in this second: no terminations.
+		s.saveHorizon(ctx, s.deps.now(), nil)
 	}
 	return nil
 }
 
-// saveLastLooked records that whatever ended before at has been reported, or is in the scrape
-// about to be handed on.
-func (s *containerScraper) saveLastLooked(ctx context.Context, at time.Time, edge []termination.Key) {
+// saveHorizon records that whatever ended before at has been reported, or is in the scrape about
+// to be handed on; ended are the terminations known to have ended in at's second.
+func (s *containerScraper) saveHorizon(ctx context.Context, at time.Time, ended []termination.Key) {
 	if s.storage == nil || at.IsZero() {
 		return
 	}
 	record := binary.LittleEndian.AppendUint64(nil, uint64(at.UnixNano()))
-	if edge != nil {
-		keys, err := json.Marshal(edge)
+	if ended != nil {
+		keys, err := json.Marshal(ended)
 		if err != nil {
 			return // a Key always marshals
 		}
 		record = append(record, keys...)
 	}
-	err := s.storage.Set(ctx, lastLookedKey, record)
+	err := s.storage.Set(ctx, horizonKey, record)
 	if (err != nil) != s.storageFailing {
 		s.storageFailing = err != nil
 		if err != nil {

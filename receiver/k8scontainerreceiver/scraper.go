@@ -42,8 +42,8 @@ func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) 
 	// before the scrape is handed on, with nothing observed in between: a restart never reports
 	// a termination twice, at the cost of taking as history what a scrape lost by a crash in
 	// between had reported.
-	saveLooked := func(edge []termination.Key) { s.saveLastLooked(ctx, now, edge) }
-	s.tracker.DrainAfter(now, saveLooked, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
+	saveHorizon := func(ended []termination.Key) { s.saveHorizon(ctx, now, ended) }
+	s.tracker.DrainAfter(now, saveHorizon, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
 		containers++
 		s.record(nowTS, p, c, points, processOK)
 	})
