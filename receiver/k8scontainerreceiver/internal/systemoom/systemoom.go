@@ -10,7 +10,7 @@ package systemoom
 
 import (
 	"encoding/json"
-	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,17 +38,41 @@ type Tracker struct {
 	mu sync.Mutex
 	// horizon is when an earlier run last looked; zero if unknown.
 	horizon time.Time
-	// counts are the count of each event as reported; restored after a restart.
-	counts  map[types.UID]int32
+	// events are the events as reported, by name: the kubelet's event recorder keeps the count
+	// of an aggregated event after the API server deleted it (--event-ttl), and at the next
+	// kill creates it again under the same name, with a new UID and the count going on.
+	// Restored after a restart.
+	events map[string]*event
+	// gone are the names of deleted events, oldest deletion first, kept up to maxGone.
+	gone []string
+	// legacy are counts by event UID, as earlier versions saved them.
+	legacy  map[types.UID]int32
 	changed bool
 	// pending are the kills since the last drain, by node; node is the own node, always shown.
 	pending map[string][]Kill
 	node    string
 }
 
+// event is one event as reported; the JSON names are those of the saved events.
+type event struct {
+	Name  string    `json:"name"`
+	UID   types.UID `json:"uid"`
+	Count int32     `json:"count"`
+	// Gone tells that the event was deleted; its count is kept for the recorder's next create.
+	Gone bool `json:"gone,omitempty"`
+}
+
+// maxGone bounds the deleted events kept: the recorder keeps at most 4096 aggregated events,
+// and a node's kubelet rarely more than one SystemOOM event at a time.
+const maxGone = 1024
+
+// recreatedAfter is how long after an event's first observation its creation shows that the
+// recorder created it again from its memory: a new event is created as it is first observed.
+const recreatedAfter = time.Minute
+
 // New returns the tracker of the events of node, or of every node when node is empty.
 func New(node string) *Tracker {
-	t := &Tracker{counts: map[types.UID]int32{}, pending: map[string][]Kill{}, node: node}
+	t := &Tracker{events: map[string]*event{}, pending: map[string][]Kill{}, node: node}
 	if node != "" {
 		t.pending[node] = nil
 	}
@@ -56,7 +80,7 @@ func New(node string) *Tracker {
 }
 
 // Observe records what an event shows. news tells that the event was created while the receiver
-// watched: all of its count is new.
+// watched: all of its count is new, but for an event the recorder created again.
 func (t *Tracker) Observe(ev *corev1.Event, news bool) {
 	if ev.Reason != Reason || ev.InvolvedObject.Kind != "Node" {
 		return
@@ -67,37 +91,79 @@ func (t *Tracker) Observe(ev *corev1.Event, news bool) {
 	if t.node != "" && ev.InvolvedObject.Name != t.node {
 		return
 	}
-	prev, known := t.counts[ev.UID]
+	prev, known := t.events[ev.Name]
+	var reported int32
 	switch {
 	case known:
+		// The same event, or the recorder's new one of the same name after the old expired:
+		// either way its count goes on from what was reported.
+		reported = min(prev.Count, count)
+	case t.legacy != nil && t.legacy[ev.UID] > 0:
+		reported = min(t.legacy[ev.UID], count)
+	case recreated(ev) && (news || t.afterHorizon(ev.CreationTimestamp.Time)):
+		// Created again by the recorder from its memory of an event this receiver never saw
+		// whole: only the observation that created it is known to be new.
+		reported = count - 1
 	case news:
-	case !t.horizon.IsZero() && !firstTime(ev).Before(t.horizon.Truncate(time.Second)):
-		// Created after an earlier run's horizon (to the second: event times have no finer
-		// precision), and not among the events it reported: no receiver reported any of it.
+	case t.afterHorizon(firstTime(ev)):
+		// Created after an earlier run's horizon, and not among the events it reported: no
+		// receiver reported any of it.
 	default:
 		// Already there at first sight: history, the baseline.
-		prev = count
+		reported = count
 	}
-	t.counts[ev.UID] = max(prev, count)
-	if count > prev {
+	if !known || prev.UID != ev.UID || prev.Gone {
+		t.changed = true
+		t.revive(ev.Name)
+	}
+	t.events[ev.Name] = &event{Name: ev.Name, UID: ev.UID, Count: max(reported, count)}
+	if count > reported {
 		t.changed = true
 		victim, pid := parseVictim(ev.Message)
 		at := lastTime(ev)
-		for range count - prev {
+		for range count - reported {
 			t.pending[ev.InvolvedObject.Name] = append(t.pending[ev.InvolvedObject.Name], Kill{At: at, Victim: victim, PID: pid})
 		}
-	} else if !known {
-		t.changed = true
 	}
 }
 
-// Forget drops a deleted event's count.
+// afterHorizon tells that at is after an earlier run's horizon, to the second: event times have
+// no finer precision.
+func (t *Tracker) afterHorizon(at time.Time) bool {
+	return !t.horizon.IsZero() && !at.Before(t.horizon.Truncate(time.Second))
+}
+
+// recreated tells an event created well after its first observation: the recorder created it
+// again, under the name it had, after the API server deleted it.
+func recreated(ev *corev1.Event) bool {
+	first, created := firstTime(ev), ev.CreationTimestamp.Time
+	return !created.IsZero() && !first.IsZero() && created.Sub(first) >= recreatedAfter
+}
+
+// Forget notes that an event was deleted. Its count is kept: the recorder may create it again.
 func (t *Tracker) Forget(ev *corev1.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.counts[ev.UID]; ok {
-		delete(t.counts, ev.UID)
-		t.changed = true
+	e, ok := t.events[ev.Name]
+	if !ok || e.UID != ev.UID || e.Gone {
+		return
+	}
+	e.Gone = true
+	t.changed = true
+	t.gone = append(t.gone, ev.Name)
+	if len(t.gone) > maxGone {
+		delete(t.events, t.gone[0])
+		t.gone = t.gone[1:]
+	}
+}
+
+// revive drops name from the deleted events, if it is there.
+func (t *Tracker) revive(name string) {
+	for i, n := range t.gone {
+		if n == name {
+			t.gone = append(t.gone[:i], t.gone[i+1:]...)
+			return
+		}
 	}
 }
 
@@ -105,16 +171,16 @@ func (t *Tracker) Forget(ev *corev1.Event) {
 // emit must not keep the kills slice. If the counts changed since the last drain, it returns them
 // as Restore reads them, so that a restart reports none of the kills handed out again.
 func (t *Tracker) Drain(emit func(node string, kills []Kill)) (saved []byte, changed bool) {
-	counts, changed := t.drain(emit)
+	events, changed := t.drain(emit)
 	if !changed {
 		return nil, false
 	}
-	// A map of strings to numbers always marshals.
-	saved, _ = json.Marshal(counts)
+	// Strings and numbers always marshal.
+	saved, _ = json.Marshal(events)
 	return saved, true
 }
 
-func (t *Tracker) drain(emit func(node string, kills []Kill)) (map[types.UID]int32, bool) {
+func (t *Tracker) drain(emit func(node string, kills []Kill)) ([]event, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for node, kills := range t.pending {
@@ -129,23 +195,41 @@ func (t *Tracker) drain(emit func(node string, kills []Kill)) (map[types.UID]int
 		return nil, false
 	}
 	t.changed = false
-	return maps.Clone(t.counts), true
+	out := make([]event, 0, len(t.events))
+	for _, e := range t.events {
+		out = append(out, *e)
+	}
+	slices.SortFunc(out, func(a, b event) int { return strings.Compare(a.Name, b.Name) })
+	return out, true
 }
 
 // Restore takes the counts an earlier run's Drain returned, nil if none, and that run's horizon:
 // an event first seen that was created after it is news. Damaged counts are discarded, and
 // the error says so; the horizon holds all the same.
 func (t *Tracker) Restore(saved []byte, horizon time.Time) error {
-	counts := map[types.UID]int32{}
+	var events []event
+	var legacy map[types.UID]int32
 	var err error
-	if saved != nil {
-		if err = json.Unmarshal(saved, &counts); err != nil {
-			counts = map[types.UID]int32{}
-		}
+	switch {
+	case len(saved) == 0:
+	case saved[0] == '{':
+		// Counts by event UID, as earlier versions saved them.
+		err = json.Unmarshal(saved, &legacy)
+	default:
+		err = json.Unmarshal(saved, &events)
+	}
+	if err != nil {
+		events, legacy = nil, nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	maps.Copy(t.counts, counts)
+	for _, e := range events {
+		t.events[e.Name] = &e
+		if e.Gone {
+			t.gone = append(t.gone, e.Name)
+		}
+	}
+	t.legacy = legacy
 	t.horizon = horizon
 	return err
 }

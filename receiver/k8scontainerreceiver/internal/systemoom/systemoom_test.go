@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
@@ -43,13 +44,13 @@ func TestBaselineAtFirstSightThenGrowth(t *testing.T) {
 	tr.Observe(ev, false)
 	got, saved := drain(tr)
 	assert.Equal(t, map[string][]systemoom.Kill{podtest.Node: {}}, got, "already there: history; the own node is shown all the same")
-	assert.JSONEq(t, `{"e1": 3}`, string(saved), "the baseline is saved")
+	assert.JSONEq(t, `[{"name": "node-a.e1", "uid": "e1", "count": 3}]`, string(saved), "the baseline is saved")
 
 	tr.Observe(grown(ev, 5, time.Second), true)
 	got, saved = drain(tr)
 	kill := systemoom.Kill{At: podtest.T0.Add(time.Second), Victim: "java", PID: 4242}
 	assert.Equal(t, map[string][]systemoom.Kill{podtest.Node: {kill, kill}}, got, "the count grew by 2")
-	assert.JSONEq(t, `{"e1": 5}`, string(saved))
+	assert.JSONEq(t, `[{"name": "node-a.e1", "uid": "e1", "count": 5}]`, string(saved))
 
 	tr.Observe(grown(ev, 5, time.Second), true)
 	got, saved = drain(tr)
@@ -83,14 +84,93 @@ func TestOtherNodesAndOtherEvents(t *testing.T) {
 	assert.Empty(t, got, "a node with no new kills is shown once")
 }
 
-func TestForgetAChangeToSave(t *testing.T) {
+// A deleted event's count is kept, and saved: the recorder may create the event again.
+func TestForgetKeepsTheCount(t *testing.T) {
 	tr := systemoom.New(podtest.Node)
 	ev := scrapertest.SystemOOM("e1", podtest.Node, 1, 0, 0, "java")
 	tr.Observe(ev, true)
 	drain(tr)
 	tr.Forget(ev)
 	_, saved := drain(tr)
-	assert.JSONEq(t, `{}`, string(saved))
+	assert.JSONEq(t, `[{"name": "node-a.e1", "uid": "e1", "count": 1, "gone": true}]`, string(saved))
+}
+
+// recreated is ev as the kubelet's event recorder creates it again after the API server deleted
+// it (--event-ttl): the same name, a new UID, the count of its memory plus one, the first
+// observation the old one's, created now.
+func recreated(ev *corev1.Event, uid string, count int32, now time.Duration) *corev1.Event {
+	ev = grown(ev, count, now)
+	ev.UID = types.UID(uid)
+	ev.CreationTimestamp.Time = podtest.T0.Add(now)
+	return ev
+}
+
+// An aggregated SystemOOM event expired and the next system OOM made the recorder create it
+// again with the count going on: one kill, whether the informer saw the deletion and a new
+// event, or, across a watch gap, an update from the old UID to the new one.
+func TestEventCreatedAgainByTheRecorder(t *testing.T) {
+	old := scrapertest.SystemOOM("old", podtest.Node, 25, -3*time.Hour, -2*time.Hour, "java")
+	again := recreated(old, "new", 26, 0)
+	for name, deliver := range map[string]func(tr *systemoom.Tracker){
+		"deleted, then created": func(tr *systemoom.Tracker) {
+			tr.Forget(old)
+			tr.Observe(again, true)
+		},
+		"an update across a watch gap": func(tr *systemoom.Tracker) { tr.Observe(again, true) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			tr := systemoom.New(podtest.Node)
+			tr.Observe(old, false)
+			drain(tr)
+			deliver(tr)
+			got, _ := drain(tr)
+			assert.Len(t, got[podtest.Node], 1)
+			tr.Observe(grown(again, 28, time.Minute), true)
+			got, _ = drain(tr)
+			assert.Len(t, got[podtest.Node], 2, "it grows on from there")
+		})
+	}
+}
+
+// The same after a collector restart with storage: the deleted event's count was saved.
+func TestEventCreatedAgainWhileTheCollectorWasDown(t *testing.T) {
+	old := scrapertest.SystemOOM("old", podtest.Node, 25, -3*time.Hour, -2*time.Hour, "java")
+	first := systemoom.New(podtest.Node)
+	first.Observe(old, false)
+	first.Forget(old)
+	_, saved := drain(first)
+
+	second := systemoom.New(podtest.Node)
+	require.NoError(t, second.Restore(saved, podtest.T0.Add(-time.Hour)))
+	second.Observe(recreated(old, "new", 27, 0), false)
+	got, _ := drain(second)
+	assert.Len(t, got[podtest.Node], 2, "two kills since the earlier run reported 25")
+}
+
+// An event the recorder created again whose earlier count no run of the receiver saved: only
+// the kill that made the recorder create it is known to be new.
+func TestEventCreatedAgainUnknownBefore(t *testing.T) {
+	old := scrapertest.SystemOOM("old", podtest.Node, 25, -3*time.Hour, -2*time.Hour, "java")
+	tr := systemoom.New(podtest.Node)
+	tr.Observe(recreated(old, "new", 26, 0), true)
+	got, _ := drain(tr)
+	assert.Len(t, got[podtest.Node], 1)
+
+	// At first sight after a restart, created after the horizon: the same.
+	restarted := systemoom.New(podtest.Node)
+	require.NoError(t, restarted.Restore(nil, podtest.T0.Add(-time.Minute)))
+	restarted.Observe(recreated(old, "new", 26, 0), false)
+	got, _ = drain(restarted)
+	assert.Len(t, got[podtest.Node], 1)
+}
+
+// Counts saved by UID, as earlier versions saved them, are the baseline of their events.
+func TestRestoreCountsSavedByUID(t *testing.T) {
+	tr := systemoom.New(podtest.Node)
+	require.NoError(t, tr.Restore([]byte(`{"e1": 3}`), podtest.T0.Add(-time.Hour)))
+	tr.Observe(scrapertest.SystemOOM("e1", podtest.Node, 4, -2*time.Hour, 0, "java"), false)
+	got, _ := drain(tr)
+	assert.Len(t, got[podtest.Node], 1)
 }
 
 // After a restart, the counts an earlier run saved are the baseline of its events, and an event
