@@ -10,7 +10,8 @@
 //	                   for WORKLOAD_SPIKE_FOR, then release it.
 //	                   child-oom: stay small and keep starting child processes that leak until the
 //	                   OOM killer ends them, so PID 1 lives while its children are OOM-killed.
-//	                   With WORKLOAD_CHILDREN set, PID 1 starts that many and then only sleeps.
+//	                   With WORKLOAD_CHILDREN set, PID 1 starts that many and then only sleeps,
+//	                   or, with WORKLOAD_EXIT_CODE set too, exits with that code by itself.
 //	                   exit: hold WORKLOAD_MB for WORKLOAD_EXIT_AFTER, then exit with
 //	                   WORKLOAD_EXIT_CODE (a failure that is not an OOM kill).
 //	WORKLOAD_MB        memory held (MiB), default 24.
@@ -60,6 +61,11 @@ func main() {
 		spiky(intEnv("WORKLOAD_MB", 24), intEnv("WORKLOAD_SPIKE_MB", 64), interval, durationEnv("WORKLOAD_SPIKE_FOR", time.Second))
 	case "child-oom":
 		childOOM(interval, intEnv("WORKLOAD_CHILDREN", 0))
+		if os.Getenv("WORKLOAD_EXIT_CODE") != "" {
+			code := intEnv("WORKLOAD_EXIT_CODE", 0)
+			logf("children done, exiting with code %d", code)
+			os.Exit(code)
+		}
 		select {}
 	case "exit":
 		allocate(intEnv("WORKLOAD_MB", 24))
