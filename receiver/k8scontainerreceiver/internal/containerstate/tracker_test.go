@@ -5,6 +5,7 @@ package containerstate
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,118 +289,445 @@ func TestMemoryPrefersAppliedResources(t *testing.T) {
 	})
 }
 
-// FuzzTrackerAgainstModel replays a container's life with updates dropped (merged by the
-// API server), repeated (relists) and scrapes in between, and checks against a model: the
-// OOM kills counted from the points, one per instance flagged 1 after the baseline, are the
-// kills that showed up in a delivered status and were not visible at first sight; the
-// points of the container strictly increase in time.
+// FuzzTrackerAgainstModel drives a simulated kubelet through the lives of one container and
+// hands the tracker some of its statuses: updates dropped (merged by the API server), repeated
+// (relists), scrapes in between. A life runs, ends and restarts, waits in back-off, and may be
+// ended there by the status manager; a node reboot starts a new life (new containers, the restart
+// count again from 0), maybe after the runtime's default status for the lost container; the pod
+// may be deleted and re-created under the same name with a new UID.
+//
+// A model that knows the kubelet's forms but not the tracker's code says which OOM kills are new:
+// visible in a delivered status and not visible at the tracker's first sight of that pod, one per
+// (pod, life, instance). The points are counted by the processor's rule, per pod UID, and checked:
+// each new kill counted once and nothing else, one kill record per counted kill, the points of a
+// container strictly increasing in time, and no point of unknown outcome for an instance whose end
+// a delivered status showed.
+//
+// Each byte of script is one event, and time moves on by the byte mod 3 ms. With bit 7 set, a
+// scrape. Else bits 4-6 choose:
+//   - 4: the node reboots; bit 2: the runtime's default status comes first, if a run was running;
+//     bit 3: the status that follows is delivered.
+//   - 5: the pod is deleted and re-created under the same name; bits 0-1: how many statuses the
+//     new pod went through before the create was delivered; bit 2: created without a status;
+//     bit 3: the delete carries the last delivered state rather than the final one.
+//   - any other: the kubelet moves on by bits 0-1 statuses (0: the same status again, a relist)
+//     and the last is delivered; bit 2: an ended run waits in back-off; bit 3, with bits 4-6 = 3:
+//     the status manager ends the pod in back-off.
 func FuzzTrackerAgainstModel(f *testing.F) {
 	f.Add(uint64(0b1011), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8})
 	f.Add(uint64(0xffff), []byte{2, 2, 2, 9, 9, 0, 1})
 	f.Add(uint64(0), []byte{17, 33, 65, 3})
+	// Back-off after an OOM kill, then the next run; and the status manager ending the pod there.
+	f.Add(uint64(0b1), []byte{0x30, 0x31, 0x35, 0x80, 0x31, 0x35, 0x30, 0x80})
+	f.Add(uint64(0b11), []byte{0x30, 0x31, 0x35, 0x39, 0x80, 0x30, 0x32, 0x80})
+	// A node reboot: the runtime's default status for the lost container delivered, then the new
+	// life from run 0; and a reboot no delivered status shows, the new life seen further on.
+	f.Add(uint64(1<<16|0b11), []byte{0x30, 0x32, 0x80, 0x4c, 0x31, 0x31, 0x80, 0x31})
+	f.Add(uint64(1<<17|0b111), []byte{0x32, 0x33, 0x80, 0x40, 0x33, 0x80, 0x31, 0x45, 0x33})
+	// The pod re-created with a new UID: created with a status that shows a kill, and created
+	// without a status after a delete that carries only the last delivered state.
+	f.Add(uint64(1<<16|1<<32|0b1), []byte{0x30, 0x31, 0x80, 0x51, 0x32, 0x80, 0x5c, 0x32, 0x80})
+
 	f.Fuzz(func(t *testing.T, ooms uint64, script []byte) {
 		if len(script) > 64 {
 			script = script[:64]
 		}
-		reasons := make([]string, 12)
-		for i := range reasons {
-			reasons[i] = "Error"
-			if ooms&(1<<i) != 0 {
-				reasons[i] = "OOMKilled"
-			}
-		}
-		st := podtest.NewLife("c", reasons...).Statuses()
+		k := newFuzzKubelet(ooms)
 		tr := New(1024)
 		now := podtest.T0
 
-		var first map[string]bool
-		seen := map[string]bool{}
-		expected := map[int64]bool{}
-		counted := map[int64]bool{}
-		var baseline *Point
-		var last time.Time
-		// killed counts the kill records handed out per instance: each kill once.
-		killed := map[int64]int{}
-		next := 0
+		var deliveries []fuzzLife            // what each delivery showed: which pod, which life
+		tags := map[fuzzPointKey]int{}       // which delivery queued each point
+		lastDelivery := map[string]int{}     // per pod UID
+		delivered := map[int]*fuzzDelivery{} // per pod, its last delivered state
+		history := map[fuzzEnd]bool{}        // ends visible at the first sight of a listed pod
+		shown := map[fuzzEnd]bool{}          // ends some delivered status showed
+		expected := map[fuzzEnd]bool{}       // the new OOM kills
+		ends := map[string]fuzzEnd{}         // container ID of each end shown
+		counted := map[fuzzEnd]int{}
+		records := map[fuzzEnd]int{}
+		series := map[string]*fuzzSeries{}
+		last := map[string]time.Time{}
+		var log []string // what happened, for the failure message
+		fail := func(format string, args ...any) {
+			t.Helper()
+			t.Fatalf("%s\nevents:\n  %s", fmt.Sprintf(format, args...), strings.Join(log, "\n  "))
+		}
+
+		deliver := func(call fuzzCall, l fuzzLife, withStatus bool) {
+			uid := fuzzUID(l.pod)
+			pod := fullPod(uid)
+			pod.Name = "p" // every incarnation of the pod has the same name
+			if withStatus {
+				pod.Status.ContainerStatuses = []corev1.ContainerStatus{l.status()}
+			}
+			slim := slimpod.Slim(pod, nil, nil)
+			switch call {
+			case fuzzListed:
+				tr.Upsert(slim, now)
+			case fuzzCreated:
+				tr.UpsertCreated(slim, now)
+			case fuzzDeleted:
+				tr.Delete(slim, now)
+			}
+			d := len(deliveries)
+			deliveries = append(deliveries, l)
+			lastDelivery[uid] = d
+			var visible []fuzzEnd
+			if withStatus {
+				for _, run := range l.shows() {
+					visible = append(visible, fuzzEnd{l.pod, l.epoch, run})
+				}
+			}
+			if delivered[l.pod] == nil && call != fuzzCreated {
+				// The first sight of a pod listed while it ran: what it shows is history.
+				for _, e := range visible {
+					history[e] = true
+				}
+			}
+			delivered[l.pod] = &fuzzDelivery{life: l, withStatus: withStatus}
+			for _, e := range visible {
+				shown[e] = true
+				ends[l.life.Ended(e.run).ContainerID] = e
+				// A kill no delivered status showed (its statuses merged away, a reboot
+				// among them) is no kill to count: docs/counting.md lets it go uncounted,
+				// its instance unattributed at most.
+				if !history[e] && l.life.Reasons[e.run] == "OOMKilled" {
+					expected[e] = true
+				}
+			}
+			for _, p := range fuzzPending(tr, types.UID(uid)) {
+				key := fuzzPointKey{uid, p.Time.UnixNano()}
+				if _, ok := tags[key]; !ok {
+					tags[key] = d
+				}
+			}
+			what := "no status"
+			if withStatus {
+				what = l.String()
+			}
+			log = append(log, fmt.Sprintf("%v %s at %v: %s, shows %v", call, uid, now.Sub(podtest.T0), what, visible))
+		}
+
+		scrape := func(at time.Time) {
+			tr.Drain(at, func(p *Pod, c *Container, pts []Point) {
+				uid := string(p.UID)
+				log = append(log, fmt.Sprintf("scrape %s at %v: %+v", uid, at.Sub(podtest.T0), pts))
+				for _, kill := range c.Kills() {
+					e, ok := ends[kill.ContainerID]
+					if !ok || !expected[e] {
+						fail("kill record of %s (%v), which is no new kill (new: %v)", kill.ContainerID, e, expected)
+					}
+					if records[e]++; records[e] > 1 {
+						fail("a second kill record of %v", e)
+					}
+				}
+				s := series[uid]
+				if s == nil {
+					s = &fuzzSeries{}
+					series[uid] = s
+				}
+				for _, pt := range pts {
+					if !pt.Time.After(last[uid]) {
+						fail("point %+v of %s not after %v", pt, uid, last[uid])
+					}
+					last[uid] = pt.Time
+					// A point no delivery queued is the latest state, handed out by a scrape:
+					// it is about the pod's last delivered status.
+					d, ok := tags[fuzzPointKey{uid, pt.Time.UnixNano()}]
+					if !ok {
+						d = lastDelivery[uid]
+					}
+					e := fuzzEnd{deliveries[d].pod, deliveries[d].epoch, int(pt.Instance)}
+					if s.apply(pt) {
+						if !expected[e] {
+							fail("point %+v of %s counts a kill of %v, which is no new kill (new: %v)", pt, uid, e, expected)
+						}
+						if counted[e]++; counted[e] > 1 {
+							fail("point %+v of %s counts the kill of %v a second time", pt, uid, e)
+						}
+					}
+					// Where no delivered status showed an instance's end, a point of unknown
+					// outcome is what the tracker should send, though it cannot always tell which
+					// count of restarts the instance belonged to (a reboot no delivered status
+					// showed): an unattributed instance, which the processor does not count.
+					// Where one showed it, the outcome was known.
+					if pt.Unknown && shown[e] {
+						fail("point %+v of %s: outcome unknown, but a delivered status showed the end of %v", pt, uid, e)
+					}
+				}
+			})
+		}
+
 		for _, op := range script {
 			now = now.Add(time.Duration(op%3) * time.Millisecond)
-			switch {
-			case op&0x80 != 0: // scrape
-				tr.Drain(now, func(_ *Pod, c *Container, pts []Point) {
-					for _, k := range c.Kills() {
-						killed[k.Instance]++
-					}
-					for _, p := range pts {
-						if !p.Time.After(last) {
-							t.Fatalf("point at %v not after %v", p.Time, last)
-						}
-						last = p.Time
-						if baseline == nil {
-							b := p
-							baseline = &b
-							continue
-						}
-						if p.OOMKilled && (!baseline.OOMKilled || p.Instance != baseline.Instance) {
-							counted[p.Instance] = true
-						}
-					}
-				})
-			default: // deliver a status, skipping some, or repeating the last one
-				next = min(next+int(op&3), len(st)-1)
-				s := st[next]
-				tr.Upsert(podWith("u", s), now)
-				visible := map[string]bool{}
-				for _, term := range []*corev1.ContainerStateTerminated{s.State.Terminated, s.LastTerminationState.Terminated} {
-					if term != nil {
-						visible[term.ContainerID] = true
-					}
+			if op&0x80 != 0 {
+				scrape(now)
+				continue
+			}
+			steps, bit2, bit3 := int(op&3), op&4 != 0, op&8 != 0
+			switch op >> 4 & 7 {
+			case 4:
+				if k.reboot(bit2) && bit3 {
+					deliver(fuzzListed, k.cur, true)
 				}
-				if first == nil {
-					first = visible
-				}
-				for id := range visible {
-					if !first[id] && !seen[id] {
-						var run int64
-						_, _ = fmt.Sscanf(id, "containerd://c-%d", &run)
-						if reasons[run] == "OOMKilled" {
-							expected[run] = true
-						}
+			case 5:
+				if old := delivered[k.cur.pod]; old != nil {
+					final := fuzzDelivery{life: k.cur, withStatus: true}
+					if bit3 {
+						// Deleted while the watch was down: the relist's tombstone carries
+						// the last state the informer had.
+						final = *old
 					}
-					seen[id] = true
+					deliver(fuzzDeleted, final.life, final.withStatus)
 				}
+				k.recreate()
+				k.advance(steps, false, false)
+				// Created without a status, the next update writes it.
+				deliver(fuzzCreated, k.cur, !bit2)
+			default:
+				k.advance(steps, bit2, bit3 && op>>4&7 == 3)
+				deliver(fuzzListed, k.cur, true)
 			}
 		}
 		// A final scrape flushes what is pending.
-		tr.Drain(now.Add(time.Second), func(_ *Pod, c *Container, pts []Point) {
-			for _, k := range c.Kills() {
-				killed[k.Instance]++
+		scrape(now.Add(time.Second))
+
+		for e := range expected {
+			if counted[e] != 1 {
+				fail("OOM kill of %v counted %d times, want 1 (counted: %v)", e, counted[e], counted)
 			}
-			for _, p := range pts {
-				if baseline == nil {
-					b := p
-					baseline = &b
-					continue
-				}
-				if p.OOMKilled && (!baseline.OOMKilled || p.Instance != baseline.Instance) {
-					counted[p.Instance] = true
-				}
+			if records[e] != 1 {
+				fail("OOM kill of %v had %d kill records, want 1 (all: %v)", e, records[e], records)
 			}
-		})
-		if len(expected) != len(counted) {
-			t.Fatalf("counted OOM kills at %v, the statuses showed new ones at %v", counted, expected)
-		}
-		for run := range expected {
-			if !counted[run] {
-				t.Fatalf("OOM kill of instance %d not counted (counted %v)", run, counted)
-			}
-			if killed[run] != 1 {
-				t.Fatalf("OOM kill of instance %d had %d kill records, want 1 (all: %v)", run, killed[run], killed)
-			}
-		}
-		if len(killed) != len(expected) {
-			t.Fatalf("kill records for instances %v, the statuses showed new kills at %v", killed, expected)
 		}
 	})
+}
+
+// fuzzRuns is how many runs each life of the fuzzed container has; the last one runs on.
+const fuzzRuns = 16
+
+// fuzzForm is the form of the status the simulated kubelet writes.
+type fuzzForm uint8
+
+const (
+	fuzzRunning fuzzForm = iota
+	fuzzTerminated
+	fuzzBackoff
+	// fuzzEndedByKubelet: the status manager ended the pod while the container waited in
+	// back-off. The pod is done: the life stops.
+	fuzzEndedByKubelet
+	// fuzzRuntimeLost: the node rebooted and the runtime lost the running container; the kubelet
+	// writes its default status until the new life begins.
+	fuzzRuntimeLost
+)
+
+// fuzzLife is where the simulated kubelet is: which pod, which count of restarts of it (its
+// epoch: a node reboot starts the next), and which run in which form.
+type fuzzLife struct {
+	pod, epoch int
+	life       podtest.Life
+	form       fuzzForm
+	run        int
+}
+
+func (l fuzzLife) status() corev1.ContainerStatus {
+	var s corev1.ContainerStatus
+	switch l.form {
+	case fuzzRunning:
+		s = l.life.Running(l.run)
+	case fuzzTerminated:
+		s = l.life.Terminated(l.run)
+	case fuzzBackoff:
+		s = l.life.Backoff(l.run)
+	case fuzzEndedByKubelet:
+		s = l.life.EndedByKubelet(l.run)
+	case fuzzRuntimeLost:
+		s = l.life.RuntimeLost(l.run)
+	}
+	return podtest.Named(s, "c")
+}
+
+// shows are the runs whose ends the status shows: the kubelet's forms as podtest writes them,
+// told here without the termination package.
+func (l fuzzLife) shows() []int {
+	var out []int
+	switch l.form {
+	case fuzzRunning, fuzzRuntimeLost: // the previous run in lastState
+		if l.run > 0 {
+			out = append(out, l.run-1)
+		}
+	case fuzzTerminated: // the previous run in lastState, this one in state
+		if l.run > 0 {
+			out = append(out, l.run-1)
+		}
+		out = append(out, l.run)
+	case fuzzBackoff, fuzzEndedByKubelet: // this run moved to lastState; no instance ended else
+		out = append(out, l.run)
+	}
+	return out
+}
+
+func (l fuzzLife) String() string {
+	return fmt.Sprintf("%s[%d.%d] %v(%d)", l.life.Name, l.pod, l.epoch, [...]string{"Running", "Terminated", "Backoff", "EndedByKubelet", "RuntimeLost"}[l.form], l.run)
+}
+
+// fuzzKubelet writes the statuses of the fuzzed container. Each life takes the reasons its
+// runs end with from ooms: bit i of the 16 bits from 16n (cyclically) tells that run i of the
+// n-th life was OOM-killed.
+type fuzzKubelet struct {
+	ooms  uint64
+	lives int
+	cur   fuzzLife
+}
+
+func newFuzzKubelet(ooms uint64) *fuzzKubelet {
+	k := &fuzzKubelet{ooms: ooms}
+	k.cur = fuzzLife{life: k.life("c0")}
+	return k
+}
+
+func (k *fuzzKubelet) life(name string) podtest.Life {
+	bits := k.ooms>>(16*k.lives%64) | k.ooms<<(64-16*k.lives%64)
+	k.lives++
+	reasons := make([]string, fuzzRuns)
+	for i := range reasons {
+		reasons[i] = "Error"
+		if bits&(1<<i) != 0 {
+			reasons[i] = "OOMKilled"
+		}
+	}
+	return podtest.NewLife(name, reasons...)
+}
+
+// advance moves on steps statuses: a run ends; an ended run waits in back-off if backoff, else
+// restarts; a run in back-off is ended by the status manager if end, else restarts; after the
+// runtime lost the container, the new life starts.
+func (k *fuzzKubelet) advance(steps int, backoff, end bool) {
+	for range steps {
+		l := &k.cur
+		switch l.form {
+		case fuzzRunning:
+			if l.run < fuzzRuns {
+				l.form = fuzzTerminated
+			}
+		case fuzzTerminated:
+			if backoff {
+				l.form = fuzzBackoff
+			} else {
+				l.form, l.run = fuzzRunning, l.run+1
+			}
+		case fuzzBackoff:
+			if end {
+				l.form = fuzzEndedByKubelet
+			} else {
+				l.form, l.run = fuzzRunning, l.run+1
+			}
+		case fuzzRuntimeLost:
+			k.rebooted()
+		}
+	}
+}
+
+// reboot reboots the node: if lost and a run was running, the kubelet first writes the
+// runtime's default status; else the new life starts at once. A pod the status manager ended
+// stays ended: it reports false.
+func (k *fuzzKubelet) reboot(lost bool) bool {
+	switch {
+	case k.cur.form == fuzzEndedByKubelet:
+		return false
+	case lost && k.cur.form == fuzzRunning:
+		k.cur.form = fuzzRuntimeLost
+	default:
+		k.rebooted()
+	}
+	return true
+}
+
+// rebooted starts the life after a reboot: new containers, named as the old ones, the restart
+// count from 0.
+func (k *fuzzKubelet) rebooted() {
+	next := k.cur.life.Rebooted()
+	next.Reasons = k.life(next.Name).Reasons
+	k.cur = fuzzLife{pod: k.cur.pod, epoch: k.cur.epoch + 1, life: next}
+}
+
+// recreate starts a new pod under the same name, with its own containers.
+func (k *fuzzKubelet) recreate() {
+	pod := k.cur.pod + 1
+	k.cur = fuzzLife{pod: pod, life: k.life(fmt.Sprintf("c%d", pod))}
+}
+
+func fuzzUID(pod int) string { return fmt.Sprintf("u%d", pod) }
+
+// fuzzEnd is the end of one instance: of which pod, in which of its counts of restarts, which run.
+type fuzzEnd struct{ pod, epoch, run int }
+
+type fuzzDelivery struct {
+	life       fuzzLife
+	withStatus bool
+}
+
+type fuzzCall uint8
+
+const (
+	fuzzListed fuzzCall = iota
+	fuzzCreated
+	fuzzDeleted
+)
+
+func (c fuzzCall) String() string { return [...]string{"Upsert", "UpsertCreated", "Delete"}[c] }
+
+type fuzzPointKey struct {
+	uid string
+	at  int64
+}
+
+// fuzzPending returns the points pod uid's containers hold for the next scrape.
+func fuzzPending(tr *Tracker, uid types.UID) []Point {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	p := tr.pods[uid]
+	if p == nil {
+		return nil
+	}
+	var out []Point
+	for _, c := range p.Containers {
+		out = append(out, c.pending...)
+	}
+	return out
+}
+
+// fuzzSeries is the processor's counting rule for one series (docs/counting.md, as
+// processor/oomcounterprocessor/internal/counting applies it): the first point is the baseline,
+// history, unless it is a 1 that says it watched the kill happen (a start before its time); a 1
+// at an instance not yet accounted for counts; a point of unknown outcome accounts for its
+// instance uncounted; a lower instance, or a 0 where the latest instance stood at 1 (or unknown),
+// starts a new count of restarts; a higher one leaves those in between unattributed.
+type fuzzSeries struct {
+	started  bool
+	instance int64
+	high     bool
+}
+
+// apply takes the next point and tells whether it counts a kill.
+func (s *fuzzSeries) apply(p Point) bool {
+	high := p.OOMKilled || p.Unknown
+	switch {
+	case !s.started:
+		s.started, s.instance, s.high = true, p.Instance, high
+		return p.OOMKilled && !p.Unknown && !p.Since.IsZero() && p.Since.Before(p.Time)
+	case p.Instance != s.instance:
+		s.instance, s.high = p.Instance, high
+		return p.OOMKilled
+	case s.high && !high:
+		s.high = false
+		return false
+	case s.high:
+		return false
+	}
+	s.high = high
+	return p.OOMKilled
 }
 
 // TestKillsAreTheNewsOnly: a kill record for each OOM kill seen happen, with the details of the
