@@ -19,6 +19,11 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
+// ampleTimeout is the client timeout wherever the timeout is not what is tested: a TLS
+// handshake under -race on a loaded machine can take seconds, and must not turn the outcome
+// under test into a timeout.
+const ampleTimeout = 10 * time.Second
+
 func writeToken(t *testing.T, path, token string) {
 	t.Helper()
 	// Like the kubelet: write aside, then swap atomically.
@@ -49,7 +54,7 @@ func TestSummaryWithServiceAccount(t *testing.T) {
 	k.SetSummary(kubelettest.Summary("node-a", kubelettest.Pod("default", "p", "u1", podtest.T0,
 		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(time.Minute), kubelettest.Usage{WorkingSet: 42}))))
 	k.RequireToken("token-1")
-	c, _ := newServiceAccountClient(t, k, time.Second)
+	c, _ := newServiceAccountClient(t, k, ampleTimeout)
 
 	s, err := c.Summary(context.Background(), k.Endpoint())
 	require.NoError(t, err)
@@ -66,7 +71,7 @@ func TestTokenRotation(t *testing.T) {
 	t.Parallel()
 	k := kubelettest.New(t)
 	k.RequireToken("token-1")
-	c, tokenFile := newServiceAccountClient(t, k, time.Second)
+	c, tokenFile := newServiceAccountClient(t, k, ampleTimeout)
 
 	_, err := c.Summary(context.Background(), k.Endpoint())
 	require.NoError(t, err)
@@ -81,23 +86,27 @@ func TestTokenRotation(t *testing.T) {
 
 func TestFailures(t *testing.T) {
 	t.Parallel()
+	// Only the timeout case gives the client a short timeout.
+	const short = 200 * time.Millisecond
 	tests := []struct {
-		name   string
-		setup  func(*kubelettest.Kubelet)
-		reason string
+		name    string
+		setup   func(*kubelettest.Kubelet)
+		timeout time.Duration
+		reason  string
 	}{
-		{"500", func(k *kubelettest.Kubelet) { k.SetStatus(http.StatusInternalServerError) }, ReasonStatus},
-		{"wrong token", func(k *kubelettest.Kubelet) { k.RequireToken("other") }, ReasonStatus},
-		{"garbage", func(k *kubelettest.Kubelet) { k.SetGarbage([]byte("<html>not json")) }, ReasonDecode},
-		{"truncated", func(k *kubelettest.Kubelet) { k.SetGarbage([]byte(`{"node":{"nodeName":"a"`)) }, ReasonDecode},
-		{"timeout", func(k *kubelettest.Kubelet) { k.SetDelay(5 * time.Second) }, ReasonTimeout},
+		{"500", func(k *kubelettest.Kubelet) { k.SetStatus(http.StatusInternalServerError) }, ampleTimeout, ReasonStatus},
+		{"wrong token", func(k *kubelettest.Kubelet) { k.RequireToken("other") }, ampleTimeout, ReasonStatus},
+		{"garbage", func(k *kubelettest.Kubelet) { k.SetGarbage([]byte("<html>not json")) }, ampleTimeout, ReasonDecode},
+		{"truncated", func(k *kubelettest.Kubelet) { k.SetGarbage([]byte(`{"node":{"nodeName":"a"`)) }, ampleTimeout, ReasonDecode},
+		// The kubelet waits far longer than the client does; it stops when the client gives up.
+		{"timeout", func(k *kubelettest.Kubelet) { k.SetDelay(time.Minute) }, short, ReasonTimeout},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			k := kubelettest.New(t)
 			tt.setup(k)
-			c, _ := newServiceAccountClient(t, k, 200*time.Millisecond)
+			c, _ := newServiceAccountClient(t, k, tt.timeout)
 			_, err := c.Summary(context.Background(), k.Endpoint())
 			var ke *Error
 			require.ErrorAs(t, err, &ke)
@@ -109,7 +118,7 @@ func TestFailures(t *testing.T) {
 func TestVerificationIsOnByDefault(t *testing.T) {
 	t.Parallel()
 	k := kubelettest.New(t)
-	c, err := NewClient(Settings{AuthType: AuthNone, Timeout: time.Second})
+	c, err := NewClient(Settings{AuthType: AuthNone, Timeout: ampleTimeout})
 	require.NoError(t, err)
 	_, err = c.Summary(context.Background(), k.Endpoint())
 	var ke *Error
@@ -117,7 +126,7 @@ func TestVerificationIsOnByDefault(t *testing.T) {
 	assert.Equal(t, ReasonTransport, ke.Reason)
 	assert.ErrorContains(t, err, "certificate")
 
-	insecure, err := NewClient(Settings{AuthType: AuthNone, Timeout: time.Second, InsecureSkipVerify: true})
+	insecure, err := NewClient(Settings{AuthType: AuthNone, Timeout: ampleTimeout, InsecureSkipVerify: true})
 	require.NoError(t, err)
 	_, err = insecure.Summary(context.Background(), k.Endpoint())
 	require.NoError(t, err)
@@ -130,7 +139,7 @@ func TestKubeConfigCredentials(t *testing.T) {
 	c, err := NewClient(Settings{
 		AuthType:   AuthKubeConfig,
 		CAFile:     k.WriteCA(t, t.TempDir()),
-		Timeout:    time.Second,
+		Timeout:    ampleTimeout,
 		RestConfig: &rest.Config{BearerToken: "from-kubeconfig"},
 	})
 	require.NoError(t, err)
