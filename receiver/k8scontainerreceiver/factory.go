@@ -5,22 +5,13 @@ package k8scontainerreceiver
 
 import (
 	"context"
-	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
-	"go.opentelemetry.io/collector/scraper/scraperhelper"
 
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/apiclient"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
-)
-
-const (
-	defaultCollectionInterval     = 10 * time.Second
-	defaultKubeletTimeout         = 5 * time.Second
-	defaultMaxPendingTerminations = 64
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scraper"
 )
 
 // NewFactory returns the factory of the k8s_container receiver.
@@ -34,27 +25,13 @@ func NewFactory() receiver.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	controller := scraperhelper.NewDefaultControllerConfig()
-	controller.CollectionInterval = defaultCollectionInterval
-	return &Config{
-		ControllerConfig:     controller,
-		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
-		AuthType:             apiclient.AuthServiceAccount,
-		Kubelet: KubeletConfig{
-			Enabled:  true,
-			AuthType: kubelet.AuthServiceAccount,
-			Timeout:  defaultKubeletTimeout,
-		},
-		Events:                 metadata.DefaultEventsConfig(),
-		ProcessOOMKills:        ProcessOOMKillsConfig{Source: ProcessSourceKubelet},
-		MaxPendingTerminations: defaultMaxPendingTerminations,
-	}
+	return scraper.NewDefaultConfig()
 }
 
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
-	return newReceiver(set, cfg.(*Config), next, defaultDeps())
+	return newReceiver(set, cfg.(*Config), next, scraper.DefaultDeps())
 }
 
 func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
-	return newLogsReceiver(set, cfg.(*Config), next, defaultDeps())
+	return newLogsReceiver(set, cfg.(*Config), next, scraper.DefaultDeps())
 }

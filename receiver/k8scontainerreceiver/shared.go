@@ -11,15 +11,36 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
-	"go.opentelemetry.io/collector/scraper"
+	otelscraper "go.opentelemetry.io/collector/scraper"
 	"go.opentelemetry.io/collector/scraper/scraperhelper"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scraper"
 )
 
 // One receiver serves both signals of a configured k8s_container: the metrics and the logs
 // pipelines that name it share one pod watch, one kubelet client and one scrape, so a kill is
 // seen once and reported to both.
+
+// newReceiver returns the metrics side of cfg's receiver.
+func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics, d scraper.Deps) (receiver.Metrics, error) {
+	sr, err := receivers.get(set, cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	sr.metrics = next
+	return sr, nil
+}
+
+// newLogsReceiver returns the logs side of cfg's receiver: one record per OOM kill.
+func newLogsReceiver(set receiver.Settings, cfg *Config, next consumer.Logs, d scraper.Deps) (receiver.Logs, error) {
+	sr, err := receivers.get(set, cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	sr.scraper.SetLogs(next)
+	return sr, nil
+}
 
 // sharedReceivers holds the receiver of each configuration until it is shut down.
 type sharedReceivers struct {
@@ -30,13 +51,13 @@ type sharedReceivers struct {
 var receivers = &sharedReceivers{m: map[*Config]*sharedReceiver{}}
 
 // get returns the receiver of cfg, creating it on first use.
-func (r *sharedReceivers) get(set receiver.Settings, cfg *Config, d deps) (*sharedReceiver, error) {
+func (r *sharedReceivers) get(set receiver.Settings, cfg *Config, d scraper.Deps) (*sharedReceiver, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if sr, ok := r.m[cfg]; ok {
 		return sr, nil
 	}
-	s, err := newScraper(set, cfg, d)
+	s, err := scraper.New(set, cfg, d)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +77,7 @@ func (r *sharedReceivers) forget(cfg *Config) {
 type sharedReceiver struct {
 	set     receiver.Settings
 	cfg     *Config
-	scraper *containerScraper
+	scraper *scraper.Scraper
 	owner   *sharedReceivers
 
 	metrics consumer.Metrics
@@ -88,7 +109,7 @@ func (r *sharedReceiver) Start(ctx context.Context, host component.Host) error {
 		}
 		next = discard
 	}
-	sc, err := scraper.NewMetrics(r.scraper.scrape, scraper.WithStart(r.scraper.start), scraper.WithShutdown(r.scraper.shutdown))
+	sc, err := otelscraper.NewMetrics(r.scraper.Scrape, otelscraper.WithStart(r.scraper.Start), otelscraper.WithShutdown(r.scraper.Shutdown))
 	if err != nil {
 		return err
 	}
@@ -117,5 +138,5 @@ func (r *sharedReceiver) Shutdown(ctx context.Context) error {
 	if r.controller != nil {
 		return r.controller.Shutdown(ctx)
 	}
-	return r.scraper.shutdown(ctx)
+	return r.scraper.Shutdown(ctx)
 }

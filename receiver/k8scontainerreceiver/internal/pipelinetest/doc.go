@@ -5,5 +5,5 @@
 // processor, as a collector pipeline does: the counts at the end of the pipeline, exact or within
 // their bounds, whatever the kubelet shows and whatever is lost on the way. It is a module of its
 // own so that the receiver's module does not depend on the processor; being under the
-// receiver's path, it drives the receiver's scraper through the receiver's internal/seam.
+// receiver's path, it drives the receiver's scraper, internal/scraper, directly.
 package pipelinetest

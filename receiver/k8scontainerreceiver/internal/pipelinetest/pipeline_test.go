@@ -31,28 +31,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/seam"
 )
-
-// newHarness runs the receiver's scraper of the default config for node podtest.Node, whose
-// kubelet is the harness' kubelet test server, changed by tweak.
-func newHarness(t *testing.T, tweak func(*k8scontainerreceiver.Config)) *scrapertest.Harness {
-	t.Helper()
-	h := scrapertest.New(t)
-	cfg := k8scontainerreceiver.NewFactory().CreateDefaultConfig().(*k8scontainerreceiver.Config)
-	cfg.Node = podtest.Node
-	cfg.Kubelet.Endpoint = h.Kubelet.Endpoint()
-	cfg.Kubelet.CAFile = h.CAFile
-	cfg.Kubelet.Timeout = time.Second
-	if tweak != nil {
-		tweak(cfg)
-	}
-	require.NoError(t, cfg.Validate())
-	s, err := seam.NewScraper(h.Settings(), cfg, h.Deps())
-	require.NoError(t, err)
-	h.Use(s)
-	return h
-}
 
 // pipeline is this receiver feeding the oom_counter processor with its default config, in
 // process, as in a collector.
@@ -71,7 +50,7 @@ func newPipeline(t *testing.T, existing ...*corev1.Pod) *pipeline {
 // on the API server before the collector starts.
 func newPipelineWith(t *testing.T, tweak func(*oomcounterprocessor.Config), existing ...*corev1.Pod) *pipeline {
 	t.Helper()
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	f := oomcounterprocessor.NewFactory()
 	sink := new(consumertest.MetricsSink)
 	cfg := f.CreateDefaultConfig().(*oomcounterprocessor.Config)
@@ -331,7 +310,7 @@ func TestPipelineKillWhileTheCollectorWasDownCountsOnce(t *testing.T) {
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
 
 	run := func(pods []*corev1.Pod, scrapes ...time.Duration) (*pipeline, map[string]int64) {
-		h := newHarness(t, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state })
+		h := scrapertest.NewWith(t, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state })
 		h.Host = host
 		f := oomcounterprocessor.NewFactory()
 		cfg := f.CreateDefaultConfig().(*oomcounterprocessor.Config)
@@ -395,7 +374,7 @@ func TestPipelineFirstBatchLostKillStillCounts(t *testing.T) {
 // the receiver) are carried to the counter but do not restart it: two OOM kills count two, on
 // one start time.
 func TestPipelineChangingAttributesKeepOneCounter(t *testing.T) {
-	h := newHarness(t, func(cfg *k8scontainerreceiver.Config) {
+	h := scrapertest.NewWith(t, func(cfg *k8scontainerreceiver.Config) {
 		cfg.ResourceAttributes.ContainerID.Enabled = true
 		cfg.Extract.Labels = []k8scontainerreceiver.FieldExtract{{Key: "revision"}}
 	})

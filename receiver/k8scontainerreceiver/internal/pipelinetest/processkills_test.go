@@ -58,7 +58,7 @@ func TestProcessKillsWhileTheCollectorWasDown(t *testing.T) {
 	key := scrapertest.PodUID + "/hog"
 
 	run := func(values []int, from time.Duration) *pipeline {
-		h := newHarness(t, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state })
+		h := scrapertest.NewWith(t, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state })
 		h.Host = host
 		f := oomcounterprocessor.NewFactory()
 		cfg := f.CreateDefaultConfig().(*oomcounterprocessor.Config)
@@ -97,7 +97,7 @@ func TestProcessKillsFromCgroups(t *testing.T) {
 	setCount("hog-0", 40)
 	// The hierarchy's own root has the file too.
 	require.NoError(t, os.WriteFile(filepath.Join(root, "memory", "memory.oom_control"), []byte("oom_kill 0\n"), 0o644))
-	h := newHarness(t, func(cfg *k8scontainerreceiver.Config) {
+	h := scrapertest.NewWith(t, func(cfg *k8scontainerreceiver.Config) {
 		cfg.ProcessOOMKills = k8scontainerreceiver.ProcessOOMKillsConfig{Source: k8scontainerreceiver.ProcessSourceCgroup, CgroupRoot: root}
 	})
 	f := oomcounterprocessor.NewFactory()

@@ -37,8 +37,8 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scraper"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/seam"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
 )
 
@@ -333,7 +333,7 @@ type simAPI interface {
 	// memory in that host's storage.
 	start(pods []*corev1.Pod, host component.Host)
 	stop()
-	scraper() seam.Scraper
+	scraper() *scraper.Scraper
 	setNow(step int)
 }
 
@@ -342,15 +342,15 @@ type directAPI struct {
 	t     *testing.T
 	tt    *componenttest.Telemetry
 	clock *scrapertest.Clock
-	s     seam.Scraper
+	s     *scraper.Scraper
 	// cache is the informer's store: the latest pod delivered under each name.
 	cache map[string]*slimpod.Pod
 	// initial is set while the first list is delivered.
 	initial bool
 }
 
-func (d *directAPI) setNow(step int)       { d.clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
-func (d *directAPI) scraper() seam.Scraper { return d.s }
+func (d *directAPI) setNow(step int)           { d.clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
+func (d *directAPI) scraper() *scraper.Scraper { return d.s }
 
 func (d *directAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
 	if !deliver || d.s == nil {
@@ -397,7 +397,7 @@ func (d *directAPI) relist(pods []*corev1.Pod) {
 
 func (d *directAPI) start(pods []*corev1.Pod, host component.Host) {
 	cfg := simConfig(host)
-	s, err := seam.NewScraper(metadatatest.NewSettings(d.tt), cfg, seam.Deps{Now: d.clock.Now})
+	s, err := scraper.New(metadatatest.NewSettings(d.tt), cfg, scraper.Deps{Now: d.clock.Now})
 	require.NoError(d.t, err)
 	if host != nil {
 		require.NoError(d.t, s.OpenStorage(context.Background(), host))
@@ -436,8 +436,8 @@ type watchAPI struct {
 	names map[string]bool
 }
 
-func (w *watchAPI) setNow(step int)       { w.h.Clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
-func (w *watchAPI) scraper() seam.Scraper { return w.h.Scraper }
+func (w *watchAPI) setNow(step int)           { w.h.Clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
+func (w *watchAPI) scraper() *scraper.Scraper { return w.h.Scraper }
 
 func (w *watchAPI) write(kind watch.EventType, pod *corev1.Pod, deliver bool) {
 	h := w.h
@@ -477,7 +477,7 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 		w.names[p.Name] = true
 	}
 	w.started = true
-	s, err := seam.NewScraper(h.Settings(), simConfig(host), h.Deps())
+	s, err := scraper.New(h.Settings(), simConfig(host), h.Deps())
 	require.NoError(h.T, err)
 	h.Use(s)
 	h.Host = host

@@ -47,7 +47,7 @@ func (p *pipeline) systemKills() map[string]int64 {
 }
 
 func TestSystemOOMKills(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	logs := new(consumertest.LogsSink)
 	h.Scraper.SetLogs(logs)
 	ew := h.WatchEvents()
@@ -100,7 +100,7 @@ func TestSystemOOMKillsWhileTheCollectorWasDown(t *testing.T) {
 	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
 	state := storagetest.NewStorageID("state")
 	run := func(events []*corev1.Event, from time.Duration, during func(*scrapertest.Harness, *scrapertest.EventWatch)) *pipeline {
-		h := newHarness(t, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state })
+		h := scrapertest.NewWith(t, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state })
 		h.Host = host
 		ew := h.WatchEvents()
 		for _, ev := range events {

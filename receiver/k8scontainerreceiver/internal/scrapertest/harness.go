@@ -3,8 +3,8 @@
 
 // Package scrapertest runs the receiver's scraper against a fake API server, whose watches a
 // test drives event by event, a TLS kubelet test server and a clock that moves only when told.
-// The receiver's tests use it, and so do the tests that join the receiver with other
-// components, which reach the scraper through internal/seam.
+// The scraper's and the receiver's tests use it, and so do the tests that join the receiver with
+// other components.
 package scrapertest
 
 import (
@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
@@ -37,7 +38,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/seam"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scraper"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
@@ -80,8 +81,10 @@ type Harness struct {
 	Logs *observer.ObservedLogs
 	// Host is what Start starts the scraper on; nil: a host without extensions.
 	Host component.Host
+	// Config is the config of the scraper NewWith made.
+	Config *scraper.Config
 	// Scraper is the scraper under test; set it with Use.
-	Scraper seam.Scraper
+	Scraper *scraper.Scraper
 
 	logger *zap.Logger
 
@@ -146,13 +149,35 @@ func (h *Harness) Settings() receiver.Settings {
 	return set
 }
 
+// NewWith returns the harness of t with the scraper of the default config for node
+// podtest.Node, whose kubelet is the harness' kubelet test server, changed by tweak.
+func NewWith(t *testing.T, tweak func(*scraper.Config)) *Harness {
+	t.Helper()
+	h := New(t)
+	cfg := scraper.NewDefaultConfig()
+	cfg.Node = podtest.Node
+	cfg.Kubelet.Endpoint = h.Kubelet.Endpoint()
+	cfg.Kubelet.CAFile = h.CAFile
+	cfg.Kubelet.Timeout = time.Second
+	if tweak != nil {
+		tweak(cfg)
+	}
+	require.NoError(t, cfg.Validate())
+	s, err := scraper.New(h.Settings(), cfg, h.Deps())
+	require.NoError(t, err)
+	h.Config = cfg
+	h.Use(s)
+	return h
+}
+
 // Deps are the scraper's connections to this harness.
-func (h *Harness) Deps() seam.Deps {
-	return seam.Deps{
-		Client:     h.Client,
-		RestConfig: &rest.Config{},
-		TokenFile:  h.TokenFile,
-		Now:        h.Clock.Now,
+func (h *Harness) Deps() scraper.Deps {
+	return scraper.Deps{
+		Connect: func(*scraper.Config) (kubernetes.Interface, *rest.Config, error) {
+			return h.Client, &rest.Config{}, nil
+		},
+		TokenFile: h.TokenFile,
+		Now:       h.Clock.Now,
 		Handlers: func(resource string, next cache.ResourceEventHandler) cache.ResourceEventHandler {
 			return countingHandler{next, h.handled[resource]}
 		},
@@ -182,7 +207,7 @@ func (c countingHandler) OnDelete(obj any) {
 
 // Use makes s the scraper under test, created with Deps; the one before, if any, has been shut
 // down. Handled events are counted afresh.
-func (h *Harness) Use(s seam.Scraper) {
+func (h *Harness) Use(s *scraper.Scraper) {
 	h.Scraper, h.expected = s, 0
 	for _, n := range h.handled {
 		n.Store(0)

@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper
 
 import (
 	"context"
@@ -134,14 +134,14 @@ func BenchmarkScrape(b *testing.B) {
 	const pods = 110
 	k := kubelettest.New(b)
 	var podStats []stats.PodStats
-	cfg := createDefaultConfig().(*Config)
+	cfg := NewDefaultConfig()
 	cfg.Node = podtest.Node
 	cfg.Kubelet.Endpoint = k.Endpoint()
 	cfg.Kubelet.AuthType = "none"
 	cfg.Kubelet.CAFile = k.WriteCA(b, b.TempDir())
-	s, err := newScraper(receivertest.NewNopSettings(metadata.Type), cfg, deps{
-		client: func(*Config) (kubernetes.Interface, *rest.Config, error) { return nil, &rest.Config{}, nil },
-		now:    time.Now,
+	s, err := New(receivertest.NewNopSettings(metadata.Type), cfg, Deps{
+		Connect: func(*Config) (kubernetes.Interface, *rest.Config, error) { return nil, &rest.Config{}, nil },
+		Now:     time.Now,
 	})
 	require.NoError(b, err)
 	s.kubelet, err = newKubeletClient(cfg, "", &rest.Config{})
@@ -162,7 +162,7 @@ func BenchmarkScrape(b *testing.B) {
 
 	b.ReportAllocs()
 	for b.Loop() {
-		md, err := s.scrape(ctx)
+		md, err := s.Scrape(ctx)
 		if err != nil || md.ResourceMetrics().Len() != pods*3 {
 			b.Fatalf("%d resources, %v", md.ResourceMetrics().Len(), err)
 		}

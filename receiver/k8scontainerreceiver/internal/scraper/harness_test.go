@@ -1,14 +1,16 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper_test
+
+// What the scraper's tests share: the golden files of whole scrapes, and the points and metrics
+// of one container.
 
 import (
 	"flag"
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/golden"
 	"github.com/open-telemetry/opentelemetry-collector-contrib/pkg/pdatatest/pmetrictest"
@@ -18,41 +20,9 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/scrape")
-
-// harness is scrapertest's harness with a scraper of the config newHarness makes, which the
-// receiver's tests also reach directly.
-type harness struct {
-	*scrapertest.Harness
-	scraper *containerScraper
-}
-
-// newHarness makes the scraper of the default config for node podtest.Node, whose kubelet is
-// the harness' kubelet test server, changed by tweak.
-func newHarness(t *testing.T, tweak func(*Config)) *harness {
-	t.Helper()
-	h := &harness{Harness: scrapertest.New(t)}
-	cfg := createDefaultConfig().(*Config)
-	cfg.Node = podtest.Node
-	cfg.Kubelet.Endpoint = h.Kubelet.Endpoint()
-	cfg.Kubelet.CAFile = h.CAFile
-	cfg.Kubelet.Timeout = time.Second
-	if tweak != nil {
-		tweak(cfg)
-	}
-	require.NoError(t, cfg.Validate())
-	s, err := newScraper(h.Settings(), cfg, h.deps())
-	require.NoError(t, err)
-	h.scraper = s
-	h.Use(seamScraper{s})
-	return h
-}
-
-// deps are the scraper's connections to the harness.
-func (h *harness) deps() deps { return seamDeps(h.Deps()) }
 
 // checkGolden compares md with testdata/scrape/<name>.yaml, or rewrites it under -update.
 func checkGolden(t *testing.T, name string, md pmetric.Metrics) {

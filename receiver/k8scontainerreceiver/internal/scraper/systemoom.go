@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper
 
 import (
 	"context"
@@ -30,7 +30,7 @@ const systemOOMNamespace = metav1.NamespaceDefault
 const systemOOMCountsKey = "system_oom_counts"
 
 // startSystemOOMWatch starts the informer of the SystemOOM events.
-func (s *containerScraper) startSystemOOMWatch() error {
+func (s *Scraper) startSystemOOMWatch() error {
 	set := fields.Set{"involvedObject.kind": "Node", "reason": systemoom.Reason}
 	if s.cfg.Node != "" {
 		set["involvedObject.name"] = s.cfg.Node
@@ -70,7 +70,7 @@ func (s *containerScraper) startSystemOOMWatch() error {
 // recordSystemOOMs records each node's system OOM kills since the previous scrape: a delta
 // point, 0 included, and a record per kill. With storage, the event counts they report are
 // recorded before the scrape is handed on, so a restart reports none of them again.
-func (s *containerScraper) recordSystemOOMs(ctx context.Context, now pcommon.Timestamp) {
+func (s *Scraper) recordSystemOOMs(ctx context.Context, now pcommon.Timestamp) {
 	saved, changed := s.systemOOMs.Drain(func(node string, kills []systemoom.Kill) {
 		rb := s.mb.NewResourceBuilder()
 		rb.SetK8sNodeName(node)
@@ -93,7 +93,7 @@ func (s *containerScraper) recordSystemOOMs(ctx context.Context, now pcommon.Tim
 	}
 }
 
-func (s *containerScraper) restoreSystemOOMCounts(ctx context.Context, horizon time.Time) {
+func (s *Scraper) restoreSystemOOMCounts(ctx context.Context, horizon time.Time) {
 	saved, err := s.storage.Get(ctx, systemOOMCountsKey)
 	if err != nil {
 		saved = nil

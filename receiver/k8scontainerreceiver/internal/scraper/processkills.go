@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper
 
 import (
 	"context"
@@ -24,7 +24,7 @@ import (
 const processCountersKey = "process_oom_counters"
 
 // collectProcessKills reads the counters and works out the kills since the previous scrape.
-func (s *containerScraper) collectProcessKills(ctx context.Context) bool {
+func (s *Scraper) collectProcessKills(ctx context.Context) bool {
 	var counters []kubelet.OOMCounter
 	if s.cgroups != nil {
 		counters = s.readCgroups()
@@ -43,7 +43,7 @@ func (s *containerScraper) collectProcessKills(ctx context.Context) bool {
 
 // recordProcessKills records one container's kills since the previous scrape: a delta point,
 // 0 included, and a record when there were any.
-func (s *containerScraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container) bool {
+func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container) bool {
 	key := statsKey{string(p.UID), c.Name}
 	kills := s.processKills.Kills(key.podUID, key.container)
 	s.mb.RecordK8sContainerProcessOomKilledDataPoint(now, kills.N)
@@ -63,7 +63,7 @@ func (s *containerScraper) recordProcessKills(now pcommon.Timestamp, p *containe
 
 // readCgroups reads the kernel's counter of each running container instance. An instance whose
 // cgroup is not found is left out, as the kubelet leaves out one it does not list.
-func (s *containerScraper) readCgroups() []kubelet.OOMCounter {
+func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 	s.cgroupInstances = s.cgroupInstances[:0]
 	s.tracker.Each(func(p *containerstate.Pod, c *containerstate.Container) {
 		if id := runtimeID(c.ContainerID); id != "" {
@@ -89,7 +89,7 @@ func (s *containerScraper) readCgroups() []kubelet.OOMCounter {
 	return counters
 }
 
-func (s *containerScraper) saveProcessCounters(ctx context.Context) {
+func (s *Scraper) saveProcessCounters(ctx context.Context) {
 	if s.storage == nil {
 		return
 	}
@@ -102,7 +102,7 @@ func (s *containerScraper) saveProcessCounters(ctx context.Context) {
 	}
 }
 
-func (s *containerScraper) restoreProcessCounters(ctx context.Context) {
+func (s *Scraper) restoreProcessCounters(ctx context.Context) {
 	b, err := s.storage.Get(ctx, processCountersKey)
 	if err != nil || b == nil {
 		return

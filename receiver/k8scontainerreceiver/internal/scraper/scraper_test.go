@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper_test
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"go.opentelemetry.io/otel/attribute"
@@ -29,6 +28,8 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadatatest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scraper"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
@@ -43,14 +44,14 @@ func readJSON(t *testing.T, path string, into any) {
 // OOMKilled), a pod whose children are OOM-killed while PID 1 lives (nothing in the status),
 // and a steady pod, with the Summary the kubelet served at the same time.
 func TestScrapeRealKubeletSamples(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	var summary stats.Summary
-	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "stats-summary.json"), &summary)
+	readJSON(t, filepath.Join("..", "..", "testdata", "kubelet-v1.37.2", "stats-summary.json"), &summary)
 	h.Kubelet.SetSummary(&summary)
 
 	var oomStatus, childStatus corev1.PodStatus
-	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-oom.status.json"), &oomStatus)
-	readJSON(t, filepath.Join("testdata", "kubelet-v1.37.2", "memhog-child-oom.status.json"), &childStatus)
+	readJSON(t, filepath.Join("..", "..", "testdata", "kubelet-v1.37.2", "memhog-oom.status.json"), &oomStatus)
+	readJSON(t, filepath.Join("..", "..", "testdata", "kubelet-v1.37.2", "memhog-child-oom.status.json"), &childStatus)
 	oom := podtest.NewPod("memhog-oom", "0f3c2a8e-5d5e-4c1e-9d52-0a3e8c8f4b11", oomStatus.ContainerStatuses...)
 	child := podtest.NewPod("memhog-child-oom", "49209e91-9438-4ff8-8fe7-8d4163da3a5d", childStatus.ContainerStatuses...)
 	steady := podtest.NewPod("memhog-steady", "b5ad9300-c0fd-4569-8811-9608fbabca91", corev1.ContainerStatus{
@@ -71,7 +72,7 @@ func TestScrapeRealKubeletSamples(t *testing.T) {
 // Sums that restart with each container instance (CPU time, page faults) start when the
 // instance started; every other cumulative keeps one start time per series across restarts.
 func TestStartTimesPerSeries(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	h.Start()
 	hog := podtest.NewLife("hog", "OOMKilled")
 	pod := podtest.NewPod("hog", "u1", hog.Running(0))
@@ -117,7 +118,7 @@ func statsFor(uid string, at time.Time) *stats.Summary {
 // failed request the endpoint is looked up anew.
 func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
 	moved := kubelettest.New(t)
-	h := newHarness(t, func(c *Config) {
+	h := scrapertest.NewWith(t, func(c *scraper.Config) {
 		c.Kubelet.Endpoint = ""
 		c.Kubelet.CAFile = ""
 		c.Kubelet.InsecureSkipVerify = true
@@ -141,7 +142,7 @@ func TestKubeletEndpointLookedUpAgainAfterAFailure(t *testing.T) {
 }
 
 func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Kubelet.Timeout = 300 * time.Millisecond })
+	h := scrapertest.NewWith(t, func(c *scraper.Config) { c.Kubelet.Timeout = 300 * time.Millisecond })
 	h.Kubelet.SetSummary(statsFor("u1", podtest.T0))
 	h.Start()
 	h.Send(watch.Added, podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
@@ -182,7 +183,7 @@ func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 }
 
 func TestTokenRotation(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	h.Kubelet.RequireToken("token-1")
 	h.Start()
 	h.Scrape()
@@ -195,10 +196,10 @@ func TestTokenRotation(t *testing.T) {
 }
 
 func TestNodeScopeAndEndpointFromTheNode(t *testing.T) {
-	h := newHarness(t, func(c *Config) {
+	h := scrapertest.NewWith(t, func(c *scraper.Config) {
 		c.Kubelet.Endpoint = ""
-		c.Extract.Labels = []FieldExtract{{Key: "app"}, {Key: "missing"}}
-		c.Extract.Annotations = []FieldExtract{{Key: "team", TagName: "team"}}
+		c.Extract.Labels = []scraper.FieldExtract{{Key: "app"}, {Key: "missing"}}
+		c.Extract.Annotations = []scraper.FieldExtract{{Key: "team", TagName: "team"}}
 		c.ResourceAttributes.ContainerID.Enabled = true
 	})
 	// The node says where its kubelet listens.
@@ -217,12 +218,12 @@ func TestNodeScopeAndEndpointFromTheNode(t *testing.T) {
 	h.Send(watch.Added, pod)
 	md := h.Scrape()
 	checkGolden(t, "node-endpoint-extract", md)
-	assert.Equal(t, "127.0.0.1:"+portText, h.scraper.endpoint)
+	assert.Equal(t, "127.0.0.1:"+portText, scraper.Endpoint(h.Scraper))
 	assert.Equal(t, 1, h.Kubelet.Requests())
 }
 
 func TestWholeClusterWithoutKubelet(t *testing.T) {
-	h := newHarness(t, func(c *Config) {
+	h := scrapertest.NewWith(t, func(c *scraper.Config) {
 		c.Node = ""
 		c.Kubelet.Enabled = false
 	})
@@ -235,34 +236,19 @@ func TestWholeClusterWithoutKubelet(t *testing.T) {
 }
 
 func TestShutdownWithoutStart(t *testing.T) {
-	s, err := newScraper(receivertest.NewNopSettings(metadata.Type), createDefaultConfig().(*Config), defaultDeps())
+	s, err := scraper.New(receivertest.NewNopSettings(metadata.Type), scraper.NewDefaultConfig(), scraper.DefaultDeps())
 	require.NoError(t, err)
-	require.NoError(t, s.shutdown(context.Background()))
-	require.NoError(t, s.shutdown(context.Background()))
-}
-
-func TestReceiverLifecycleThroughTheController(t *testing.T) {
-	h := newHarness(t, nil)
-	cfg := h.scraper.cfg
-	cfg.CollectionInterval = 20 * time.Millisecond
-	sink := new(consumertest.MetricsSink)
-	r, err := newReceiver(receivertest.NewNopSettings(metadata.Type), cfg, sink, h.deps())
-	require.NoError(t, err)
-	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
-	h.WaitWatchers(1)
-	h.Watcher().Add(podtest.NewPod("hog", "u1", podtest.NewLife("hog").Running(0)))
-	require.Eventually(t, func() bool { return sink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
-	require.NoError(t, r.Shutdown(context.Background()))
+	require.NoError(t, s.Shutdown(context.Background()))
+	require.NoError(t, s.Shutdown(context.Background()))
 }
 
 func TestStartFailsOnAPIConnection(t *testing.T) {
-	cfg := createDefaultConfig().(*Config)
+	cfg := scraper.NewDefaultConfig()
 	cfg.Node = podtest.Node
-	d := defaultDeps()
-	s, err := newScraper(receivertest.NewNopSettings(metadata.Type), cfg, d)
+	s, err := scraper.New(receivertest.NewNopSettings(metadata.Type), cfg, scraper.DefaultDeps())
 	require.NoError(t, err)
 	// Not in a cluster: no in-cluster configuration.
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
-	assert.ErrorContains(t, s.start(context.Background(), componenttest.NewNopHost()), "Kubernetes API server")
-	require.NoError(t, s.shutdown(context.Background()))
+	assert.ErrorContains(t, s.Start(context.Background(), componenttest.NewNopHost()), "Kubernetes API server")
+	require.NoError(t, s.Shutdown(context.Background()))
 }

@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper
 
 import (
 	"context"
@@ -49,7 +49,7 @@ func newKubeletClient(cfg *Config, tokenFile string, rc *rest.Config) (*kubelet.
 
 // collectStats fetches the Summary and indexes its containers by pod UID and name. It tells
 // whether the kubelet answered.
-func (s *containerScraper) collectStats(ctx context.Context) bool {
+func (s *Scraper) collectStats(ctx context.Context) bool {
 	if s.endpoint == "" {
 		ep, err := s.resolveEndpoint(ctx)
 		if err != nil {
@@ -77,7 +77,7 @@ func (s *containerScraper) collectStats(ctx context.Context) bool {
 }
 
 // resolveEndpoint reads the kubelet's address and port from the Node object.
-func (s *containerScraper) resolveEndpoint(ctx context.Context) (string, error) {
+func (s *Scraper) resolveEndpoint(ctx context.Context) (string, error) {
 	node, err := s.client.CoreV1().Nodes().Get(ctx, s.cfg.Node, metav1.GetOptions{})
 	if err != nil {
 		return "", fmt.Errorf("%w: reading node %q: %w", errEndpoint, s.cfg.Node, err)
@@ -96,7 +96,7 @@ func (s *containerScraper) resolveEndpoint(ctx context.Context) (string, error) 
 	return "", fmt.Errorf("%w: node %q has no address", errEndpoint, s.cfg.Node)
 }
 
-func (s *containerScraper) reportKubelet(err error) {
+func (s *Scraper) reportKubelet(err error) {
 	if err == nil {
 		if s.kubeletProblem != "" {
 			s.logger.Info("Kubelet Summary API is answering again", zap.String("endpoint", s.endpoint))

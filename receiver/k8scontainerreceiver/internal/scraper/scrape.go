@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper
 
 import (
 	"context"
@@ -21,11 +21,11 @@ import (
 // scrape, its restart count, memory resources and the kubelet's stats, top to bottom, from the
 // tracker's drain to the resource the metrics builder emits.
 
-// scrape reports every tracked container. A kubelet failure costs the stats of this scrape
+// Scrape reports every tracked container. A kubelet failure costs the stats of this scrape
 // only; it is counted and logged when it changes, not returned, since the scraper controller
 // would log a returned error on every scrape.
-func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) {
-	now := s.deps.now()
+func (s *Scraper) Scrape(ctx context.Context) (pmetric.Metrics, error) {
+	now := s.deps.Now()
 	clear(s.stats)
 	processOK := false
 	// A kubelet that did not answer for the Summary is not asked again in the same scrape.
@@ -59,7 +59,7 @@ func (s *containerScraper) scrape(ctx context.Context) (pmetric.Metrics, error) 
 
 // record emits one container's resource: its attributes, the points of its OOM-kill flag, the
 // pod status' metrics, the process kills and the kubelet's stats; then its kill records.
-func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point, processOK bool) {
+func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point, processOK bool) {
 	rb := s.mb.NewResourceBuilder()
 	rb.SetK8sNamespaceName(p.Namespace)
 	rb.SetK8sPodName(p.Name)
@@ -127,7 +127,7 @@ func (s *containerScraper) record(now pcommon.Timestamp, p *containerstate.Pod, 
 	}
 }
 
-func (s *containerScraper) recordStats(st *stats.ContainerStats, memoryLimit int64) {
+func (s *Scraper) recordStats(st *stats.ContainerStats, memoryLimit int64) {
 	if cpu := st.CPU; cpu != nil {
 		ts := pcommon.NewTimestampFromTime(cpu.Time.Time)
 		if cpu.UsageCoreNanoSeconds != nil {

@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // scrape as the metrics, so a kill is a record exactly when it is a 1 the processor counts.
 
 // recordKills adds a k8s.container.oom_kill record for each kill the tracker reports as news.
-func (s *containerScraper) recordKills(p *containerstate.Pod, c *containerstate.Container, kills []termination.Termination) {
+func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container, kills []termination.Termination) {
 	ctx := context.Background()
 	key := statsKey{string(p.UID), c.Name}
 	for _, k := range kills {
@@ -39,7 +39,7 @@ func (s *containerScraper) recordKills(p *containerstate.Pod, c *containerstate.
 	}
 }
 
-func (s *containerScraper) memoryAttributes(c *containerstate.Container) []metadata.EventAttributeOption {
+func (s *Scraper) memoryAttributes(c *containerstate.Container) []metadata.EventAttributeOption {
 	var opts []metadata.EventAttributeOption
 	if c.MemoryLimit > 0 {
 		opts = append(opts, metadata.WithK8sContainerMemoryLimitEventAttribute(c.MemoryLimit))
@@ -51,7 +51,7 @@ func (s *containerScraper) memoryAttributes(c *containerstate.Container) []metad
 }
 
 // rememberWorkingSets keeps this scrape's working sets for the kill records of later scrapes.
-func (s *containerScraper) rememberWorkingSets() {
+func (s *Scraper) rememberWorkingSets() {
 	s.scrapes++
 	s.workingSets.Remember(s.scrapes, func(yield func(statsKey, workingset.Reading) bool) {
 		for k, st := range s.stats {
@@ -67,7 +67,7 @@ func (s *containerScraper) rememberWorkingSets() {
 
 // emitLogs hands the records of this scrape to the logs pipeline. A refused batch is logged:
 // the records are not repeated, as the counters they stand beside are not.
-func (s *containerScraper) emitLogs(ctx context.Context) {
+func (s *Scraper) emitLogs(ctx context.Context) {
 	if s.logs == nil {
 		return
 	}

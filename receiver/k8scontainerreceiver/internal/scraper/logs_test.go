@@ -1,31 +1,27 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/collector/receiver/receivertest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
 func TestOOMKillRecord(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	sink := new(consumertest.LogsSink)
 	h.Scraper.SetLogs(sink)
 	h.Start()
@@ -78,7 +74,7 @@ func TestOOMKillRecord(t *testing.T) {
 
 // A reading of an earlier instance does not explain the kill of a later one.
 func TestOOMKillRecordWithoutAReadingOfTheKilledInstance(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	sink := new(consumertest.LogsSink)
 	h.Scraper.SetLogs(sink)
 	h.Start()
@@ -103,7 +99,7 @@ func TestOOMKillRecordWithoutAReadingOfTheKilledInstance(t *testing.T) {
 
 // An OOM kill already in the status at first sight is history: no record.
 func TestNoRecordForHistory(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	sink := new(consumertest.LogsSink)
 	h.Scraper.SetLogs(sink)
 	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
@@ -116,7 +112,7 @@ func TestNoRecordForHistory(t *testing.T) {
 // The workload names come from the pod's controller owner, on every signal, and never split a
 // series: they are not among the processor's identifying attributes.
 func TestWorkloadAttributes(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	h.Start()
 	hog := podtest.NewLife("hog", "OOMKilled")
 	pod := podtest.NewPod("web-5d8f7c9b6-x2x9z", "u1", hog.Running(0))
@@ -143,47 +139,11 @@ func TestWorkloadAttributes(t *testing.T) {
 	assert.NotContains(t, got["u2"], "k8s.deployment.name")
 }
 
-// The metrics and logs pipelines that name one k8s_container share one receiver: one watch,
-// one scrape, each kill once in each signal. Start and Shutdown may come from both, in any order.
-func TestMetricsAndLogsShareOneReceiver(t *testing.T) {
-	h := newHarness(t, nil)
-	cfg := h.scraper.cfg
-	cfg.CollectionInterval = 20 * time.Millisecond
-	set := receivertest.NewNopSettings(metadata.Type)
-	metricsSink, logsSink := new(consumertest.MetricsSink), new(consumertest.LogsSink)
-	mr, err := newReceiver(set, cfg, metricsSink, h.deps())
-	require.NoError(t, err)
-	lr, err := newLogsReceiver(set, cfg, logsSink, h.deps())
-	require.NoError(t, err)
-	require.Same(t, mr.(*sharedReceiver), lr.(*sharedReceiver))
-	require.NoError(t, lr.Start(context.Background(), componenttest.NewNopHost()))
-	require.NoError(t, mr.Start(context.Background(), componenttest.NewNopHost()))
-	h.WaitWatchers(1)
-	require.Equal(t, 1, h.Watchers(), "one pod watch")
-
-	hog := podtest.NewLife("hog", "OOMKilled")
-	pod := podtest.NewPod("hog", "u1", hog.Running(0))
-	h.Watcher().Add(pod)
-	require.Eventually(t, func() bool { return metricsSink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
-	h.Watcher().Modify(podtest.WithStatus(pod, hog.Terminated(0)))
-	require.Eventually(t, func() bool { return logsSink.LogRecordCount() > 0 }, 5*time.Second, 5*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // a few more scrapes: the kill is not repeated
-	assert.Equal(t, 1, logsSink.LogRecordCount())
-
-	require.NoError(t, mr.Shutdown(context.Background()))
-	require.NoError(t, lr.Shutdown(context.Background()))
-	// Shut down, the configuration gets a new receiver.
-	again, err := newLogsReceiver(set, cfg, logsSink, h.deps())
-	require.NoError(t, err)
-	assert.NotSame(t, lr.(*sharedReceiver), again.(*sharedReceiver))
-	require.NoError(t, again.Shutdown(context.Background()))
-}
-
 // The Summary goes on listing a killed instance for about a second, with what is left of its
 // working set, stamped (to the second, as the kill's end is) in the second of the kill. Such a
 // reading does not explain the kill: only one stamped before the kill's second does.
 func TestOOMKillRecordIgnoresAReadingFromTheSecondOfTheKill(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	sink := new(consumertest.LogsSink)
 	h.Scraper.SetLogs(sink)
 	h.Start()

@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper
 
 import (
 	"context"
@@ -19,9 +19,11 @@ import (
 // handlers, which diff every update at once so that no termination visible between two scrapes
 // is lost. What they find waits in the tracker until the next scrape.
 
+var _ cache.ResourceEventHandler = (*Scraper)(nil)
+
 // startPodWatch starts the informer of the pods, slimmed by the transform to what the receiver
 // uses.
-func (s *containerScraper) startPodWatch() error {
+func (s *Scraper) startPodWatch() error {
 	var opts []informers.SharedInformerOption
 	if s.cfg.Node != "" {
 		selector := fields.OneTermEqualSelector("spec.nodeName", s.cfg.Node).String()
@@ -32,11 +34,7 @@ func (s *containerScraper) startPodWatch() error {
 	if err := inf.SetTransform(slimpod.Transform(s.cfg.Extract.labelKeys(), s.cfg.Extract.annotationKeys())); err != nil {
 		return err
 	}
-	if _, err := inf.AddEventHandler(s.deps.handler("pods", cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc:    s.onAdd,
-		UpdateFunc: s.onUpdate,
-		DeleteFunc: s.onDelete,
-	})); err != nil {
+	if _, err := inf.AddEventHandler(s.deps.handler("pods", s)); err != nil {
 		return err
 	}
 	s.stopCh = make(chan struct{})
@@ -44,48 +42,50 @@ func (s *containerScraper) startPodWatch() error {
 	return nil
 }
 
-// onAdd handles a pod the informer did not hold. One that is not in its initial list was
+// OnAdd handles a pod the informer did not hold. One that is not in its initial list was
 // created while the receiver watched (or while its watch was down): its terminations are news.
-func (s *containerScraper) onAdd(obj any, isInInitialList bool) {
+func (s *Scraper) OnAdd(obj any, isInInitialList bool) {
 	if isInInitialList {
 		s.onUpsert(obj)
 		return
 	}
 	if pod, ok := obj.(*slimpod.Pod); ok {
-		s.count(s.tracker.UpsertCreated(pod, s.deps.now()))
+		s.count(s.tracker.UpsertCreated(pod, s.deps.Now()))
 	}
 }
 
-func (s *containerScraper) onUpsert(obj any) {
+func (s *Scraper) onUpsert(obj any) {
 	if pod, ok := obj.(*slimpod.Pod); ok {
-		s.count(s.tracker.Upsert(pod, s.deps.now()))
+		s.count(s.tracker.Upsert(pod, s.deps.Now()))
 	}
 }
 
-// onUpdate handles a changed pod. An update may also carry another pod under the same name:
+// OnUpdate handles a changed pod. An update may also carry another pod under the same name:
 // when the watch was down while a pod was deleted and re-created, the relist delivers the new
 // pod as an update of the old one. The old one is then finished like a deleted pod.
-func (s *containerScraper) onUpdate(oldObj, newObj any) {
+func (s *Scraper) OnUpdate(oldObj, newObj any) {
 	prev, okPrev := oldObj.(*slimpod.Pod)
 	next, okNext := newObj.(*slimpod.Pod)
 	if okPrev && okNext && prev.UID != next.UID {
-		s.count(s.tracker.Delete(prev, s.deps.now()))
-		s.onAdd(next, false)
+		s.count(s.tracker.Delete(prev, s.deps.Now()))
+		s.OnAdd(next, false)
 		return
 	}
 	s.onUpsert(newObj)
 }
 
-func (s *containerScraper) onDelete(obj any) {
+// OnDelete handles a deleted pod, or the last state the informer knew of one whose deletion it
+// missed.
+func (s *Scraper) OnDelete(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
 	if pod, ok := obj.(*slimpod.Pod); ok {
-		s.count(s.tracker.Delete(pod, s.deps.now()))
+		s.count(s.tracker.Delete(pod, s.deps.Now()))
 	}
 }
 
-func (s *containerScraper) count(o containerstate.Observed) {
+func (s *Scraper) count(o containerstate.Observed) {
 	ctx := context.Background()
 	if o.Terminations > 0 {
 		s.telemetry.K8sContainerTerminationsObserved.Add(ctx, int64(o.Terminations))

@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper_test
 
 import (
 	"testing"
@@ -18,7 +18,7 @@ import (
 )
 
 func TestProcessKillRecord(t *testing.T) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	sink := new(consumertest.LogsSink)
 	h.Scraper.SetLogs(sink)
 	h.Start()

@@ -1,7 +1,7 @@
 // Copyright The oomwatch Authors
 // SPDX-License-Identifier: Apache-2.0
 
-package k8scontainerreceiver
+package scraper_test
 
 import (
 	"testing"
@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
 )
 
 // The scenarios: what the pod watch delivers, step by step, and what each scrape reports. A
@@ -225,7 +226,7 @@ func TestScenarios(t *testing.T) {
 }
 
 func runScenario(t *testing.T, sc scenario) {
-	h := newHarness(t, nil)
+	h := scrapertest.NewWith(t, nil)
 	h.Start()
 	for i, st := range sc.steps {
 		h.At(st.at)
@@ -258,7 +259,7 @@ func runScenario(t *testing.T, sc scenario) {
 // receiverCounters are the counters of what the pod watch brought.
 var receiverCounters = []string{"terminations_observed", "oom_kills_observed", "terminations_unseen", "oom_kills_history", "terminations_dropped"}
 
-func readCounters(t *testing.T, h *harness) map[string]int64 {
+func readCounters(t *testing.T, h *scrapertest.Harness) map[string]int64 {
 	got := map[string]int64{}
 	for _, name := range receiverCounters {
 		got[name] = 0
