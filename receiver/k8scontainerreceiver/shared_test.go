@@ -60,7 +60,11 @@ func TestMetricsAndLogsShareOneReceiver(t *testing.T) {
 	require.Eventually(t, func() bool { return metricsSink.DataPointCount() > 0 }, 5*time.Second, 5*time.Millisecond)
 	h.Watcher().Modify(podtest.WithStatus(pod, hog.Terminated(0)))
 	require.Eventually(t, func() bool { return logsSink.LogRecordCount() > 0 }, 5*time.Second, 5*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // a few more scrapes: the kill is not repeated
+	// Three more scrapes, and the kill is not repeated. A scrape hands its records on before
+	// its metrics, and the scrape that sent the record may not have sent its metrics yet:
+	// four more metrics batches hold three whole scrapes after the record.
+	seen := len(metricsSink.AllMetrics())
+	require.Eventually(t, func() bool { return len(metricsSink.AllMetrics()) >= seen+4 }, 5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, 1, logsSink.LogRecordCount())
 
 	require.NoError(t, mr.Shutdown(context.Background()))
