@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/slimpod"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
 // The rarer forms a production node writes: through the status manager, after the runtime lost
@@ -126,12 +127,18 @@ func TestChildKilledThenMainProcessExited(t *testing.T) {
 	done := job.Terminated(0)
 	done.State.Terminated.ExitCode = 0
 	assert.Equal(t, Observed{Terminations: 1}, tr.Upsert(podWith("u1", done), sec(1)))
-	tr.Drain(sec(2), func(_ *Pod, c *Container, pts []Point) {
+	inner := 0
+	record := func(_ Horizon, pending Pending) error {
+		pending.InnerKills(func(_ *Pod, _ *Container, k termination.Termination) { inner++ })
+		return nil
+	}
+	require.NoError(t, tr.DrainRecorded(sec(2), record, func(_ *Pod, c *Container, pts []Point) {
 		assert.Equal(t, []Point{pt(0, false, sec(0)), pt(0, false, sec(1))}, stripSince(pts))
 		assert.Empty(t, c.Kills())
 		require.Len(t, c.InnerKills(), 1)
 		assert.Equal(t, "containerd://job-0", c.InnerKills()[0].ContainerID)
-	})
+	}))
+	assert.Equal(t, 1, inner, "the record sees the kill inside before the drain hands it out")
 }
 
 func stripSince(pts []Point) []Point {

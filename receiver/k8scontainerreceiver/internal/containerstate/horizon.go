@@ -118,11 +118,6 @@ func (t *Tracker) resume(h Horizon) {
 	}
 }
 
-// SetHorizon is Resume with the time and the terminations that ended in its second only.
-func (t *Tracker) SetHorizon(at time.Time, edge []termination.Key) {
-	t.Resume(Horizon{At: at, Ended: edge})
-}
-
 // afterHorizon tells that term ended after an earlier run last looked, and that run did not
 // know it. End times have a second's precision: an end in the horizon's second may be before or
 // after it; the terminations that run knew then tell which.

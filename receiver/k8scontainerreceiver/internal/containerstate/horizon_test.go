@@ -5,6 +5,7 @@ package containerstate
 
 import (
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ func TestResumeReportsWhatEndedUnseenWhileDown(t *testing.T) {
 	before.Upsert(podWith("u1", hog.Running(2)), podtest.T0.Add(2*time.Minute))
 	var h Horizon
 	horizon := podtest.T0.Add(2*time.Minute + 10*time.Second)
-	before.DrainRecorded(horizon, func(r Horizon) { h = r }, func(*Pod, *Container, []Point) {})
+	require.NoError(t, before.DrainRecorded(horizon, func(r Horizon, _ Pending) error { h = r; return nil }, func(*Pod, *Container, []Point) {}))
 	assert.Equal(t, []Reported{{PodUID: "u1", Container: "hog", Unended: 2}}, h.Reported)
 
 	b, err := h.MarshalBinary()
@@ -99,4 +100,19 @@ func TestHorizonRecord(t *testing.T) {
 	assert.Equal(t, []termination.Key{{ContainerID: "containerd://a"}}, got.Ended)
 	assert.Error(t, got.UnmarshalBinary([]byte{1, 2, 3}))
 	assert.Error(t, got.UnmarshalBinary(append(binary.LittleEndian.AppendUint64(nil, 1), '{')))
+}
+
+// A drain whose horizon could not be recorded hands nothing out: the points wait for the next.
+func TestDrainWaitsForTheRecord(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "OOMKilled")
+	tr := New(16)
+	tr.Upsert(podWith("u1", hog.Running(0)), podtest.T0)
+	tr.Upsert(podWith("u1", hog.Terminated(0)), podtest.T0.Add(time.Second))
+	failed := errors.New("disk full")
+	emitted := 0
+	err := tr.DrainRecorded(podtest.T0.Add(2*time.Second), func(Horizon, Pending) error { return failed }, func(*Pod, *Container, []Point) { emitted++ })
+	require.ErrorIs(t, err, failed)
+	assert.Zero(t, emitted)
+	assert.Equal(t, []Point{pt(0, false, podtest.T0), pt(0, true, podtest.T0.Add(time.Second))}, drain(tr, podtest.T0.Add(3*time.Second))[0].points)
 }

@@ -184,26 +184,21 @@ func (t *Tracker) Delete(pod *slimpod.Pod, now time.Time) Observed {
 	return obs
 }
 
-// DrainAfter hands every container with its points since the last drain to emit: the baseline
-// and the terminations observed, oldest first, or else one point for its latest state, stamped
-// now. Pods deleted since are forgotten afterwards. emit must not keep the points slice.
+// DrainRecorded hands every container with its points since the last drain to emit: the
+// baseline and the terminations observed, oldest first, or else one point for its latest state,
+// stamped now. Pods deleted since are forgotten afterwards. emit must not keep the points slice.
 //
-// First, with nothing observed in between, it hands before the edge at now (see SetHorizon):
-// what before records as seen is exactly what this drain hands out or drains handed out before.
-func (t *Tracker) DrainAfter(now time.Time, before func(edge []termination.Key), emit func(*Pod, *Container, []Point)) {
-	var record func(Horizon)
-	if before != nil {
-		record = func(h Horizon) { before(h.Ended) }
-	}
-	t.DrainRecorded(now, record, emit)
-}
-
-// DrainRecorded is DrainAfter that hands record the whole horizon at now (see Resume).
-func (t *Tracker) DrainRecorded(now time.Time, record func(Horizon), emit func(*Pod, *Container, []Point)) {
+// First, with nothing observed in between, it hands record the horizon at now (see Resume) and
+// what the drain is about to hand out: what record keeps as reported is exactly what this drain
+// hands out or drains handed out before. If record fails, nothing is drained, and its error is
+// returned.
+func (t *Tracker) DrainRecorded(now time.Time, record func(Horizon, Pending) error, emit func(*Pod, *Container, []Point)) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if record != nil {
-		record(t.horizonAt(now))
+		if err := record(t.horizonAt(now), Pending{t}); err != nil {
+			return err
+		}
 	}
 	for uid, p := range t.pods {
 		for _, c := range p.Containers {
@@ -221,6 +216,22 @@ func (t *Tracker) DrainRecorded(now time.Time, record func(Horizon), emit func(*
 		}
 		if p.deleted {
 			delete(t.pods, uid)
+		}
+	}
+	return nil
+}
+
+// Pending is what a drain is about to hand out, as its record sees it.
+type Pending struct{ t *Tracker }
+
+// InnerKills calls fn for each termination the drain hands out that the runtime marked OOMKilled
+// though PID 1 exited by itself (see Container.InnerKills).
+func (p Pending) InnerKills(fn func(*Pod, *Container, termination.Termination)) {
+	for _, pod := range p.t.pods {
+		for _, c := range pod.Containers {
+			for _, k := range c.innerKills {
+				fn(pod, c, k)
+			}
 		}
 	}
 }

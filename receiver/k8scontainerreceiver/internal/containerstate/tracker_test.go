@@ -21,12 +21,12 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
-// Drain is DrainAfter without the edge.
+// Drain is DrainRecorded without a record.
 func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
-	t.DrainAfter(now, nil, emit)
+	_ = t.DrainRecorded(now, nil, emit)
 }
 
-// Edge is the edge DrainAfter would hand out at at.
+// Edge is the Ended of the horizon DrainRecorded would hand out at at.
 func (t *Tracker) Edge(at time.Time) []termination.Key {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -837,7 +837,7 @@ func TestHorizonSecond(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			tr := New(16)
-			tr.SetHorizon(horizon, tc.edge)
+			tr.Resume(Horizon{At: horizon, Ended: tc.edge})
 			obs := tr.Upsert(podWith("u1", ended), podtest.T0.Add(time.Minute))
 			assert.Equal(t, tc.news, obs.OOMKills == 1, "%+v", obs)
 			assert.Equal(t, !tc.news, obs.HistoryOOMKills == 1, "%+v", obs)

@@ -30,6 +30,7 @@ type TelemetryBuilder struct {
 	K8sContainerKubeletErrors        metric.Int64Counter
 	K8sContainerOomKillsHistory      metric.Int64Counter
 	K8sContainerOomKillsObserved     metric.Int64Counter
+	K8sContainerStorageErrors        metric.Int64Counter
 	K8sContainerTerminationsDropped  metric.Int64Counter
 	K8sContainerTerminationsObserved metric.Int64Counter
 	K8sContainerTerminationsUnseen   metric.Int64Counter
@@ -86,6 +87,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_k8s_container_oom_kills_observed",
 		metric.WithDescription("Container terminations by the OOM killer seen for the first time in a pod status. [Alpha]"),
 		metric.WithUnit("{termination}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.K8sContainerStorageErrors, err = builder.meter.Int64Counter(
+		"otelcol_k8s_container_storage_errors",
+		metric.WithDescription("Failed writes of what the receiver reports (when it last looked, the process kill counters, the system OOM event counts) to the storage extension. While they fail, OOM-kill points, process and system OOM kill deltas and kill records wait, and only the container stats go on. [Alpha]"),
+		metric.WithUnit("{error}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.K8sContainerTerminationsDropped, err = builder.meter.Int64Counter(

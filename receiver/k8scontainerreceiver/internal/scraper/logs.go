@@ -22,7 +22,7 @@ import (
 // recordKills adds a k8s.container.oom_kill record for each kill the tracker reports as news.
 func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container, kills []termination.Termination) {
 	ctx := context.Background()
-	key := statsKey{string(p.UID), c.Name}
+	key := statsKey{string(p.RuntimeUID), c.Name}
 	for _, k := range kills {
 		var opts []metadata.EventAttributeOption
 		opts = append(opts, s.memoryAttributes(c)...)

@@ -13,6 +13,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
 // Process kills inside living containers: each scrape reads every instance's OOM kill counter,
@@ -24,9 +25,13 @@ import (
 const processCountersKey = "process_oom_counters"
 
 // collectProcessKills reads the counters and works out the kills since the previous scrape.
+// Read from the cgroups of the tracked containers, a reading before the pod list arrived holds
+// none of the containers there are: it primes nothing.
 func (s *Scraper) collectProcessKills(ctx context.Context) bool {
+	complete := true
 	var counters []kubelet.OOMCounter
 	if s.cgroups != nil {
+		complete = s.podsListed == nil || s.podsListed()
 		counters = s.readCgroups()
 	} else {
 		var err error
@@ -35,16 +40,39 @@ func (s *Scraper) collectProcessKills(ctx context.Context) bool {
 			return false
 		}
 	}
-	if s.processKills.Read(counters, s.scrapes) {
-		s.saveProcessCounters(ctx)
+	if s.processKills.Read(counters, s.scrapes, complete) {
+		s.processCountersChanged = true
 	}
 	return true
+}
+
+// processCounters returns the counters to save, nil if they did not change since last saved.
+func (s *Scraper) processCounters() []byte {
+	if !s.processCountersChanged {
+		return nil
+	}
+	b, err := s.processKills.Save()
+	if err != nil {
+		return nil // strings and numbers always marshal
+	}
+	return b
+}
+
+// absorbInnerKills makes each kill the pod status showed inside an instance that ended (OOMKilled
+// though PID 1 exited by itself) one process kill, unless the instance's counter already
+// counted it.
+func (s *Scraper) absorbInnerKills(pending containerstate.Pending) {
+	pending.InnerKills(func(p *containerstate.Pod, c *containerstate.Container, k termination.Termination) {
+		if s.processKills.Absorb(runtimeID(k.ContainerID), string(p.RuntimeUID), c.Name) {
+			s.processCountersChanged = true
+		}
+	})
 }
 
 // recordProcessKills records one container's kills since the previous scrape: a delta point,
 // 0 included, and a record when there were any.
 func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container) bool {
-	key := statsKey{string(p.UID), c.Name}
+	key := statsKey{string(p.RuntimeUID), c.Name}
 	kills := s.processKills.Kills(key.podUID, key.container)
 	s.mb.RecordK8sContainerProcessOomKilledDataPoint(now, kills.N)
 	if kills.N == 0 || s.logs == nil {
@@ -67,7 +95,7 @@ func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 	s.cgroupInstances = s.cgroupInstances[:0]
 	s.tracker.Each(func(p *containerstate.Pod, c *containerstate.Container) {
 		if id := runtimeID(c.ContainerID); id != "" {
-			s.cgroupInstances = append(s.cgroupInstances, cgroupoom.Instance{PodUID: string(p.UID), Container: c.Name, ContainerID: id})
+			s.cgroupInstances = append(s.cgroupInstances, cgroupoom.Instance{PodUID: string(p.RuntimeUID), Container: c.Name, ContainerID: id})
 		}
 	})
 	values, err := s.cgroups.Read(s.cgroupInstances)
@@ -87,19 +115,6 @@ func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 		}
 	}
 	return counters
-}
-
-func (s *Scraper) saveProcessCounters(ctx context.Context) {
-	if s.storage == nil {
-		return
-	}
-	b, err := s.processKills.Save()
-	if err == nil {
-		err = s.storage.Set(ctx, processCountersKey, b)
-	}
-	if err != nil {
-		s.logger.Warn("Recording the process OOM kill counters failed; kills while the receiver is down may be missed", zap.Error(err))
-	}
 }
 
 func (s *Scraper) restoreProcessCounters(ctx context.Context) {

@@ -13,7 +13,6 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workload"
 )
 
@@ -23,14 +22,15 @@ import (
 
 // Scrape reports every tracked container. A kubelet failure costs the stats of this scrape
 // only; it is counted and logged when it changes, not returned, since the scraper controller
-// would log a returned error on every scrape.
+// would log a returned error on every scrape. So is a failure to record what the scrape reports.
 func (s *Scraper) Scrape(ctx context.Context) (pmetric.Metrics, error) {
 	now := s.deps.Now()
 	clear(s.stats)
+	processEnabled := s.cfg.Metrics.K8sContainerProcessOomKilled.Enabled
 	processOK := false
 	// A kubelet that did not answer for the Summary is not asked again in the same scrape.
 	kubeletOK := s.kubelet != nil && s.collectStats(ctx)
-	if s.cfg.Metrics.K8sContainerProcessOomKilled.Enabled && (kubeletOK || s.cgroups != nil) {
+	if processEnabled && (kubeletOK || s.cgroups != nil) {
 		processOK = s.collectProcessKills(ctx)
 	}
 	nowTS := pcommon.NewTimestampFromTime(now)
@@ -38,28 +38,47 @@ func (s *Scraper) Scrape(ctx context.Context) (pmetric.Metrics, error) {
 		s.lastScrape = s.started
 	}
 	containers := 0
-	// Whatever ended before now is reported by this scrape or was by an earlier one. Recorded
-	// before the scrape is handed on, with nothing observed in between: a restart never reports
-	// a termination twice, at the cost of taking as history what a scrape lost by a crash in
-	// between had reported.
-	saveHorizon := func(ended []termination.Key) { s.saveHorizon(ctx, now, ended) }
-	s.tracker.DrainAfter(now, saveHorizon, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
+	// Whatever this scrape hands on is recorded first, with nothing observed in between: a
+	// restart never reports a kill twice, at the cost of taking as history what a scrape lost
+	// by a crash after its record had reported. A scrape whose record fails hands on no kill:
+	// they wait for the next one, and only the containers' stats go out.
+	record := func(h containerstate.Horizon, pending containerstate.Pending) error {
+		if processEnabled {
+			s.absorbInnerKills(pending)
+		}
+		save := func(systemOOMCounts []byte) error {
+			return s.saveReported(ctx, h, s.processCounters(), systemOOMCounts)
+		}
+		if s.systemOOMs == nil {
+			return save(nil)
+		}
+		return s.drainSystemOOMs(save)
+	}
+	err := s.tracker.DrainRecorded(now, record, func(p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point) {
 		containers++
 		s.record(nowTS, p, c, points, processOK)
 	})
-	if s.systemOOMs != nil {
+	if err == nil {
 		s.recordSystemOOMs(ctx, nowTS)
+		s.processCountersChanged = false
+		if processOK {
+			s.processKills.Handed()
+		}
+		s.lastScrape = nowTS
+	} else {
+		s.tracker.Each(func(p *containerstate.Pod, c *containerstate.Container) {
+			containers++
+			s.recordStatsOnly(nowTS, p, c)
+		})
 	}
-	s.lastScrape = nowTS
 	s.telemetry.K8sContainerContainersTracked.Record(ctx, int64(containers))
 	s.rememberWorkingSets()
 	s.emitLogs(ctx)
 	return s.mb.Emit(), nil
 }
 
-// record emits one container's resource: its attributes, the points of its OOM-kill flag, the
-// pod status' metrics, the process kills and the kubelet's stats; then its kill records.
-func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point, processOK bool) {
+// resource builds a container's resource attributes.
+func (s *Scraper) resource(p *containerstate.Pod, c *containerstate.Container) pcommon.Resource {
 	rb := s.mb.NewResourceBuilder()
 	rb.SetK8sNamespaceName(p.Namespace)
 	rb.SetK8sPodName(p.Name)
@@ -81,7 +100,13 @@ func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *contai
 			res.Attributes().PutStr(a.attribute, v)
 		}
 	}
+	return res
+}
 
+// record emits one container's resource: its attributes, the points of its OOM-kill flag, the
+// pod status' metrics, the process kills and the kubelet's stats; then its kill records.
+func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container, points []containerstate.Point, processOK bool) {
+	res := s.resource(p, c)
 	s.flagPoints = s.flagPoints[:0]
 	for _, pt := range points {
 		flag := int64(0)
@@ -95,6 +120,32 @@ func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *contai
 		s.flagPoints = append(s.flagPoints, fp)
 		s.mb.RecordK8sContainerOomKilledDataPoint(pcommon.NewTimestampFromTime(pt.Time), flag, pt.Instance)
 	}
+	s.recordStatus(now, c)
+	logged := false
+	if processOK {
+		logged = s.recordProcessKills(now, p, c)
+	}
+	opts := append(s.recordKubeletStats(p, c), metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints), metadata.WithDeltaStart(s.lastScrape))
+	s.mb.EmitForResource(opts...)
+	if kills := c.Kills(); len(kills) > 0 && s.logs != nil {
+		s.recordKills(p, c, kills)
+		logged = true
+	}
+	if logged {
+		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
+	}
+}
+
+// recordStatsOnly emits one container's resource without kills: its pod status' metrics but
+// the flag, and the kubelet's stats.
+func (s *Scraper) recordStatsOnly(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container) {
+	res := s.resource(p, c)
+	s.recordStatus(now, c)
+	s.mb.EmitForResource(append(s.recordKubeletStats(p, c), metadata.WithResource(res))...)
+}
+
+// recordStatus records the pod status' metrics of a container but its OOM-kill flag.
+func (s *Scraper) recordStatus(now pcommon.Timestamp, c *containerstate.Container) {
 	s.mb.RecordK8sContainerRestartCountDataPoint(now, int64(c.RestartCount))
 	if c.HasLast {
 		s.mb.RecordK8sContainerLastTerminatedExitCodeDataPoint(now, int64(c.Last.ExitCode), c.Last.Reason)
@@ -105,26 +156,21 @@ func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *contai
 	if c.MemoryRequest > 0 {
 		s.mb.RecordK8sContainerMemoryRequestDataPoint(now, c.MemoryRequest)
 	}
-	logged := false
-	if processOK {
-		logged = s.recordProcessKills(now, p, c)
+}
+
+// recordKubeletStats records a container's stats from the Summary, found under the UID the
+// kubelet knows its pod by, and returns the option that starts them.
+func (s *Scraper) recordKubeletStats(p *containerstate.Pod, c *containerstate.Container) []metadata.ResourceMetricsOption {
+	st := s.stats[statsKey{string(p.RuntimeUID), c.Name}]
+	if st == nil {
+		return nil
 	}
-	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints), metadata.WithDeltaStart(s.lastScrape)}
-	if st := s.stats[statsKey{string(p.UID), c.Name}]; st != nil {
-		s.recordStats(st, c.MemoryLimit)
-		if !st.StartTime.IsZero() {
-			// CPU time and page faults restart from zero with each container instance.
-			opts = append(opts, metadata.WithInstanceStartTime(pcommon.NewTimestampFromTime(st.StartTime.Time)))
-		}
+	s.recordStats(st, c.MemoryLimit)
+	if st.StartTime.IsZero() {
+		return nil
 	}
-	s.mb.EmitForResource(opts...)
-	if kills := c.Kills(); len(kills) > 0 && s.logs != nil {
-		s.recordKills(p, c, kills)
-		logged = true
-	}
-	if logged {
-		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
-	}
+	// CPU time and page faults restart from zero with each container instance.
+	return []metadata.ResourceMetricsOption{metadata.WithInstanceStartTime(pcommon.NewTimestampFromTime(st.StartTime.Time))}
 }
 
 func (s *Scraper) recordStats(st *stats.ContainerStats, memoryLimit int64) {

@@ -100,10 +100,16 @@ type Scraper struct {
 	kubelet *kubelet.Client
 	factory informers.SharedInformerFactory
 	stopCh  chan struct{}
+	// podsListed tells that the pod informer's initial list reached the tracker; nil when the
+	// scraper runs without one (a test delivering pods itself), as if it had.
+	podsListed func() bool
 	// systemOOMs counts the SystemOOM events that eventFactory watches; nil when neither the
 	// metric nor the record is enabled.
 	systemOOMs   *systemoom.Tracker
 	eventFactory informers.SharedInformerFactory
+	// systemKills are the system OOM kills a scrape took from systemOOMs, to report after its
+	// containers.
+	systemKills []nodeKills
 
 	// endpoint is the kubelet address, from the config or resolved from the Node object.
 	endpoint string
@@ -115,11 +121,14 @@ type Scraper struct {
 	// scrapes numbers the scrapes: workingSets and processKills forget what is not read again
 	// for a few.
 	scrapes uint64
-	// lastScrape is when the previous scrape looked: the start of this scrape's delta points.
+	// lastScrape is when the last scrape that handed its kills on looked: the start of the next
+	// delta points.
 	lastScrape pcommon.Timestamp
 
-	// processKills are the process OOM kill counters as last read, and this scrape's kills.
-	processKills *processkill.Tracker
+	// processKills are the process OOM kill counters as last read, and the kills not yet handed
+	// on; processCountersChanged tells that the counters changed since they were last saved.
+	processKills           *processkill.Tracker
+	processCountersChanged bool
 	// cgroups reads the process OOM kill counters with process_oom_kills.source cgroup.
 	cgroups         *cgroupoom.Reader
 	cgroupInstances []cgroupoom.Instance

@@ -5,25 +5,23 @@ package scraper
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
 	"go.uber.org/zap"
 
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 )
 
-// What the scraper keeps in the storage extension across restarts: its horizon, read at start
-// and saved at every scrape. The system OOM event counts and the process kill counters are
-// saved and restored beside the code that counts them.
+// What the scraper keeps in the storage extension across restarts: its horizon (when it last
+// looked, what it knew had ended in that second, how far it had reported each container's ends),
+// the process kill counters and the system OOM event counts. All are read at start, and written
+// together, in one batch, before a scrape hands anything on: a scrape whose state could not be
+// written hands on no kill, so that a restart never reports one twice.
 
-// horizonKey holds, in the storage client, the horizon: when the receiver last handed a scrape
-// on, as 8 bytes of Unix nanoseconds, then, as JSON, the terminations it knew that ended in that
-// second. Its value is the name earlier versions stored the horizon under.
+// horizonKey holds, in the storage client, the horizon (containerstate.Horizon's encoding). Its
+// value is the name earlier versions stored the horizon under.
 const horizonKey = "last_looked"
 
 // OpenStorage connects to the configured storage extension and reads the horizon of an earlier
@@ -48,53 +46,73 @@ func (s *Scraper) OpenStorage(ctx context.Context, host component.Host) error {
 	s.storage = client
 	s.restoreProcessCounters(ctx)
 	b, err := client.Get(ctx, horizonKey)
-	switch {
-	case err != nil:
+	if err != nil {
 		s.logger.Warn("Reading when the receiver last looked failed; kills while it was down are taken as history", zap.Error(err))
-	case len(b) >= 8:
-		horizon := time.Unix(0, int64(binary.LittleEndian.Uint64(b)))
-		var ended []termination.Key
-		if len(b) > 8 {
-			ended = []termination.Key{}
-			if err := json.Unmarshal(b[8:], &ended); err != nil {
-				s.logger.Warn("Discarding a damaged record of the terminations seen when the receiver last looked", zap.Error(err))
-				ended = nil
-			}
-		}
-		s.tracker.SetHorizon(horizon, ended)
-		s.restoreSystemOOMCounts(ctx, horizon)
-	case b != nil:
-		s.logger.Warn("Discarding a damaged record of when the receiver last looked", zap.Int("bytes", len(b)))
-	default:
-		// The first run with this storage: from now on, whatever ends is news to a later run,
-		// even if this one never hands a scrape on.
-		// Nothing is known yet of what ended in this second: no terminations.
-		s.saveHorizon(ctx, s.deps.Now(), nil)
+		return nil
 	}
+	if b == nil {
+		// The first run with this storage: from now on, whatever ends is news to a later run,
+		// even if this one never hands a scrape on. Nothing is known yet of what ended in this
+		// second.
+		s.saveFirstHorizon(ctx)
+		return nil
+	}
+	var h containerstate.Horizon
+	if err := h.UnmarshalBinary(b); err != nil {
+		if h.At.IsZero() {
+			s.logger.Warn("Discarding a damaged record of when the receiver last looked", zap.Int("bytes", len(b)))
+			return nil
+		}
+		s.logger.Warn("Discarding a damaged record of what the receiver had reported when it last looked", zap.Error(err))
+	}
+	s.tracker.Resume(h)
+	s.restoreSystemOOMCounts(ctx, h.At)
 	return nil
 }
 
-// saveHorizon records that whatever ended before at has been reported, or is in the scrape about
-// to be handed on; ended are the terminations known to have ended in at's second.
-func (s *Scraper) saveHorizon(ctx context.Context, at time.Time, ended []termination.Key) {
-	if s.storage == nil || at.IsZero() {
+func (s *Scraper) saveFirstHorizon(ctx context.Context) {
+	b, err := containerstate.Horizon{At: s.deps.Now()}.MarshalBinary()
+	if err == nil {
+		err = s.storage.Set(ctx, horizonKey, b)
+	}
+	s.reportStorage(ctx, err)
+}
+
+// saveReported writes, in one batch, the horizon h and, when they changed (not nil), the
+// process kill counters and the system OOM event counts: what the scrape is about to hand on
+// is then reported for any later run.
+func (s *Scraper) saveReported(ctx context.Context, h containerstate.Horizon, processCounters, systemOOMCounts []byte) error {
+	if s.storage == nil {
+		return nil
+	}
+	horizon, err := h.MarshalBinary()
+	if err != nil {
+		return err // a Horizon always marshals
+	}
+	ops := []*storage.Operation{storage.SetOperation(horizonKey, horizon)}
+	if processCounters != nil {
+		ops = append(ops, storage.SetOperation(processCountersKey, processCounters))
+	}
+	if systemOOMCounts != nil {
+		ops = append(ops, storage.SetOperation(systemOOMCountsKey, systemOOMCounts))
+	}
+	err = s.storage.Batch(ctx, ops...)
+	s.reportStorage(ctx, err)
+	return err
+}
+
+// reportStorage counts a failed write, and logs when writing starts or stops failing.
+func (s *Scraper) reportStorage(ctx context.Context, err error) {
+	if err != nil {
+		s.telemetry.K8sContainerStorageErrors.Add(ctx, 1)
+	}
+	if (err != nil) == s.storageFailing {
 		return
 	}
-	record := binary.LittleEndian.AppendUint64(nil, uint64(at.UnixNano()))
-	if ended != nil {
-		keys, err := json.Marshal(ended)
-		if err != nil {
-			return // a Key always marshals
-		}
-		record = append(record, keys...)
-	}
-	err := s.storage.Set(ctx, horizonKey, record)
-	if (err != nil) != s.storageFailing {
-		s.storageFailing = err != nil
-		if err != nil {
-			s.logger.Warn("Recording when the receiver last looked failed; it is retried at every scrape", zap.Error(err))
-		} else {
-			s.logger.Info("Recording when the receiver last looked works again")
-		}
+	s.storageFailing = err != nil
+	if err != nil {
+		s.logger.Warn("Recording what the receiver reports failed; OOM kills wait until it works again, container stats go on", zap.Error(err))
+	} else {
+		s.logger.Info("Recording what the receiver reports works again")
 	}
 }

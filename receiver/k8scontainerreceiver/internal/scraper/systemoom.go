@@ -5,6 +5,7 @@ package scraper
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -67,30 +68,40 @@ func (s *Scraper) startSystemOOMWatch() error {
 	return nil
 }
 
-// recordSystemOOMs records each node's system OOM kills since the previous scrape: a delta
-// point, 0 included, and a record per kill. With storage, the event counts they report are
-// recorded before the scrape is handed on, so a restart reports none of them again.
+// nodeKills are one node's system OOM kills since the last scrape that handed them on.
+type nodeKills struct {
+	node  string
+	kills []systemoom.Kill
+}
+
+// drainSystemOOMs hands record the system OOM event counts to save (nil if unchanged) and, once
+// recorded, takes each node's system OOM kills since the last scrape that handed them on, for
+// recordSystemOOMs.
+func (s *Scraper) drainSystemOOMs(record func(saved []byte) error) error {
+	s.systemKills = s.systemKills[:0]
+	return s.systemOOMs.DrainRecorded(record, func(node string, kills []systemoom.Kill) {
+		s.systemKills = append(s.systemKills, nodeKills{node, slices.Clone(kills)})
+	})
+}
+
+// recordSystemOOMs records the kills drainSystemOOMs took: per node a delta point, 0 included,
+// and a record per kill.
 func (s *Scraper) recordSystemOOMs(ctx context.Context, now pcommon.Timestamp) {
-	saved, changed := s.systemOOMs.Drain(func(node string, kills []systemoom.Kill) {
+	for _, n := range s.systemKills {
 		rb := s.mb.NewResourceBuilder()
-		rb.SetK8sNodeName(node)
+		rb.SetK8sNodeName(n.node)
 		res := rb.Emit()
-		s.mb.RecordK8sNodeSystemOomKilledDataPoint(now, int64(len(kills)))
+		s.mb.RecordK8sNodeSystemOomKilledDataPoint(now, int64(len(n.kills)))
 		s.mb.EmitForResource(metadata.WithResource(res), metadata.WithDeltaStart(s.lastScrape))
-		if len(kills) == 0 || s.logs == nil {
-			return
+		if len(n.kills) == 0 || s.logs == nil {
+			continue
 		}
-		for _, k := range kills {
+		for _, k := range n.kills {
 			s.lb.RecordK8sNodeSystemOomKillEvent(ctx, pcommon.NewTimestampFromTime(k.At), k.Victim, k.PID)
 		}
 		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
-	})
-	if !changed || s.storage == nil {
-		return
 	}
-	if err := s.storage.Set(ctx, systemOOMCountsKey, saved); err != nil {
-		s.logger.Warn("Recording the system OOM event counts failed; kills while the receiver is down may be missed", zap.Error(err))
-	}
+	s.systemKills = s.systemKills[:0]
 }
 
 func (s *Scraper) restoreSystemOOMCounts(ctx context.Context, horizon time.Time) {

@@ -34,9 +34,11 @@ func (s *Scraper) startPodWatch() error {
 	if err := inf.SetTransform(slimpod.Transform(s.cfg.Extract.labelKeys(), s.cfg.Extract.annotationKeys())); err != nil {
 		return err
 	}
-	if _, err := inf.AddEventHandler(s.deps.handler("pods", s)); err != nil {
+	reg, err := inf.AddEventHandler(s.deps.handler("pods", s))
+	if err != nil {
 		return err
 	}
+	s.podsListed = reg.HasSynced
 	s.stopCh = make(chan struct{})
 	s.factory.Start(s.stopCh)
 	return nil

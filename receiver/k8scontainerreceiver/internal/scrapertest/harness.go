@@ -93,9 +93,11 @@ type Harness struct {
 	lists    []metav1.ListOptions
 	// handled counts the events the scraper handled, by informer resource; expected is how many
 	// pod events the test has waited for.
-	handled  map[string]*atomic.Int64
-	expected int64
-	version  int
+	handled map[string]*atomic.Int64
+	// releaseLists releases the pod lists HoldPodLists holds.
+	releaseLists func()
+	expected     int64
+	version      int
 }
 
 // New returns the harness of t, without a scraper.
@@ -235,6 +237,40 @@ func (h *Harness) Start() {
 	require.NoError(h.T, s.Start(context.Background(), host))
 	h.T.Cleanup(func() { require.NoError(h.T, s.Shutdown(context.Background())) })
 	h.WaitWatchers(n + 1)
+}
+
+// HoldPodLists makes every pod list the informers start wait until release is called: an API
+// server slow to answer the initial list.
+func (h *Harness) HoldPodLists() (release func()) {
+	held := make(chan struct{})
+	h.Client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		<-held
+		return false, nil, nil
+	})
+	var once sync.Once
+	release = func() { once.Do(func() { close(held) }) }
+	h.releaseLists = release
+	h.T.Cleanup(release)
+	return release
+}
+
+// StartListing starts the scraper, shut down when the test ends, without waiting for its pod
+// informer: with HoldPodLists its initial list is still to come.
+func (h *Harness) StartListing() {
+	h.T.Helper()
+	host := h.Host
+	if host == nil {
+		host = componenttest.NewNopHost()
+	}
+	s := h.Scraper
+	require.NoError(h.T, s.Start(context.Background(), host))
+	h.T.Cleanup(func() {
+		// The informer waits in a held list until it is released; only then can it stop.
+		if h.releaseLists != nil {
+			h.releaseLists()
+		}
+		require.NoError(h.T, s.Shutdown(context.Background()))
+	})
 }
 
 // StartWith starts the scraper with pods already on the API server: they come in the

@@ -167,22 +167,28 @@ func (t *Tracker) revive(name string) {
 	}
 }
 
-// Drain hands each node's kills since the last drain to emit, the own node's even when none;
-// emit must not keep the kills slice. If the counts changed since the last drain, it returns them
-// as Restore reads them, so that a restart reports none of the kills handed out again.
-func (t *Tracker) Drain(emit func(node string, kills []Kill)) (saved []byte, changed bool) {
-	events, changed := t.drain(emit)
-	if !changed {
-		return nil, false
-	}
-	// Strings and numbers always marshal.
-	saved, _ = json.Marshal(events)
-	return saved, true
-}
-
-func (t *Tracker) drain(emit func(node string, kills []Kill)) ([]event, bool) {
+// DrainRecorded hands each node's kills since the last drain to emit, the own node's even when
+// none; emit must not keep the kills slice. First it hands record the counts as Restore reads
+// them, nil if they did not change since the last drain: once they are recorded, a restart
+// reports none of the kills handed out again. If record fails, nothing is drained, and its
+// error is returned.
+func (t *Tracker) DrainRecorded(record func(saved []byte) error, emit func(node string, kills []Kill)) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var saved []byte
+	if t.changed {
+		events := make([]event, 0, len(t.events))
+		for _, e := range t.events {
+			events = append(events, *e)
+		}
+		slices.SortFunc(events, func(a, b event) int { return strings.Compare(a.Name, b.Name) })
+		// Strings and numbers always marshal.
+		saved, _ = json.Marshal(events)
+	}
+	if err := record(saved); err != nil {
+		return err
+	}
+	t.changed = false
 	for node, kills := range t.pending {
 		emit(node, kills)
 		if node == t.node {
@@ -191,16 +197,7 @@ func (t *Tracker) drain(emit func(node string, kills []Kill)) ([]event, bool) {
 			delete(t.pending, node)
 		}
 	}
-	if !t.changed {
-		return nil, false
-	}
-	t.changed = false
-	out := make([]event, 0, len(t.events))
-	for _, e := range t.events {
-		out = append(out, *e)
-	}
-	slices.SortFunc(out, func(a, b event) int { return strings.Compare(a.Name, b.Name) })
-	return out, true
+	return nil
 }
 
 // Restore takes the counts an earlier run's Drain returned, nil if none, and that run's horizon:

@@ -7,6 +7,7 @@ package systemoom_test
 // restored across a restart.
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -24,9 +25,13 @@ import (
 // changed.
 func drain(tr *systemoom.Tracker) (map[string][]systemoom.Kill, []byte) {
 	got := map[string][]systemoom.Kill{}
-	saved, _ := tr.Drain(func(node string, kills []systemoom.Kill) {
+	var saved []byte
+	err := tr.DrainRecorded(func(b []byte) error { saved = b; return nil }, func(node string, kills []systemoom.Kill) {
 		got[node] = append([]systemoom.Kill{}, kills...)
 	})
+	if err != nil {
+		panic(err)
+	}
 	return got, saved
 }
 
@@ -213,4 +218,18 @@ func TestRestoreDamagedCountsKeepsTheHorizon(t *testing.T) {
 	got, _ := drain(tr)
 	assert.Len(t, got[podtest.Node], 2, "created after the horizon: news")
 	require.NoError(t, tr.Restore(nil, podtest.T0), "nothing saved is no damage")
+}
+
+// A drain whose counts could not be recorded hands nothing out: the kills wait for the next.
+func TestDrainWaitsForTheRecord(t *testing.T) {
+	tr := systemoom.New(podtest.Node)
+	tr.Observe(scrapertest.SystemOOM("e1", podtest.Node, 2, 0, time.Second, "java"), true)
+	failed := errors.New("disk full")
+	emitted := 0
+	err := tr.DrainRecorded(func([]byte) error { return failed }, func(_ string, kills []systemoom.Kill) { emitted += len(kills) })
+	require.ErrorIs(t, err, failed)
+	assert.Zero(t, emitted)
+	got, saved := drain(tr)
+	assert.Len(t, got[podtest.Node], 2)
+	assert.NotNil(t, saved, "the counts are still to be recorded")
 }
