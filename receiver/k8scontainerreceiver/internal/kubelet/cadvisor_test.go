@@ -357,7 +357,7 @@ func (k *cadvisorKubelet) serve(w http.ResponseWriter, r *http.Request) {
 func TestOOMEvents(t *testing.T) {
 	t.Parallel()
 	k := newCadvisorKubelet(t, readRealCadvisor(t))
-	c, endpoint := k.start(time.Second)
+	c, endpoint := k.start(ampleTimeout)
 
 	got, err := c.OOMEvents(context.Background(), endpoint)
 	require.NoError(t, err)
@@ -417,7 +417,7 @@ func TestOOMEventsFailures(t *testing.T) {
 func TestOOMEventsWrongToken(t *testing.T) {
 	t.Parallel()
 	k := newCadvisorKubelet(t, readRealCadvisor(t))
-	c, endpoint := k.start(time.Second)
+	c, endpoint := k.start(ampleTimeout)
 	c.token = &fileToken{path: filepath.Join(t.TempDir(), "token")}
 	writeToken(t, c.token.path, "token-2")
 	_, err := c.OOMEvents(context.Background(), endpoint)
