@@ -1,0 +1,494 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
+package pipelinetest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+
+	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
+)
+
+// ---- the checker ----------------------------------------------------------------------------
+
+type simSighting struct {
+	gen, step int
+	// first: the receiver saw the pod for the first time in this update; what it shows is
+	// history to it. listed: that update was the list of a starting collector.
+	first, listed bool
+}
+
+// simKnowledge is what the checker knows of one instance's way through the pipeline.
+type simKnowledge struct {
+	sightings []simSighting
+	emitted   bool
+	// accepted: a point flagging this OOM kill was accepted by the processor of the lineage.
+	accepted map[int]bool
+	// ambiguous: when the processor first took it, its state could still be the same instance
+	// index of an older restart-count epoch, flagged: it could not tell the two apart, unless
+	// it read a 0 in between (zeroBetween) as a reset.
+	ambiguous   map[int]bool
+	zeroBetween map[int]bool
+}
+
+type simObservation struct{ gen, step, epoch int }
+
+// simPoint is a k8s.container.oom_killed point as the receiver emitted it.
+type simPoint struct {
+	key     string
+	ts      int64
+	index   int64
+	flag    int64
+	unknown bool
+	inst    *simInstance // nil when the instance did not exist yet (a waiting container)
+	epoch   int
+	// first: the first point the receiver generation emitted for the container.
+	first bool
+	// accepted: the processor took it (its timestamp is in the output).
+	accepted bool
+}
+
+func (p simPoint) String() string {
+	v := strconv.FormatInt(p.flag, 10)
+	if p.unknown {
+		v = "?"
+	}
+	first := ""
+	if p.first {
+		first = " first"
+	}
+	return fmt.Sprintf("%s e%d#%d=%s@%d%s", p.key, p.epoch, p.index, v, p.ts/int64(time.Second)-podtest.T0.Unix(), first)
+}
+
+// simBaseline is the first point the processor accepted for a container in a lineage.
+type simBaseline struct {
+	epoch int
+	index int64
+	high  bool
+	first bool
+}
+
+// covers tells whether the processor, from this baseline on, takes inst as history.
+func (b simBaseline) covers(inst *simInstance) bool {
+	if inst.epoch != b.epoch {
+		return inst.epoch < b.epoch
+	}
+	return inst.index < b.index || inst.index == b.index && b.high
+}
+
+type simExported struct {
+	lineage      int
+	start, value int64
+}
+
+type simFailure struct {
+	category string
+	detail   string
+}
+
+func (f *simFailure) String() string { return f.category + ": " + f.detail }
+
+func (s *simulation) checkKillRecords() {
+	defer s.logs.Reset()
+	for _, ld := range s.logs.AllLogs() {
+		for _, rl := range ld.ResourceLogs().All() {
+			uid, _ := rl.Resource().Attributes().Get("k8s.pod.uid")
+			name, _ := rl.Resource().Attributes().Get("k8s.container.name")
+			key := uid.Str() + "/" + name.Str()
+			for _, sl := range rl.ScopeLogs().All() {
+				for _, lr := range sl.LogRecords().All() {
+					if lr.EventName() != "k8s.container.oom_kill" {
+						continue
+					}
+					id, _ := lr.Attributes().Get("container.id")
+					index, _ := lr.Attributes().Get("k8s.container.restart_count")
+					var inst *simInstance
+					if c := s.containers[key]; c != nil {
+						for _, i := range c.all {
+							if strings.TrimPrefix(i.id, "containerd://") == id.Str() {
+								inst = i
+							}
+						}
+					}
+					switch {
+					case inst == nil || !inst.oom():
+						s.fail("kill record for no OOM kill", "%s: record for container %s, which the OOM killer did not end", key, id.Str())
+					case inst.index != index.Int():
+						s.fail("kill record names the wrong instance", "%s: record for %s names restart index %d", key, inst, index.Int())
+					case s.killRecords[id.Str()]:
+						s.fail("kill record repeated", "%s: a second record for the kill of %s", key, inst)
+					}
+					s.logf("record: %s killed", inst)
+					s.killRecords[id.Str()] = true
+				}
+			}
+		}
+	}
+}
+
+// points reads the k8s.container.oom_killed points of a batch and names the instance each one
+// is about.
+func (s *simulation) points(md pmetric.Metrics) []*simPoint {
+	var out []*simPoint
+	for _, rm := range md.ResourceMetrics().All() {
+		uid, _ := rm.Resource().Attributes().Get("k8s.pod.uid")
+		name, _ := rm.Resource().Attributes().Get("k8s.container.name")
+		key := uid.Str() + "/" + name.Str()
+		for _, sm := range rm.ScopeMetrics().All() {
+			for _, m := range sm.Metrics().All() {
+				if m.Name() != "k8s.container.oom_killed" {
+					continue
+				}
+				for _, dp := range m.Gauge().DataPoints().All() {
+					index, _ := dp.Attributes().Get("k8s.container.restart_count")
+					p := &simPoint{
+						key:     key,
+						ts:      int64(dp.Timestamp()),
+						index:   index.Int(),
+						flag:    dp.IntValue(),
+						unknown: dp.Flags().NoRecordedValue(),
+						first:   !s.genEmitted[key],
+					}
+					s.genEmitted[key] = true
+					var seenEpoch int
+					p.inst, p.epoch, seenEpoch = s.resolve(key, p.index, p.ts)
+					if p.flag == 1 && !p.unknown {
+						switch {
+						case s.staleOOM(key, p.index, p.inst):
+							s.fail("after a restart-count reset the receiver repeats an OOM kill of the old count",
+								"%s: the instance of the current count is %v, the receiver saw restart-count epoch %d already", p, p.inst, seenEpoch)
+							return out
+						case p.inst == nil || !p.inst.oom():
+							s.fail("a point flags an OOM kill that did not happen", "%s: the instance is %v", p, p.inst)
+							return out
+						case p.inst.epoch < seenEpoch:
+							s.fail("after a restart-count reset the receiver repeats an OOM kill of the old count",
+								"%s: the receiver saw restart-count epoch %d already", p, seenEpoch)
+							return out
+						}
+						s.knowledge(p.inst).emitted = true
+					}
+					out = append(out, p)
+					s.emitted[key] = append(s.emitted[key], p)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// staleOOM tells a flag for an instance that was not OOM-killed, while the instance with that
+// index of an older restart-count epoch was.
+func (s *simulation) staleOOM(key string, index int64, inst *simInstance) bool {
+	if inst == nil || inst.oom() {
+		return false
+	}
+	for _, old := range s.containers[key].all {
+		if old.epoch < inst.epoch && old.index == index && old.oom() {
+			return true
+		}
+	}
+	return false
+}
+
+// resolve names the instance a point is about: the point's time tells which status the receiver
+// saw last, and so the restart-count epoch of its index. An index the epoch has not reached is
+// one of an older epoch. It returns the instance, its epoch and the epoch of that status.
+func (s *simulation) resolve(key string, index int64, ts int64) (*simInstance, int, int) {
+	step := int((ts - podtest.T0.UnixNano()) / int64(time.Second))
+	epoch := 0
+	for _, o := range s.observed[key] {
+		if o.gen == s.gen && o.step <= step {
+			epoch = o.epoch
+		}
+	}
+	c := s.containers[key]
+	if c == nil {
+		return nil, epoch, epoch
+	}
+	for e := epoch; e >= 0; e-- {
+		for _, inst := range c.all {
+			if inst.epoch == e && inst.index == index {
+				return inst, e, epoch
+			}
+		}
+	}
+	return nil, epoch, epoch
+}
+
+// deliver hands a batch to the processor and checks what it exports.
+func (s *simulation) deliver(md pmetric.Metrics, pts []*simPoint) {
+	s.delivered++
+	require.NoError(s.t, s.proc.ConsumeMetrics(context.Background(), md))
+	type out struct{ start, value int64 }
+	accepted := map[string]map[int64]bool{}
+	last := map[string]out{}
+	var order []string
+	for _, md := range s.sink.AllMetrics() {
+		for _, rm := range md.ResourceMetrics().All() {
+			uid, _ := rm.Resource().Attributes().Get("k8s.pod.uid")
+			name, _ := rm.Resource().Attributes().Get("k8s.container.name")
+			key := uid.Str() + "/" + name.Str()
+			for _, sm := range rm.ScopeMetrics().All() {
+				for _, m := range sm.Metrics().All() {
+					if m.Name() != "k8s.container.oom_kills" {
+						continue
+					}
+					if m.Type() != pmetric.MetricTypeSum || !m.Sum().IsMonotonic() {
+						s.fail("the count is no monotonic sum", "%s: %s", key, m.Type())
+						return
+					}
+					for _, dp := range m.Sum().DataPoints().All() {
+						if accepted[key] == nil {
+							accepted[key] = map[int64]bool{}
+							order = append(order, key)
+						}
+						accepted[key][int64(dp.Timestamp())] = true
+						o := out{start: int64(dp.StartTimestamp()), value: dp.IntValue()}
+						s.checkStart(key, o.start, o.value)
+						last[key] = o
+					}
+				}
+			}
+		}
+	}
+	s.sink.Reset()
+	for _, p := range pts {
+		if !accepted[p.key][p.ts] {
+			continue
+		}
+		p.accepted = true
+		if _, ok := s.baselines[p.key]; !ok {
+			b := simBaseline{epoch: p.epoch, index: p.index, high: p.flag == 1 || p.unknown, first: p.first}
+			s.baselines[p.key] = b
+			s.logf("%s: the processor's baseline is e%d#%d high=%v (first sight: %v)", p.key, b.epoch, b.index, b.high, b.first)
+		}
+		if p.flag == 1 && !p.unknown && p.inst != nil {
+			k := s.knowledge(p.inst)
+			if !k.accepted[s.lineage] {
+				k.ambiguous[s.lineage], k.zeroBetween[s.lineage] = s.ambiguous(p)
+			}
+			k.accepted[s.lineage] = true
+		}
+		s.acceptedSeq[p.key] = append(s.acceptedSeq[p.key], p)
+	}
+	for _, key := range order {
+		o := last[key]
+		s.exported[key] = simExported{lineage: s.lineage, start: o.start, value: o.value}
+		s.check(key, o.value)
+	}
+}
+
+// ambiguous tells whether the processor, taking flagged point p, may still hold the same
+// instance index of an older epoch as flagged: every point it took since that one had p's
+// index. zero tells that one of them was a 0 of p's epoch, which shows the reset.
+func (s *simulation) ambiguous(p *simPoint) (ambiguous, zero bool) {
+	seq := s.acceptedSeq[p.key]
+	for i := len(seq) - 1; i >= 0; i-- {
+		q := seq[i]
+		switch {
+		case q.index != p.index:
+			return false, false
+		case q.epoch < p.epoch && (q.flag == 1 || q.unknown):
+			return true, zero
+		case q.epoch == p.epoch && q.flag == 0 && !q.unknown:
+			zero = true
+		}
+	}
+	return false, false
+}
+
+// checkStart: within one StartTimestamp the count never decreases; a new one only comes with
+// a new lineage (state lost), never while the state survives.
+func (s *simulation) checkStart(key string, start, value int64) {
+	prev, ok := s.exported[key]
+	switch {
+	case !ok:
+	case prev.lineage == s.lineage && prev.start != start:
+		s.fail("the StartTimestamp changed while the state survived", "%s: start %d, then %d", key, prev.start, start)
+	case prev.lineage == s.lineage && value < prev.value:
+		s.fail("the count decreased within one StartTimestamp", "%s: %d, then %d", key, prev.value, value)
+	case prev.lineage != s.lineage && start <= prev.start:
+		s.fail("a lost state restarted the count without a new StartTimestamp", "%s: start %d, then %d", key, prev.start, start)
+	}
+	s.exported[key] = simExported{lineage: s.lineage, start: start, value: value}
+}
+
+// check compares a container's exported count with the truth.
+func (s *simulation) check(key string, count int64) {
+	c := s.containers[key]
+	if c == nil {
+		s.fail("a count for a container that never existed", "%s", key)
+		return
+	}
+	s.checked++
+	horizon, ok := s.horizon[key]
+	if !ok {
+		horizon = -1
+	}
+	var truth, must []*simInstance
+	var why []string
+	for _, inst := range c.all {
+		if !inst.oom() || inst.endStep <= horizon {
+			continue
+		}
+		truth = append(truth, inst)
+		if reason, counts := s.mustCount(key, inst); counts {
+			must = append(must, inst)
+			why = append(why, inst.String()+": "+reason)
+		}
+	}
+	upper := int64(len(truth))
+	unattributed := int64(0)
+	if count > upper && s.policy == oomcounterprocessor.GapPolicyUpperBound {
+		unattributed = s.unattributed()
+		upper += unattributed
+	}
+	if count > upper {
+		s.fail("counted more OOM kills than happened", "%s: count %d, %d OOM kills %v since the history horizon (step %d), %d unattributed",
+			key, count, len(truth), truth, horizon, unattributed)
+		return
+	}
+	if count < int64(len(must)) {
+		category := "missed an OOM kill that was " + likeliestMiss(why)
+		s.fail(category, "%s: count %d, but these %d must count: %s (all %d since the horizon: %v)",
+			key, count, len(must), strings.Join(why, "; "), len(truth), truth)
+		return
+	}
+	if s.reliable && count != int64(len(truth)) {
+		// Every status was written and delivered, every batch too: nothing excuses a difference.
+		s.fail("not exact although nothing was lost", "%s: count %d, %d OOM kills %v since the history horizon (step %d)",
+			key, count, len(truth), truth, horizon)
+	}
+}
+
+// likeliestMiss picks, of the reasons why kills must count, the one most likely behind a miss:
+// the count cannot say which kill it lacks.
+func likeliestMiss(why []string) string {
+	best, rank := "", -1
+	for _, w := range why {
+		reason := strings.SplitN(w, ": ", 2)[1]
+		r := 0
+		switch {
+		case strings.Contains(reason, "taken as history"):
+			r = 3
+		case strings.Contains(reason, "never reported"):
+			r = 2
+		case strings.Contains(reason, "reset"):
+			r = 1
+		}
+		if r > rank {
+			best, rank = reason, r
+		}
+	}
+	return best
+}
+
+// mustCount tells whether a correct pipeline counts inst, and why.
+func (s *simulation) mustCount(key string, inst *simInstance) (string, bool) {
+	k := s.known[inst]
+	if k == nil || len(k.sightings) == 0 {
+		return "never shown in a status the receiver saw", false
+	}
+	atFirstSight, firstSightListed := false, false
+	firstSight := "shown when a relist brought its pod to the receiver for the first time, and taken as history"
+	lostWithCollector := false
+	for _, sg := range k.sightings {
+		if sg.gen != s.gen && s.lastScrape[sg.gen] < sg.step {
+			// Seen by a collector that stopped before its next scrape: nothing was reported.
+			lostWithCollector = true
+			continue
+		}
+		if sg.first {
+			atFirstSight = true
+			if sg.listed {
+				firstSightListed = true
+				firstSight = "shown when a restarted collector first listed its pod, and taken as history"
+			}
+		} else if sg.gen != s.gen && s.lastScrape[sg.gen] < sg.step {
+			lostWithCollector = true
+		}
+	}
+	b, hasBaseline := s.baselines[key]
+	switch {
+	case atFirstSight && firstSightListed && s.genLookedAt > 0 && inst.endStep <= s.genLookedAt:
+		// The restarted receiver takes as news only what ended after it last looked; a kill
+		// that ended before, but whose status reached no receiver in time (a status write
+		// merged or late, a watch down), is history to it.
+		return "ended before the restarted receiver last looked, its status seen only after", false
+	case k.emitted && atFirstSight && hasBaseline && b.covers(inst) && b.first && s.lostBeforeRestart(key, inst):
+		// The receiver records when it last looked before it hands a scrape on, so that a
+		// restart never reports a kill twice; a kill reported only in a batch lost just before
+		// the restart is history to the restarted one.
+		return "reported only in a batch lost before a collector restart, then taken as history", false
+	case k.accepted[s.lineage] && hasBaseline && b.covers(inst) && b.first:
+		return firstSight, true
+	case k.accepted[s.lineage] && hasBaseline && b.covers(inst):
+		return "accepted but under a baseline the processor took after the first sight was lost", false
+	case k.accepted[s.lineage] && k.ambiguous[s.lineage] && s.resetLost(key, inst):
+		return "accepted after a restart-count reset whose evidence was lost on the way", false
+	case k.accepted[s.lineage] && k.ambiguous[s.lineage] && k.zeroBetween[s.lineage]:
+		return "accepted after a restart-count reset the processor saw only as a 0 after a 1 at the same restart count", true
+	case k.accepted[s.lineage] && k.ambiguous[s.lineage]:
+		return "accepted, but no point told the processor of the restart-count reset before it", true
+	case k.accepted[s.lineage]:
+		return "reported and accepted", true
+	case k.emitted:
+		return "reported only in batches that were lost or came late", false
+	case atFirstSight:
+		return firstSight, true
+	case lostWithCollector:
+		return "seen by a collector that stopped before its next scrape", false
+	}
+	return "seen by the receiver but never reported", true
+}
+
+// lostBeforeRestart tells whether a collector that stopped reported inst only in batches that
+// were lost.
+func (s *simulation) lostBeforeRestart(key string, inst *simInstance) bool {
+	for _, p := range s.emitted[key] {
+		if p.inst == inst && !p.first && !p.accepted {
+			return true
+		}
+	}
+	return false
+}
+
+// resetLost tells whether the receiver emitted a point of inst's epoch below its index that the
+// processor never took: the point that would have shown it the reset.
+func (s *simulation) resetLost(key string, inst *simInstance) bool {
+	for _, p := range s.emitted[key] {
+		// A point below inst's index, or the 0 at its index that marks the reset, in a lost batch.
+		if p.epoch == inst.epoch && !p.accepted && (p.index < inst.index || p.index == inst.index && p.flag == 0 && !p.unknown) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *simulation) unattributed() int64 {
+	m, err := s.tt.GetMetric("otelcol_oom_counter_restarts_unattributed")
+	if err != nil {
+		return 0
+	}
+	var n int64
+	if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
+		for _, dp := range sum.DataPoints {
+			n += dp.Value
+		}
+	}
+	return n
+}
+
+// finish brings everything to light: the collector runs, the watch is up, the kubelet wrote
+// every status, and two batches reach the processor. Then every container is checked,
+// including those never exported.
