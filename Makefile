@@ -147,6 +147,7 @@ fuzz:
 	$(call fuzz-one,processor/oomcounterprocessor,FuzzProcessMetrics)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/termination,FuzzVisible)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/containerstate,FuzzTrackerAgainstModel)
+	$(call fuzz-one,receiver/k8scontainerreceiver/internal/containerstate,FuzzHorizonRecord)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/kubelet,FuzzParseOOMEvents)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/workload,FuzzOf)
 	$(call fuzz-one,receiver/k8scontainerreceiver/internal/systemoom,FuzzParseVictim)

@@ -107,10 +107,10 @@ func (t *Tracker) Resume(h Horizon) {
 
 func (t *Tracker) resume(h Horizon) {
 	t.horizon = h.At
-	t.edgeKnown = h.Ended != nil
-	t.edge = make(map[termination.Key]bool, len(h.Ended))
+	t.endedKnown = h.Ended != nil
+	t.ended = make(map[termination.Key]bool, len(h.Ended))
 	for _, k := range h.Ended {
-		t.edge[k] = true
+		t.ended[k] = true
 	}
 	t.unended = make(map[containerRef]int64, len(h.Reported))
 	for _, r := range h.Reported {
@@ -125,26 +125,26 @@ func (t *Tracker) afterHorizon(term termination.Termination) bool {
 	switch {
 	case t.horizon.IsZero():
 		return false
-	case !t.edgeKnown:
+	case !t.endedKnown:
 		// Without the terminations that run knew, an end in the horizon's second is taken as
 		// before it: history rather than a kill counted twice.
 		return term.FinishedAt.After(t.horizon)
 	case term.FinishedAt.Before(t.horizon.Truncate(time.Second)):
 		return false
 	}
-	return !t.edge[term.Key()]
+	return !t.ended[term.Key()]
 }
 
 // horizonAt is what a later run, given at as its horizon, must know was already reported: the
 // newest termination of each container if it ended in at's second or later, and how far each
 // container's ends were reported.
 func (t *Tracker) horizonAt(at time.Time) Horizon {
-	return Horizon{At: at, Ended: t.edgeAt(at), Reported: t.reportedNow()}
+	return Horizon{At: at, Ended: t.endedAt(at), Reported: t.reportedNow()}
 }
 
-// edgeAt returns the newest termination of each container if it ended in the second of at or
+// endedAt returns the newest termination of each container if it ended in the second of at or
 // later.
-func (t *Tracker) edgeAt(at time.Time) []termination.Key {
+func (t *Tracker) endedAt(at time.Time) []termination.Key {
 	second := at.Truncate(time.Second)
 	out := []termination.Key{}
 	for _, p := range t.pods {

@@ -134,13 +134,13 @@ func (o *Observed) add(p Observed) {
 // Tracker is the state of all containers of the watched pods. It is safe for concurrent use.
 type Tracker struct {
 	mu sync.Mutex
-	// horizon is when an earlier run of the receiver last looked; zero if unknown. edge are the
+	// horizon is when an earlier run of the receiver last looked; zero if unknown. ended are the
 	// terminations it knew then that ended in the second of the horizon: a status gives end
 	// times to the second, so only these tell an end in that second already reported from one
 	// after it. unended is, per container, the lowest instance whose end it had not reported.
 	horizon    time.Time
-	edge       map[termination.Key]bool
-	edgeKnown  bool
+	ended      map[termination.Key]bool
+	endedKnown bool
 	unended    map[containerRef]int64
 	pods       map[types.UID]*Pod
 	maxPending int

@@ -26,11 +26,11 @@ func (t *Tracker) Drain(now time.Time, emit func(*Pod, *Container, []Point)) {
 	_ = t.DrainRecorded(now, nil, emit)
 }
 
-// Edge is the Ended of the horizon DrainRecorded would hand out at at.
-func (t *Tracker) Edge(at time.Time) []termination.Key {
+// Ended is the Ended of the horizon DrainRecorded would hand out at at.
+func (t *Tracker) Ended(at time.Time) []termination.Key {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.edgeAt(at)
+	return t.endedAt(at)
 }
 
 // Containers returns how many containers are tracked, deleted pods' included.
@@ -820,7 +820,7 @@ func TestUnseenEndsAreReportedAsUnknown(t *testing.T) {
 }
 
 // End times have a second's precision. A termination that ends in the second of the horizon, but
-// after the earlier run looked, is news; one that run knew (its edge) is not; without an edge the
+// after the earlier run looked, is news; one that run knew (its Ended) is not; without them the
 // second counts as before the horizon.
 func TestHorizonSecond(t *testing.T) {
 	t.Parallel()
@@ -828,16 +828,16 @@ func TestHorizonSecond(t *testing.T) {
 	ended := st[2] // instance 0 ended at T0+30s, in lastState
 	horizon := podtest.T0.Add(30*time.Second + 459*time.Millisecond)
 	for name, tc := range map[string]struct {
-		edge []termination.Key
-		news bool
+		ended []termination.Key
+		news  bool
 	}{
-		"ended after the look, in its second": {edge: []termination.Key{}, news: true},
-		"known to the earlier run":            {edge: []termination.Key{{ContainerID: "containerd://hog-0"}}, news: false},
-		"no edge recorded":                    {edge: nil, news: false},
+		"ended after the look, in its second": {ended: []termination.Key{}, news: true},
+		"known to the earlier run":            {ended: []termination.Key{{ContainerID: "containerd://hog-0"}}, news: false},
+		"none recorded":                       {ended: nil, news: false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tr := New(16)
-			tr.Resume(Horizon{At: horizon, Ended: tc.edge})
+			tr.Resume(Horizon{At: horizon, Ended: tc.ended})
 			obs := tr.Upsert(podWith("u1", ended), podtest.T0.Add(time.Minute))
 			assert.Equal(t, tc.news, obs.OOMKills == 1, "%+v", obs)
 			assert.Equal(t, !tc.news, obs.HistoryOOMKills == 1, "%+v", obs)
@@ -845,11 +845,11 @@ func TestHorizonSecond(t *testing.T) {
 	}
 }
 
-func TestEdgeIsWhatEndedInTheSecond(t *testing.T) {
+func TestEndedIsWhatEndedInTheSecond(t *testing.T) {
 	t.Parallel()
 	tr := New(16)
 	st := podtest.NewLife("hog", "OOMKilled", "OOMKilled").Statuses()
 	tr.Upsert(podWith("u1", st[4]), podtest.T0.Add(2*time.Minute)) // instance 1 ended at T0+1m30s
-	assert.Equal(t, []termination.Key{{ContainerID: "containerd://hog-1"}}, tr.Edge(podtest.T0.Add(90*time.Second+300*time.Millisecond)))
-	assert.Equal(t, []termination.Key{}, tr.Edge(podtest.T0.Add(91*time.Second)))
+	assert.Equal(t, []termination.Key{{ContainerID: "containerd://hog-1"}}, tr.Ended(podtest.T0.Add(90*time.Second+300*time.Millisecond)))
+	assert.Equal(t, []termination.Key{}, tr.Ended(podtest.T0.Add(91*time.Second)))
 }
