@@ -77,6 +77,28 @@ func TestResumeKeepsWhatWasReported(t *testing.T) {
 	assert.Equal(t, Observed{HistoryOOMKills: 1}, reset.Upsert(podWith("u1", hog.Running(3)), podtest.T0.Add(11*time.Minute)))
 }
 
+// A node clock ahead of the collector's: an end after the horizon that claims to be in the future
+// is not trusted as news at first sight, since an end the earlier run reported could look so.
+// An instance whose end the earlier run had not reported is news whatever its end time.
+func TestAnEndInTheFutureAtFirstSight(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "OOMKilled")
+	status := hog.Running(1) // instance 0 ended at T0+30s
+	now := podtest.T0.Add(20 * time.Second)
+
+	tr := New(16)
+	tr.Resume(Horizon{At: podtest.T0.Add(10 * time.Second), Ended: []termination.Key{}})
+	assert.Equal(t, Observed{HistoryOOMKills: 1}, tr.Upsert(podWith("u1", status), now))
+
+	later := New(16)
+	later.Resume(Horizon{At: podtest.T0.Add(10 * time.Second), Ended: []termination.Key{}})
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, later.Upsert(podWith("u1", status), podtest.T0.Add(40*time.Second)))
+
+	resumed := New(16)
+	resumed.Resume(Horizon{At: podtest.T0.Add(10 * time.Second), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 0}}})
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, resumed.Upsert(podWith("u1", status), now))
+}
+
 func TestHorizonRecord(t *testing.T) {
 	t.Parallel()
 	at := podtest.T0.Add(1234567 * time.Nanosecond)

@@ -328,8 +328,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 // firstSight takes what a container's first status shows. It is history, but for what no
 // receiver reported: terminations that ended after an earlier run of the receiver last looked
 // and, when that run recorded up to which instance it had reported this container's ends, every
-// instance from there on, seen or not. One that claims to end in the future (a node clock ahead
-// of this one) is not trusted as news.
+// instance from there on, seen or not.
 func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Termination, restarts int64, now time.Time) Observed {
 	var obs Observed
 	c.watchedSince = c.stamp(now)
@@ -343,8 +342,11 @@ func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Terminatio
 	news := 0
 	for _, term := range seen {
 		c.remember(term)
-		unreported := t.afterHorizon(term) || resumed && term.Instance >= reported
-		if !unreported || term.FinishedAt.After(now) {
+		// An end after the horizon is news unless it claims to be in the future: a node clock
+		// ahead of this one could make one the earlier run reported look later. An instance
+		// whose end that run had not reported is news whatever its end time.
+		unreported := resumed && term.Instance >= reported || t.afterHorizon(term) && !term.FinishedAt.After(now)
+		if !unreported {
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
 			c.lastNews = false
 			if term.OOMKilled() {
