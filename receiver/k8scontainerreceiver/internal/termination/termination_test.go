@@ -263,7 +263,7 @@ func FuzzVisible(f *testing.F) {
 		got, n := Visible(&status)
 
 		backOff := hasLast && lastID != "" && lastID == statusID
-		curShown := hasCur && !(backOff && madeUp)
+		curShown := hasCur && (!backOff || !madeUp)
 		var cur, last Termination
 		if curShown {
 			cur = from(status.Current, max(int64(restarts), 0))
@@ -294,7 +294,7 @@ func FuzzVisible(f *testing.F) {
 				t.Fatalf("negative instance %d", got[i].Instance)
 			case curShown && got[i].Key() == cur.Key() && got[i].Instance != cur.Instance:
 				t.Fatalf("state.terminated attributed to instance %d, restart count %d", got[i].Instance, restarts)
-			case hasLast && got[i].Key() == last.Key() && !(curShown && got[i].Key() == cur.Key()) && got[i].Instance != last.Instance:
+			case hasLast && got[i].Key() == last.Key() && (!curShown || got[i].Key() != cur.Key()) && got[i].Instance != last.Instance:
 				t.Fatalf("lastState.terminated attributed to instance %d, want %d (restart count %d)", got[i].Instance, last.Instance, restarts)
 			}
 		}
