@@ -307,12 +307,47 @@ func (s *simulation) observe(e *apiEntry, listed bool) {
 	s.genSeen[e.sp.uid] = true
 	for name, v := range e.views {
 		key := string(e.sp.uid) + "/" + name
-		s.observed[key] = append(s.observed[key], simObservation{gen: s.gen, step: s.step, epoch: v.epoch})
+		s.observed[key] = append(s.observed[key], simObservation{gen: s.gen, step: s.step, epoch: s.believe(key, v.status)})
 		for _, inst := range v.shown {
 			k := s.knowledge(inst)
 			k.sightings = append(k.sightings, simSighting{gen: s.gen, step: s.step, first: first, listed: listed})
 		}
 	}
+}
+
+// simBelief is what a receiver generation can tell of a container's restart-count epoch from
+// the statuses it saw. A new epoch shows only in a status with a container ID, and only where
+// the count cannot have gone on: a lower restart count, an unknown container at the same one,
+// or a second end of an instance that already ended (docs/counting.md, restart count reset).
+// Else the receiver takes the new epoch's statuses as the old count going on, unless it saw
+// nothing of the old epoch that names an instance.
+type simBelief struct {
+	epoch int
+	rc    int32
+	hasID bool
+	// lastEnd is the highest instance a termination it saw in the epoch was named for; -1 if none.
+	lastEnd int64
+}
+
+// believe records that the running receiver saw st of container key, and returns the epoch it
+// can tell st is of.
+func (s *simulation) believe(key string, st simStatus) int {
+	b, ok := s.beliefs[key]
+	ends := st.ends()
+	switch {
+	case !ok, st.epoch > b.epoch && !b.hasID && b.lastEnd < 0:
+		b = simBelief{epoch: st.epoch, lastEnd: -1}
+	case st.epoch > b.epoch && st.inst != nil &&
+		(st.rc < b.rc || st.rc == b.rc && b.hasID || slices.ContainsFunc(ends, func(i int64) bool { return i <= b.lastEnd })):
+		b = simBelief{epoch: st.epoch, lastEnd: -1}
+	}
+	b.rc = st.rc
+	b.hasID = b.hasID || st.inst != nil
+	for _, i := range ends {
+		b.lastEnd = max(b.lastEnd, i)
+	}
+	s.beliefs[key] = b
+	return b.epoch
 }
 
 func (s *simulation) knowledge(inst *simInstance) *simKnowledge {
@@ -387,6 +422,7 @@ func (s *simulation) startCollector() {
 		s.lookedAt = s.step
 	}
 	s.genSeen = map[types.UID]bool{}
+	s.beliefs = map[string]simBelief{}
 	s.genEmitted = map[string]bool{}
 	if !s.keepState {
 		s.lineage++

@@ -201,7 +201,8 @@ func (s *simulation) staleOOM(key string, index int64, inst *simInstance) bool {
 }
 
 // resolve names the instance a point is about: the point's time tells which status the receiver
-// saw last, and so the restart-count epoch of its index. An index the epoch has not reached is
+// saw last, and so the restart-count epoch it can tell its index is of. An index that epoch has
+// not reached is one of a newer epoch the receiver could not tell from the count going on, else
 // one of an older epoch. It returns the instance, its epoch and the epoch of that status.
 func (s *simulation) resolve(key string, index int64, ts int64) (*simInstance, int, int) {
 	step := int((ts - podtest.T0.UnixNano()) / int64(time.Second))
@@ -215,11 +216,15 @@ func (s *simulation) resolve(key string, index int64, ts int64) (*simInstance, i
 	if c == nil {
 		return nil, epoch, epoch
 	}
-	for e := epoch; e >= 0; e-- {
-		for _, inst := range c.all {
-			if inst.epoch == e && inst.index == index {
-				return inst, e, epoch
-			}
+	// After a reset the receiver could not tell, a higher index is one of the new epoch.
+	for e := epoch; e <= c.epoch; e++ {
+		if inst := c.instance(e, index); inst != nil {
+			return inst, e, epoch
+		}
+	}
+	for e := epoch - 1; e >= 0; e-- {
+		if inst := c.instance(e, index); inst != nil {
+			return inst, e, epoch
 		}
 	}
 	return nil, epoch, epoch

@@ -30,19 +30,23 @@ const (
 	// simBackOff: the kubelet moved the dead container's state to lastState and keeps its
 	// restart count and container ID.
 	simBackOff
+	// simLost: the runtime has no container of it (the node rebooted, or the runtime lost its
+	// state); the kubelet writes its default status, frozen, until the next container starts.
+	simLost
 )
 
 // simInstance is one run of a container: instance index of a restart-count epoch (a node reboot
-// starts a new epoch at index 0).
+// that wiped the container logs starts a new epoch at index 0).
 type simInstance struct {
-	epoch    int
-	index    int64
-	id       string
-	started  int
-	ended    bool
-	reason   string
-	endStep  int
-	vanished bool // the node rebooted or the pod was deleted under it: no termination shows
+	epoch   int
+	index   int64
+	id      string
+	started int
+	ended   bool
+	reason  string
+	endStep int
+	// vanished: the runtime lost it or its pod was deleted under it; no status shows its end.
+	vanished bool
 }
 
 func (i *simInstance) oom() bool { return i.ended && i.reason == "OOMKilled" }
@@ -66,70 +70,179 @@ func (i *simInstance) terminated() *corev1.ContainerStateTerminated {
 	}
 }
 
+// simState is the state a container status shows.
+type simState int
+
+const (
+	stateWaiting simState = iota
+	stateBackOff
+	stateRunning
+	stateTerminated
+)
+
+// simStatus is a container status as the kubelet writes it, told by the instances it names.
+type simStatus struct {
+	// epoch is the restart-count epoch of rc: a status names no instance of an epoch whose
+	// first container it has not seen.
+	epoch int
+	rc    int32
+	state simState
+	// inst is the instance the state is about; it carries the status' container ID.
+	inst *simInstance
+	// last is the instance lastState shows the end of; lastUnknown: lastState is the kubelet's
+	// made-up end (ContainerStatusUnknown) of a running instance it lost.
+	last        *simInstance
+	lastUnknown bool
+}
+
+// lostStatus is the kubelet's status for a container its runtime has no container of
+// (kubelet_pods.go, convertToAPIContainerStatuses): the default waiting state without a
+// container ID, with the restart count and lastState of old, the status before (found: there
+// was one). A terminated old status stays as it was. A running one without lastState gets a
+// made-up end of the lost instance and one more restart.
+func lostStatus(old simStatus, found bool, epoch int) simStatus {
+	switch {
+	case !found:
+		return simStatus{epoch: epoch}
+	case old.state == stateTerminated:
+		return old
+	}
+	st := simStatus{epoch: old.epoch, rc: old.rc, last: old.last, lastUnknown: old.lastUnknown}
+	if old.state == stateRunning && old.last == nil && !old.lastUnknown {
+		st.lastUnknown = true
+		st.rc++
+	}
+	return st
+}
+
+// container is st as the API shows it for container name, and the instances whose termination
+// it shows; waiting is the reason of a waiting state.
+func (st simStatus) container(name, waiting string) (corev1.ContainerStatus, []*simInstance) {
+	s := corev1.ContainerStatus{Name: name, RestartCount: st.rc}
+	var shown []*simInstance
+	switch {
+	case st.last != nil:
+		s.LastTerminationState.Terminated = st.last.terminated()
+		shown = append(shown, st.last)
+	case st.lastUnknown:
+		s.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{
+			Reason: "ContainerStatusUnknown", ExitCode: 137, Message: "The container could not be located when the pod was deleted.  The container used to be Running",
+		}
+	}
+	if st.inst != nil {
+		s.ContainerID = st.inst.id
+	}
+	switch st.state {
+	case stateWaiting:
+		s.State.Waiting = &corev1.ContainerStateWaiting{Reason: waiting}
+	case stateBackOff:
+		s.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
+	case stateRunning:
+		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(podtest.T0.Add(time.Duration(st.inst.started) * time.Second))}
+	case stateTerminated:
+		s.State.Terminated = st.inst.terminated()
+		if st.inst != st.last {
+			shown = append(shown, st.inst)
+		}
+	}
+	return s, shown
+}
+
+// ends are the instances a receiver names for the terminations st shows: state.terminated ended
+// instance rc; lastState instance rc-1, but rc in the back-off form, where the status' container
+// ID is lastState's.
+func (st simStatus) ends() []int64 {
+	var out []int64
+	switch {
+	case st.last != nil && st.inst == st.last:
+		out = append(out, int64(st.rc))
+	case st.last != nil, st.lastUnknown:
+		out = append(out, max(int64(st.rc)-1, 0))
+	}
+	if st.state == stateTerminated {
+		out = append(out, int64(st.rc))
+	}
+	return out
+}
+
+func (st simStatus) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rc=%d", st.rc)
+	switch st.state {
+	case stateWaiting:
+		b.WriteString(" waiting")
+	case stateBackOff:
+		fmt.Fprintf(&b, " back-off %s %s", st.inst, st.inst.reason)
+	case stateRunning:
+		fmt.Fprintf(&b, " running %s", st.inst)
+	case stateTerminated:
+		fmt.Fprintf(&b, " terminated %s %s", st.inst, st.inst.reason)
+	}
+	switch {
+	case st.last != nil && st.state != stateBackOff:
+		fmt.Fprintf(&b, ", last %s", st.last)
+	case st.lastUnknown:
+		b.WriteString(", last unknown")
+	}
+	return b.String()
+}
+
 type simContainer struct {
 	pod   *simPod
 	name  string
 	init  bool
 	epoch int
 	phase simPhase
-	rc    int32
-	// cur is the newest instance of the epoch, nil while simWaiting; prev the one before it.
+	// cur is the newest instance that started, nil while none has; prev the one before it in
+	// the same runtime, which lastState shows.
 	cur, prev *simInstance
+	// lost is the kubelet's default status while simLost; wiped: the container logs went with
+	// the runtime's state, so the next container counts restarts from 0.
+	lost  simStatus
+	wiped bool
 	// final: the restart policy keeps it as it is.
 	final bool
 	all   []*simInstance
 }
 
+// instance is c's instance index of epoch, nil if it never ran.
+func (c *simContainer) instance(epoch int, index int64) *simInstance {
+	for _, i := range c.all {
+		if i.epoch == epoch && i.index == index {
+			return i
+		}
+	}
+	return nil
+}
+
 func (c *simContainer) key() string { return string(c.pod.uid) + "/" + c.name }
 
-// status is the container status the kubelet writes, and the instances whose termination it shows.
-func (c *simContainer) status() (corev1.ContainerStatus, []*simInstance) {
-	s := corev1.ContainerStatus{Name: c.name, RestartCount: c.rc}
-	var shown []*simInstance
-	last := func(i *simInstance) {
-		if i != nil {
-			s.LastTerminationState.Terminated = i.terminated()
-			shown = append(shown, i)
-		}
+// status is the container's status as the kubelet would write it now.
+func (c *simContainer) status() simStatus {
+	st := simStatus{epoch: c.epoch, inst: c.cur, last: c.prev}
+	if c.cur != nil {
+		st.rc = int32(c.cur.index)
 	}
 	switch c.phase {
 	case simWaiting:
-		reason := "ContainerCreating"
-		if !c.init && c.pod.init != nil && !c.pod.initDone {
-			reason = "PodInitializing"
-		}
-		s.State.Waiting = &corev1.ContainerStateWaiting{Reason: reason}
+		st.inst, st.last = nil, nil
 	case simRunning:
-		s.ContainerID = c.cur.id
-		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(podtest.T0.Add(time.Duration(c.cur.started) * time.Second))}
-		last(c.prev)
+		st.state = stateRunning
 	case simTerminated:
-		s.ContainerID = c.cur.id
-		s.State.Terminated = c.cur.terminated()
-		shown = append(shown, c.cur)
-		last(c.prev)
+		st.state = stateTerminated
 	case simBackOff:
-		s.ContainerID = c.cur.id
-		s.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
-		last(c.cur)
+		st.state, st.last = stateBackOff, c.cur
+	case simLost:
+		return c.lost
 	}
-	return s, shown
+	return st
 }
 
 func (c *simContainer) describe() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s rc=%d", c.name, c.rc)
-	switch c.phase {
-	case simWaiting:
-		b.WriteString(" waiting")
-	case simRunning:
-		fmt.Fprintf(&b, " running %s", c.cur)
-	case simTerminated:
-		fmt.Fprintf(&b, " terminated %s %s", c.cur, c.cur.reason)
-	case simBackOff:
-		fmt.Fprintf(&b, " back-off %s %s", c.cur, c.cur.reason)
+	if c.phase == simLost {
+		return fmt.Sprintf("%s lost, default status %s", c.name, c.lost)
 	}
-	return b.String()
+	return c.name + " " + c.status().String()
 }
 
 type simPod struct {
@@ -174,9 +287,14 @@ func (p *simPod) object(withStatus bool) (*corev1.Pod, map[string]simView) {
 	if p.failed {
 		pod.Status.Phase = corev1.PodFailed
 	}
+	waiting := "ContainerCreating"
+	if p.init != nil {
+		waiting = "PodInitializing"
+	}
 	for _, c := range p.all() {
-		s, shown := c.status()
-		views[c.name] = simView{epoch: c.epoch, shown: shown}
+		st := c.status()
+		s, shown := st.container(c.name, waiting)
+		views[c.name] = simView{status: st, shown: shown}
 		if c.init {
 			pod.Status.InitContainerStatuses = append(pod.Status.InitContainerStatuses, s)
 		} else {
@@ -188,8 +306,8 @@ func (p *simPod) object(withStatus bool) (*corev1.Pod, map[string]simView) {
 
 // simView is what one written status shows of a container.
 type simView struct {
-	epoch int
-	shown []*simInstance
+	status simStatus
+	shown  []*simInstance
 }
 
 // apiEntry is a pod as the API server holds it.
@@ -277,7 +395,7 @@ func (s *simulation) canMove(p *simPod, c *simContainer) bool {
 	switch {
 	case c.final || p.failed:
 		return false
-	case c.phase == simWaiting:
+	case c.phase == simWaiting, c.phase == simLost:
 		return c.init || p.init == nil || p.initDone
 	}
 	return true
@@ -285,7 +403,7 @@ func (s *simulation) canMove(p *simPod, c *simContainer) bool {
 
 func (s *simulation) move(p *simPod, c *simContainer) {
 	switch c.phase {
-	case simWaiting:
+	case simWaiting, simLost:
 		s.run(c)
 	case simRunning:
 		reason := "Completed"
@@ -319,16 +437,31 @@ func (s *simulation) move(p *simPod, c *simContainer) {
 	}
 }
 
-// run starts the next instance of c.
+// run starts the next container of c. After the runtime lost c's containers, the runtime reads
+// the restart count back from the container log folder: the next after the newest instance
+// that started, or 0 if the logs went too (a new epoch); no lastState, the runtime has no
+// earlier container.
 func (s *simulation) run(c *simContainer) {
-	if c.cur != nil {
+	index := int64(0)
+	switch {
+	case c.phase == simLost && c.wiped && c.cur != nil:
+		c.epoch++
+		c.prev = nil
+		s.hit(formLogsWiped)
+	case c.phase == simLost:
+		if c.cur != nil {
+			index = c.cur.index + 1
+			s.hit(formLogsKept)
+		}
+		c.prev = nil
+	case c.cur != nil:
 		c.prev = c.cur
-		c.rc++
+		index = c.cur.index + 1
 	}
 	c.cur = &simInstance{
 		epoch:   c.epoch,
-		index:   int64(c.rc),
-		id:      fmt.Sprintf("containerd://%s-%s-e%d-%d", c.pod.uid, c.name, c.epoch, c.rc),
+		index:   index,
+		id:      fmt.Sprintf("containerd://%s-%s-e%d-%d", c.pod.uid, c.name, c.epoch, index),
 		started: s.step,
 	}
 	c.all = append(c.all, c.cur)
@@ -336,22 +469,65 @@ func (s *simulation) run(c *simContainer) {
 	s.logf("%s/%s: %s runs", c.pod.name, c.name, c.cur)
 }
 
-// reboot is a node reboot as this pod sees it: the same pod, new containers, restart counts
-// from 0; what ran vanishes without a termination status.
+// reboot is a node reboot as this pod sees it: the runtime lost every container, the kubelet
+// restarted and writes its default status from the status the API server holds (its own cache
+// went with it); then new containers start, with restart counts from 0 if the container logs
+// went too, else going on.
 func (s *simulation) reboot(p *simPod) {
+	wiped := s.rng.IntN(2) == 0
+	written := s.api[p.name].views
 	for _, c := range p.all() {
-		if c.phase == simRunning {
-			c.cur.vanished = true
-		}
-		c.epoch++
-		c.rc, c.cur, c.prev, c.final, c.phase = 0, nil, nil, false, simWaiting
+		v, found := written[c.name]
+		s.lose(c, v.status, found, wiped)
 	}
 	p.initDone = false
 	p.dirty = true
-	s.logf("%s: the node reboots, restart counts start again at 0", p.name)
+	if wiped {
+		s.logf("%s: the node reboots and the container logs are gone: restart counts start again at 0", p.name)
+	} else {
+		s.logf("%s: the node reboots, the container logs stay: restart counts go on", p.name)
+	}
 	if s.reliable || s.rng.IntN(2) == 0 {
 		s.kubeletWrite(p)
 	}
+}
+
+// runtimeLost is the runtime losing this pod's containers while the kubelet runs: the kubelet
+// writes its default status from the status it last made, and the count goes on.
+func (s *simulation) runtimeLost(p *simPod) {
+	for _, c := range p.all() {
+		s.lose(c, c.status(), true, false)
+	}
+	p.initDone = false
+	p.dirty = true
+	s.logf("%s: the runtime lost its containers", p.name)
+	s.hit(formRuntimeLost)
+	if s.reliable || s.rng.IntN(2) == 0 {
+		s.kubeletWrite(p)
+	}
+}
+
+// lose makes c a container the runtime has no container of; old is the status the kubelet
+// starts from.
+func (s *simulation) lose(c *simContainer, old simStatus, found, wiped bool) {
+	if c.phase == simRunning {
+		s.vanish(c.cur)
+	}
+	c.lost = lostStatus(old, found, c.epoch)
+	if c.lost.lastUnknown && !old.lastUnknown {
+		s.hit(formLostRunningAlone)
+	}
+	if c.phase != simLost {
+		c.wiped = false
+	}
+	// Logs once gone stay gone, whatever the runtime loses again before the next container.
+	c.wiped = c.wiped || wiped
+	c.phase, c.final = simLost, false
+}
+
+// vanish ends a running instance that no status will show the end of.
+func (s *simulation) vanish(i *simInstance) {
+	i.ended, i.vanished, i.endStep = true, true, s.step
 }
 
 // recreate deletes the pod in slot and creates it again under the same name, with a new UID.
@@ -360,7 +536,7 @@ func (s *simulation) recreate(slot int) {
 	old.deleted = true
 	for _, c := range old.all() {
 		if c.phase == simRunning {
-			c.cur.vanished = true
+			s.vanish(c.cur)
 		}
 	}
 	e := s.api[old.name]

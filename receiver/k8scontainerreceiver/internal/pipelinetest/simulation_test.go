@@ -71,7 +71,23 @@ const (
 	simWatchEvery = 100
 	// simShownFailures is how many failing runs print their event log.
 	simShownFailures = 3
+	// simMinHits is how many of the default runs must hit each form, so that a change of the
+	// draws cannot quietly stop testing one.
+	simMinHits = 5
 )
+
+// simForm is a form of the kubelet's, or of the world around it, that a run may hit.
+type simForm string
+
+const (
+	formLogsWiped        simForm = "node reboot, logs gone: the next container counts from 0"
+	formLogsKept         simForm = "runtime lost the containers, logs kept: the next container goes on"
+	formRuntimeLost      simForm = "runtime lost the containers while the kubelet ran"
+	formLostRunningAlone simForm = "default status of a lost running container without lastState: made-up end, restart count +1"
+)
+
+// simForms are the forms the runs must hit, in the order the summary lists them.
+var simForms = []simForm{formLogsWiped, formLogsKept, formRuntimeLost, formLostRunningAlone}
 
 func TestSimulatedKubelet(t *testing.T) {
 	seeds := make([]uint64, 0, *simRuns)
@@ -85,6 +101,7 @@ func TestSimulatedKubelet(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		failures = map[string][]uint64{}
+		hits     = map[simForm]int{}
 		shown    atomic.Int32
 		started  = time.Now()
 	)
@@ -93,6 +110,11 @@ func TestSimulatedKubelet(t *testing.T) {
 			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 				t.Parallel()
 				s := runSimulation(t, seed)
+				mu.Lock()
+				for f := range s.forms {
+					hits[f]++
+				}
+				mu.Unlock()
 				if s.failure == nil && !*simLog {
 					return
 				}
@@ -114,6 +136,18 @@ func TestSimulatedKubelet(t *testing.T) {
 		}
 	})
 	t.Logf("%d simulated runs in %s", len(seeds), time.Since(started).Round(time.Millisecond))
+	var tally strings.Builder
+	for _, f := range simForms {
+		fmt.Fprintf(&tally, "\n  %5d  %s", hits[f], f)
+	}
+	t.Logf("runs that hit each form:%s", tally.String())
+	if *simSeed < 0 && *simRuns >= 3000 {
+		for _, f := range simForms {
+			if hits[f] < simMinHits {
+				t.Errorf("only %d of %d runs hit the form %q; at least %d must", hits[f], len(seeds), f, simMinHits)
+			}
+		}
+	}
 	categories := make([]string, 0, len(failures))
 	for c := range failures {
 		categories = append(categories, c)
@@ -163,6 +197,7 @@ type simulation struct {
 	keepState  bool
 	gen        int
 	genSeen    map[types.UID]bool
+	beliefs    map[string]simBelief
 	genEmitted map[string]bool
 	lastScrape map[int]int
 	proc       processor.Metrics
@@ -192,6 +227,8 @@ type simulation struct {
 	// k8s.container.oom_kill record in the lineage.
 	logs        *consumertest.LogsSink
 	killRecords map[string]bool
+	// forms are the forms the run hit.
+	forms map[simForm]bool
 }
 
 func runSimulation(t *testing.T, seed uint64) *simulation {
@@ -208,6 +245,7 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		api:        map[string]*apiEntry{},
 		lastScrape: map[int]int{},
 		known:      map[*simInstance]*simKnowledge{},
+		forms:      map[simForm]bool{},
 		observed:   map[string][]simObservation{},
 		exported:   map[string]simExported{},
 		emitted:    map[string][]*simPoint{},
@@ -256,6 +294,9 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 }
 
 func (s *simulation) setNow() { s.server.setNow(s.step) }
+
+// hit records that the run hit form f.
+func (s *simulation) hit(f simForm) { s.forms[f] = true }
 
 func (s *simulation) logf(format string, args ...any) {
 	s.log = append(s.log, fmt.Sprintf("s%03d ", s.step)+fmt.Sprintf(format, args...))
@@ -306,7 +347,11 @@ func (s *simulation) act() {
 		}
 	case r < 86:
 		p := s.pods[s.rng.IntN(len(s.pods))]
-		if p.policy != corev1.RestartPolicyNever {
+		switch {
+		case p.policy == corev1.RestartPolicyNever || p.failed:
+		case s.rng.IntN(3) == 0:
+			s.runtimeLost(p)
+		default:
 			s.reboot(p)
 		}
 	case r < 90:
