@@ -428,6 +428,7 @@ func (s *simulation) startCollector() {
 		s.lineage++
 		s.baselines = map[string]simBaseline{}
 		s.acceptedSeq = map[string][]*simPoint{}
+		s.series = map[string]*simSeries{}
 		s.horizon = map[string]int{}
 		s.inLineage = map[string]bool{}
 		for _, e := range s.api {

@@ -6,13 +6,13 @@ package pipelinetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
@@ -285,11 +285,82 @@ func (s *simulation) deliver(md pmetric.Metrics, pts []*simPoint) {
 			k.accepted[s.lineage] = true
 		}
 		s.acceptedSeq[p.key] = append(s.acceptedSeq[p.key], p)
+		s.seriesOf(p.key).take(p, s.containers[p.key])
 	}
 	for _, key := range order {
 		o := last[key]
 		s.exported[key] = simExported{lineage: s.lineage, start: o.start, value: o.value}
 		s.check(key, o.value)
+	}
+}
+
+// simSeries is the checker's model of the processor's state of one series (the counting rule of
+// docs/counting.md): the instance it stands at and whether that one is accounted for, and the
+// instances it took as unattributed, nil where it skipped an index of an epoch it could not
+// tell.
+type simSeries struct {
+	started      bool
+	epoch        int
+	index        int64
+	high         bool
+	last         int64
+	unattributed []*simInstance
+}
+
+func (s *simulation) seriesOf(key string) *simSeries {
+	m := s.series[key]
+	if m == nil {
+		m = &simSeries{}
+		s.series[key] = m
+	}
+	return m
+}
+
+// take applies a point the processor accepted.
+func (m *simSeries) take(p *simPoint, c *simContainer) {
+	high := p.flag == 1 || p.unknown
+	switch {
+	case !m.started:
+		m.started, m.epoch, m.index, m.high, m.last = true, p.epoch, p.index, high, p.ts
+		return
+	case p.ts == m.last && p.index == m.index:
+		m.same(p)
+		return
+	case p.ts < m.last, p.ts == m.last && p.index < m.index:
+		return
+	}
+	m.last = p.ts
+	switch {
+	case p.index == m.index && m.high && !high:
+		// A 0 where it held a 1: a new epoch at the same index.
+		m.epoch, m.high = p.epoch, false
+		return
+	case p.index == m.index:
+		m.same(p)
+		return
+	case p.index > m.index:
+		for i := m.index + 1; i < p.index; i++ {
+			var skipped *simInstance
+			if c != nil && p.epoch == m.epoch {
+				skipped = c.instance(m.epoch, i)
+			}
+			m.unattributed = append(m.unattributed, skipped)
+		}
+	}
+	if p.unknown {
+		m.unattributed = append(m.unattributed, p.inst)
+	}
+	m.epoch, m.index, m.high = p.epoch, p.index, high
+}
+
+func (m *simSeries) same(p *simPoint) {
+	switch {
+	case m.high:
+	case p.unknown:
+		m.high = true
+		m.unattributed = append(m.unattributed, p.inst)
+	case p.flag == 1:
+		m.high = true
 	}
 }
 
@@ -328,7 +399,10 @@ func (s *simulation) checkStart(key string, start, value int64) {
 	s.exported[key] = simExported{lineage: s.lineage, start: start, value: value}
 }
 
-// check compares a container's exported count with the truth.
+// check compares a container's exported count with the truth: never more than its OOM kills
+// since the history horizon, never less than those that must count; upper_bound adds each
+// instance the processor took as unattributed, lower_bound none. Where nothing was lost the
+// count is exact.
 func (s *simulation) check(key string, count int64) {
 	c := s.containers[key]
 	if c == nil {
@@ -352,27 +426,47 @@ func (s *simulation) check(key string, count int64) {
 			why = append(why, inst.String()+": "+reason)
 		}
 	}
-	upper := int64(len(truth))
-	unattributed := int64(0)
-	if count > upper && s.policy == oomcounterprocessor.GapPolicyUpperBound {
-		unattributed = s.unattributed()
-		upper += unattributed
+	// Each instance the processor took as unattributed: under upper_bound a kill, counted once
+	// with the truth if it was one; under lower_bound nothing.
+	slots := s.seriesOf(key).unattributed
+	var slotted []*simInstance
+	extra := int64(0)
+	for _, inst := range slots {
+		switch {
+		case inst == nil || !slices.Contains(truth, inst) || slices.Contains(slotted, inst):
+			extra++
+		default:
+			slotted = append(slotted, inst)
+		}
+	}
+	upper, lower, exact := int64(len(truth)), int64(len(must)), int64(len(truth)-len(slotted))
+	if s.policy == oomcounterprocessor.GapPolicyUpperBound {
+		for _, inst := range slotted {
+			if !slices.Contains(must, inst) {
+				must = append(must, inst)
+				why = append(why, inst.String()+": unattributed, and upper_bound counts it")
+			}
+		}
+		upper, lower, exact = upper+extra, int64(len(must))+extra, int64(len(truth))+extra
 	}
 	if count > upper {
-		s.fail("counted more OOM kills than happened", "%s: count %d, %d OOM kills %v since the history horizon (step %d), %d unattributed",
-			key, count, len(truth), truth, horizon, unattributed)
+		s.fail("counted more OOM kills than happened", "%s: count %d, %d OOM kills %v since the history horizon (step %d), unattributed %v (%s)",
+			key, count, len(truth), truth, horizon, slots, s.policy)
 		return
 	}
-	if count < int64(len(must)) {
+	if count < lower {
 		category := "missed an OOM kill that was " + likeliestMiss(why)
-		s.fail(category, "%s: count %d, but these %d must count: %s (all %d since the horizon: %v)",
-			key, count, len(must), strings.Join(why, "; "), len(truth), truth)
+		if len(why) == 0 {
+			category = "missed an unattributed instance under upper_bound"
+		}
+		s.fail(category, "%s: count %d, but these %d must count: %s, and %d unattributed (all %d since the horizon: %v; unattributed %v)",
+			key, count, len(must), strings.Join(why, "; "), extra, len(truth), truth, slots)
 		return
 	}
-	if s.reliable && count != int64(len(truth)) {
+	if s.reliable && count != exact {
 		// Every status was written and delivered, every batch too: nothing excuses a difference.
-		s.fail("not exact although nothing was lost", "%s: count %d, %d OOM kills %v since the history horizon (step %d)",
-			key, count, len(truth), truth, horizon)
+		s.fail("not exact although nothing was lost", "%s: count %d, %d OOM kills %v since the history horizon (step %d), unattributed %v (%s)",
+			key, count, len(truth), truth, horizon, slots, s.policy)
 	}
 }
 
@@ -478,20 +572,6 @@ func (s *simulation) resetLost(key string, inst *simInstance) bool {
 		}
 	}
 	return false
-}
-
-func (s *simulation) unattributed() int64 {
-	m, err := s.tt.GetMetric("otelcol_oom_counter_restarts_unattributed")
-	if err != nil {
-		return 0
-	}
-	var n int64
-	if sum, ok := m.Data.(metricdata.Sum[int64]); ok {
-		for _, dp := range sum.DataPoints {
-			n += dp.Value
-		}
-	}
-	return n
 }
 
 // finish brings everything to light: the collector runs, the watch is up, the kubelet wrote
