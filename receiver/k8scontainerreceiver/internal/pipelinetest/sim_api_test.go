@@ -316,11 +316,11 @@ func (s *simulation) observe(e *apiEntry, listed bool) {
 }
 
 // simBelief is what a receiver generation can tell of a container's restart-count epoch from
-// the statuses it saw. A new epoch shows only in a status with a container ID, and only where
-// the count cannot have gone on: a lower restart count, an unknown container at the same one,
-// or a second end of an instance that already ended (docs/counting.md, restart count reset).
-// Else the receiver takes the new epoch's statuses as the old count going on, unless it saw
-// nothing of the old epoch that names an instance.
+// the statuses it saw. A new epoch shows only where the count cannot have gone on: a lower
+// restart count, an unknown container at the same one, or a second end of an instance that
+// already ended (docs/counting.md, restart count reset); a status without a container ID shows
+// no unknown container. Else the receiver takes the new epoch's statuses as the old count going
+// on, unless it saw nothing of the old epoch that names an instance.
 type simBelief struct {
 	epoch int
 	rc    int32
@@ -337,8 +337,8 @@ func (s *simulation) believe(key string, st simStatus) int {
 	switch {
 	case !ok, st.epoch > b.epoch && !b.hasID && b.lastEnd < 0:
 		b = simBelief{epoch: st.epoch, lastEnd: -1}
-	case st.epoch > b.epoch && st.inst != nil &&
-		(st.rc < b.rc || st.rc == b.rc && b.hasID || slices.ContainsFunc(ends, func(i int64) bool { return i <= b.lastEnd })):
+	case st.epoch > b.epoch && (st.rc < b.rc || st.inst != nil && st.rc == b.rc && b.hasID ||
+		slices.ContainsFunc(ends, func(i int64) bool { return i <= b.lastEnd })):
 		b = simBelief{epoch: st.epoch, lastEnd: -1}
 	}
 	b.rc = st.rc

@@ -177,6 +177,10 @@ func (s *simulation) points(md pmetric.Metrics) []*simPoint {
 						}
 						s.knowledge(p.inst).emitted = true
 					}
+					if p.unknown && (p.inst == nil || !p.inst.ended) {
+						s.fail("an instance that did not end is reported as ended unseen", "%s: the instance is %v", p, p.inst)
+						return out
+					}
 					out = append(out, p)
 					s.emitted[key] = append(s.emitted[key], p)
 				}
@@ -216,11 +220,21 @@ func (s *simulation) resolve(key string, index int64, ts int64) (*simInstance, i
 	if c == nil {
 		return nil, epoch, epoch
 	}
-	// After a reset the receiver could not tell, a higher index is one of the new epoch.
+	// After a reset the receiver could not tell, an index is one of the new epoch if the receiver
+	// saw that instance end, or if the epoch it can tell has not reached it.
+	var found *simInstance
 	for e := epoch; e <= c.epoch; e++ {
-		if inst := c.instance(e, index); inst != nil {
+		inst := c.instance(e, index)
+		switch {
+		case inst == nil:
+		case s.seenEnd(inst, step):
 			return inst, e, epoch
+		case found == nil:
+			found = inst
 		}
+	}
+	if found != nil {
+		return found, found.epoch, epoch
 	}
 	for e := epoch - 1; e >= 0; e-- {
 		if inst := c.instance(e, index); inst != nil {
@@ -228,6 +242,15 @@ func (s *simulation) resolve(key string, index int64, ts int64) (*simInstance, i
 		}
 	}
 	return nil, epoch, epoch
+}
+
+// seenEnd tells whether the running receiver saw a status that showed inst's end by step.
+func (s *simulation) seenEnd(inst *simInstance, step int) bool {
+	k := s.known[inst]
+	if k == nil {
+		return false
+	}
+	return slices.ContainsFunc(k.sightings, func(sg simSighting) bool { return sg.gen == s.gen && sg.step <= step })
 }
 
 // deliver hands a batch to the processor and checks what it exports.

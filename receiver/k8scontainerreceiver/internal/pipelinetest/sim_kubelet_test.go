@@ -33,6 +33,8 @@ const (
 	// simLost: the runtime has no container of it (the node rebooted, or the runtime lost its
 	// state); the kubelet writes its default status, frozen, until the next container starts.
 	simLost
+	// simEnded: the status manager ended the pod (TerminatePod); the status is frozen for good.
+	simEnded
 )
 
 // simInstance is one run of a container: instance index of a restart-count epoch (a node reboot
@@ -44,26 +46,22 @@ type simInstance struct {
 	started int
 	ended   bool
 	reason  string
+	exit    int32
 	endStep int
 	// vanished: the runtime lost it or its pod was deleted under it; no status shows its end.
 	vanished bool
 }
 
-func (i *simInstance) oom() bool { return i.ended && i.reason == "OOMKilled" }
+// oom tells that the OOM killer ended the instance: a kill of another process in it, after
+// which PID 1 exited by itself, is none.
+func (i *simInstance) oom() bool { return i.ended && i.reason == "OOMKilled" && i.exit == 137 }
 
 func (i *simInstance) String() string { return fmt.Sprintf("e%d#%d", i.epoch, i.index) }
 
 func (i *simInstance) terminated() *corev1.ContainerStateTerminated {
-	exit := int32(0)
-	switch i.reason {
-	case "OOMKilled":
-		exit = 137
-	case "Error":
-		exit = 1
-	}
 	return &corev1.ContainerStateTerminated{
 		Reason:      i.reason,
-		ExitCode:    exit,
+		ExitCode:    i.exit,
 		StartedAt:   metav1.NewTime(podtest.T0.Add(time.Duration(i.started) * time.Second)),
 		FinishedAt:  metav1.NewTime(podtest.T0.Add(time.Duration(i.endStep) * time.Second)),
 		ContainerID: i.id,
@@ -78,6 +76,9 @@ const (
 	stateBackOff
 	stateRunning
 	stateTerminated
+	// stateMadeUp is the status manager's end of a container it did not see end
+	// (ContainerStatusUnknown, exit code 137, no container ID, no times).
+	stateMadeUp
 )
 
 // simStatus is a container status as the kubelet writes it, told by the instances it names.
@@ -87,7 +88,8 @@ type simStatus struct {
 	epoch int
 	rc    int32
 	state simState
-	// inst is the instance the state is about; it carries the status' container ID.
+	// inst is the instance the state is about; it carries the status' container ID (which a
+	// made-up end keeps).
 	inst *simInstance
 	// last is the instance lastState shows the end of; lastUnknown: lastState is the kubelet's
 	// made-up end (ContainerStatusUnknown) of a running instance it lost.
@@ -104,7 +106,7 @@ func lostStatus(old simStatus, found bool, epoch int) simStatus {
 	switch {
 	case !found:
 		return simStatus{epoch: epoch}
-	case old.state == stateTerminated:
+	case old.state == stateTerminated, old.state == stateMadeUp:
 		return old
 	}
 	st := simStatus{epoch: old.epoch, rc: old.rc, last: old.last, lastUnknown: old.lastUnknown}
@@ -144,6 +146,10 @@ func (st simStatus) container(name, waiting string) (corev1.ContainerStatus, []*
 		if st.inst != st.last {
 			shown = append(shown, st.inst)
 		}
+	case stateMadeUp:
+		s.State.Terminated = &corev1.ContainerStateTerminated{
+			Reason: "ContainerStatusUnknown", ExitCode: 137, Message: "The container could not be located when the pod was terminated",
+		}
 	}
 	return s, shown
 }
@@ -159,7 +165,11 @@ func (st simStatus) ends() []int64 {
 	case st.last != nil, st.lastUnknown:
 		out = append(out, max(int64(st.rc)-1, 0))
 	}
-	if st.state == stateTerminated {
+	switch {
+	case st.state == stateTerminated:
+		out = append(out, int64(st.rc))
+	case st.state == stateMadeUp && (st.inst == nil || st.inst != st.last):
+		// Made up over anything but the back-off form: an end of instance rc, outcome unknown.
 		out = append(out, int64(st.rc))
 	}
 	return out
@@ -177,6 +187,11 @@ func (st simStatus) String() string {
 		fmt.Fprintf(&b, " running %s", st.inst)
 	case stateTerminated:
 		fmt.Fprintf(&b, " terminated %s %s", st.inst, st.inst.reason)
+	case stateMadeUp:
+		b.WriteString(" terminated, made up")
+		if st.inst != nil {
+			fmt.Fprintf(&b, " over %s", st.inst)
+		}
 	}
 	switch {
 	case st.last != nil && st.state != stateBackOff:
@@ -196,10 +211,10 @@ type simContainer struct {
 	// cur is the newest instance that started, nil while none has; prev the one before it in
 	// the same runtime, which lastState shows.
 	cur, prev *simInstance
-	// lost is the kubelet's default status while simLost; wiped: the container logs went with
-	// the runtime's state, so the next container counts restarts from 0.
-	lost  simStatus
-	wiped bool
+	// frozen is the status while simLost (the kubelet's default status) or simEnded; wiped: the
+	// container logs went with the runtime's state, so the next container counts restarts from 0.
+	frozen simStatus
+	wiped  bool
 	// final: the restart policy keeps it as it is.
 	final bool
 	all   []*simInstance
@@ -232,15 +247,18 @@ func (c *simContainer) status() simStatus {
 		st.state = stateTerminated
 	case simBackOff:
 		st.state, st.last = stateBackOff, c.cur
-	case simLost:
-		return c.lost
+	case simLost, simEnded:
+		return c.frozen
 	}
 	return st
 }
 
 func (c *simContainer) describe() string {
-	if c.phase == simLost {
-		return fmt.Sprintf("%s lost, default status %s", c.name, c.lost)
+	switch c.phase {
+	case simLost:
+		return fmt.Sprintf("%s lost, default status %s", c.name, c.frozen)
+	case simEnded:
+		return fmt.Sprintf("%s ended by the kubelet, %s", c.name, c.frozen)
 	}
 	return c.name + " " + c.status().String()
 }
@@ -406,14 +424,19 @@ func (s *simulation) move(p *simPod, c *simContainer) {
 	case simWaiting, simLost:
 		s.run(c)
 	case simRunning:
-		reason := "Completed"
+		reason, exit := "Completed", int32(0)
 		switch r := s.rng.IntN(20); {
+		case r < 8:
+			reason, exit = "OOMKilled", 137
 		case r < 9:
-			reason = "OOMKilled"
+			// The OOM killer killed a child; PID 1 then exited by itself, and containerd marks
+			// the container OOMKilled all the same.
+			reason, exit = "OOMKilled", int32(s.rng.IntN(2))
+			s.hit(formChildKill)
 		case r < 16:
-			reason = "Error"
+			reason, exit = "Error", 1
 		}
-		c.cur.ended, c.cur.reason, c.cur.endStep = true, reason, s.step
+		c.cur.ended, c.cur.reason, c.cur.exit, c.cur.endStep = true, reason, exit, s.step
 		c.phase = simTerminated
 		switch {
 		case c.init && reason == "Completed":
@@ -513,8 +536,8 @@ func (s *simulation) lose(c *simContainer, old simStatus, found, wiped bool) {
 	if c.phase == simRunning {
 		s.vanish(c.cur)
 	}
-	c.lost = lostStatus(old, found, c.epoch)
-	if c.lost.lastUnknown && !old.lastUnknown {
+	c.frozen = lostStatus(old, found, c.epoch)
+	if c.frozen.lastUnknown && !old.lastUnknown {
 		s.hit(formLostRunningAlone)
 	}
 	if c.phase != simLost {
@@ -523,6 +546,40 @@ func (s *simulation) lose(c *simContainer, old simStatus, found, wiped bool) {
 	// Logs once gone stay gone, whatever the runtime loses again before the next container.
 	c.wiped = c.wiped || wiped
 	c.phase, c.final = simLost, false
+}
+
+// terminatePod is the status manager ending the pod (eviction, activeDeadlineSeconds, node
+// shutdown: TerminatePod in status_manager.go): every state not terminated becomes a made-up
+// end that keeps lastState, the restart count and the container ID. A running instance ended
+// so, its outcome unknown: sometimes an OOM kill nobody saw. A container in back-off had
+// ended already.
+func (s *simulation) terminatePod(p *simPod) {
+	for _, c := range p.all() {
+		st := c.status()
+		switch {
+		case st.state == stateTerminated, st.state == stateMadeUp:
+		case c.phase == simRunning:
+			c.cur.ended, c.cur.endStep, c.cur.reason, c.cur.exit = true, s.step, "Error", 137
+			if s.rng.IntN(3) == 0 {
+				c.cur.reason = "OOMKilled"
+				s.hit(formEndedRunningOOM)
+			}
+			s.hit(formEndedRunning)
+			st.state = stateMadeUp
+		case c.phase == simBackOff:
+			s.hit(formEndedBackOff)
+			st.state = stateMadeUp
+		default:
+			s.hit(formEndedWaiting)
+			st.state = stateMadeUp
+		}
+		c.frozen, c.phase, c.final = st, simEnded, true
+	}
+	p.failed, p.dirty = true, true
+	s.logf("%s: the status manager ends the pod", p.name)
+	if s.reliable || s.rng.IntN(2) == 0 {
+		s.kubeletWrite(p)
+	}
 }
 
 // vanish ends a running instance that no status will show the end of.

@@ -34,11 +34,13 @@ import (
 // container against the truth after every batch the processor takes.
 //
 // The node runs a few pods: restartPolicy Always, OnFailure or Never, some with an init
-// container. Containers start, are OOM-killed, exit with an error or complete, wait in back-off,
-// restart; the runtime loses a pod's containers, by a node reboot or while the kubelet runs,
-// and the kubelet writes its default status until the next container shows whether the
-// container logs went (restart counts from 0) or stayed (the count goes on); pods are deleted
-// and re-created under the same name. The kubelet writes the statuses a real one writes, but
+// container. Containers start, are OOM-killed, exit with an error or complete, are marked
+// OOMKilled though PID 1 exited by itself after a child's kill, wait in back-off, restart; the
+// runtime loses a pod's containers, by a node reboot or while the kubelet runs, and the kubelet
+// writes its default status until the next container shows whether the container logs went
+// (restart counts from 0) or stayed (the count goes on); the status manager ends pods
+// (TerminatePod: made-up ends, over running instances sometimes an OOM kill nobody saw); pods
+// are deleted and re-created under the same name. The kubelet writes the statuses a real one writes, but
 // merges some writes; the watch breaks and the informer relists; scrapes come at random times;
 // batches are lost, duplicated or late; the collector restarts, with its processor state in
 // storage (after a clean shutdown or a crash) or without it. Each run draws its gap_policy.
@@ -89,10 +91,18 @@ const (
 	formLogsKept         simForm = "runtime lost the containers, logs kept: the next container goes on"
 	formRuntimeLost      simForm = "runtime lost the containers while the kubelet ran"
 	formLostRunningAlone simForm = "default status of a lost running container without lastState: made-up end, restart count +1"
+	formEndedRunning     simForm = "TerminatePod over a running container: outcome unknown"
+	formEndedRunningOOM  simForm = "TerminatePod over a running container the OOM killer had ended"
+	formEndedBackOff     simForm = "TerminatePod over a container in back-off: no instance ended"
+	formEndedWaiting     simForm = "TerminatePod over a container with no container running"
+	formChildKill        simForm = "OOMKilled with PID 1's own exit code: a child's kill, no container kill"
 )
 
 // simForms are the forms the runs must hit, in the order the summary lists them.
-var simForms = []simForm{formLogsWiped, formLogsKept, formRuntimeLost, formLostRunningAlone}
+var simForms = []simForm{
+	formLogsWiped, formLogsKept, formRuntimeLost, formLostRunningAlone,
+	formEndedRunning, formEndedRunningOOM, formEndedBackOff, formEndedWaiting, formChildKill,
+}
 
 func TestSimulatedKubelet(t *testing.T) {
 	seeds := make([]uint64, 0, *simRuns)
@@ -352,11 +362,14 @@ func (s *simulation) act() {
 		if s.mayRelist() {
 			s.relist()
 		}
-	case r < 86:
+	case r < 87:
 		p := s.pods[s.rng.IntN(len(s.pods))]
-		switch {
-		case p.policy == corev1.RestartPolicyNever || p.failed:
-		case s.rng.IntN(3) == 0:
+		switch d := s.rng.IntN(6); {
+		case p.failed:
+		case d == 0:
+			s.terminatePod(p)
+		case p.policy == corev1.RestartPolicyNever:
+		case d < 3:
 			s.runtimeLost(p)
 		default:
 			s.reboot(p)
