@@ -25,17 +25,15 @@ type Horizon struct {
 	// second): they tell an end in that second already reported from one after it. nil when not
 	// known, as before a run has looked at any pod.
 	Ended []termination.Key
-	// Reported is, per container, up to which instance it had reported the ends: the lowest
-	// instance whose end it had not.
+	// Reported is, per pod, up to which instance it had reported the ends of each container.
 	Reported []Reported
 }
 
-// Reported is how far the ends of one container were reported.
+// Reported is how far the ends of one pod's containers were reported.
 type Reported struct {
-	PodUID    types.UID `json:"pod_uid"`
-	Container string    `json:"container"`
-	// Unended is the lowest instance whose end was not reported.
-	Unended int64 `json:"unended"`
+	PodUID types.UID `json:"pod_uid"`
+	// Unended is, by container name, the lowest instance whose end was not reported.
+	Unended map[string]int64 `json:"unended"`
 }
 
 // containerRef names a container across runs.
@@ -114,7 +112,9 @@ func (t *Tracker) resume(h Horizon) {
 	}
 	t.unended = make(map[containerRef]int64, len(h.Reported))
 	for _, r := range h.Reported {
-		t.unended[containerRef{r.PodUID, r.Container}] = r.Unended
+		for name, instance := range r.Unended {
+			t.unended[containerRef{r.PodUID, name}] = instance
+		}
 	}
 }
 
@@ -165,9 +165,11 @@ func (t *Tracker) reportedNow() []Reported {
 		if p.deleted {
 			continue
 		}
+		r := Reported{PodUID: p.UID, Unended: make(map[string]int64, len(p.Containers))}
 		for _, c := range p.Containers {
-			out = append(out, Reported{PodUID: p.UID, Container: c.Name, Unended: c.nextUnended})
+			r.Unended[c.Name] = c.nextUnended
 		}
+		out = append(out, r)
 	}
 	return out
 }

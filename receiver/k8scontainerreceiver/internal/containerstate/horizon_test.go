@@ -6,11 +6,13 @@ package containerstate
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
@@ -27,7 +29,7 @@ func TestResumeReportsWhatEndedUnseenWhileDown(t *testing.T) {
 	var h Horizon
 	horizon := podtest.T0.Add(2*time.Minute + 10*time.Second)
 	require.NoError(t, before.DrainRecorded(horizon, func(r Horizon, _ Pending) error { h = r; return nil }, func(*Pod, *Container, []Point) {}))
-	assert.Equal(t, []Reported{{PodUID: "u1", Container: "hog", Unended: 2}}, h.Reported)
+	assert.Equal(t, []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 2}}}, h.Reported)
 
 	b, err := h.MarshalBinary()
 	require.NoError(t, err)
@@ -51,7 +53,7 @@ func TestResumeReportsALateStatusEndedBeforeTheHorizon(t *testing.T) {
 	t.Parallel()
 	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
 	horizon := podtest.T0.Add(2*time.Minute + 50*time.Second) // instance 2 ended at 2m30s
-	h := Horizon{At: horizon, Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 2}}}
+	h := Horizon{At: horizon, Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 2}}}}
 	tr := New(16)
 	tr.Resume(h)
 	obs := tr.Upsert(podWith("u1", hog.Running(3)), podtest.T0.Add(4*time.Minute))
@@ -67,13 +69,13 @@ func TestResumeReportsALateStatusEndedBeforeTheHorizon(t *testing.T) {
 func TestResumeKeepsWhatWasReported(t *testing.T) {
 	t.Parallel()
 	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled")
-	h := Horizon{At: podtest.T0.Add(10 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 3}}}
+	h := Horizon{At: podtest.T0.Add(10 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 3}}}}
 	tr := New(16)
 	tr.Resume(h)
 	assert.Equal(t, Observed{HistoryOOMKills: 1}, tr.Upsert(podWith("u1", hog.Running(3)), podtest.T0.Add(11*time.Minute)))
 
 	reset := New(16)
-	reset.Resume(Horizon{At: podtest.T0.Add(10 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 9}}})
+	reset.Resume(Horizon{At: podtest.T0.Add(10 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 9}}}})
 	assert.Equal(t, Observed{HistoryOOMKills: 1}, reset.Upsert(podWith("u1", hog.Running(3)), podtest.T0.Add(11*time.Minute)))
 }
 
@@ -95,7 +97,7 @@ func TestAnEndInTheFutureAtFirstSight(t *testing.T) {
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, later.Upsert(podWith("u1", status), podtest.T0.Add(40*time.Second)))
 
 	resumed := New(16)
-	resumed.Resume(Horizon{At: podtest.T0.Add(10 * time.Second), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Container: "hog", Unended: 0}}})
+	resumed.Resume(Horizon{At: podtest.T0.Add(10 * time.Second), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 0}}}})
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, resumed.Upsert(podWith("u1", status), now))
 }
 
@@ -105,7 +107,7 @@ func TestHorizonRecord(t *testing.T) {
 	for _, h := range []Horizon{
 		{At: at},
 		{At: at, Ended: []termination.Key{}},
-		{At: at, Ended: []termination.Key{{ContainerID: "containerd://a"}}, Reported: []Reported{{PodUID: "u", Container: "c", Unended: 4}}},
+		{At: at, Ended: []termination.Key{{ContainerID: "containerd://a"}}, Reported: []Reported{{PodUID: "u", Unended: map[string]int64{"c": 4}}}},
 	} {
 		b, err := h.MarshalBinary()
 		require.NoError(t, err)
@@ -145,7 +147,7 @@ func FuzzHorizonRecord(f *testing.F) {
 	at := binary.LittleEndian.AppendUint64(nil, uint64(podtest.T0.UnixNano()))
 	f.Add(at)
 	f.Add(append(append([]byte(nil), at...), `[{"ContainerID":"containerd://a","Instance":0,"FinishedAt":0}]`...))
-	f.Add(append(append([]byte(nil), at...), `{"ended":[],"reported":[{"pod_uid":"u","container":"c","unended":3}]}`...))
+	f.Add(append(append([]byte(nil), at...), `{"ended":[],"reported":[{"pod_uid":"u","unended":{"c":3}}]}`...))
 	f.Add([]byte{1, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h Horizon
@@ -164,4 +166,31 @@ func FuzzHorizonRecord(f *testing.F) {
 			t.Fatalf("round trip changed %+v into %+v", h, got)
 		}
 	})
+}
+
+// BenchmarkHorizonAtAFullNode is the horizon a scrape records with storage on a node at its pod
+// limit (110 pods of 3 containers): taken under the tracker's lock, then encoded.
+func BenchmarkHorizonAtAFullNode(b *testing.B) {
+	tr := New(16)
+	for i := range 110 {
+		var statuses []corev1.ContainerStatus
+		for _, name := range []string{"app", "sidecar", "proxy"} {
+			statuses = append(statuses, podtest.NewLife(name, "OOMKilled", "Error").Running(2))
+		}
+		tr.Upsert(podWith(fmt.Sprintf("5c1d3e0a-8f2b-4c7e-9a61-%012d", i), statuses...), podtest.T0.Add(5*time.Minute))
+	}
+	at := podtest.T0.Add(10 * time.Minute)
+	var size int
+	b.ReportAllocs()
+	for b.Loop() {
+		tr.mu.Lock()
+		h := tr.horizonAt(at)
+		tr.mu.Unlock()
+		rec, err := h.MarshalBinary()
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = len(rec)
+	}
+	b.ReportMetric(float64(size), "bytes/record")
 }
