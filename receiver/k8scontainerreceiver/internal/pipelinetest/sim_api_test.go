@@ -319,14 +319,21 @@ func (s *simulation) observe(e *apiEntry, listed bool) {
 // the statuses it saw. A new epoch shows only where the count cannot have gone on: a lower
 // restart count, an unknown container at the same one, or a second end of an instance that
 // already ended (docs/counting.md, restart count reset); a status without a container ID shows
-// no unknown container. Else the receiver takes the new epoch's statuses as the old count going
-// on, unless it saw nothing of the old epoch that names an instance.
+// no unknown container, and the count the kubelet raised with a made-up end is the next
+// container's. Else the receiver takes the new epoch's statuses as the old count going on,
+// unless it saw nothing of the old epoch that names an instance.
 type simBelief struct {
 	epoch int
 	rc    int32
-	hasID bool
+	// id is the instance whose container ID it saw last; nil if none.
+	id *simInstance
 	// lastEnd is the highest instance a termination it saw in the epoch was named for; -1 if none.
 	lastEnd int64
+	// known are the ends it saw, made-up ones by index: one seen again is nothing new to it.
+	known map[simEnd]bool
+	// raised: the latest status it saw was the kubelet's default status that made up the end of
+	// a running instance and raised the restart count; the next container comes at that count.
+	raised bool
 }
 
 // believe records that the running receiver saw st of container key, and returns the epoch it
@@ -334,17 +341,28 @@ type simBelief struct {
 func (s *simulation) believe(key string, st simStatus) int {
 	b, ok := s.beliefs[key]
 	ends := st.ends()
+	secondEnd := slices.ContainsFunc(ends, func(e simEnd) bool { return e.index <= b.lastEnd && !b.known[e.key()] })
+	unknown := st.inst == nil || st.inst != b.id && !b.known[simEnd{inst: st.inst}]
 	switch {
-	case !ok, st.epoch > b.epoch && !b.hasID && b.lastEnd < 0:
-		b = simBelief{epoch: st.epoch, lastEnd: -1}
-	case st.epoch > b.epoch && (st.rc < b.rc || st.inst != nil && st.rc == b.rc && b.hasID ||
-		slices.ContainsFunc(ends, func(i int64) bool { return i <= b.lastEnd })):
-		b = simBelief{epoch: st.epoch, lastEnd: -1}
+	case !ok, st.epoch > b.epoch && b.id == nil && b.lastEnd < 0:
+		b = simBelief{epoch: st.epoch, lastEnd: -1, id: b.id, known: b.known}
+	case st.epoch > b.epoch && (st.rc < b.rc && unknown || st.inst != nil && st.rc == b.rc && b.id != nil && unknown && !b.raised || secondEnd):
+		b = simBelief{epoch: st.epoch, lastEnd: -1, id: b.id, known: b.known}
+		if _, due := s.resetDue[key]; !due {
+			s.resetDue[key] = s.step
+		}
+	}
+	if b.known == nil {
+		b.known = map[simEnd]bool{}
 	}
 	b.rc = st.rc
-	b.hasID = b.hasID || st.inst != nil
-	for _, i := range ends {
-		b.lastEnd = max(b.lastEnd, i)
+	if st.inst != nil {
+		b.id = st.inst
+	}
+	b.raised = st.inst == nil && st.lastUnknown
+	for _, e := range ends {
+		b.lastEnd = max(b.lastEnd, e.index)
+		b.known[e.key()] = true
 	}
 	s.beliefs[key] = b
 	return b.epoch
@@ -423,6 +441,7 @@ func (s *simulation) startCollector() {
 	}
 	s.genSeen = map[types.UID]bool{}
 	s.beliefs = map[string]simBelief{}
+	s.resetDue = map[string]int{}
 	s.genEmitted = map[string]bool{}
 	if !s.keepState {
 		s.lineage++

@@ -183,11 +183,24 @@ func (s *simulation) points(md pmetric.Metrics) []*simPoint {
 					}
 					out = append(out, p)
 					s.emitted[key] = append(s.emitted[key], p)
+					if due, ok := s.resetDue[key]; ok && p.index == 0 && p.flag == 0 && !p.unknown && p.ts >= s.stepTime(due) {
+						delete(s.resetDue, key)
+					}
 				}
 			}
 		}
 	}
+	for _, key := range sortedKeys(s.resetDue) {
+		s.fail("a reset the receiver could tell sent no 0 at instance 0",
+			"%s: the statuses it saw at step %d show a new count of restarts", key, s.resetDue[key])
+		break
+	}
 	return out
+}
+
+// stepTime is the time of step on the simulation's clock, in Unix nanoseconds.
+func (s *simulation) stepTime(step int) int64 {
+	return podtest.T0.Add(time.Duration(step) * time.Second).UnixNano()
 }
 
 // staleOOM tells a flag for an instance that was not OOM-killed, while the instance with that

@@ -154,23 +154,39 @@ func (st simStatus) container(name, waiting string) (corev1.ContainerStatus, []*
 	return s, shown
 }
 
-// ends are the instances a receiver names for the terminations st shows: state.terminated ended
-// instance rc; lastState instance rc-1, but rc in the back-off form, where the status' container
-// ID is lastState's.
-func (st simStatus) ends() []int64 {
-	var out []int64
+// simEnd is a termination as a receiver names it: the instance index, and the instance that
+// ended, nil for an end the kubelet made up (no container ID, no times: its identity is the
+// index alone).
+type simEnd struct {
+	index int64
+	inst  *simInstance
+}
+
+// ends are the terminations st shows as a receiver names them: state.terminated ended instance
+// rc; lastState instance rc-1, but rc in the back-off form, where the status' container ID is
+// lastState's.
+// key is how a receiver knows e again: by its container ID, a made-up end by its instance.
+func (e simEnd) key() simEnd {
+	if e.inst != nil {
+		return simEnd{inst: e.inst}
+	}
+	return e
+}
+
+func (st simStatus) ends() []simEnd {
+	var out []simEnd
 	switch {
 	case st.last != nil && st.inst == st.last:
-		out = append(out, int64(st.rc))
+		out = append(out, simEnd{index: int64(st.rc), inst: st.last})
 	case st.last != nil, st.lastUnknown:
-		out = append(out, max(int64(st.rc)-1, 0))
+		out = append(out, simEnd{index: max(int64(st.rc)-1, 0), inst: st.last})
 	}
 	switch {
 	case st.state == stateTerminated:
-		out = append(out, int64(st.rc))
+		out = append(out, simEnd{index: int64(st.rc), inst: st.inst})
 	case st.state == stateMadeUp && (st.inst == nil || st.inst != st.last):
 		// Made up over anything but the back-off form: an end of instance rc, outcome unknown.
-		out = append(out, int64(st.rc))
+		out = append(out, simEnd{index: int64(st.rc)})
 	}
 	return out
 }

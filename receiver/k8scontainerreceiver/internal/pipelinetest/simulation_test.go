@@ -207,12 +207,15 @@ type simulation struct {
 	relists    int
 
 	// The collector.
-	up         bool
-	restartAt  int
-	keepState  bool
-	gen        int
-	genSeen    map[types.UID]bool
-	beliefs    map[string]simBelief
+	up        bool
+	restartAt int
+	keepState bool
+	gen       int
+	genSeen   map[types.UID]bool
+	beliefs   map[string]simBelief
+	// resetDue are the containers whose reset the running receiver could tell, and since when:
+	// its next scrape must send the 0 at instance 0 that starts the new count.
+	resetDue   map[string]int
 	genEmitted map[string]bool
 	lastScrape map[int]int
 	proc       processor.Metrics
