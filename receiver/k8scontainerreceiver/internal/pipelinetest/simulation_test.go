@@ -99,6 +99,12 @@ const (
 )
 
 // simForms are the forms the runs must hit, in the order the summary lists them.
+//
+// Forms not simulated yet, each to come with its constant here and its draw in act: the slow
+// initial pod list (scrapes before the informer's first list arrived), static pods' counters
+// under the static pod's UID in /metrics/cadvisor and the cgroup tree, mirror pods the kubelet
+// deletes and creates again, SystemOOM events (aggregated, expired, created again by the
+// recorder) and a node clock ahead of or behind the collector's.
 var simForms = []simForm{
 	formLogsWiped, formLogsKept, formRuntimeLost, formLostRunningAlone,
 	formEndedRunning, formEndedRunningOOM, formEndedBackOff, formEndedWaiting, formChildKill,
