@@ -188,3 +188,91 @@ func TestEachResetRule(t *testing.T) {
 		})
 	}
 }
+
+// After an instance reported as ended unseen, the latest state is the running instance, not an
+// older OOM kill below it: that would read as a new count of restarts.
+func TestLatestStateAfterAnUnseenEnd(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled", "OOMKilled", "OOMKilled")
+	tr.Upsert(podWith("u1", hog.Running(3)), sec(0))
+	tr.Upsert(podWith("u1", hog.RuntimeLost(3)), sec(1))
+	tr.Upsert(podWith("u1", hog.RunningAlone(4)), sec(2))
+	drain(tr, sec(3))
+	assert.Equal(t, []Point{pt(4, false, sec(4))}, drain(tr, sec(4))[0].points)
+}
+
+// The runtime lost a running container whose status had no lastState: the kubelet makes up its
+// end and raises the restart count; the next container runs at that count. No reset: one
+// instance ended, how is unknown.
+func TestNextContainerAtTheRaisedCount(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog")
+	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
+	lost := hog.RuntimeLost(0)
+	lost.RestartCount = 1
+	lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+	tr.Upsert(podWith("u1", lost), sec(1))
+	tr.Upsert(podWith("u1", podtest.NewLife("hog", "Error").RunningAlone(1)), sec(2))
+	assert.Equal(t, []Point{pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)}}, drain(tr, sec(3))[0].points)
+}
+
+// The runtime lost a container waiting in back-off, and the back-off status itself was merged
+// away: the kubelet's default status keeps the back-off's lastState without the container ID
+// that tells the form. The container was seen running as instance 4: its end is instance 4's.
+func TestDefaultStatusAfterAMergedBackOff(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog", "Error", "Error", "Error", "Error", "OOMKilled")
+	tr.Upsert(podWith("u1", hog.Running(4)), sec(0))
+	lost := hog.Backoff(4)
+	lost.ContainerID = ""
+	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, tr.Upsert(podWith("u1", lost), sec(1)))
+	assert.Equal(t, []Point{pt(4, false, sec(0)), pt(4, true, sec(1))}, drain(tr, sec(2))[0].points)
+}
+
+// The status manager ends a pod whose container never ran: no instance ended.
+func TestEndedBeforeItEverRan(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	waiting := corev1.ContainerStatus{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}
+	tr.Upsert(podWith("u1", waiting), sec(0))
+	ended := waiting
+	ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", ended), sec(1)))
+	assert.Equal(t, []Point{pt(0, false, sec(0))}, drain(tr, sec(2))[0].points)
+}
+
+// The same, when the receiver saw only the instance before run: its container is not the one
+// whose end the default status shows, so that end is the next instance's.
+func TestDefaultStatusAfterAnUnseenBackOff(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog", "Error", "OOMKilled")
+	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
+	lost := hog.Backoff(1)
+	lost.ContainerID = ""
+	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	tr.Upsert(podWith("u1", lost), sec(1))
+	points := drain(tr, sec(2))[0].points
+	assert.Equal(t, []Point{pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)}, pt(1, true, sec(1).Add(1))}, points)
+}
+
+// After a restart with storage, the default status' lastState ended after the horizon, and the
+// earlier run had reported the end of the instance the status names: it is the next one's.
+func TestDefaultStatusAfterARestart(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "Error", "OOMKilled")
+	lost := hog.Backoff(1)
+	lost.ContainerID = ""
+	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	tr := New(16)
+	tr.Resume(Horizon{At: podtest.T0.Add(70 * time.Second), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 1}}}})
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, tr.Upsert(podWith("u1", lost), podtest.T0.Add(5*time.Minute)))
+	tr.Drain(podtest.T0.Add(6*time.Minute), func(_ *Pod, c *Container, _ []Point) {
+		require.Len(t, c.Kills(), 1)
+		assert.Equal(t, int64(1), c.Kills()[0].Instance)
+	})
+}

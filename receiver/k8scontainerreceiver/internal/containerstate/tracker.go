@@ -75,6 +75,9 @@ type Container struct {
 	// lastContainerID is the newest container ID a status showed; the kubelet's default status
 	// after the runtime lost the container shows none.
 	lastContainerID string
+	// lastContainerInstance is the instance lastContainerID ran as: the restart count the status
+	// showed with it first.
+	lastContainerInstance int64
 	// nextUnended is the lowest instance whose end has not been reported yet.
 	nextUnended int64
 	// watchedSince is when the receiver began to watch the container.
@@ -283,14 +286,15 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		obs.Dropped += t.reset(c, now)
 	}
 	c.ContainerID = s.Status.ContainerID
-	if c.ContainerID != "" {
-		c.lastContainerID = c.ContainerID
+	if c.ContainerID != "" && c.ContainerID != c.lastContainerID {
+		c.lastContainerID, c.lastContainerInstance = c.ContainerID, int64(s.Status.RestartCount)
 	}
 	c.RestartCount = s.Status.RestartCount
 	c.MemoryLimit, c.MemoryRequest = s.MemoryLimit, s.MemoryRequest
 
 	seen, n := termination.Visible(&s.Status)
 	restarts := int64(s.Status.RestartCount)
+	n = t.resolve(p.UID, c, seen[:n], firstSight)
 	if firstSight && podKnown {
 		// A container whose whole life happened while the receiver watched (it started and
 		// ended between two updates of a pod already watched, or its pod was created while
@@ -325,6 +329,50 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 	return obs
 }
 
+// resolve names the instance of an end the status alone cannot (see termination.MaybeLater),
+// from what the receiver saw before, and drops a made-up end of an instance it then finds
+// already ended. It returns how many of seen remain, oldest first.
+func (t *Tracker) resolve(pod types.UID, c *Container, seen []termination.Termination, firstSight bool) int {
+	var later bool
+	for i := range seen {
+		term := &seen[i]
+		if !term.MaybeLater || c.knows(term.Key()) {
+			continue
+		}
+		switch {
+		case firstSight:
+			// After a restart with storage: an end no receiver reported, where the earlier run
+			// had reported the end of the instance the status names, is the next one's. Else
+			// nothing seen before tells: the status' own reading stands.
+			if reported, ok := t.unended[containerRef{pod, c.Name}]; ok && reported > term.Instance && t.afterHorizon(*term) {
+				term.Instance++
+			}
+		case term.ContainerID == c.lastContainerID:
+			// A container the receiver saw run: the instance it ran as.
+			term.Instance = c.lastContainerInstance
+		case c.lastContainerID != "" && c.lastContainerInstance == term.Instance:
+			// The instance the status names ran another container: this one is the next's.
+			term.Instance++
+		case c.HasLast && c.Last.Instance >= term.Instance:
+			// Another end of the previous instance was seen: this one is the next's.
+			term.Instance++
+		}
+		later = later || term.Instance == int64(c.RestartCount)
+	}
+	if !later {
+		return len(seen)
+	}
+	out := seen[:0]
+	for _, term := range seen {
+		if term.OutcomeUnknown() && term.ContainerID == "" && term.FinishedAt.IsZero() && term.Instance == int64(c.RestartCount) {
+			// The status manager's made-up end of an instance that ended in back-off.
+			continue
+		}
+		out = append(out, term)
+	}
+	return len(out)
+}
+
 // firstSight takes what a container's first status shows. It is history, but for what no
 // receiver reported: terminations that ended after an earlier run of the receiver last looked
 // and, when that run recorded up to which instance it had reported this container's ends, every
@@ -345,7 +393,9 @@ func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Terminatio
 		// An end after the horizon is news unless it claims to be in the future: a node clock
 		// ahead of this one could make one the earlier run reported look later. An instance
 		// whose end that run had not reported is news whatever its end time.
-		unreported := resumed && term.Instance >= reported || t.afterHorizon(term) && !term.FinishedAt.After(now)
+		// An end whose instance the status cannot tell is news only after the horizon: it may be
+		// the previous instance's, which the earlier run reported.
+		unreported := resumed && term.Instance >= reported && !term.MaybeLater || t.afterHorizon(term) && !term.FinishedAt.After(now)
 		if !unreported {
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
 			c.lastNews = false
@@ -473,7 +523,9 @@ func (p *Pod) hasPending() bool {
 // latest is the container's state as one point: 1 at the instance of its newest termination
 // if the OOM killer ended it, else 0 at its current instance.
 func (c *Container) latest(at time.Time) Point {
-	if c.HasLast && c.Last.OOMKilled() {
+	// Only while no later instance was reported ended, seen or not: a point below one would
+	// read as a new count of restarts.
+	if c.HasLast && c.Last.OOMKilled() && c.Last.Instance+1 >= c.nextUnended {
 		p := Point{Instance: c.Last.Instance, OOMKilled: true, Time: at}
 		if c.lastNews {
 			p.Since = c.watchedSince
@@ -495,7 +547,7 @@ func (c *Container) stamp(now time.Time) time.Time {
 // isReset tells that a status belongs to a new count of restarts (the node rebooted): the
 // restart count went back without a container this receiver knows; or, at a restart count that
 // did not grow (a restart always makes it grow), the container is one it never saw where it
-// knew one. A status without a container is no reset: after the runtime lost the container the
+// knew another of the same instance. A status without a container is no reset: after the runtime lost the container the
 // kubelet writes its default status with the old restart count, and the next container shows
 // whether the count went on (from the container log folder) or started again.
 func (c *Container) isReset(s *slimpod.Container) bool {
@@ -505,7 +557,9 @@ func (c *Container) isReset(s *slimpod.Container) bool {
 	case restarts < c.RestartCount:
 		return !known
 	case restarts == c.RestartCount:
-		return id != "" && c.lastContainerID != "" && !known
+		// Only a second container of the same instance: the kubelet raises the restart count
+		// of a running container the runtime lost, and the next container runs at that count.
+		return id != "" && c.lastContainerID != "" && !known && int64(restarts) == c.lastContainerInstance
 	}
 	return false
 }

@@ -49,6 +49,10 @@ type Termination struct {
 	ContainerID string
 	// StartedAt is when the instance started; zero if the status does not say.
 	StartedAt time.Time
+	// MaybeLater tells that the status cannot tell whether this ended Instance or Instance+1
+	// (the kubelet's default status keeps lastState, not the container ID that tells the
+	// back-off form).
+	MaybeLater bool
 }
 
 // OOMKilled tells whether the OOM killer ended the instance: the runtime marked it OOMKilled
@@ -140,6 +144,12 @@ func ended(t *corev1.ContainerStateTerminated) *Ended {
 func Visible(status *Status) (out [2]Termination, n int) {
 	restarts := max(int64(status.RestartCount), 0)
 	current := status.Current
+	if current != nil && current.madeUp() && status.ContainerID == "" && (status.Last == nil || status.Last.ContainerID == "") {
+		// The status manager ended a pod whose container never ran at this restart count: it
+		// waited (behind an init container, say), or the kubelet raised the count when it made
+		// up the end of a container the runtime lost. No instance ended.
+		current = nil
+	}
 	if last := status.Last; last != nil {
 		instance := max(restarts-1, 0)
 		backOff := last.ContainerID != "" && last.ContainerID == status.ContainerID
@@ -153,6 +163,10 @@ func Visible(status *Status) (out [2]Termination, n int) {
 			instance = restarts
 		}
 		out[n] = from(last, instance)
+		// The kubelet's default status after the runtime lost the container keeps lastState
+		// but shows no container ID: the end of the previous instance, or of this one if it
+		// was lost in back-off. Who saw the container run can tell.
+		out[n].MaybeLater = status.ContainerID == "" && last.ContainerID != "" && (current == nil || current.madeUp())
 		n++
 	}
 	if cur := current; cur != nil {

@@ -91,9 +91,20 @@ func TestVisible(t *testing.T) {
 			name: "crash with Error exit 1 in lastState",
 			status: corev1.ContainerStatus{
 				RestartCount:         4,
+				ContainerID:          "c://b",
+				State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{}},
 				LastTerminationState: corev1.ContainerState{Terminated: endedAt("Error", 1, "2026-01-01T00:00:05Z", "c://a")},
 			},
 			want: []Termination{{Instance: 3, Reason: "Error", ExitCode: 1, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a"}},
+		},
+		{
+			name: "the kubelet's default status after the runtime lost the container: lastState may be this instance's",
+			status: corev1.ContainerStatus{
+				RestartCount:         4,
+				State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}},
+				LastTerminationState: corev1.ContainerState{Terminated: endedAt("OOMKilled", 137, "2026-01-01T00:00:05Z", "c://a")},
+			},
+			want: []Termination{{Instance: 3, Reason: "OOMKilled", ExitCode: 137, FinishedAt: at("2026-01-01T00:00:05Z").Time, ContainerID: "c://a", MaybeLater: true}},
 		},
 		{
 			name: "the same container in both fields is one termination, attributed as the current state",
@@ -247,6 +258,7 @@ func FuzzVisible(f *testing.F) {
 	f.Add(int32(5), false, "", int64(0), "", true, "OOMKilled", int64(5), "c://a", "c://a", false)
 	f.Add(int32(5), true, "", int64(0), "", true, "OOMKilled", int64(5), "c://a", "c://a", true)
 	f.Add(int32(5), true, "", int64(0), "", true, "OOMKilled", int64(5), "c://a", "c://b", true)
+	f.Add(int32(0), true, "", int64(0), "", false, "", int64(0), "", "", true)
 	f.Fuzz(func(t *testing.T, restarts int32, hasCur bool, curReason string, curEnd int64, curID string,
 		hasLast bool, lastReason string, lastEnd int64, lastID string, statusID string, madeUp bool,
 	) {
@@ -263,7 +275,10 @@ func FuzzVisible(f *testing.F) {
 		got, n := Visible(&status)
 
 		backOff := hasLast && lastID != "" && lastID == statusID
-		curShown := hasCur && (!backOff || !madeUp)
+		// A made-up end reports no instance in the back-off form, nor for a container that never
+		// ran at this count (no container ID, and no lastState or one the kubelet made up).
+		neverRan := statusID == "" && (!hasLast || lastID == "")
+		curShown := hasCur && (!madeUp || !backOff && !neverRan)
 		var cur, last Termination
 		if curShown {
 			cur = from(status.Current, max(int64(restarts), 0))
