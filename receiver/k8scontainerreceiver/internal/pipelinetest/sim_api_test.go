@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,6 +148,29 @@ type watchAPI struct {
 	running bool
 	// names the informer's store holds.
 	names map[string]bool
+	// events counts the event notifications the scraper handled.
+	events *atomic.Int64
+}
+
+// simCounted counts the notifications its handler has handled.
+type simCounted struct {
+	cache.ResourceEventHandler
+	n *atomic.Int64
+}
+
+func (c simCounted) OnAdd(obj any, isInInitialList bool) {
+	c.ResourceEventHandler.OnAdd(obj, isInInitialList)
+	c.n.Add(1)
+}
+
+func (c simCounted) OnUpdate(oldObj, newObj any) {
+	c.ResourceEventHandler.OnUpdate(oldObj, newObj)
+	c.n.Add(1)
+}
+
+func (c simCounted) OnDelete(obj any) {
+	c.ResourceEventHandler.OnDelete(obj)
+	c.n.Add(1)
 }
 
 func (w *watchAPI) setNow(step int)           { w.h.Clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
@@ -190,7 +214,18 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 		w.names[p.Name] = true
 	}
 	w.started = true
-	s, err := scraper.New(h.Settings(), simConfig(host), h.Deps())
+	deps := h.Deps()
+	if w.events != nil {
+		count := deps.Handlers
+		deps.Handlers = func(resource string, next cache.ResourceEventHandler) cache.ResourceEventHandler {
+			next = count(resource, next)
+			if resource == "events" {
+				return simCounted{next, w.events}
+			}
+			return next
+		}
+	}
+	s, err := scraper.New(h.Settings(), simConfig(host), deps)
 	require.NoError(h.T, err)
 	h.Use(s)
 	h.Host = host
@@ -480,7 +515,14 @@ func (s *simulation) startCollector() {
 	if s.persistent {
 		host = s.host
 	}
+	var eventWatches int
+	if s.ev != nil {
+		eventWatches = s.ev.starting()
+	}
 	s.server.start(s.apiPods(), host)
+	if s.ev != nil {
+		s.ev.started(eventWatches)
+	}
 	s.logs = new(consumertest.LogsSink)
 	s.server.scraper().SetLogs(s.logs)
 	if !s.keepState || s.killRecords == nil {
@@ -501,6 +543,10 @@ func (s *simulation) scrape(reliable bool) {
 		s.lookedAt = s.step
 	}
 	pts := s.points(md)
+	if s.ev != nil {
+		s.ev.scraped()
+		s.logf("system OOM delta %d", systemDeltas(md))
+	}
 	s.checkKillRecords()
 	if s.failure != nil {
 		return
@@ -521,6 +567,9 @@ func (s *simulation) scrape(reliable bool) {
 		summary[i] = p.String()
 	}
 	s.logf("scrape, batch %s: %s", fate, strings.Join(summary, ", "))
+	if s.ev != nil && (fate == "lost" || fate == "late") {
+		s.ev.lost += systemDeltas(md)
+	}
 	switch fate {
 	case "lost":
 		return

@@ -312,6 +312,9 @@ func (s *simulation) deliver(md pmetric.Metrics, pts []*simPoint) {
 			}
 		}
 	}
+	if s.ev != nil {
+		s.ev.check(s.sink.AllMetrics())
+	}
 	s.sink.Reset()
 	for _, p := range pts {
 		if !accepted[p.key][p.ts] {

@@ -103,11 +103,12 @@ const (
 // Forms not simulated yet, each to come with its constant here and its draw in act: the slow
 // initial pod list (scrapes before the informer's first list arrived), static pods' counters
 // under the static pod's UID in /metrics/cadvisor and the cgroup tree, mirror pods the kubelet
-// deletes and creates again, SystemOOM events (aggregated, expired, created again by the
-// recorder) and a node clock ahead of or behind the collector's.
+// deletes and creates again, and a node clock ahead of or behind the collector's. SystemOOM
+// events are drawn only in the runs through the informer: the scraper has no other way in.
 var simForms = []simForm{
 	formLogsWiped, formLogsKept, formRuntimeLost, formLostRunningAlone,
 	formEndedRunning, formEndedRunningOOM, formEndedBackOff, formEndedWaiting, formChildKill,
+	formSysNew, formSysAggregated, formSysExpired, formSysRecreated, formSysRelisted,
 }
 
 func TestSimulatedKubelet(t *testing.T) {
@@ -202,6 +203,8 @@ type simulation struct {
 	policy   oomcounterprocessor.GapPolicy
 	// persistent: the processor has a storage extension.
 	persistent bool
+	// ev are the node's SystemOOM events, nil in the runs that deliver without an informer.
+	ev *simEvents
 
 	pods       []*simPod
 	containers map[string]*simContainer
@@ -282,7 +285,9 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		s.policy = oomcounterprocessor.GapPolicyUpperBound
 	}
 	if s.useWatch {
-		s.server = &watchAPI{h: scrapertest.New(t)}
+		w := &watchAPI{h: scrapertest.New(t), events: new(atomic.Int64)}
+		s.server = w
+		s.ev = s.newSimEvents(w.h, w.events)
 	} else {
 		s.server = &directAPI{t: t, tt: s.tt, clock: scrapertest.NewClock(podtest.T0)}
 	}
@@ -306,6 +311,9 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 	for s.step = 1; s.step <= simHistorySteps; s.step++ {
 		s.setNow()
 		s.lifecycle()
+		if s.ev != nil && s.rng.IntN(3) == 0 {
+			s.ev.act()
+		}
 	}
 	s.keepState = false
 	s.startCollector()
@@ -346,7 +354,15 @@ func (s *simulation) act() {
 			s.startCollector()
 			return
 		}
+		if s.ev != nil && s.rng.IntN(3) == 0 {
+			s.ev.act()
+			return
+		}
 		s.lifecycle()
+		return
+	}
+	if s.ev != nil && (s.rng.IntN(5) == 0 || !s.ev.watchUp && s.rng.IntN(2) == 0) {
+		s.ev.act()
 		return
 	}
 	r := s.rng.IntN(100)
@@ -403,6 +419,11 @@ func (s *simulation) finish() {
 	}
 	if !s.watchUp {
 		s.relist()
+		s.step++
+		s.setNow()
+	}
+	if s.ev != nil && !s.ev.watchUp {
+		s.ev.relist()
 		s.step++
 		s.setNow()
 	}
