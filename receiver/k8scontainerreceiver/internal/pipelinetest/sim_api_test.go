@@ -477,6 +477,7 @@ func (s *simulation) startCollector() {
 	s.genSeen = map[types.UID]bool{}
 	s.beliefs = map[string]simBelief{}
 	s.resetDue = map[string]int{}
+	s.ambiguousAt = map[string]int64{}
 	s.genEmitted = map[string]bool{}
 	if !s.keepState {
 		s.lineage++

@@ -135,6 +135,12 @@ func (s *simulation) checkKillRecords() {
 	}
 }
 
+// isAmbiguous tells that index is the instance a baseline of key flagged as ambiguous.
+func (s *simulation) isAmbiguous(key string, index int64) bool {
+	flagged, ok := s.ambiguousAt[key]
+	return ok && flagged == index
+}
+
 // nextIsOOM tells that the instance after index, at ts, is one the OOM killer ended.
 func (s *simulation) nextIsOOM(key string, index, ts int64) bool {
 	next, _, _ := s.resolve(key, index+1, ts)
@@ -177,6 +183,9 @@ func (s *simulation) points(md pmetric.Metrics) []*simPoint {
 							// At first sight without storage, the kubelet's default status cannot
 							// tell whether its lastState ended the instance it names or the next
 							// one (docs/counting.md): a baseline, history either way.
+							s.ambiguousAt[key] = p.index
+						case !p.first && p.inst != nil && !p.inst.oom() && s.isAmbiguous(key, p.index):
+							// The latest state repeating that baseline.
 						case p.inst == nil || !p.inst.oom():
 							s.fail("a point flags an OOM kill that did not happen", "%s: the instance is %v", p, p.inst)
 							return out

@@ -224,17 +224,21 @@ type simulation struct {
 	beliefs   map[string]simBelief
 	// resetDue are the containers whose reset the running receiver could tell, and since when:
 	// its next scrape must send the 0 at instance 0 that starts the new count.
-	resetDue   map[string]int
-	genEmitted map[string]bool
-	lastScrape map[int]int
-	proc       processor.Metrics
-	sink       *consumertest.MetricsSink
-	abandoned  []processor.Metrics
-	store      *simStorage
-	host       *simHost
-	tt         *componenttest.Telemetry
-	late       []pmetric.Metrics
-	latePoints [][]*simPoint
+	resetDue map[string]int
+	// ambiguousAt are the containers whose first point, at first sight without storage, flagged
+	// the instance before the one the kubelet's default status ended (docs/counting.md), by the
+	// instance flagged: the latest state repeats it.
+	ambiguousAt map[string]int64
+	genEmitted  map[string]bool
+	lastScrape  map[int]int
+	proc        processor.Metrics
+	sink        *consumertest.MetricsSink
+	abandoned   []processor.Metrics
+	store       *simStorage
+	host        *simHost
+	tt          *componenttest.Telemetry
+	late        []pmetric.Metrics
+	latePoints  [][]*simPoint
 
 	// The checker's knowledge.
 	lineage int
