@@ -276,3 +276,20 @@ func TestDefaultStatusAfterARestart(t *testing.T) {
 		assert.Equal(t, int64(1), c.Kills()[0].Instance)
 	})
 }
+
+// The runtime lost a container in back-off, then the status manager ended the pod: the made-up
+// end over the default status is no second end of the instance the receiver saw end.
+func TestEndedByTheStatusManagerAfterTheRuntimeLostIt(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog", "Error", "Error", "Error", "OOMKilled")
+	tr.Upsert(podWith("u1", hog.Terminated(3)), sec(0))
+	lost := hog.Backoff(3)
+	lost.ContainerID = ""
+	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", lost), sec(1)))
+	ended := lost
+	ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", ended), sec(2)))
+	assert.Equal(t, []Point{pt(3, true, sec(0))}, drain(tr, sec(3))[0].points)
+}

@@ -336,7 +336,15 @@ func (t *Tracker) resolve(pod types.UID, c *Container, seen []termination.Termin
 	var later bool
 	for i := range seen {
 		term := &seen[i]
-		if !term.MaybeLater || c.knows(term.Key()) {
+		if !term.MaybeLater {
+			continue
+		}
+		if c.knows(term.Key()) {
+			// Seen before: the instance it was seen to end.
+			if c.HasLast && c.Last.Key() == term.Key() {
+				term.Instance = c.Last.Instance
+				later = later || term.Instance == int64(c.RestartCount)
+			}
 			continue
 		}
 		switch {
