@@ -34,6 +34,9 @@ type Reported struct {
 	PodUID types.UID `json:"pod_uid"`
 	// Unended is, by container name, the lowest instance whose end was not reported.
 	Unended map[string]int64 `json:"unended"`
+	// Ended is, by container name, the container ID of the newest end reported, when it has
+	// one: it tells that end from the next one where a status cannot name the instance.
+	Ended map[string]string `json:"ended,omitempty"`
 }
 
 // containerRef names a container across runs.
@@ -111,9 +114,13 @@ func (t *Tracker) resume(h Horizon) {
 		t.ended[k] = true
 	}
 	t.unended = make(map[containerRef]int64, len(h.Reported))
+	t.reportedEnd = make(map[containerRef]string)
 	for _, r := range h.Reported {
 		for name, instance := range r.Unended {
 			t.unended[containerRef{r.PodUID, name}] = instance
+		}
+		for name, id := range r.Ended {
+			t.reportedEnd[containerRef{r.PodUID, name}] = id
 		}
 	}
 }
@@ -168,6 +175,12 @@ func (t *Tracker) reportedNow() []Reported {
 		r := Reported{PodUID: p.UID, Unended: make(map[string]int64, len(p.Containers))}
 		for _, c := range p.Containers {
 			r.Unended[c.Name] = c.nextUnended
+			if c.HasLast && c.Last.ContainerID != "" {
+				if r.Ended == nil {
+					r.Ended = make(map[string]string, len(p.Containers))
+				}
+				r.Ended[c.Name] = c.Last.ContainerID
+			}
 		}
 		out = append(out, r)
 	}

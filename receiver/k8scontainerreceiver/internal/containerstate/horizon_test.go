@@ -29,7 +29,7 @@ func TestResumeReportsWhatEndedUnseenWhileDown(t *testing.T) {
 	var h Horizon
 	horizon := podtest.T0.Add(2*time.Minute + 10*time.Second)
 	require.NoError(t, before.DrainRecorded(horizon, func(r Horizon, _ Pending) error { h = r; return nil }, func(*Pod, *Container, []Point) {}))
-	assert.Equal(t, []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 2}}}, h.Reported)
+	assert.Equal(t, []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 2}, Ended: map[string]string{"hog": "containerd://hog-1"}}}, h.Reported)
 
 	b, err := h.MarshalBinary()
 	require.NoError(t, err)
@@ -99,6 +99,26 @@ func TestAnEndInTheFutureAtFirstSight(t *testing.T) {
 	resumed := New(16)
 	resumed.Resume(Horizon{At: podtest.T0.Add(10 * time.Second), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 0}}}})
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, resumed.Upsert(podWith("u1", status), now))
+}
+
+// The earlier run had reported instance 1's end and never saw instance 2's, lost in back-off
+// before it last looked; the next run first sees the kubelet's default status, which cannot name
+// the instance. The end is not the one that run reported: it is instance 2's, and news.
+func TestResumeTellsTheDefaultStatusEnd(t *testing.T) {
+	t.Parallel()
+	hog := podtest.NewLife("hog", "Error", "Error", "OOMKilled")
+	lost := hog.Backoff(2) // instance 2 ended at T0+2m30s
+	lost.ContainerID = ""
+	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	tr := New(16)
+	tr.Resume(Horizon{At: podtest.T0.Add(3 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{
+		PodUID: "u1", Unended: map[string]int64{"hog": 2}, Ended: map[string]string{"hog": "containerd://hog-1"},
+	}}})
+	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, tr.Upsert(podWith("u1", lost), podtest.T0.Add(5*time.Minute)))
+	tr.Drain(podtest.T0.Add(6*time.Minute), func(_ *Pod, c *Container, _ []Point) {
+		require.Len(t, c.Kills(), 1)
+		assert.Equal(t, int64(2), c.Kills()[0].Instance)
+	})
 }
 
 func TestHorizonRecord(t *testing.T) {

@@ -145,9 +145,11 @@ type Tracker struct {
 	ended      map[termination.Key]bool
 	endedKnown bool
 	unended    map[containerRef]int64
-	pods       map[types.UID]*Pod
-	maxPending int
-	sticky     [1]Point
+	// reportedEnd is, per container, the container ID of the newest end the earlier run reported.
+	reportedEnd map[containerRef]string
+	pods        map[types.UID]*Pod
+	maxPending  int
+	sticky      [1]Point
 }
 
 // New returns an empty tracker that keeps at most maxPending unscraped points per container.
@@ -349,11 +351,19 @@ func (t *Tracker) resolve(pod types.UID, c *Container, seen []termination.Termin
 		}
 		switch {
 		case firstSight:
-			// After a restart with storage: an end no receiver reported, where the earlier run
-			// had reported the end of the instance the status names, is the next one's. Else
-			// nothing seen before tells: the status' own reading stands.
-			if reported, ok := t.unended[containerRef{pod, c.Name}]; ok && reported > term.Instance && t.afterHorizon(*term) {
+			// After a restart with storage: the earlier run's newest reported end is the one
+			// it reported; another end, where that run had reported the end of the instance the
+			// status names, is the next one's. Else nothing seen before tells: the status' own
+			// reading stands.
+			ref := containerRef{pod, c.Name}
+			reported, ok := t.unended[ref]
+			switch end, known := t.reportedEnd[ref]; {
+			case !ok:
+			case known && end == term.ContainerID:
+				term.MaybeLater = false
+			case known && reported > term.Instance || reported > term.Instance && t.afterHorizon(*term):
 				term.Instance++
+				term.MaybeLater = false
 			}
 		case term.ContainerID == c.lastContainerID:
 			// A container the receiver saw run: the instance it ran as.
