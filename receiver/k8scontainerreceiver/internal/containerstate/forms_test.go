@@ -226,9 +226,7 @@ func TestDefaultStatusAfterAMergedBackOff(t *testing.T) {
 	tr := New(16)
 	hog := podtest.NewLife("hog", "Error", "Error", "Error", "Error", "OOMKilled")
 	tr.Upsert(podWith("u1", hog.Running(4)), sec(0))
-	lost := hog.Backoff(4)
-	lost.ContainerID = ""
-	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	lost := hog.BackoffLost(4)
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, tr.Upsert(podWith("u1", lost), sec(1)))
 	assert.Equal(t, []Point{pt(4, false, sec(0)), pt(4, true, sec(1))}, drain(tr, sec(2))[0].points)
 }
@@ -252,9 +250,7 @@ func TestDefaultStatusAfterAnUnseenBackOff(t *testing.T) {
 	tr := New(16)
 	hog := podtest.NewLife("hog", "Error", "OOMKilled")
 	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
-	lost := hog.Backoff(1)
-	lost.ContainerID = ""
-	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	lost := hog.BackoffLost(1)
 	tr.Upsert(podWith("u1", lost), sec(1))
 	points := drain(tr, sec(2))[0].points
 	assert.Equal(t, []Point{pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)}, pt(1, true, sec(1).Add(1))}, points)
@@ -265,9 +261,7 @@ func TestDefaultStatusAfterAnUnseenBackOff(t *testing.T) {
 func TestDefaultStatusAfterARestart(t *testing.T) {
 	t.Parallel()
 	hog := podtest.NewLife("hog", "Error", "OOMKilled")
-	lost := hog.Backoff(1)
-	lost.ContainerID = ""
-	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	lost := hog.BackoffLost(1)
 	tr := New(16)
 	tr.Resume(Horizon{At: podtest.T0.Add(70 * time.Second), Ended: []termination.Key{}, Reported: []Reported{{PodUID: "u1", Unended: map[string]int64{"hog": 1}}}})
 	assert.Equal(t, Observed{Terminations: 1, OOMKills: 1}, tr.Upsert(podWith("u1", lost), podtest.T0.Add(5*time.Minute)))
@@ -284,9 +278,7 @@ func TestEndedByTheStatusManagerAfterTheRuntimeLostIt(t *testing.T) {
 	tr := New(16)
 	hog := podtest.NewLife("hog", "Error", "Error", "Error", "OOMKilled")
 	tr.Upsert(podWith("u1", hog.Terminated(3)), sec(0))
-	lost := hog.Backoff(3)
-	lost.ContainerID = ""
-	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	lost := hog.BackoffLost(3)
 	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", lost), sec(1)))
 	ended := lost
 	ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}

@@ -107,9 +107,7 @@ func TestAnEndInTheFutureAtFirstSight(t *testing.T) {
 func TestResumeTellsTheDefaultStatusEnd(t *testing.T) {
 	t.Parallel()
 	hog := podtest.NewLife("hog", "Error", "Error", "OOMKilled")
-	lost := hog.Backoff(2) // instance 2 ended at T0+2m30s
-	lost.ContainerID = ""
-	lost.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	lost := hog.BackoffLost(2) // instance 2 ended at T0+2m30s
 	tr := New(16)
 	tr.Resume(Horizon{At: podtest.T0.Add(3 * time.Minute), Ended: []termination.Key{}, Reported: []Reported{{
 		PodUID: "u1", Unended: map[string]int64{"hog": 2}, Ended: map[string]string{"hog": "containerd://hog-1"},

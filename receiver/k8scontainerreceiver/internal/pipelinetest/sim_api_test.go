@@ -152,27 +152,6 @@ type watchAPI struct {
 	events *atomic.Int64
 }
 
-// simCounted counts the notifications its handler has handled.
-type simCounted struct {
-	cache.ResourceEventHandler
-	n *atomic.Int64
-}
-
-func (c simCounted) OnAdd(obj any, isInInitialList bool) {
-	c.ResourceEventHandler.OnAdd(obj, isInInitialList)
-	c.n.Add(1)
-}
-
-func (c simCounted) OnUpdate(oldObj, newObj any) {
-	c.ResourceEventHandler.OnUpdate(oldObj, newObj)
-	c.n.Add(1)
-}
-
-func (c simCounted) OnDelete(obj any) {
-	c.ResourceEventHandler.OnDelete(obj)
-	c.n.Add(1)
-}
-
 func (w *watchAPI) setNow(step int)           { w.h.Clock.Set(podtest.T0.Add(time.Duration(step) * time.Second)) }
 func (w *watchAPI) scraper() *scraper.Scraper { return w.h.Scraper }
 
@@ -220,7 +199,7 @@ func (w *watchAPI) start(pods []*corev1.Pod, host component.Host) {
 		deps.Handlers = func(resource string, next cache.ResourceEventHandler) cache.ResourceEventHandler {
 			next = count(resource, next)
 			if resource == "events" {
-				return simCounted{next, w.events}
+				return scrapertest.CountingHandler{ResourceEventHandler: next, Handled: w.events}
 			}
 			return next
 		}

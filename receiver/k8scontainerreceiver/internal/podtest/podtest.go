@@ -97,6 +97,16 @@ func (l Life) EndedByKubelet(run int) corev1.ContainerStatus {
 	return s
 }
 
+// BackoffLost is the status the kubelet writes once the runtime lost the container that waited
+// in back-off after run: its default waiting state, without a container ID, keeping the restart
+// count and the back-off's lastState, which no longer tells that it ended run, not run-1.
+func (l Life) BackoffLost(run int) corev1.ContainerStatus {
+	s := l.Backoff(run)
+	s.ContainerID = ""
+	s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	return s
+}
+
 // RuntimeLost is the status the kubelet writes while run was running and the runtime lost its
 // container (node rebooted, runtime state wiped): its default waiting state, without a
 // container ID, keeping the restart count and lastState of the last status.

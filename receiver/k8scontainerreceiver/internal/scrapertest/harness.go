@@ -181,30 +181,30 @@ func (h *Harness) Deps() scraper.Deps {
 		TokenFile: h.TokenFile,
 		Now:       h.Clock.Now,
 		Handlers: func(resource string, next cache.ResourceEventHandler) cache.ResourceEventHandler {
-			return countingHandler{next, h.handled[resource]}
+			return CountingHandler{next, h.handled[resource]}
 		},
 	}
 }
 
-// countingHandler counts the events its scraper's handler has handled.
-type countingHandler struct {
+// CountingHandler counts in Handled the events its ResourceEventHandler has handled.
+type CountingHandler struct {
 	cache.ResourceEventHandler
-	handled *atomic.Int64
+	Handled *atomic.Int64
 }
 
-func (c countingHandler) OnAdd(obj any, isInInitialList bool) {
+func (c CountingHandler) OnAdd(obj any, isInInitialList bool) {
 	c.ResourceEventHandler.OnAdd(obj, isInInitialList)
-	c.handled.Add(1)
+	c.Handled.Add(1)
 }
 
-func (c countingHandler) OnUpdate(oldObj, newObj any) {
+func (c CountingHandler) OnUpdate(oldObj, newObj any) {
 	c.ResourceEventHandler.OnUpdate(oldObj, newObj)
-	c.handled.Add(1)
+	c.Handled.Add(1)
 }
 
-func (c countingHandler) OnDelete(obj any) {
+func (c CountingHandler) OnDelete(obj any) {
 	c.ResourceEventHandler.OnDelete(obj)
-	c.handled.Add(1)
+	c.Handled.Add(1)
 }
 
 // Use makes s the scraper under test, created with Deps; the one before, if any, has been shut
