@@ -148,13 +148,16 @@ type Tracker struct {
 	// reportedEnd is, per container, the container ID of the newest end the earlier run reported.
 	reportedEnd map[containerRef]string
 	pods        map[types.UID]*Pod
-	maxPending  int
-	sticky      [1]Point
+	// mirrors are, by static pod, the mirror pods this run saw it under, the latest first seen
+	// last.
+	mirrors    map[types.UID]types.UID
+	maxPending int
+	sticky     [1]Point
 }
 
 // New returns an empty tracker that keeps at most maxPending unscraped points per container.
 func New(maxPending int) *Tracker {
-	return &Tracker{pods: make(map[types.UID]*Pod), maxPending: max(maxPending, 1)}
+	return &Tracker{pods: make(map[types.UID]*Pod), mirrors: make(map[types.UID]types.UID), maxPending: max(maxPending, 1)}
 }
 
 // Upsert diffs pod against what is known and records each new termination, observed at now.
@@ -274,6 +277,9 @@ func (t *Tracker) upsert(pod *slimpod.Pod, created bool, now time.Time) Observed
 	var obs Observed
 	for i := range pod.Containers {
 		obs.add(t.observe(p, &pod.Containers[i], watchedWhole, now))
+	}
+	if pod.StaticUID != "" && len(pod.Containers) > 0 {
+		t.mirrors[pod.StaticUID] = pod.UID
 	}
 	return obs
 }
@@ -405,6 +411,11 @@ func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Terminatio
 	if resumed {
 		c.nextUnended = reported
 	}
+	// A mirror pod the kubelet created again while this run watched the one before shows the
+	// static pod's ends, which this run may have reported on that one: its end times tell
+	// nothing. (An end after the horizon cannot have been reported by the earlier run.)
+	mirror, mirrored := t.mirrors[p.RuntimeUID]
+	byTime := resumed || !mirrored || mirror == p.UID
 	news := 0
 	for _, term := range seen {
 		c.remember(term)
@@ -413,7 +424,7 @@ func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Terminatio
 		// whose end that run had not reported is news whatever its end time.
 		// An end whose instance the status cannot tell is news only after the horizon: it may be
 		// the previous instance's, which the earlier run reported.
-		unreported := resumed && term.Instance >= reported && !term.MaybeLater || t.afterHorizon(term) && !term.FinishedAt.After(now)
+		unreported := resumed && term.Instance >= reported && !term.MaybeLater || byTime && t.afterHorizon(term) && !term.FinishedAt.After(now)
 		if !unreported {
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
 			c.lastNews = false

@@ -119,6 +119,43 @@ func TestMirrorPodCreatedAgain(t *testing.T) {
 	assert.Empty(t, scrapertest.Records(logs))
 }
 
+// The collector restarts with storage; while it was down the static pod's container was
+// OOM-killed, which counts on the mirror pod. Then the mirror pod is deleted and the kubelet
+// creates it again: its status shows that same kill, counted already. No second kill, no second
+// record.
+func TestMirrorPodCreatedAgainAfterARestart(t *testing.T) {
+	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
+	state := storagetest.NewStorageID("state")
+	withStorage := func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state }
+	etcd := podtest.NewLife("etcd", "OOMKilled", "OOMKilled")
+	old := podtest.Mirror(podtest.NewPod("etcd-node-a", "mirror-1", etcd.Running(1)), staticUID)
+
+	first := newPipelineOf(t, host, withStorage, func(cfg *oomcounterprocessor.Config) { cfg.Storage = &state })
+	first.At(time.Minute + 10*time.Second)
+	first.StartWith(old)
+	first.cycle(time.Minute+11*time.Second, false)
+	require.NoError(t, first.Scraper.Shutdown(context.Background()))
+
+	// Instance 1 ended at 1m30s, while no collector ran.
+	p := newPipelineOf(t, host, withStorage, func(cfg *oomcounterprocessor.Config) { cfg.Storage = &state })
+	logs := new(consumertest.LogsSink)
+	p.Scraper.SetLogs(logs)
+	p.At(3 * time.Minute)
+	old = podtest.WithStatus(old, etcd.Running(2))
+	p.StartWith(old)
+	p.cycle(3*time.Minute+time.Second, false)
+	require.Equal(t, map[string]int64{"mirror-1/etcd": 1}, p.kills(), "the kill while the collector was down")
+
+	p.Send(watch.Deleted, old)
+	again := podtest.Mirror(podtest.NewPod("etcd-node-a", "mirror-2", etcd.Running(2)), staticUID)
+	p.Send(watch.Added, podtest.WithStatus(again))
+	p.Send(watch.Modified, again)
+	p.cycle(3*time.Minute+2*time.Second, false)
+	p.cycle(3*time.Minute+3*time.Second, false)
+	assert.Equal(t, map[string]int64{"mirror-1/etcd": 1, "mirror-2/etcd": 0}, p.kills())
+	assert.Len(t, scrapertest.Records(logs), 1)
+}
+
 // A pod waiting in back-off after an OOM kill is evicted: the status manager writes a made-up
 // termination over the waiting state. The count stays 1 under either gap policy, and no
 // instance is reported unseen.
