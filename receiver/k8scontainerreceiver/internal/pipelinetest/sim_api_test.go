@@ -319,14 +319,41 @@ func (s *simulation) apiWrite(kind watch.EventType, e *apiEntry) {
 func (s *simulation) observe(e *apiEntry, listed bool) {
 	first := !s.genSeen[e.sp.uid]
 	s.genSeen[e.sp.uid] = true
+	if e.sp.static != "" && len(e.views) > 0 {
+		defer func() { s.genMirrors[e.sp.static] = e.sp.uid }()
+	}
 	for name, v := range e.views {
 		key := string(e.sp.uid) + "/" + name
-		s.observed[key] = append(s.observed[key], simObservation{gen: s.gen, step: s.step, epoch: s.believe(key, v.status)})
+		if e.sp.static != "" && !s.genSeenStatus[key] {
+			s.genSeenStatus[key] = true
+			if h, ok := s.horizon[key]; ok {
+				s.horizon[key] = min(h, s.mirrorHorizon(e))
+			} else {
+				s.horizon[key] = s.mirrorHorizon(e)
+			}
+		}
+		st := v.status
+		// The kubelet's default status over a container that ended in back-off: its lastState
+		// is the end of instance restartCount, which the status cannot tell from restartCount-1.
+		backOffLost := st.inst == nil && st.last != nil && st.last.index == int64(st.rc)
+		s.observed[key] = append(s.observed[key], simObservation{gen: s.gen, step: s.step, epoch: s.believe(key, st), backOffLost: backOffLost})
 		for _, inst := range v.shown {
-			k := s.knowledge(inst)
+			k := s.knowledge(key, inst)
 			k.sightings = append(k.sightings, simSighting{gen: s.gen, step: s.step, first: first, listed: listed})
 		}
 	}
+}
+
+// mirrorHorizon is the history horizon of the containers of a mirror pod whose first status the
+// running receiver sees in e. A mirror pod's first status is history, whenever the mirror pod
+// was created; but a receiver that resumed from storage, and did not see the static pod under
+// another mirror pod, takes an end after the earlier run last looked as news: no receiver can
+// have reported it, under this mirror pod or another. checkStatic checks that none counts twice.
+func (s *simulation) mirrorHorizon(e *apiEntry) int {
+	if other, ok := s.genMirrors[e.sp.static]; (!ok || other == e.sp.uid) && s.genLookedAt > 0 {
+		return min(e.wrote, s.genLookedAt)
+	}
+	return e.wrote
 }
 
 // simBelief is what a receiver generation can tell of a container's restart-count epoch from
@@ -382,11 +409,13 @@ func (s *simulation) believe(key string, st simStatus) int {
 	return b.epoch
 }
 
-func (s *simulation) knowledge(inst *simInstance) *simKnowledge {
-	k := s.known[inst]
+// knowledge is what the checker knows of inst in the series of container key: a static pod's
+// instance is in the series of each mirror pod that showed it.
+func (s *simulation) knowledge(key string, inst *simInstance) *simKnowledge {
+	k := s.known[simKnown{key, inst}]
 	if k == nil {
 		k = &simKnowledge{accepted: map[int]bool{}, ambiguous: map[int]bool{}, zeroBetween: map[int]bool{}}
-		s.known[inst] = k
+		s.known[simKnown{key, inst}] = k
 	}
 	return k
 }
@@ -454,9 +483,12 @@ func (s *simulation) startCollector() {
 		s.lookedAt = s.step
 	}
 	s.genSeen = map[types.UID]bool{}
+	s.genMirrors = map[types.UID]types.UID{}
+	s.genSeenStatus = map[string]bool{}
 	s.beliefs = map[string]simBelief{}
 	s.resetDue = map[string]int{}
 	s.ambiguousAt = map[string]int64{}
+	s.shiftedAt = map[string]int64{}
 	s.genEmitted = map[string]bool{}
 	if !s.keepState {
 		s.lineage++
@@ -467,8 +499,10 @@ func (s *simulation) startCollector() {
 		s.inLineage = map[string]bool{}
 		for _, e := range s.api {
 			for _, c := range e.sp.all() {
-				s.horizon[c.key()] = e.wrote
 				s.inLineage[c.key()] = true
+				if e.sp.static == "" {
+					s.horizon[c.key()] = e.wrote
+				}
 			}
 		}
 		s.store = newSimStorage()

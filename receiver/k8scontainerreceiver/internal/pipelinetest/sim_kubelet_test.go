@@ -280,8 +280,11 @@ func (c *simContainer) describe() string {
 }
 
 type simPod struct {
-	name       string
-	uid        types.UID
+	name string
+	uid  types.UID
+	// static is, for a static pod, its own UID (the hash of its manifest): the UID the kubelet
+	// and the runtime know it by. uid is then its mirror pod's, which the API server knows.
+	static     types.UID
 	policy     corev1.RestartPolicy
 	init       *simContainer
 	containers []*simContainer
@@ -312,6 +315,9 @@ func (p *simPod) object(withStatus bool) (*corev1.Pod, map[string]simView) {
 	}
 	for _, c := range p.containers {
 		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: c.name, Resources: res})
+	}
+	if p.static != "" {
+		pod.Annotations = map[string]string{corev1.MirrorPodAnnotationKey: string(p.static)}
 	}
 	views := map[string]simView{}
 	if !withStatus {
@@ -370,8 +376,11 @@ func (s *simulation) createPod(name string, like *simPod) {
 		for i := range 1 + s.rng.IntN(2) {
 			p.containers = append(p.containers, &simContainer{name: fmt.Sprintf("c%d", i)})
 		}
+		if s.rng.IntN(4) == 0 {
+			p.static = types.UID(fmt.Sprintf("static-%s", name))
+		}
 	} else {
-		p.policy = like.policy
+		p.policy, p.static = like.policy, like.static
 		if like.init != nil {
 			p.init = &simContainer{name: like.init.name, init: true}
 		}
@@ -379,24 +388,31 @@ func (s *simulation) createPod(name string, like *simPod) {
 			p.containers = append(p.containers, &simContainer{name: c.name})
 		}
 	}
+	s.place(p)
+	s.logf("%s created as %s (%s, init=%v, %d containers, static=%v)", name, p.uid, p.policy, p.init != nil, len(p.containers), p.static != "")
+	s.apiWrite(watch.Added, s.api[name])
+}
+
+// place puts pod p on the node and into the API server, without a status yet.
+func (s *simulation) place(p *simPod) {
 	for _, c := range p.all() {
 		c.pod = p
 		s.containers[c.key()] = c
+		if p.static != "" {
+			s.mirrorKeys[c.key()] = true
+		}
 		if s.inLineage != nil {
 			s.inLineage[c.key()] = true
 		}
 	}
-	slot := slices.IndexFunc(s.pods, func(q *simPod) bool { return q.name == name })
+	slot := slices.IndexFunc(s.pods, func(q *simPod) bool { return q.name == p.name })
 	if slot < 0 {
 		s.pods = append(s.pods, p)
 	} else {
 		s.pods[slot] = p
 	}
 	obj, views := p.object(false)
-	e := &apiEntry{pod: obj, sp: p, wrote: -1, views: views}
-	s.api[name] = e
-	s.logf("%s created as %s (%s, init=%v, %d containers)", name, p.uid, p.policy, p.init != nil, len(p.containers))
-	s.apiWrite(watch.Added, e)
+	s.api[p.name] = &apiEntry{pod: obj, sp: p, wrote: -1, views: views}
 }
 
 // lifecycle moves one container on, and the kubelet writes the status or merges the change
@@ -604,8 +620,13 @@ func (s *simulation) vanish(i *simInstance) {
 }
 
 // recreate deletes the pod in slot and creates it again under the same name, with a new UID.
+// A static pod's mirror pod is deleted instead, and the kubelet creates it again.
 func (s *simulation) recreate(slot int) {
 	old := s.pods[slot]
+	if old.static != "" {
+		s.recreateMirror(old)
+		return
+	}
 	old.deleted = true
 	for _, c := range old.all() {
 		if c.phase == simRunning {
@@ -630,4 +651,28 @@ func (s *simulation) kubeletWrite(p *simPod) {
 	}
 	s.logf("kubelet writes %s: %s", p.name, strings.Join(parts, "; "))
 	s.apiWrite(watch.Modified, e)
+}
+
+// recreateMirror is a static pod's mirror pod deleted through the API server (or by the taint
+// manager): the static pod runs on untouched, and the kubelet creates its mirror pod again,
+// with a new UID, then writes the static pod's status it holds (old restart counts and ends).
+func (s *simulation) recreateMirror(old *simPod) {
+	e := s.api[old.name]
+	delete(s.api, old.name)
+	s.logf("mirror pod %s (%s) deleted", old.name, old.uid)
+	s.apiWrite(watch.Deleted, e)
+	for _, c := range old.all() {
+		s.until[c.key()] = s.step
+	}
+	s.incarnated++
+	p := *old
+	p.uid = types.UID(fmt.Sprintf("uid-%s-%d", old.name, s.incarnated))
+	p.dirty = true
+	s.place(&p)
+	s.logf("the kubelet creates mirror pod %s again as %s", p.name, p.uid)
+	s.hit(formMirrorRecreated)
+	s.apiWrite(watch.Added, s.api[p.name])
+	if s.reliable || s.rng.IntN(10) < 6 {
+		s.kubeletWrite(&p)
+	}
 }

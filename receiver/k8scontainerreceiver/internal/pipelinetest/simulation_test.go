@@ -40,7 +40,8 @@ import (
 // writes its default status until the next container shows whether the container logs went
 // (restart counts from 0) or stayed (the count goes on); the status manager ends pods
 // (TerminatePod: made-up ends, over running instances sometimes an OOM kill nobody saw); pods
-// are deleted and re-created under the same name. The kubelet writes the statuses a real one writes, but
+// are deleted and re-created under the same name; a static pod's mirror pod is deleted and the
+// kubelet creates it again. The kubelet writes the statuses a real one writes, but
 // merges some writes; the watch breaks and the informer relists; scrapes come at random times;
 // batches are lost, duplicated or late; the collector restarts, with its processor state in
 // storage (after a clean shutdown or a crash) or without it. Each run draws its gap_policy.
@@ -96,18 +97,19 @@ const (
 	formEndedBackOff     simForm = "TerminatePod over a container in back-off: no instance ended"
 	formEndedWaiting     simForm = "TerminatePod over a container with no container running"
 	formChildKill        simForm = "OOMKilled with PID 1's own exit code: a child's kill, no container kill"
+	formMirrorRecreated  simForm = "a static pod's mirror pod deleted and created again: its first status is history"
 )
 
 // simForms are the forms the runs must hit, in the order the summary lists them.
 //
 // Forms not simulated yet, each to come with its constant here and its draw in act: the slow
 // initial pod list (scrapes before the informer's first list arrived), static pods' counters
-// under the static pod's UID in /metrics/cadvisor and the cgroup tree, mirror pods the kubelet
-// deletes and creates again, and a node clock ahead of or behind the collector's. SystemOOM
-// events are drawn only in the runs through the informer: the scraper has no other way in.
+// under the static pod's UID in /metrics/cadvisor and the cgroup tree, and a node clock ahead of
+// or behind the collector's. SystemOOM events are drawn only in the runs through the informer:
+// the scraper has no other way in.
 var simForms = []simForm{
 	formLogsWiped, formLogsKept, formRuntimeLost, formLostRunningAlone,
-	formEndedRunning, formEndedRunningOOM, formEndedBackOff, formEndedWaiting, formChildKill,
+	formEndedRunning, formEndedRunningOOM, formEndedBackOff, formEndedWaiting, formChildKill, formMirrorRecreated,
 	formSysNew, formSysAggregated, formSysExpired, formSysRecreated, formSysRelisted,
 }
 
@@ -208,6 +210,10 @@ type simulation struct {
 
 	pods       []*simPod
 	containers map[string]*simContainer
+	// mirrorKeys are the containers of mirror pods; until is, for the containers of a mirror pod
+	// that was deleted, the step it went: its series shows nothing after.
+	mirrorKeys map[string]bool
+	until      map[string]int
 	api        map[string]*apiEntry
 	rv         int
 	incarnated int
@@ -221,7 +227,12 @@ type simulation struct {
 	keepState bool
 	gen       int
 	genSeen   map[types.UID]bool
-	beliefs   map[string]simBelief
+	// genMirrors are the mirror pods the running receiver saw a status of, by static pod, the
+	// latest last.
+	genMirrors map[types.UID]types.UID
+	// genSeenStatus are the containers of mirror pods the running receiver saw a status of.
+	genSeenStatus map[string]bool
+	beliefs       map[string]simBelief
 	// resetDue are the containers whose reset the running receiver could tell, and since when:
 	// its next scrape must send the 0 at instance 0 that starts the new count.
 	resetDue map[string]int
@@ -229,16 +240,21 @@ type simulation struct {
 	// the instance before the one the kubelet's default status ended (docs/counting.md), by the
 	// instance flagged: the latest state repeats it.
 	ambiguousAt map[string]int64
-	genEmitted  map[string]bool
-	lastScrape  map[int]int
-	proc        processor.Metrics
-	sink        *consumertest.MetricsSink
-	abandoned   []processor.Metrics
-	store       *simStorage
-	host        *simHost
-	tt          *componenttest.Telemetry
-	late        []pmetric.Metrics
-	latePoints  [][]*simPoint
+	// shiftedAt are the containers whose point, after a watch gap hid every status since the last
+	// container the receiver saw, flagged the end of the kubelet's default status at the instance
+	// before its own (docs/counting.md), by the instance flagged: the checker takes it as the
+	// flag of the instance that ended.
+	shiftedAt  map[string]int64
+	genEmitted map[string]bool
+	lastScrape map[int]int
+	proc       processor.Metrics
+	sink       *consumertest.MetricsSink
+	abandoned  []processor.Metrics
+	store      *simStorage
+	host       *simHost
+	tt         *componenttest.Telemetry
+	late       []pmetric.Metrics
+	latePoints [][]*simPoint
 
 	// The checker's knowledge.
 	lineage int
@@ -252,7 +268,7 @@ type simulation struct {
 	series    map[string]*simSeries
 	emitted   map[string][]*simPoint
 	exported  map[string]simExported
-	known     map[*simInstance]*simKnowledge
+	known     map[simKnown]*simKnowledge
 	observed  map[string][]simObservation
 	delivered int
 	checked   int
@@ -275,9 +291,11 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		policy:     oomcounterprocessor.GapPolicyLowerBound,
 		persistent: rng.IntN(5) != 0,
 		containers: map[string]*simContainer{},
+		mirrorKeys: map[string]bool{},
+		until:      map[string]int{},
 		api:        map[string]*apiEntry{},
 		lastScrape: map[int]int{},
-		known:      map[*simInstance]*simKnowledge{},
+		known:      map[simKnown]*simKnowledge{},
 		forms:      map[simForm]bool{},
 		observed:   map[string][]simObservation{},
 		exported:   map[string]simExported{},
