@@ -142,6 +142,16 @@ func (t *Tracker) Kills(podUID, name string) Kills {
 	return t.kills[container{podUID, name}]
 }
 
+// Take returns the kills of the container name of pod podUID not yet handed on, as Kills does,
+// and hands them on: a static pod whose mirror pod was deleted and created again since the
+// previous scrape shows its containers under both mirror pods, and their kills go out once.
+func (t *Tracker) Take(podUID, name string) Kills {
+	k := container{podUID, name}
+	kills := t.kills[k]
+	delete(t.kills, k)
+	return kills
+}
+
 // Handed tells that the kills were handed on.
 func (t *Tracker) Handed() { clear(t.kills) }
 

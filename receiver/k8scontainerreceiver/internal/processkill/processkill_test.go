@@ -146,3 +146,13 @@ func TestAbsorbAKillThePodStatusShowed(t *testing.T) {
 	require.NoError(t, restarted.Restore(saved))
 	assert.Equal(t, processkill.Kills{}, killsOfHog(restarted, 1, hog("hog-2", 1)))
 }
+
+// Take hands a container's kills on: a second look at the same container in the same scrape
+// (a static pod under two mirror pods) finds none.
+func TestTakeHandsOnOnce(t *testing.T) {
+	tr := processkill.New()
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 2)}, 1, true)
+	assert.Equal(t, processkill.Kills{N: 2, ContainerID: "hog-0"}, tr.Take("u1", "hog"))
+	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"))
+}

@@ -70,10 +70,11 @@ func (s *Scraper) absorbInnerKills(pending containerstate.Pending) {
 }
 
 // recordProcessKills records one container's kills since the previous scrape: a delta point,
-// 0 included, and a record when there were any.
+// 0 included, and a record when there were any. A container shown twice (under a deleted mirror
+// pod that waits to report, and its successor) has them on one of the two.
 func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Pod, c *containerstate.Container) bool {
 	key := statsKey{string(p.RuntimeUID), c.Name}
-	kills := s.processKills.Kills(key.podUID, key.container)
+	kills := s.processKills.Take(key.podUID, key.container)
 	s.mb.RecordK8sContainerProcessOomKilledDataPoint(now, kills.N)
 	if kills.N == 0 || s.logs == nil {
 		return false
