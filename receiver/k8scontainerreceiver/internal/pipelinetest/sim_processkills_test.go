@@ -27,7 +27,9 @@ import (
 	"go.opentelemetry.io/collector/processor"
 	"go.opentelemetry.io/collector/processor/processortest"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/oomwatch/oomwatch/processor/oomcounterprocessor"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver"
@@ -293,10 +295,13 @@ type pkSim struct {
 	sink    *consumertest.MetricsSink
 	running bool
 	// listed tells that the running receiver's initial pod list arrived; held is how many more
-	// scrapes it waits, release lets it go.
-	listed  bool
-	held    int
-	release func()
+	// scrapes it waits. While gate is not nil, pod lists wait until it is closed: one reactor
+	// holds them, put in before any informer lists (the fake clientset's reactors must not
+	// change while one does).
+	listed bool
+	held   int
+	gateMu sync.Mutex
+	gate   chan struct{}
 	// primed tells that the lineage took a complete reading; scrape numbers the running
 	// receiver's scrapes.
 	primed   bool
@@ -698,6 +703,15 @@ func (s *pkSim) startCollector(slow bool) {
 	first := s.h == nil
 	if first {
 		s.h = scrapertest.NewWith(s.t, s.receiverConfig)
+		s.h.Client.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+			s.gateMu.Lock()
+			gate := s.gate
+			s.gateMu.Unlock()
+			if gate != nil {
+				<-gate
+			}
+			return false, nil, nil
+		})
 		s.host = pkHost{ext: map[component.ID]component.Component{pkStorageID: &pkStorage{data: map[string][]byte{}}}}
 		s.h.Host = s.host
 		s.sink = new(consumertest.MetricsSink)
@@ -734,9 +748,13 @@ func (s *pkSim) startCollector(slow bool) {
 	}
 	if slow {
 		s.held = 1 + s.rng.IntN(3)
-		s.release = s.h.HoldPodLists()
+		s.gateMu.Lock()
+		s.gate = make(chan struct{})
+		s.gateMu.Unlock()
 		s.listed = false
 		s.h.StartListing()
+		// Before StartListing's shutdown, should the run end early.
+		s.t.Cleanup(s.openGate)
 		s.logf("collector started (storage=%v), its pod list held for %d scrapes", s.persistent, s.held)
 		return
 	}
@@ -746,9 +764,18 @@ func (s *pkSim) startCollector(slow bool) {
 	s.logf("collector started (storage=%v)", s.persistent)
 }
 
+func (s *pkSim) openGate() {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+}
+
 func (s *pkSim) releaseList() {
 	n := s.h.Watchers()
-	s.release()
+	s.openGate()
 	s.h.WaitWatchers(n + 1)
 	s.h.WaitHandled(int64(s.livePods()))
 	s.listed = true
@@ -758,9 +785,7 @@ func (s *pkSim) releaseList() {
 // stopCollector shuts the collector down. Without storage the next one knows nothing: what its
 // first reading shows is history.
 func (s *pkSim) stopCollector() {
-	if !s.listed {
-		s.release()
-	}
+	s.openGate()
 	require.NoError(s.t, s.h.Scraper.Shutdown(context.Background()))
 	require.NoError(s.t, s.proc.Shutdown(context.Background()))
 	s.running, s.listed = false, false
