@@ -69,6 +69,32 @@ func TestStatusUnknownIsUnattributed(t *testing.T) {
 	assert.Equal(t, []Point{pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)}}, got[0].points)
 }
 
+// A made-up end names its instance by the restart count alone. After a reset the same number
+// names a new instance: the kubelet's made-up end of the old instance 0 (the runtime lost it),
+// then the logs went too, a new instance 0 ran, and the status manager made up its end. That
+// one ended too, unseen.
+func TestMadeUpEndAfterAReset(t *testing.T) {
+	t.Parallel()
+	tr := New(16)
+	hog := podtest.NewLife("hog")
+	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
+	lost := hog.RuntimeLost(0)
+	lost.RestartCount = 1
+	lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+	tr.Upsert(podWith("u1", lost), sec(1))
+	after := podtest.NewLife("hog-after-reboot")
+	again := podtest.Named(after.RunningAlone(0), "hog")
+	tr.Upsert(podWith("u1", again), sec(2))
+	ended := again
+	ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+	assert.Equal(t, Observed{Unseen: 1}, tr.Upsert(podWith("u1", ended), sec(3)))
+	got := drain(tr, sec(4))
+	assert.Equal(t, []Point{
+		pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)},
+		pt(0, false, sec(2)), {Instance: 0, Unknown: true, Time: sec(3)},
+	}, got[0].points)
+}
+
 // A node reboot that wiped the container logs too: the runtime's default status keeps the old
 // restart count, then a new container starts again at 0. The second status is the reset.
 func TestRuntimeLostThenRestartCountReset(t *testing.T) {

@@ -469,6 +469,7 @@ func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Terminatio
 func (t *Tracker) reset(c *Container, now time.Time) int {
 	c.HasLast = false
 	c.nextUnended = 0
+	c.forgetInstances()
 	return t.push(c, Point{Instance: 0, Time: c.stamp(now)})
 }
 
@@ -600,6 +601,20 @@ func (c *Container) knows(k termination.Key) bool {
 		}
 	}
 	return false
+}
+
+// forgetInstances forgets the ends known by their instance alone (made up, without a container
+// ID): after a reset, their numbers name the instances of the new count.
+func (c *Container) forgetInstances() {
+	var kept [knownKeys]termination.Key
+	n := 0
+	for i := range min(c.nKnown, knownKeys) {
+		if c.known[i].ContainerID != "" {
+			kept[n] = c.known[i]
+			n++
+		}
+	}
+	c.known, c.nKnown = kept, n
 }
 
 func (c *Container) remember(term termination.Termination) {

@@ -388,7 +388,14 @@ func (s *simulation) believe(key string, st simStatus) int {
 	case !ok, st.epoch > b.epoch && b.id == nil && b.lastEnd < 0:
 		b = simBelief{epoch: st.epoch, lastEnd: -1, id: b.id, known: b.known}
 	case st.epoch > b.epoch && (st.rc < b.rc && unknown || st.inst != nil && st.rc == b.rc && b.id != nil && unknown && !b.raised || secondEnd):
-		b = simBelief{epoch: st.epoch, lastEnd: -1, id: b.id, known: b.known}
+		// After the reset, a made-up end's number names an instance of the new count.
+		known := map[simEnd]bool{}
+		for e := range b.known {
+			if e.inst != nil {
+				known[e] = true
+			}
+		}
+		b = simBelief{epoch: st.epoch, lastEnd: -1, id: b.id, known: known}
 		if _, due := s.resetDue[key]; !due {
 			s.resetDue[key] = s.step
 		}
