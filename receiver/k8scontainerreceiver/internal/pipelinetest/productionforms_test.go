@@ -226,6 +226,30 @@ func TestKilledTwiceWhileTheCollectorWasDown(t *testing.T) {
 	}
 }
 
+// A collector with new storage records when it started, then stops before its first scrape. An
+// OOM kill in the second it started (the status keeps end times to the second) was reported by
+// no run: the next run counts it.
+func TestKilledInTheSecondTheCollectorStarted(t *testing.T) {
+	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
+	state := storagetest.NewStorageID("state")
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	run := func(status corev1.ContainerStatus, at time.Duration, scrape bool) *pipeline {
+		p := newPipelineOf(t, host, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state }, func(cfg *oomcounterprocessor.Config) { cfg.Storage = &state })
+		p.At(at)
+		p.StartWith(podtest.NewPod("hog", "u1", status))
+		if scrape {
+			p.cycle(at+time.Second, false)
+		}
+		require.NoError(t, p.Scraper.Shutdown(context.Background()))
+		require.NoError(t, p.proc.Shutdown(context.Background()))
+		return p
+	}
+	// Instance 1 ends at 1m30s to the second.
+	run(hog.Running(1), time.Minute+30*time.Second+200*time.Millisecond, false)
+	second := run(hog.Terminated(1), 3*time.Minute, true)
+	assert.Equal(t, map[string]int64{"u1/hog": 1}, second.kills())
+}
+
 // cgroupTree is a cgroup v1 memory hierarchy as the kubelet's cgroupfs driver lays it out.
 type cgroupTree struct {
 	t    *testing.T

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
 // What the scraper keeps in the storage extension across restarts: its horizon (when it last
@@ -70,8 +71,10 @@ func (s *Scraper) OpenStorage(ctx context.Context, host component.Host) error {
 	return nil
 }
 
+// saveFirstHorizon records when a receiver whose storage held no record started: it had reported
+// nothing, no end in that second either.
 func (s *Scraper) saveFirstHorizon(ctx context.Context) {
-	b, err := containerstate.Horizon{At: s.deps.Now()}.MarshalBinary()
+	b, err := containerstate.Horizon{At: s.deps.Now(), Ended: []termination.Key{}}.MarshalBinary()
 	if err == nil {
 		err = s.storage.Set(ctx, horizonKey, b)
 	}
