@@ -421,10 +421,9 @@ func (t *Tracker) firstSight(p *Pod, c *Container, seen []termination.Terminatio
 		c.remember(term)
 		// An end after the horizon is news unless it claims to be in the future: a node clock
 		// ahead of this one could make one the earlier run reported look later. An instance
-		// whose end that run had not reported is news whatever its end time.
-		// An end whose instance the status cannot tell is news only after the horizon: it may be
-		// the previous instance's, which the earlier run reported.
-		unreported := resumed && term.Instance >= reported && !term.MaybeLater || byTime && t.afterHorizon(term) && !term.FinishedAt.After(now)
+		// whose end that run had not reported is news whatever its end time; an end the status
+		// cannot tell of instance Instance from one of Instance+1 too.
+		unreported := resumed && term.Instance >= reported || byTime && t.afterHorizon(term) && !term.FinishedAt.After(now)
 		if !unreported {
 			c.nextUnended = max(c.nextUnended, term.Instance+1)
 			c.lastNews = false
