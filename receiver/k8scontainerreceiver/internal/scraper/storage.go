@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
 // What the scraper keeps in the storage extension across restarts: its horizon (when it last
@@ -71,10 +70,11 @@ func (s *Scraper) OpenStorage(ctx context.Context, host component.Host) error {
 	return nil
 }
 
-// saveFirstHorizon records when a receiver whose storage held no record started: it had reported
-// nothing, no end in that second either.
+// saveFirstHorizon records when a receiver whose storage held no record started. It records no
+// ends: before its pods are listed it cannot tell an end in that second shown at the listing,
+// history, from one after it, so a later run takes an end in that second as history.
 func (s *Scraper) saveFirstHorizon(ctx context.Context) {
-	b, err := containerstate.Horizon{At: s.deps.Now(), Ended: []termination.Key{}}.MarshalBinary()
+	b, err := containerstate.Horizon{At: s.deps.Now()}.MarshalBinary()
 	if err == nil {
 		err = s.storage.Set(ctx, horizonKey, b)
 	}
