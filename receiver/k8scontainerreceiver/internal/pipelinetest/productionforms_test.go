@@ -227,12 +227,13 @@ func TestKilledTwiceWhileTheCollectorWasDown(t *testing.T) {
 }
 
 // A collector with new storage records when it started, then stops before its first scrape. An
-// OOM kill in the second it started (the status keeps end times to the second) was reported by
-// no run: the next run counts it.
+// OOM kill in the second it started (the status keeps end times to the second) may have been
+// shown when it listed its pods, history, or may have come after: the next run takes it as
+// history, a bracketed miss rather than a kill counted that happened before.
 func TestKilledInTheSecondTheCollectorStarted(t *testing.T) {
 	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
 	state := storagetest.NewStorageID("state")
-	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	hog := podtest.NewLife("hog", "Error", "OOMKilled")
 	run := func(status corev1.ContainerStatus, at time.Duration, scrape bool) *pipeline {
 		p := newPipelineOf(t, host, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state }, func(cfg *oomcounterprocessor.Config) { cfg.Storage = &state })
 		p.At(at)
@@ -247,7 +248,35 @@ func TestKilledInTheSecondTheCollectorStarted(t *testing.T) {
 	// Instance 1 ends at 1m30s to the second.
 	run(hog.Running(1), time.Minute+30*time.Second+200*time.Millisecond, false)
 	second := run(hog.Terminated(1), 3*time.Minute, true)
+	assert.Equal(t, map[string]int64{"u1/hog": 0}, second.kills())
+	assert.Equal(t, int64(1), telemetrySum(t, second.Harness, "otelcol_k8s_container_oom_kills_history"))
+}
+
+// The collector last looked after instance 3 was OOM-killed but before any status it saw showed
+// it (status writes merged, a watch down); it had reported ends up to instance 1. The restarted
+// collector first sees the kubelet's default status over the back-off after 3: lastState ended
+// instance 2 or 3, it cannot tell which, but the earlier run reported neither. A kill, and its
+// record.
+func TestDefaultStatusOfAnEndNotReportedBeforeARestart(t *testing.T) {
+	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
+	state := storagetest.NewStorageID("state")
+	hog := podtest.NewLife("hog", "Error", "Error", "Error", "OOMKilled")
+	run := func(status corev1.ContainerStatus, at, scrapeAt time.Duration) (*pipeline, *consumertest.LogsSink) {
+		p := newPipelineOf(t, host, func(cfg *k8scontainerreceiver.Config) { cfg.Storage = &state }, func(cfg *oomcounterprocessor.Config) { cfg.Storage = &state })
+		logs := new(consumertest.LogsSink)
+		p.Scraper.SetLogs(logs)
+		p.At(at)
+		p.StartWith(podtest.NewPod("hog", "u1", status))
+		p.cycle(scrapeAt, false)
+		require.NoError(t, p.Scraper.Shutdown(context.Background()))
+		require.NoError(t, p.proc.Shutdown(context.Background()))
+		return p, logs
+	}
+	// Instance 3 ends at 3m30s; the first run last looks at 4m.
+	run(hog.Running(2), 2*time.Minute+40*time.Second, 4*time.Minute)
+	second, logs := run(hog.BackoffLost(3), 5*time.Minute, 5*time.Minute+time.Second)
 	assert.Equal(t, map[string]int64{"u1/hog": 1}, second.kills())
+	assert.Len(t, scrapertest.Records(logs), 1)
 }
 
 // cgroupTree is a cgroup v1 memory hierarchy as the kubelet's cgroupfs driver lays it out.

@@ -382,6 +382,16 @@ type simBelief struct {
 func (s *simulation) believe(key string, st simStatus) int {
 	b, ok := s.beliefs[key]
 	ends := st.ends()
+	if ok && st.inst == nil && st.last != nil {
+		// The kubelet's default status: its lastState ended instance restartCount-1 or, in the
+		// back-off form, restartCount. An end of the one before it already saw tells the
+		// receiver it is the later one.
+		for i, e := range ends {
+			if e.inst == st.last && e.index <= b.lastEnd && !b.known[e.key()] {
+				ends[i].index = int64(st.rc)
+			}
+		}
+	}
 	secondEnd := slices.ContainsFunc(ends, func(e simEnd) bool { return e.index <= b.lastEnd && !b.known[e.key()] })
 	unknown := st.inst == nil || st.inst != b.id && !b.known[simEnd{inst: st.inst}]
 	switch {
@@ -484,10 +494,10 @@ func (s *simulation) startCollector() {
 	if !s.keepState {
 		s.lookedAt = 0
 	}
-	s.genLookedAt = s.lookedAt
+	s.genLookedAt, s.genLookedAtStart = s.lookedAt, s.lookedAtStart
 	if s.persistent && s.lookedAt == 0 {
 		// A receiver whose storage holds no record yet records its start.
-		s.lookedAt = s.step
+		s.lookedAt, s.lookedAtStart = s.step, true
 	}
 	s.genSeen = map[types.UID]bool{}
 	s.genMirrors = map[types.UID]types.UID{}
@@ -561,7 +571,7 @@ func (s *simulation) scrape(reliable bool) {
 	require.NoError(s.t, err)
 	s.lastScrape[s.gen] = s.step
 	if s.persistent {
-		s.lookedAt = s.step
+		s.lookedAt, s.lookedAtStart = s.step, false
 	}
 	pts := s.points(md)
 	if s.ev != nil {

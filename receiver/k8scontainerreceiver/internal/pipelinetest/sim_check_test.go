@@ -38,6 +38,9 @@ type simKnown struct {
 type simKnowledge struct {
 	sightings []simSighting
 	emitted   bool
+	// emittedBefore: flagged at the instance before its own, at a first sight of the kubelet's
+	// default status, which cannot tell the two apart.
+	emittedBefore bool
 	// accepted: a point flagging this OOM kill was accepted by the processor of the lineage.
 	accepted map[int]bool
 	// ambiguous: when the processor first took it, its state could still be the same instance
@@ -153,11 +156,19 @@ func (s *simulation) isAmbiguous(key string, index int64) bool {
 	return ok && flagged == index
 }
 
-// shifted tells that the receiver named inst by the instance before its own, index, as it does
-// for the end the kubelet's default status shows after a watch gap.
+// shifted tells that the receiver named inst by the instance before its own, index, as it may
+// for the end the kubelet's default status shows (docs/counting.md).
 func (s *simulation) shifted(key string, index int64, inst *simInstance) bool {
+	if inst.index != index+1 {
+		return false
+	}
+	return s.isShiftedAt(key, index) || s.sawBackOffLost(key, s.stepTime(s.step))
+}
+
+// isShiftedAt tells that a point of key flagged index for the end of the instance after it.
+func (s *simulation) isShiftedAt(key string, index int64) bool {
 	at, ok := s.shiftedAt[key]
-	return ok && at == index && inst.index == index+1
+	return ok && at == index
 }
 
 // sawBackOffLost tells that the latest status of key the running receiver saw by ts was the
@@ -206,7 +217,17 @@ func (s *simulation) points(md pmetric.Metrics) []*simPoint {
 					var seenEpoch int
 					p.inst, p.epoch, seenEpoch = s.resolve(key, p.index, p.ts)
 					if p.flag == 1 && !p.unknown {
+						if s.sawBackOffLost(key, p.ts) && s.nextIsOOM(key, p.index, p.ts) {
+							// The flag may be the default status' end, named at the instance
+							// before its own.
+							next, _, _ := s.resolve(key, p.index+1, p.ts)
+							s.knowledge(key, next).emittedBefore = true
+						}
 						switch {
+						case !p.first && p.inst != nil && !p.inst.oom() && s.nextIsOOM(key, p.index, p.ts) &&
+							(s.sawBackOffLost(key, p.ts) || s.isShiftedAt(key, p.index)):
+							s.shiftedAt[key] = p.index
+							p.inst, _, _ = s.resolve(key, p.index+1, p.ts)
 						case s.staleOOM(key, p.index, p.inst):
 							s.fail("after a restart-count reset the receiver repeats an OOM kill of the old count",
 								"%s: the instance of the current count is %v, the receiver saw restart-count epoch %d already", p, p.inst, seenEpoch)
@@ -216,12 +237,10 @@ func (s *simulation) points(md pmetric.Metrics) []*simPoint {
 							// tell whether its lastState ended the instance it names or the next
 							// one (docs/counting.md): a baseline, history either way.
 							s.ambiguousAt[key] = p.index
+							next, _, _ := s.resolve(key, p.index+1, p.ts)
+							s.knowledge(key, next).emittedBefore = true
 						case !p.first && p.inst != nil && !p.inst.oom() && s.isAmbiguous(key, p.index):
 							// The latest state repeating that baseline.
-						case !p.first && p.inst != nil && !p.inst.oom() && s.nextIsOOM(key, p.index, p.ts) &&
-							(s.sawBackOffLost(key, p.ts) || s.shiftedAt[key] == p.index):
-							s.shiftedAt[key] = p.index
-							p.inst, _, _ = s.resolve(key, p.index+1, p.ts)
 						case p.inst == nil || !p.inst.oom():
 							s.fail("a point flags an OOM kill that did not happen", "%s: the instance is %v", p, p.inst)
 							return out
@@ -668,10 +687,12 @@ func (s *simulation) mustCount(key string, inst *simInstance) (string, bool) {
 	}
 	b, hasBaseline := s.baselines[key]
 	switch {
-	case atFirstSight && firstSightListed && s.genLookedAt > 0 && inst.endStep <= s.genLookedAt:
+	case atFirstSight && firstSightListed && s.genLookedAt > 0 &&
+		(inst.endStep <= s.genLookedAt || s.genLookedAtStart && inst.endSecond() <= s.genLookedAt):
 		// The restarted receiver takes as news only what ended after it last looked; a kill
 		// that ended before, but whose status reached no receiver in time (a status write
-		// merged or late, a watch down), is history to it.
+		// merged or late, a watch down), is history to it; so is one in the second a receiver
+		// started in whose record holds no end, by the node's clock.
 		return "ended before the restarted receiver last looked, its status seen only after", false
 	case k.emitted && atFirstSight && hasBaseline && b.covers(inst) && b.first && s.lostBeforeRestart(key, inst):
 		// The receiver records when it last looked before it hands a scrape on, so that a
@@ -692,6 +713,8 @@ func (s *simulation) mustCount(key string, inst *simInstance) (string, bool) {
 		return "reported and accepted", true
 	case k.emitted:
 		return "reported only in batches that were lost or came late", false
+	case k.emittedBefore && !k.accepted[s.lineage]:
+		return "reported at the instance before its own, at a first sight of the default status, in batches that were lost", false
 	case atFirstSight:
 		return firstSight, true
 	case lostWithCollector:

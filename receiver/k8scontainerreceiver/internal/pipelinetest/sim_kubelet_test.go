@@ -50,6 +50,18 @@ type simInstance struct {
 	endStep int
 	// vanished: the runtime lost it or its pod was deleted under it; no status shows its end.
 	vanished bool
+	// skew is how far the node's clock is ahead of the collector's.
+	skew time.Duration
+}
+
+// endSecond is the second of the instance's end as its status shows it, in steps.
+func (i *simInstance) endSecond() int {
+	return int(i.at(i.endStep).Sub(podtest.T0) / time.Second)
+}
+
+// at is the time of step on the node's clock, to the second as the API server keeps it.
+func (i *simInstance) at(step int) metav1.Time {
+	return metav1.NewTime(podtest.T0.Add(time.Duration(step)*time.Second + i.skew).Truncate(time.Second))
 }
 
 // oom tells that the OOM killer ended the instance: a kill of another process in it, after
@@ -62,8 +74,8 @@ func (i *simInstance) terminated() *corev1.ContainerStateTerminated {
 	return &corev1.ContainerStateTerminated{
 		Reason:      i.reason,
 		ExitCode:    i.exit,
-		StartedAt:   metav1.NewTime(podtest.T0.Add(time.Duration(i.started) * time.Second)),
-		FinishedAt:  metav1.NewTime(podtest.T0.Add(time.Duration(i.endStep) * time.Second)),
+		StartedAt:   i.at(i.started),
+		FinishedAt:  i.at(i.endStep),
 		ContainerID: i.id,
 	}
 }
@@ -140,7 +152,7 @@ func (st simStatus) container(name, waiting string) (corev1.ContainerStatus, []*
 	case stateBackOff:
 		s.State.Waiting = &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}
 	case stateRunning:
-		s.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(podtest.T0.Add(time.Duration(st.inst.started) * time.Second))}
+		s.State.Running = &corev1.ContainerStateRunning{StartedAt: st.inst.at(st.inst.started)}
 	case stateTerminated:
 		s.State.Terminated = st.inst.terminated()
 		if st.inst != st.last {
@@ -469,6 +481,12 @@ func (s *simulation) move(p *simPod, c *simContainer) {
 			reason, exit = "Error", 1
 		}
 		c.cur.ended, c.cur.reason, c.cur.exit, c.cur.endStep = true, reason, exit, s.step
+		switch {
+		case s.skew < 0:
+			s.hit(formClockBehind)
+		case s.skew > 0:
+			s.hit(formClockAhead)
+		}
 		c.phase = simTerminated
 		switch {
 		case c.init && reason == "Completed":
@@ -518,6 +536,7 @@ func (s *simulation) run(c *simContainer) {
 		index:   index,
 		id:      fmt.Sprintf("containerd://%s-%s-e%d-%d", c.pod.uid, c.name, c.epoch, index),
 		started: s.step,
+		skew:    s.skew,
 	}
 	c.all = append(c.all, c.cur)
 	c.phase = simRunning

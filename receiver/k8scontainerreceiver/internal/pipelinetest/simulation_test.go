@@ -98,18 +98,20 @@ const (
 	formEndedWaiting     simForm = "TerminatePod over a container with no container running"
 	formChildKill        simForm = "OOMKilled with PID 1's own exit code: a child's kill, no container kill"
 	formMirrorRecreated  simForm = "a static pod's mirror pod deleted and created again: its first status is history"
+	formClockBehind      simForm = "node clock behind the collector's: an end shows in the second before"
+	formClockAhead       simForm = "node clock ahead of the collector's, by under a second"
 )
 
 // simForms are the forms the runs must hit, in the order the summary lists them.
 //
-// Forms not simulated yet, each to come with its constant here and its draw in act: the slow
-// initial pod list (scrapes before the informer's first list arrived), static pods' counters
-// under the static pod's UID in /metrics/cadvisor and the cgroup tree, and a node clock ahead of
-// or behind the collector's. SystemOOM events are drawn only in the runs through the informer:
-// the scraper has no other way in.
+// The slow initial pod list and static pods' counters under the static pod's UID in
+// /metrics/cadvisor and the cgroup tree are process kill forms: TestSimulatedProcessKills
+// draws them. SystemOOM events are drawn only in the runs through the informer: the scraper has
+// no other way in.
 var simForms = []simForm{
 	formLogsWiped, formLogsKept, formRuntimeLost, formLostRunningAlone,
 	formEndedRunning, formEndedRunningOOM, formEndedBackOff, formEndedWaiting, formChildKill, formMirrorRecreated,
+	formClockBehind, formClockAhead,
 	formSysNew, formSysAggregated, formSysExpired, formSysRecreated, formSysRelisted,
 }
 
@@ -189,8 +191,10 @@ func TestSimulatedKubelet(t *testing.T) {
 type simulation struct {
 	// lookedAt is the step of the latest scrape of a receiver with storage in this lineage: the
 	// receiver records it as when it last looked. genLookedAt is its value when the running
-	// receiver started.
-	lookedAt, genLookedAt int
+	// receiver started. lookedAtStart tells that it is the record of a receiver's start, which
+	// knows no end in that second (genLookedAtStart: the record the running receiver started from).
+	lookedAt, genLookedAt           int
+	lookedAtStart, genLookedAtStart bool
 
 	t       *testing.T
 	seed    uint64
@@ -202,7 +206,9 @@ type simulation struct {
 	// The run's shape.
 	reliable bool
 	useWatch bool
-	policy   oomcounterprocessor.GapPolicy
+	// skew is how far the node's clock is ahead of the collector's.
+	skew   time.Duration
+	policy oomcounterprocessor.GapPolicy
 	// persistent: the processor has a storage extension.
 	persistent bool
 	// ev are the node's SystemOOM events, nil in the runs that deliver without an informer.
@@ -306,6 +312,10 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 	if rng.IntN(2) == 0 {
 		s.policy = oomcounterprocessor.GapPolicyUpperBound
 	}
+	if rng.IntN(2) == 0 {
+		// NTP keeps clocks within a second of each other, well under a status write's delay.
+		s.skew = time.Duration(rng.IntN(1801)-900) * time.Millisecond
+	}
 	if s.useWatch {
 		w := &watchAPI{h: scrapertest.New(t), events: new(atomic.Int64)}
 		s.server = w
@@ -325,7 +335,7 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		}
 		require.NoError(t, s.tt.Shutdown(context.Background()))
 	}()
-	s.logf("seed %d: reliable=%v watch=%v policy=%s storage=%v", seed, s.reliable, s.useWatch, s.policy, s.persistent)
+	s.logf("seed %d: reliable=%v watch=%v policy=%s storage=%v node clock %+v", seed, s.reliable, s.useWatch, s.policy, s.persistent, s.skew)
 
 	for i := range 2 + rng.IntN(2) {
 		s.createPod(fmt.Sprintf("pod%d", i), nil)
@@ -338,6 +348,7 @@ func runSimulation(t *testing.T, seed uint64) *simulation {
 		}
 	}
 	s.keepState = false
+	s.setNow()
 	s.startCollector()
 	for s.step = simHistorySteps + 1; s.step <= simHistorySteps+simSteps && s.failure == nil; s.step++ {
 		s.setNow()
