@@ -177,7 +177,7 @@ KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 CTRD_LDFLAGS  := -s -w -X github.com/containerd/containerd/v2/version.Version=v2.4.2
 CTRD_TAGS     := no_btrfs,no_devmapper,no_zfs
 
-.PHONY: cluster-bin cluster-deps cluster-images cluster-up cluster-down cluster-smoke cluster-e2e demo
+.PHONY: cluster-bin cluster-deps v2-kernel cluster-images cluster-up cluster-down cluster-smoke cluster-e2e demo
 
 ## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one build at a time).
 # One build at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both
@@ -210,6 +210,11 @@ $(CLUSTER_BIN)/containerd $(CLUSTER_BIN)/ctr $(CLUSTER_BIN)/containerd-shim-runc
 ## cluster-deps: install the Debian packages the node needs (runc, CNI plugins); idempotent.
 cluster-deps:
 	hack/cluster/install-deps.sh
+
+## v2-kernel: put Debian's kernel and the modules its QEMU guest needs into _build/v2kernel, for
+## the kernel-level tests on cgroup v2 (cluster-deps installs QEMU); nothing when already there.
+v2-kernel:
+	hack/v2kernel/fetch-kernel.sh _build/v2kernel
 
 ## cluster-images: build the pause and workload images into _build/cluster/images.
 cluster-images:

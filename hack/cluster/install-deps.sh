@@ -4,11 +4,16 @@
 # and the mount/namespace utilities the kubelet calls; and Prometheus, the real backend the
 # end-to-end tests scrape the collector's prometheus exporter with (each test starts its own
 # server on a loopback port with a temporary configuration and storage; the package's own service
-# is not used). Safe to run again: it does nothing when every package is already installed.
+# is not used). And what the kernel-level tests on cgroup v2 boot a Debian kernel with in QEMU
+# (hack/v2kernel, make v2-kernel): the emulator, a static busybox for the guest's initramfs, cpio
+# to pack it and kmod's depmod, whose modules.dep orders the guest's modules. Safe to run again:
+# it does nothing when every package is already installed.
 set -euo pipefail
 
 # ca-certificates: the CA bundle make image puts into the collector's image.
-packages=(runc containernetworking-plugins iptables mount util-linux prometheus ca-certificates)
+# qemu-system-x86, busybox-static, cpio, kmod: the cgroup v2 guest of the kernel-level tests.
+packages=(runc containernetworking-plugins iptables mount util-linux prometheus ca-certificates
+	qemu-system-x86 busybox-static cpio kmod)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -18,7 +23,7 @@ for p in "${packages[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-	echo ">> cluster packages already installed: ${packages[*]}"
+	echo ">> packages already installed: ${packages[*]}"
 	exit 0
 fi
 
