@@ -74,8 +74,16 @@ image-push:
 ## end-to-end tests on the local cluster (the first run builds the cluster: many minutes).
 test: collector test-unit test-rules test-e2e
 
-## test-unit: the unit tests with the race detector, and benchcompare's agreement test.
+## test-unit: the unit tests with the race detector, and benchcompare's agreement test. The
+## kernel-level tests on cgroup v2 among them boot make v2-kernel's kernel in QEMU: as root,
+## QEMU and the rest are installed if missing (cluster-deps); not root and without them, those
+## tests are skipped, but an error with CI=true.
 test-unit:
+	@if [ "$$(id -u)" = 0 ] || [ -s _build/v2kernel/vmlinuz ] || PATH=$$PATH:/usr/sbin:/sbin command -v depmod >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory v2-kernel; \
+	else \
+		echo ">> the cgroup v2 kernel is not fetched: depmod (Debian's kmod) is missing (make cluster-deps as root installs it)"; \
+	fi
 	$(call each-module,$(GO) test -race -count=1 ./...)
 	cd processor/oomcounterprocessor/internal/benchcompare && $(GO) test -count=1 -run TestSameOutput .
 
@@ -212,8 +220,15 @@ cluster-deps:
 	hack/cluster/install-deps.sh
 
 ## v2-kernel: put Debian's kernel and the modules its QEMU guest needs into _build/v2kernel, for
-## the kernel-level tests on cgroup v2 (cluster-deps installs QEMU); nothing when already there.
+## the kernel-level tests on cgroup v2; nothing when already there. As root, cluster-deps first
+## when QEMU, busybox-static, cpio or kmod is missing.
+V2_PACKAGES := qemu-system-x86 busybox-static cpio kmod
 v2-kernel:
+	@if [ "$$(id -u)" = 0 ]; then \
+		for p in $(V2_PACKAGES); do \
+			dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || { $(MAKE) --no-print-directory cluster-deps; break; }; \
+		done; \
+	fi
 	hack/v2kernel/fetch-kernel.sh _build/v2kernel
 
 ## cluster-images: build the pause and workload images into _build/cluster/images.

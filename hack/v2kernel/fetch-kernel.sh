@@ -15,6 +15,8 @@ if [ -s "$out/vmlinuz" ] && [ -s "$out/modules.load" ] && [ -s "$out/version" ];
 	echo ">> v2 kernel already in $out: $(cat "$out/version")"
 	exit 0
 fi
+# depmod is in /sbin, which a user's PATH may not have.
+PATH=$PATH:/usr/sbin:/sbin
 for tool in apt-get apt-cache dpkg-deb depmod; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "fetch-kernel: $tool is missing (depmod: Debian's kmod package; make cluster-deps as root installs it)" >&2
