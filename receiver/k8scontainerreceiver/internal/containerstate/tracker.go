@@ -80,8 +80,10 @@ type Container struct {
 	lastContainerInstance int64
 	// nextUnended is the lowest instance whose end has not been reported yet.
 	nextUnended int64
-	// watchedSince is when the receiver began to watch the container.
+	// watchedSince is when the receiver began to watch the container; wholeLife tells that it
+	// watched the container's whole life.
 	watchedSince time.Time
+	wholeLife    bool
 	// lastNews tells that Last was seen to happen while the receiver watched.
 	lastNews bool
 	pending  []Point
@@ -100,6 +102,12 @@ func (c *Container) Kills() []termination.Termination { return c.kills }
 // process in the container, which did not end it. They are no container OOM kill. Valid during
 // Drain's emit only.
 func (c *Container) InnerKills() []termination.Termination { return c.innerKills }
+
+// WatchedWhole tells that the receiver watched the container's whole life: its pod was created
+// while the receiver watched, or it was added to a pod already watched. Every instance of it
+// started while the receiver watched. A mirror pod's containers never are: their static pod may
+// have run long before.
+func (c *Container) WatchedWhole() bool { return c.wholeLife }
 
 // Observed counts what one update brought.
 type Observed struct {
@@ -308,7 +316,7 @@ func (t *Tracker) observe(p *Pod, s *slimpod.Container, podKnown bool, now time.
 		// ended between two updates of a pod already watched, or its pod was created while
 		// the receiver watched): its baseline is instance 0 before it ran, so the processor
 		// counts each termination, and instances that ended unseen are reported as such.
-		c.watchedSince = c.stamp(now)
+		c.watchedSince, c.wholeLife = c.stamp(now), true
 		t.push(c, Point{Instance: 0, Time: c.watchedSince})
 		c.nextUnended = 0
 		firstSight = false

@@ -551,3 +551,151 @@ func telemetrySum(t *testing.T, h *scrapertest.Harness, name string) int64 {
 	}
 	return sum
 }
+
+// hogCounter is the kubelet's answer with the counter of instance id of container hog.
+func hogCounter(id string, v int) string {
+	return scrapertest.Cadvisor(scrapertest.CadvisorCounter{Pod: "hog", UID: scrapertest.PodUID, Container: "hog", ID: id, Value: v})
+}
+
+// The kubelet leaves an instance out of the first answer the receiver gets (after a start
+// without storage): when it is back, its count is its lifetime's, history. It is a baseline,
+// not a new instance counted whole; a kill after it counts.
+func TestInstanceMissingFromTheFirstReading(t *testing.T) {
+	hog := podtest.NewLife("hog", "OOMKilled")
+	p := newPipelineOf(t, nil, nil, nil)
+	p.StartWith(podtest.NewPod("hog", scrapertest.PodUID, hog.Running(0)))
+	key := scrapertest.PodUID + "/hog"
+	p.Kubelet.SetCadvisor(scrapertest.Cadvisor())
+	p.cycle(time.Second, false)
+	p.Kubelet.SetCadvisor(hogCounter("hog-0", 7))
+	p.cycle(2*time.Second, false)
+	assert.Equal(t, int64(0), p.counter("k8s.container.process.oom_kills")[key], "the lifetime count is no news")
+	p.Kubelet.SetCadvisor(hogCounter("hog-0", 8))
+	p.cycle(3*time.Second, false)
+	assert.Equal(t, int64(1), p.counter("k8s.container.process.oom_kills")[key])
+}
+
+// With process_oom_kills.source cgroup, a static pod whose mirror pod is missing at the first
+// reading (deleted, not created again yet): its containers are not read. When the mirror pod is
+// back, their counts are their lifetimes', history.
+func TestStaticPodWithoutMirrorPodAtTheFirstReading(t *testing.T) {
+	cgroups := newCgroupTree(t)
+	cgroups.set(staticUID, "etcd-0", 5)
+	etcd := podtest.NewLife("etcd")
+	p := newPipelineOf(t, nil, cgroups.source, nil)
+	p.StartWith()
+	p.cycle(time.Second, false)
+	p.Send(watch.Added, podtest.Mirror(podtest.NewPod("etcd-node-a", "mirror-1", etcd.Running(0)), staticUID))
+	p.cycle(2*time.Second, false)
+	key := "mirror-1/etcd"
+	assert.Equal(t, int64(0), p.counter("k8s.container.process.oom_kills")[key], "the lifetime count is no news")
+	cgroups.set(staticUID, "etcd-0", 6)
+	p.cycle(3*time.Second, false)
+	assert.Equal(t, int64(1), p.counter("k8s.container.process.oom_kills")[key])
+}
+
+// The kubelet leaves an instance its pod shows out of its answers for longer than the receiver
+// keeps a counter no pod shows: back, it counts its growth, not its whole count again.
+func TestInstanceMissingLongerThanACounterIsKept(t *testing.T) {
+	hog := podtest.NewLife("hog", "OOMKilled")
+	p := newPipelineOf(t, nil, nil, nil)
+	p.StartWith(podtest.NewPod("hog", scrapertest.PodUID, hog.Running(0)))
+	key := scrapertest.PodUID + "/hog"
+	p.Kubelet.SetCadvisor(hogCounter("hog-0", 7))
+	p.cycle(time.Second, false)
+	p.Kubelet.SetCadvisor(scrapertest.Cadvisor())
+	for i := range 10 {
+		p.cycle(time.Duration(2+i)*time.Second, false)
+	}
+	p.Kubelet.SetCadvisor(hogCounter("hog-0", 8))
+	p.cycle(12*time.Second, false)
+	assert.Equal(t, int64(1), p.counter("k8s.container.process.oom_kills")[key])
+}
+
+// With process_oom_kills.source cgroup and storage, the pod list is slow after a restart, for
+// longer than the receiver keeps a counter no pod shows: the restored counters are kept while
+// no pod list can tell, and the growth since counts, not the whole count.
+func TestCgroupCountersKeptThroughASlowPodListAfterARestart(t *testing.T) {
+	host := storagetest.NewStorageHost().WithFileBackedStorageExtension("state", t.TempDir())
+	state := storagetest.NewStorageID("state")
+	cgroups := newCgroupTree(t)
+	cgroups.set(scrapertest.PodUID, "hog-0", 7)
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", scrapertest.PodUID, hog.Running(0))
+	key := scrapertest.PodUID + "/hog"
+	config := func(cfg *k8scontainerreceiver.Config) {
+		cgroups.source(cfg)
+		cfg.Storage = &state
+	}
+	storing := func(cfg *oomcounterprocessor.Config) { cfg.Storage = &state }
+
+	first := newPipelineOf(t, host, config, storing)
+	first.StartWith(pod)
+	first.cycle(time.Second, false)
+	cgroups.set(scrapertest.PodUID, "hog-0", 8)
+	first.cycle(2*time.Second, false)
+	assert.Equal(t, int64(1), first.counter("k8s.container.process.oom_kills")[key])
+	require.NoError(t, first.Scraper.Shutdown(context.Background()))
+	require.NoError(t, first.proc.Shutdown(context.Background()))
+
+	cgroups.set(scrapertest.PodUID, "hog-0", 9)
+	second := newPipelineOf(t, host, config, storing)
+	_, err := second.Client.CoreV1().Pods(podtest.Namespace).Create(context.Background(), pod, metav1.CreateOptions{})
+	require.NoError(t, err)
+	release := second.HoldPodLists()
+	second.StartListing()
+	for i := range 10 {
+		second.cycle(time.Minute+time.Duration(i)*time.Second, false)
+	}
+	release()
+	second.WaitWatchers(1)
+	second.WaitHandled(1)
+	second.cycle(time.Minute+10*time.Second, false)
+	assert.Equal(t, int64(2), second.counter("k8s.container.process.oom_kills")[key], "the kill while down counts once")
+}
+
+// With the kubelet's counters, kills read before the slow pod list brought their pod wait for
+// it, and count then.
+func TestKillsReadBeforeThePodListArrived(t *testing.T) {
+	hog := podtest.NewLife("hog", "OOMKilled")
+	p := newPipelineOf(t, nil, nil, nil)
+	_, err := p.Client.CoreV1().Pods(podtest.Namespace).Create(context.Background(), podtest.NewPod("hog", scrapertest.PodUID, hog.Running(0)), metav1.CreateOptions{})
+	require.NoError(t, err)
+	release := p.HoldPodLists()
+	p.StartListing()
+	key := scrapertest.PodUID + "/hog"
+	p.Kubelet.SetCadvisor(hogCounter("hog-0", 7))
+	p.cycle(time.Second, false)
+	p.Kubelet.SetCadvisor(hogCounter("hog-0", 9))
+	p.cycle(2*time.Second, false)
+	release()
+	p.WaitWatchers(1)
+	p.WaitHandled(1)
+	p.cycle(3*time.Second, false)
+	assert.Equal(t, int64(2), p.counter("k8s.container.process.oom_kills")[key])
+	p.cycle(4*time.Second, false)
+	assert.Equal(t, int64(2), p.counter("k8s.container.process.oom_kills")[key], "handed on once")
+}
+
+// With the kubelet's counters, kills read while a static pod's mirror pod is deleted and not
+// created again yet wait for the new mirror pod, and count on it.
+func TestKillsReadWhileTheMirrorPodIsMissing(t *testing.T) {
+	etcd := podtest.NewLife("etcd")
+	old := podtest.Mirror(podtest.NewPod("etcd-node-a", "mirror-1", etcd.Running(0)), staticUID)
+	counter := func(v int) string {
+		return scrapertest.Cadvisor(scrapertest.CadvisorCounter{Pod: "etcd-node-a", UID: staticUID, Container: "etcd", ID: "etcd-0", Value: v})
+	}
+	p := newPipelineOf(t, nil, nil, nil)
+	p.StartWith(old)
+	p.Kubelet.SetCadvisor(counter(1))
+	p.cycle(time.Second, false)
+	p.Send(watch.Deleted, old)
+	p.cycle(2*time.Second, false)
+	p.Kubelet.SetCadvisor(counter(4))
+	p.cycle(3*time.Second, false)
+	p.Send(watch.Added, podtest.Mirror(podtest.NewPod("etcd-node-a", "mirror-2", etcd.Running(0)), staticUID))
+	p.cycle(4*time.Second, false)
+	got := p.counter("k8s.container.process.oom_kills")
+	assert.Equal(t, int64(3), got["mirror-1/etcd"]+got["mirror-2/etcd"])
+	assert.Equal(t, int64(3), got["mirror-2/etcd"])
+}

@@ -23,17 +23,17 @@ func hog(id string, value uint64) kubelet.OOMCounter {
 
 // killsOfHog reads counters as scrape and returns the kills of container hog.
 func killsOfHog(t *processkill.Tracker, scrape uint64, counters ...kubelet.OOMCounter) processkill.Kills {
-	t.Read(counters, scrape, true)
+	t.Read(counters, scrape, true, nil)
 	defer t.Handed()
-	return t.Kills("u1", "hog")
+	return t.Take("u1", "hog")
 }
 
 func TestBaselineThenGrowth(t *testing.T) {
 	tr := processkill.New()
-	assert.True(t, tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true), "a new counter is saved")
+	assert.True(t, tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil), "a new counter is saved")
 	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"), "the first reading is a baseline")
 	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, killsOfHog(tr, 1, hog("hog-0", 10)))
-	assert.False(t, tr.Read([]kubelet.OOMCounter{hog("hog-0", 10)}, 2, true), "nothing changed")
+	assert.False(t, tr.Read([]kubelet.OOMCounter{hog("hog-0", 10)}, 2, true, nil), "nothing changed")
 	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"))
 }
 
@@ -41,36 +41,123 @@ func TestBaselineThenGrowth(t *testing.T) {
 // with the other instances' of the same container.
 func TestANewInstanceCountsWhole(t *testing.T) {
 	tr := processkill.New()
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil)
 	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-1"}, killsOfHog(tr, 1, hog("hog-0", 8), hog("hog-1", 2)))
 }
 
 // A kubelet that restarted counts again from zero: its value is the kills since.
 func TestACounterThatWentDown(t *testing.T) {
 	tr := processkill.New()
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil)
 	assert.Equal(t, processkill.Kills{N: 2, ContainerID: "hog-0"}, killsOfHog(tr, 1, hog("hog-0", 2)))
 }
 
-// An instance missing from a few answers and back does not count again from zero; one missing
-// for longer is forgotten, and counts whole when it is back.
+// pods is what a pod list shows: the instances by container ID, and the containers whose whole
+// life the receiver watched.
+type pods struct {
+	shown map[string]bool
+	whole map[string]bool
+}
+
+func (p pods) Shows(id string) bool                  { return p.shown[id] }
+func (p pods) WatchedWhole(podUID, name string) bool { return p.whole[podUID+"/"+name] }
+
+// An instance missing from a few answers and back does not count again from zero. One missing
+// for longer is kept as long as a pod shows it, or no pod list can tell; else it is forgotten,
+// and a baseline when it is back.
 func TestACounterMissingForAFewScrapes(t *testing.T) {
 	tr := processkill.New()
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil)
 	for scrape := uint64(1); scrape <= 6; scrape++ {
-		assert.False(t, tr.Read(nil, scrape, true), "kept for scrape %d", scrape)
+		assert.False(t, tr.Read(nil, scrape, true, pods{}), "kept for scrape %d", scrape)
 	}
 	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, killsOfHog(tr, 6, hog("hog-0", 8)))
-	for scrape := uint64(7); scrape <= 12; scrape++ {
-		tr.Read(nil, scrape, true)
+	shown := pods{shown: map[string]bool{"hog-0": true}}
+	for scrape := uint64(7); scrape <= 20; scrape++ {
+		assert.False(t, tr.Read(nil, scrape, true, shown), "shown: kept for scrape %d", scrape)
 	}
-	assert.True(t, tr.Read(nil, 13, true), "forgotten after 6 scrapes without a reading")
-	assert.Equal(t, processkill.Kills{N: 8, ContainerID: "hog-0"}, killsOfHog(tr, 14, hog("hog-0", 8)))
+	for scrape := uint64(21); scrape <= 40; scrape++ {
+		assert.False(t, tr.Read(nil, scrape, true, nil), "no pod list: kept for scrape %d", scrape)
+	}
+	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, killsOfHog(tr, 41, hog("hog-0", 9)))
+	for scrape := uint64(42); scrape <= 47; scrape++ {
+		tr.Read(nil, scrape, true, pods{})
+	}
+	assert.True(t, tr.Read(nil, 48, true, pods{}), "forgotten after 6 scrapes unread and unshown")
+	assert.Equal(t, processkill.Kills{}, killsOfHog(tr, 49, hog("hog-0", 10)), "a baseline when back")
+	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, killsOfHog(tr, 50, hog("hog-0", 11)))
+}
+
+// Before the pod list arrived, a counter is kept far longer, but not for ever.
+func TestACounterMissingWithoutAPodList(t *testing.T) {
+	tr := processkill.New()
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil)
+	assert.False(t, tr.Read(nil, 360, true, nil))
+	assert.True(t, tr.Read(nil, 361, true, nil), "forgotten")
+	assert.Equal(t, processkill.Kills{}, killsOfHog(tr, 362, hog("hog-0", 9)), "a baseline when back")
+}
+
+// An instance the first complete reading did not read may have run long before: read later, it
+// is a baseline, unless an earlier instance of its container was read (it started after that
+// reading) or the receiver watched its container's whole life.
+func TestAnInstanceMissingFromTheFirstReading(t *testing.T) {
+	tr := processkill.New()
+	tr.Read(nil, 0, true, pods{})
+	assert.Equal(t, processkill.Kills{}, killsOfHog(tr, 1, hog("hog-0", 7)), "maybe there at the first reading")
+	assert.Equal(t, processkill.Kills{N: 2, ContainerID: "hog-1"}, killsOfHog(tr, 2, hog("hog-1", 2)), "started after hog-0 was read")
+
+	watched := processkill.New()
+	watched.Read(nil, 0, true, pods{})
+	watched.Read([]kubelet.OOMCounter{hog("hog-0", 3)}, 1, true, pods{whole: map[string]bool{"u1/hog": true}})
+	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, watched.Kills("u1", "hog"), "its pod was created while watched")
+
+	// Two instances of a container both read for the first time are both baselines.
+	both := processkill.New()
+	both.Read(nil, 0, true, pods{})
+	assert.Equal(t, processkill.Kills{}, killsOfHog(both, 1, hog("hog-0", 3), hog("hog-1", 2)))
+}
+
+// Kills of a container no pod shows wait until one does, and are handed on once; they wait 30
+// scrapes at most.
+func TestKillsWaitForTheirPod(t *testing.T) {
+	tr := processkill.New()
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true, nil)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 2)}, 1, true, nil)
+	tr.Handed()
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 3)}, 2, true, nil)
+	tr.Handed()
+	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, tr.Take("u1", "hog"))
+	tr.Handed()
+	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"))
+
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 4)}, 3, true, nil)
+	for scrape := uint64(4); scrape < 33; scrape++ {
+		tr.Read([]kubelet.OOMCounter{hog("hog-0", 4)}, scrape, true, nil)
+		tr.Handed()
+	}
+	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, tr.Kills("u1", "hog"), "waited 29 scrapes")
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 4)}, 33, true, nil)
+	tr.Handed()
+	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"), "dropped after 30")
+}
+
+// A reading without counters primes all the same, and says so: a restart with storage is
+// primed.
+func TestAnEmptyCompleteReadingIsSaved(t *testing.T) {
+	tr := processkill.New()
+	assert.False(t, tr.Read(nil, 0, false, nil))
+	assert.True(t, tr.Read(nil, 1, true, nil))
+	saved, err := tr.Save()
+	require.NoError(t, err)
+	restarted := processkill.New()
+	require.NoError(t, restarted.Restore(saved))
+	restarted.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true, nil)
+	assert.Equal(t, processkill.Kills{N: 2, ContainerID: "hog-1"}, killsOfHog(restarted, 1, hog("hog-1", 2)))
 }
 
 func TestRestoreThenGrowth(t *testing.T) {
 	first := processkill.New()
-	first.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true)
+	first.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil)
 	saved, err := first.Save()
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"hog-0": {"pod_uid": "u1", "container": "hog", "value": 7}}`, string(saved))
@@ -92,7 +179,7 @@ func TestRestoreDamagedCounters(t *testing.T) {
 // kills no news.
 func TestAnIncompleteReadingPrimesNothing(t *testing.T) {
 	tr := processkill.New()
-	tr.Read(nil, 0, false)
+	tr.Read(nil, 0, false, nil)
 	assert.Equal(t, processkill.Kills{}, killsOfHog(tr, 1, hog("hog-0", 40)))
 	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, killsOfHog(tr, 2, hog("hog-0", 41)))
 }
@@ -100,10 +187,11 @@ func TestAnIncompleteReadingPrimesNothing(t *testing.T) {
 // Kills wait until they are handed on: a scrape that could not hand them on loses none.
 func TestKillsWaitUntilHandedOn(t *testing.T) {
 	tr := processkill.New()
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true)
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 2)}, 1, true)
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 3)}, 2, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true, nil)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 2)}, 1, true, nil)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 3)}, 2, true, nil)
 	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, tr.Kills("u1", "hog"))
+	tr.Take("u1", "hog")
 	tr.Handed()
 	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"))
 }
@@ -112,7 +200,7 @@ func TestKillsWaitUntilHandedOn(t *testing.T) {
 // counts its new value, not nothing.
 func TestACounterThatWentDownNotToZero(t *testing.T) {
 	tr := processkill.New()
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil)
 	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, killsOfHog(tr, 1, hog("hog-0", 3)))
 }
 
@@ -121,24 +209,25 @@ func TestACounterThatWentDownNotToZero(t *testing.T) {
 // counter shows it later; not added when the counter already counted it.
 func TestAbsorbAKillThePodStatusShowed(t *testing.T) {
 	tr := processkill.New()
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true, nil)
 	assert.True(t, tr.Absorb("hog-0", "u1", "hog"))
 	assert.False(t, tr.Absorb("hog-0", "u1", "hog"), "the same kill again")
-	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, tr.Kills("u1", "hog"))
+	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, tr.Take("u1", "hog"))
 	tr.Handed()
 	assert.Equal(t, processkill.Kills{}, killsOfHog(tr, 1, hog("hog-0", 1)), "the counter's late 1 is that kill")
 	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, killsOfHog(tr, 2, hog("hog-0", 2)), "a second kill is one")
 
 	seen := processkill.New()
-	seen.Read([]kubelet.OOMCounter{hog("hog-1", 0)}, 0, true)
+	seen.Read([]kubelet.OOMCounter{hog("hog-1", 0)}, 0, true, nil)
 	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-1"}, killsOfHog(seen, 1, hog("hog-1", 1)))
 	seen.Absorb("hog-1", "u1", "hog")
 	assert.Equal(t, processkill.Kills{}, seen.Kills("u1", "hog"), "the counter counted it")
 
 	// Never read before: the credit survives a restart with the counters.
 	unread := processkill.New()
-	unread.Read(nil, 0, true)
+	unread.Read(nil, 0, true, nil)
 	assert.True(t, unread.Absorb("hog-2", "u1", "hog"))
+	unread.Take("u1", "hog")
 	unread.Handed()
 	saved, err := unread.Save()
 	require.NoError(t, err)
@@ -151,8 +240,8 @@ func TestAbsorbAKillThePodStatusShowed(t *testing.T) {
 // (a static pod under two mirror pods) finds none.
 func TestTakeHandsOnOnce(t *testing.T) {
 	tr := processkill.New()
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true)
-	tr.Read([]kubelet.OOMCounter{hog("hog-0", 2)}, 1, true)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true, nil)
+	tr.Read([]kubelet.OOMCounter{hog("hog-0", 2)}, 1, true, nil)
 	assert.Equal(t, processkill.Kills{N: 2, ContainerID: "hog-0"}, tr.Take("u1", "hog"))
 	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"))
 }

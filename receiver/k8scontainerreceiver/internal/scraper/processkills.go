@@ -13,6 +13,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
 
@@ -28,10 +29,16 @@ const processCountersKey = "process_oom_counters"
 // Read from the cgroups of the tracked containers, a reading before the pod list arrived holds
 // none of the containers there are: it primes nothing.
 func (s *Scraper) collectProcessKills(ctx context.Context) bool {
+	listed := s.podsListed == nil || s.podsListed()
+	var pods processkill.Pods
+	if listed {
+		s.livePods.take(s.tracker)
+		pods = &s.livePods
+	}
 	complete := true
 	var counters []kubelet.OOMCounter
 	if s.cgroups != nil {
-		complete = s.podsListed == nil || s.podsListed()
+		complete = listed
 		counters = s.readCgroups()
 	} else {
 		var err error
@@ -40,7 +47,7 @@ func (s *Scraper) collectProcessKills(ctx context.Context) bool {
 			return false
 		}
 	}
-	if s.processKills.Read(counters, s.scrapes, complete) {
+	if s.processKills.Read(counters, s.scrapes, complete, pods) {
 		s.processCountersChanged = true
 	}
 	return true
@@ -126,4 +133,33 @@ func (s *Scraper) restoreProcessCounters(ctx context.Context) {
 	if err := s.processKills.Restore(b); err != nil {
 		s.logger.Warn("Discarding a damaged record of the process OOM kill counters", zap.Error(err))
 	}
+}
+
+// livePods is what the pod list shows at a reading of the counters (see processkill.Pods).
+type livePods struct {
+	shown map[string]bool
+	whole map[statsKey]bool
+}
+
+// take holds what the tracker shows now.
+func (l *livePods) take(tracker *containerstate.Tracker) {
+	if l.shown == nil {
+		l.shown, l.whole = map[string]bool{}, map[statsKey]bool{}
+	}
+	clear(l.shown)
+	clear(l.whole)
+	tracker.Each(func(p *containerstate.Pod, c *containerstate.Container) {
+		if id := runtimeID(c.ContainerID); id != "" {
+			l.shown[id] = true
+		}
+		if c.WatchedWhole() {
+			l.whole[statsKey{string(p.RuntimeUID), c.Name}] = true
+		}
+	})
+}
+
+func (l *livePods) Shows(containerID string) bool { return l.shown[containerID] }
+
+func (l *livePods) WatchedWhole(podUID, name string) bool {
+	return l.whole[statsKey{podUID, name}]
 }

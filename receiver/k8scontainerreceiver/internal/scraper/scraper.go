@@ -129,6 +129,8 @@ type Scraper struct {
 	// on; processCountersChanged tells that the counters changed since they were last saved.
 	processKills           *processkill.Tracker
 	processCountersChanged bool
+	// livePods is what the pod list showed at the latest reading of the counters.
+	livePods livePods
 	// cgroups reads the process OOM kill counters with process_oom_kills.source cgroup.
 	cgroups         *cgroupoom.Reader
 	cgroupInstances []cgroupoom.Instance
