@@ -48,25 +48,35 @@ import (
 // the one /metrics/cadvisor and the cgroup tree know them by, and the kubelet deletes and
 // creates them again (a new UID, the same running containers). Processes are OOM-killed inside
 // living containers; containers restart (a new instance, its counter from 0, the old one gone);
-// the kubelet restarts and cAdvisor counts again from 0; an instance is missing from a few of
-// the kubelet's answers; the API server is slow to answer the initial pod list; the collector
-// restarts, with its state in storage or without; batches are lost on the way to the processor.
+// the kubelet restarts and cAdvisor counts again from 0; an instance is missing from the
+// kubelet's answers, for a few scrapes or for longer than the receiver keeps a counter it does
+// not read, the first complete reading included; a static pod's mirror pod stays away for a
+// scrape or for many (the cgroup source then reads none of its containers), at the first
+// complete reading too; the API server is slow to answer the initial pod list, for a few scrapes
+// or many; the collector restarts, with its state in storage or without; batches are lost on the
+// way to the processor.
 //
 // The truth of a container (its pod's UID as the runtime knows it and its name) is every kill
 // the checker made. docs/counting.md says which of them a correct pipeline counts; the checker
 // follows it reading by reading, as the receiver's counters stand:
-//   - a kill before the first reading of its instance, when no complete reading came before in
-//     the lineage (the collector's run, or runs joined by storage), is history: counting it is a
-//     false alarm;
+//   - a kill before the first complete reading of the lineage (the collector's run, or runs
+//     joined by storage) is history: counting it is a false alarm, and so is counting a kill
+//     twice;
 //   - a kill an instance's counter shows in a reading counts: its growth since the previous
-//     reading, its whole value when the instance is new since a complete reading;
+//     reading of the instance, however long ago, as long as the receiver holds its counter (it
+//     forgets it only when no pod shows the instance and it went unread for more than
+//     simpkKeepScrapes scrapes: then the kills since its last reading may be missed);
+//   - an instance read for the first time counts its whole value when the receiver holds the
+//     counter of an earlier instance of its container; else its kills until that reading may be
+//     missed (an instance the first complete reading did not read may have run long before);
 //   - after a kubelet restart the counter counts its new value when it went down, its growth
 //     over the old value when not: the kills between the last reading and the restart, and what
 //     the growth cannot tell, may be missed;
 //   - kills of an instance after its last reading and before it ended may be missed;
 //   - kills read while the receiver shows no pod for them (the kubelet's counters of a pod the
-//     pod list has not brought yet, or of a static pod whose mirror pod is gone) may be missed:
-//     the receiver has no series to put them on;
+//     pod list has not brought yet, or of a static pod whose mirror pod is gone) wait for a pod
+//     that shows them, and count then; they may be missed if the collector stops before, or if a
+//     batch was lost meanwhile (a deleted mirror pod that waits to report may have carried them);
 //   - kills whose delta went out in a batch that was lost may be missed.
 //
 // So the exported count, summed over the mirror pods a static pod's container was reported
@@ -94,9 +104,10 @@ const (
 	simpkShownFailures = 3
 	// simpkMinHits is how many of the default runs must hit each form.
 	simpkMinHits = 5
-	// simpkKeepScrapes is how many scrapes the receiver keeps a counter it did not read: the
-	// draws keep every gap shorter.
+	// simpkKeepScrapes is how many scrapes the receiver keeps a counter it did not read when no
+	// pod shows its instance; simpkLongGap is the shortest of the longer gaps the draws make.
 	simpkKeepScrapes = 6
+	simpkLongGap     = simpkKeepScrapes + 1
 )
 
 // pkForm is a form of the node's, or of the world around the collector, that a run may hit.
@@ -115,11 +126,14 @@ const (
 	pkRestartBare    pkForm = "collector restart without storage"
 	pkNewInstance    pkForm = "container restarted: a new instance counts whole"
 	pkBatchLost      pkForm = "batch lost on the way to the processor"
+	pkUnprimed       pkForm = "instance with history missing from the first complete reading"
+	pkLongGap        pkForm = "counter unread for longer than the receiver keeps it unshown, back"
+	pkWaited         pkForm = "kills read while no pod showed them, counted later"
 )
 
 var pkForms = []pkForm{
 	pkKubelet, pkCgroup, pkSystemd, pkStatic, pkMirror, pkSlowList, pkLower, pkGap,
-	pkRestartStorage, pkRestartBare, pkNewInstance, pkBatchLost,
+	pkRestartStorage, pkRestartBare, pkNewInstance, pkBatchLost, pkUnprimed, pkLongGap, pkWaited,
 }
 
 func TestSimulatedProcessKills(t *testing.T) {
@@ -247,6 +261,12 @@ type pkContainer struct {
 	// must are the kills a correct pipeline must have counted so far; may those it may have
 	// counted on top; history the kills it must not count.
 	must, may, history int64
+	// prev is the latest earlier instance the lineage read, nil if none.
+	prev *pkInstance
+	// waiting are kills read while no pod showed them, counted in may until a pod shows them;
+	// waitSafe tells that no batch was lost since they wait.
+	waiting  int64
+	waitSafe bool
 }
 
 type pkInstance struct {
@@ -263,6 +283,12 @@ type pkInstance struct {
 	known    bool
 	last     int64
 	lastRead int
+	// held tells that the receiver surely still holds the counter it read.
+	held bool
+	// unprimed tells that the lineage's first complete reading did not read the instance; hist
+	// are its kills until then, history.
+	unprimed bool
+	hist     int64
 	// gap is how many more answers of the kubelet leave the instance out.
 	gap int
 	// gapped tells that the instance was left out of an answer since its last reading.
@@ -517,6 +543,9 @@ func (s *pkSim) restartContainer() {
 	c := s.pickContainer()
 	old := c.inst
 	s.settleEnded(c, old)
+	if old.known {
+		c.prev = old
+	}
 	s.removeCgroup(c)
 	c.run++
 	c.inst = &pkInstance{id: c.instanceID()}
@@ -556,8 +585,17 @@ func (s *pkSim) restartKubelet() {
 // leaveOut makes the kubelet leave an instance out of its next answers.
 func (s *pkSim) leaveOut() {
 	c := s.pickContainer()
-	c.inst.gap = 1 + s.rng.IntN(3)
+	c.inst.gap = s.gapLength(1)
 	s.logf("%s: the kubelet leaves %s out of its next %d answers", c.pod.name, c.inst.id, c.inst.gap)
+}
+
+// gapLength draws how many scrapes something stays away: from least to two more, or, one time
+// in four, longer than the receiver keeps a counter it does not read.
+func (s *pkSim) gapLength(least int) int {
+	if s.rng.IntN(4) == 0 {
+		return simpkLongGap + s.rng.IntN(3)
+	}
+	return least + s.rng.IntN(3)
 }
 
 // recreateMirror deletes a static pod's mirror pod; the kubelet creates it again now or after a
@@ -576,7 +614,7 @@ func (s *pkSim) recreateMirror() {
 	s.writePod(p, watch.Deleted)
 	s.logf("%s: mirror pod %s deleted", p.name, p.mirror)
 	p.mirror = ""
-	p.absent = s.rng.IntN(3)
+	p.absent = s.gapLength(0)
 	if p.absent == 0 {
 		s.createMirror(p)
 	}
@@ -745,9 +783,12 @@ func (s *pkSim) startCollector(slow bool) {
 	s.scrape = 0
 	for _, c := range s.containers {
 		c.inst.lastRead = 0
+		if c.prev != nil {
+			c.prev.lastRead = 0
+		}
 	}
 	if slow {
-		s.held = 1 + s.rng.IntN(3)
+		s.held = s.gapLength(1)
 		s.gateMu.Lock()
 		s.gate = make(chan struct{})
 		s.gateMu.Unlock()
@@ -789,10 +830,17 @@ func (s *pkSim) stopCollector() {
 	require.NoError(s.t, s.h.Scraper.Shutdown(context.Background()))
 	require.NoError(s.t, s.proc.Shutdown(context.Background()))
 	s.running, s.listed = false, false
+	for _, c := range s.containers {
+		if c.waiting > 0 {
+			s.logf("  %s: %d kills waiting for a pod lost: may be missed", c.life.Name, c.waiting)
+			c.waiting = 0
+		}
+	}
 	if !s.persistent {
 		s.primed = false
 		for _, c := range s.containers {
-			c.inst.known = false
+			c.inst.known, c.inst.held = false, false
+			c.prev = nil
 		}
 	}
 	s.logf("collector stopped")
@@ -807,21 +855,9 @@ func (s *pkSim) scrapeOnce(lose bool) {
 		s.hit(pkSlowList)
 		s.held--
 	}
-	// The lineage's first complete reading takes every instance's baseline; an instance it
-	// does not read looks new to a later one, which counts its whole count, history
-	// included. The draws leave none out of it (see pkPriming).
-	priming := !s.primed && (s.kubelet || s.listed)
-	if priming {
-		s.logf("priming reading: every instance in it")
-	}
 	for _, p := range s.pods {
-		for _, c := range p.containers {
-			if priming {
-				c.inst.gap = 0
-			}
-		}
 		if p.static && p.mirror == "" {
-			if p.absent <= 0 || priming {
+			if p.absent <= 0 {
 				s.createMirror(p)
 			}
 			p.absent--
@@ -840,9 +876,17 @@ func (s *pkSim) scrapeOnce(lose bool) {
 		shown := s.listed && c.pod.apiUID() != ""
 		switch {
 		case n[0]+n[1] == 0:
-		case lose || !shown:
+		case !shown:
+			// They wait for a pod that shows them (see below); n[1] may be missed anyway.
+			if c.waiting == 0 {
+				c.waitSafe = true
+			}
+			c.waiting += n[0]
 			c.may += n[0] + n[1]
-			s.logf("  %s: %d kills counted, may be missed (batch lost %v, no pod shown %v)", c.life.Name, n[0]+n[1], lose, !shown)
+			s.logf("  %s: %d kills counted while no pod shows them: they wait (%d waiting)", c.life.Name, n[0]+n[1], c.waiting)
+		case lose:
+			c.may += n[0] + n[1]
+			s.logf("  %s: %d kills counted, may be missed (batch lost)", c.life.Name, n[0]+n[1])
 		default:
 			c.must += n[0]
 			c.may += n[1]
@@ -850,6 +894,22 @@ func (s *pkSim) scrapeOnce(lose bool) {
 			if n[0] > 0 && c.pod.static {
 				s.hit(pkStatic)
 			}
+		}
+	}
+	for _, c := range sortedContainers(s.waitingKills()) {
+		shown := s.listed && c.pod.apiUID() != ""
+		switch {
+		case shown && !lose && c.waitSafe:
+			c.may -= c.waiting
+			c.must += c.waiting
+			s.hit(pkWaited)
+			s.logf("  %s: %d waiting kills must count now (must %d may %d history %d)", c.life.Name, c.waiting, c.must, c.may, c.history)
+			c.waiting = 0
+		case shown:
+			s.logf("  %s: %d waiting kills handed on, may be missed (batch lost %v, one lost while they waited %v)", c.life.Name, c.waiting, lose, !c.waitSafe)
+			c.waiting = 0
+		case lose:
+			c.waitSafe = false
 		}
 	}
 	s.scrape++
@@ -882,7 +942,15 @@ func (s *pkSim) read() map[*pkContainer][2]int64 {
 			v = in.cadvisor
 		}
 		var must, may int64
+		unread := s.scrape - in.lastRead
 		switch {
+		case in.known && !in.held:
+			// The receiver forgot its counter: the kills since its last reading may be missed,
+			// the earlier ones were counted.
+			must, may = 0, in.before+in.after
+			if in.last > 0 {
+				s.hit(pkLongGap)
+			}
 		case in.known && in.reset && v < in.last:
 			// Went down: its new value counts.
 			must, may = v, in.before
@@ -896,11 +964,20 @@ func (s *pkSim) read() map[*pkContainer][2]int64 {
 			if in.gapped && must > 0 {
 				s.hit(pkGap)
 			}
-		case s.primed:
-			// New since a complete reading: its whole count.
+			if unread > simpkKeepScrapes && in.last > 0 {
+				s.hit(pkLongGap)
+			}
+		case s.primed && c.prev != nil && c.prev.held:
+			// New since the reading of an instance before it: its whole count.
 			must, may = v, in.before
 			if v > 0 {
 				s.hit(pkNewInstance)
+			}
+		case s.primed:
+			// Maybe there before the first complete reading: a baseline.
+			must, may = 0, in.before+in.after
+			if in.unprimed && in.hist > 0 && v > in.before+in.after {
+				s.hit(pkUnprimed)
 			}
 		default:
 			c.history += in.before + in.after
@@ -909,18 +986,47 @@ func (s *pkSim) read() map[*pkContainer][2]int64 {
 			s.fail("checker", "%s: %d+%d kills counted of %d read", in.id, must, may, in.before+in.after)
 		}
 		in.before, in.after, in.reset, in.gapped = 0, 0, false, false
-		in.known, in.last, in.lastRead = true, v, s.scrape
+		in.known, in.held, in.last, in.lastRead = true, true, v, s.scrape
 		if must+may > 0 {
 			counted[c] = [2]int64{must, may}
 		}
 	}
+	if !s.primed && complete {
+		// The kills so far of an instance the first complete reading did not read are history.
+		for _, c := range s.containers {
+			if in := c.inst; !in.known {
+				in.unprimed, in.hist = true, in.before+in.after
+				c.history += in.hist
+				in.before, in.after = 0, 0
+				s.logf("  %s: not read by the first complete reading, %d kills history", in.id, in.hist)
+			}
+		}
+	}
 	s.primed = s.primed || complete
-	for _, c := range s.containers {
-		if c.inst.known && s.scrape-c.inst.lastRead > simpkKeepScrapes {
-			s.fail("checker", "%s unread for more than %d scrapes: the draws must not do that", c.inst.id, simpkKeepScrapes)
+	if s.listed {
+		// The receiver forgets a counter unread for longer than it keeps one no pod shows.
+		for _, c := range s.containers {
+			for _, in := range []*pkInstance{c.inst, c.prev} {
+				shown := in == c.inst && c.pod.apiUID() != ""
+				if in != nil && in.held && s.scrape-in.lastRead > simpkKeepScrapes && !shown {
+					in.held = false
+					s.logf("  %s: unread for %d scrapes, no pod shows it: forgotten", in.id, s.scrape-in.lastRead)
+				}
+			}
 		}
 	}
 	return counted
+}
+
+// waitingKills are the containers whose kills wait for a pod.
+func (s *pkSim) waitingKills() map[*pkContainer][2]int64 {
+	m := map[*pkContainer][2]int64{}
+	for _, c := range s.containers {
+		if c.waiting > 0 {
+			m[c] = [2]int64{c.waiting}
+		}
+	}
+	return m
 }
 
 func sortedContainers(m map[*pkContainer][2]int64) []*pkContainer {
