@@ -620,3 +620,25 @@ type hostReadResult struct {
 	SecondSearches        int
 	FirstTook, SecondTook time.Duration
 }
+
+// On cgroup v2, memory.events also counts the group kills (memory.oom.group): ReadCounts tells
+// them; v1's memory.oom_control has none.
+func TestGroupKills(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint64
+		err  bool
+	}{
+		{"low 0\nhigh 0\nmax 21\noom 1\noom_kill 6\noom_group_kill 1\n", 1, false},
+		{"oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", 0, false},
+		{"oom_kill 6\noom_group_kill x\n", 0, true},
+	} {
+		got, err := parseGroupKill([]byte(tc.in))
+		if tc.err {
+			assert.Error(t, err, tc.in)
+			continue
+		}
+		require.NoError(t, err, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+	}
+}

@@ -28,6 +28,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/testing/v2vm"
 )
 
@@ -111,9 +113,10 @@ type v2Process struct {
 }
 
 type v2Read struct {
-	Value uint64 `json:"value"`
-	Found bool   `json:"found"`
-	Err   string `json:"err,omitempty"`
+	Value      uint64 `json:"value"`
+	GroupKills uint64 `json:"groupKills"`
+	Found      bool   `json:"found"`
+	Err        string `json:"err,omitempty"`
 }
 
 // TestV2KernelOOMKills boots the guest once and checks what the kernel and the Reader did in
@@ -199,8 +202,19 @@ func checkV2Case(t *testing.T, c v2Case) {
 	// The Reader reads memory.events' oom_kill: 0 before, the kernel's count after, and the
 	// instance is left out once its cgroup is gone.
 	assert.Equal(t, v2Read{Value: 0, Found: true}, c.ReaderBefore, "the Reader before the kills")
-	assert.Equal(t, v2Read{Value: ev["oom_kill"], Found: true}, c.ReaderAfter, "the Reader after the kills")
+	assert.Equal(t, v2Read{Value: ev["oom_kill"], GroupKills: ev["oom_group_kill"], Found: true}, c.ReaderAfter, "the Reader after the kills")
 	assert.Equal(t, v2Read{}, c.ReaderRemoved, "the Reader after the container's cgroup was removed")
+
+	// What the receiver makes of these readings (internal/processkill): kills of one process at
+	// a time inside the living cgroup are process kills, each once; a group kill ended the
+	// container, a container OOM kill its status shows, and is no process kill.
+	pk := processkill.New()
+	reading := func(r v2Read) []kubelet.OOMCounter {
+		return []kubelet.OOMCounter{{PodUID: "pod", Container: "c", ContainerID: "instance", Value: r.Value, GroupKills: r.GroupKills}}
+	}
+	pk.Read(reading(c.ReaderBefore), 0, true, nil)
+	pk.Read(reading(c.ReaderAfter), 1, true, nil)
+	processKills := pk.Take("pod", "c").N
 
 	// The container has no cgroups below it: its local events are its events. The pod's
 	// memory.events counts its container's kills; its memory.events.local, none.
@@ -221,6 +235,7 @@ func checkV2Case(t *testing.T, c v2Case) {
 			assert.True(t, killed(p), "allocator %+v is killed", p)
 		}
 		assert.Equal(t, uint64(3), ev["oom_kill"], "one kill per run of the allocator")
+		assert.Equal(t, int64(3), processKills, "three process kills")
 		assert.Equal(t, uint64(3), ev["oom"])
 		assert.Zero(t, ev["oom_group_kill"])
 		assert.Equal(t, 3, c.KilledLines)
@@ -231,12 +246,23 @@ func checkV2Case(t *testing.T, c v2Case) {
 		assert.True(t, pid1.Survived, "PID 1 lives on after its child's kill: %+v", pid1)
 		assert.True(t, killed(child), "the child allocator is killed: %+v", child)
 		assert.Equal(t, []int{pid1.PID}, c.ProcsAfter, "PID 1 alone is left in the container")
+		assert.Equal(t, int64(1), processKills, "the child's kill is one process kill")
 		assert.Equal(t, uint64(1), ev["oom_kill"])
 		assert.Equal(t, uint64(1), ev["oom"])
 		assert.Zero(t, ev["oom_group_kill"])
 		assert.Equal(t, 1, c.KilledLines)
 	case "group":
 		require.Len(t, c.Processes, 4)
+		assert.Zero(t, processKills, "a group kill is no process kill")
+		// cAdvisor, which the kubelet source reads, counts the kernel log's OOM reports: one
+		// per OOM, however many processes the group kill ended.
+		reports := 0
+		for _, l := range c.KernelLog {
+			if strings.Contains(l, "oom-kill:constraint=") {
+				reports++
+			}
+		}
+		assert.Equal(t, 1, reports, "OOM reports of the group kill in the kernel log")
 		for _, p := range c.Processes {
 			assert.True(t, killed(p), "%+v is killed with its group", p)
 			assert.False(t, p.Survived)
@@ -634,9 +660,9 @@ func waitFor(cond func() bool, d time.Duration) bool {
 }
 
 func readOne(r *Reader, instance []Instance) v2Read {
-	m, err := r.Read(instance)
+	m, err := r.ReadCounts(instance)
 	v, ok := m[instance[0].ContainerID]
-	out := v2Read{Value: v, Found: ok}
+	out := v2Read{Value: v.Kills, GroupKills: v.GroupKills, Found: ok}
 	if err != nil {
 		out.Err = err.Error()
 	}

@@ -34,6 +34,9 @@ const (
 type OOMCounter struct {
 	Namespace, Pod, PodUID, Container, ContainerID string
 	Value                                          uint64
+	// GroupKills are the kills of all the instance's processes at once (cgroup v2's
+	// oom_group_kill), which Value counts too; only the cgroup filesystem tells them.
+	GroupKills uint64
 }
 
 // OOMEvents fetches GET <endpoint>/metrics/cadvisor and returns the container_oom_events_total

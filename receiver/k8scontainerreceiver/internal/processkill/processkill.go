@@ -51,6 +51,8 @@ type counter struct {
 	Credit uint64 `json:"credit,omitempty"`
 	// Absorbed tells that the kill the pod status showed inside the instance is accounted for.
 	Absorbed bool `json:"absorbed,omitempty"`
+	// GroupKills is the instance's count of group kills as last read.
+	GroupKills uint64 `json:"group_kills,omitempty"`
 	// scrape is the number of the scrape that last read it.
 	scrape uint64
 }
@@ -129,10 +131,16 @@ func (t *Tracker) Read(counters []kubelet.OOMCounter, scrape uint64, complete bo
 			// The kubelet restarted and its cAdvisor counts again from zero.
 			n = c.Value
 		}
-		if c.Value != prev.Value {
+		if c.GroupKills > prev.GroupKills {
+			// The OOM killer killed all the instance's processes at once (cgroup v2,
+			// memory.oom.group): the container ended, one container OOM kill that its status
+			// shows. Its growth since the previous reading is that kill, no process kill.
+			n = 0
+		}
+		if c.Value != prev.Value || c.GroupKills != prev.GroupKills {
 			changed = true
 		}
-		prev.Value, prev.scrape = c.Value, scrape
+		prev.Value, prev.GroupKills, prev.scrape = c.Value, c.GroupKills, scrape
 		if credit := min(n, prev.Credit); credit > 0 {
 			n -= credit
 			prev.Credit -= credit

@@ -245,3 +245,26 @@ func TestTakeHandsOnOnce(t *testing.T) {
 	assert.Equal(t, processkill.Kills{N: 2, ContainerID: "hog-0"}, tr.Take("u1", "hog"))
 	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"))
 }
+
+// On cgroup v2 the kubelet sets memory.oom.group on each container: one OOM kills all its
+// processes, and oom_kill grows by one or more per process. The container ended: its status
+// shows the container OOM kill, and none of that growth is a process kill. Kills of one process
+// at a time (the group kill off) count as before.
+func TestAGroupKillIsNoProcessKill(t *testing.T) {
+	tr := processkill.New()
+	grouped := func(id string, value, groups uint64) kubelet.OOMCounter {
+		c := hog(id, value)
+		c.GroupKills = groups
+		return c
+	}
+	tr.Read([]kubelet.OOMCounter{grouped("hog-0", 2, 0)}, 0, true, nil)
+	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, killsOfHog(tr, 1, grouped("hog-0", 3, 0)))
+	assert.Equal(t, processkill.Kills{}, killsOfHog(tr, 2, grouped("hog-0", 9, 1)), "four processes killed at once")
+	assert.Equal(t, processkill.Kills{}, killsOfHog(tr, 3, grouped("hog-1", 6, 1)), "a new instance already ended by a group kill")
+
+	saved, err := tr.Save()
+	require.NoError(t, err)
+	restored := processkill.New()
+	require.NoError(t, restored.Restore(saved))
+	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-1"}, killsOfHog(restored, 4, grouped("hog-1", 7, 1)), "the group kills as read are kept")
+}

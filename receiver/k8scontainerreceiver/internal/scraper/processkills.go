@@ -106,7 +106,7 @@ func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 			s.cgroupInstances = append(s.cgroupInstances, cgroupoom.Instance{PodUID: string(p.RuntimeUID), Container: c.Name, ContainerID: id})
 		}
 	})
-	values, err := s.cgroups.Read(s.cgroupInstances)
+	values, err := s.cgroups.ReadCounts(s.cgroupInstances)
 	// Logged when the problem changes, not at every scrape.
 	problem := ""
 	if err != nil {
@@ -119,7 +119,7 @@ func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 	counters := make([]kubelet.OOMCounter, 0, len(values))
 	for _, in := range s.cgroupInstances {
 		if v, ok := values[in.ContainerID]; ok {
-			counters = append(counters, kubelet.OOMCounter{PodUID: in.PodUID, Container: in.Container, ContainerID: in.ContainerID, Value: v})
+			counters = append(counters, kubelet.OOMCounter{PodUID: in.PodUID, Container: in.Container, ContainerID: in.ContainerID, Value: v.Kills, GroupKills: v.GroupKills})
 		}
 	}
 	return counters
