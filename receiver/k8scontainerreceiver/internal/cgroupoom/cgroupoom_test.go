@@ -549,6 +549,31 @@ func FuzzParseOOMKill(f *testing.F) {
 	})
 }
 
+// FuzzParseGroupKill checks parseGroupKill against a plain implementation: the first line
+// starting "oom_group_kill ", whose rest strconv reads as a base-10 uint64; none is 0.
+func FuzzParseGroupKill(f *testing.F) {
+	for _, s := range []string{
+		v2Counter(9), "oom_kill 6\noom_group_kill 1\n", "oom_group_kill 2\noom_group_kill x\n", "oom_group_kill \n",
+		"oom_group_kill 99999999999999999999\n", "oom_group_killed 1\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := parseGroupKill(b)
+		var want uint64
+		var wantErr error
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "oom_group_kill "); ok {
+				want, wantErr = strconv.ParseUint(v, 10, 64)
+				break
+			}
+		}
+		if (err != nil) != (wantErr != nil) || err == nil && got != want {
+			t.Fatalf("%q: got %d, %v; strconv: %d, %v", b, got, err, want, wantErr)
+		}
+	})
+}
+
 // BenchmarkRead330 is a steady scrape of a node of 110 pods of 3 containers: every cgroup in
 // the caches, one counter file read per container.
 func BenchmarkRead330(b *testing.B) {
