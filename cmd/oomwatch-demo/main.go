@@ -112,7 +112,11 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 	if err != nil {
 		return fmt.Errorf("starting the cluster (logs in %s/logs): %w", opts.Dir, err)
 	}
-	fmt.Printf(">> node %s Ready after %s\n", opts.NodeName, time.Since(began).Round(10*time.Millisecond))
+	version, err := cgroupVersion("/sys/fs/cgroup")
+	if err != nil {
+		version = "unknown"
+	}
+	fmt.Printf(">> node %s Ready after %s (cgroup %s, the host's)\n", opts.NodeName, time.Since(began).Round(10*time.Millisecond), version)
 	release, err := holdClusterLock(ctx, opts.Dir)
 	if err != nil {
 		return fmt.Errorf("holding the cluster lock: %w", err)
