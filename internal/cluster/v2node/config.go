@@ -1,0 +1,205 @@
+// Copyright The oomwatch Authors
+// SPDX-License-Identifier: Apache-2.0
+
+// The guest node's configuration, written to the share it mounts at /v2node: its client
+// certificate, kubeconfig, containerd's and the kubelet's configuration, the CNI network and the
+// node script.
+
+package v2node
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
+	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
+)
+
+func (n *Node) writeConfig(c *controlplane.Cluster, images []string) error {
+	share := n.shareDir()
+	// Paths in the guest: the share is at shareMount, the host's root at its own paths.
+	g := func(name string) string { return filepath.Join(shareMount, name) }
+	ca, err := os.ReadFile(c.CAFile())
+	if err != nil {
+		return err
+	}
+	files := map[string]string{"ca.crt": string(ca)}
+	crt, key, err := nodeClientCert(c.CAFile(), filepath.Join(filepath.Dir(c.CAFile()), "ca.key"), n.opts.NodeName)
+	if err != nil {
+		return fmt.Errorf("the node's client certificate: %w", err)
+	}
+	files["kubelet.crt"], files["kubelet.key"] = string(crt), string(key)
+
+	files["kubelet.kubeconfig"] = fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: oomwatch
+  cluster:
+    server: https://%s:%d
+    # The API server's certificate does not name the forwarded address.
+    tls-server-name: %s
+    certificate-authority: %s
+users:
+- name: %s
+  user:
+    client-certificate: %s
+    client-key: %s
+contexts:
+- name: oomwatch
+  context: {cluster: oomwatch, user: %s}
+current-context: oomwatch
+`, guestAPIAddress, guestAPIPort, apiServerName, g("ca.crt"), n.opts.NodeName, g("kubelet.crt"), g("kubelet.key"), n.opts.NodeName)
+
+	// Debian's runc, from the host's root like every other binary of the guest.
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return errors.New("runc is not installed: run hack/cluster/install-deps.sh")
+	}
+	files["cni/10-loopback.conflist"] = `{"cniVersion":"1.0.0","name":"oomwatch-loopback","plugins":[{"type":"loopback"}]}` + "\n"
+
+	files["containerd.toml"] = fmt.Sprintf(`version = 4
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri", "io.containerd.tracing.processor.v1.otlp"]
+
+[plugins."io.containerd.grpc.v1.cri"]
+  disable_tcp_service = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = %[1]q
+
+[plugins."io.containerd.cri.v1.runtime"]
+  enable_selinux = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = %[2]q
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      disable_pause_image_pull = true
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        BinaryName = %[3]q
+        SystemdCgroup = false
+`, testworkload.PauseImage, g("cni"), runc)
+
+	// failCgroupV1 keeps its default (true): this node is cgroup v2.
+	files["kubelet.yaml"] = fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true, cacheTTL: 10s}
+  x509: {clientCAFile: %q}
+authorization:
+  mode: Webhook
+  webhook: {cacheAuthorizedTTL: 10s, cacheUnauthorizedTTL: 5s}
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+cgroupDriver: cgroupfs
+makeIPTablesUtilChains: false
+protectKernelDefaults: false
+failSwapOn: false
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
+nodeStatusUpdateFrequency: 10s
+# Under TCG the runtime answers slowly.
+runtimeRequestTimeout: 5m
+`, g("ca.crt"))
+
+	files["node.sh"] = fmt.Sprintf(nodeScript, filepath.Join(c.Options().Dir, "bin"), shellWords(images), n.opts.NodeName)
+
+	for name, content := range files {
+		p := filepath.Join(share, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nodeClientCert signs, with the cluster CA, the client certificate a kubelet of node name needs
+// under the Node authorizer and NodeRestriction: system:node:<name> in system:nodes.
+func nodeClientCert(caCrtPath, caKeyPath, name string) (crtPEM, keyPEM []byte, err error) {
+	caCrt, err := readPEM(caCrtPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(caCrt)
+	if err != nil {
+		return nil, nil, err
+	}
+	caKeyDER, err := readPEM(caKeyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(caKeyDER)
+	if err != nil {
+		return nil, nil, err
+	}
+	caKey, ok := k.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, errors.New("the CA key is not ECDSA")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: "system:node:" + name, Organization: []string{"system:nodes"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(0, 0, 7),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+func readPEM(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("%s is not PEM", path)
+	}
+	return blk.Bytes, nil
+}
