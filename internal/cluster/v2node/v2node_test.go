@@ -135,15 +135,25 @@ func TestV2NodeSmoke(t *testing.T) {
 
 	// The kubelet's CPU time over a minute, from its /proc/<pid>/stat in the guest, with one pod
 	// (terminated) on the node.
+	// QEMU's own CPU time on the host over about the same minute says what the idle node costs
+	// this machine under TCG.
+	st, err := readState(n.Options().RunDir)
+	require.NoError(t, err)
 	from, err := n.Wait(ctx, "kubelet-cpu", func(m Marker) bool { return !m.At.Before(killed) })
 	require.NoError(t, err)
+	qemuFrom, qemuFromAt := hostCPUTicks(t, st.PID), time.Now()
 	to, err := n.Wait(ctx, "kubelet-cpu", func(m Marker) bool { return guestUptime(m)-guestUptime(from) >= 60 })
 	require.NoError(t, err)
+	qemuTo, qemuToAt := hostCPUTicks(t, st.PID), time.Now()
 	ticks, _ := strconv.ParseFloat(field(to, 1), 64)
 	ticks0, _ := strconv.ParseFloat(field(from, 1), 64)
 	secs := guestUptime(to) - guestUptime(from)
 	t.Logf("kubelet (pid %s in the guest): %.1f CPU seconds over %.0f s of guest time (%.0f%% of one vCPU)",
 		kubeletPID, (ticks-ticks0)/ticksPerSecond, secs, 100*(ticks-ticks0)/ticksPerSecond/secs)
+	// The host's USER_HZ is 100, as the guest's.
+	hostSecs := qemuToAt.Sub(qemuFromAt).Seconds()
+	t.Logf("QEMU on the host meanwhile: %.1f CPU seconds over %.0f s (%.0f%% of one core)",
+		(qemuTo-qemuFrom)/100, hostSecs, (qemuTo-qemuFrom)/hostSecs)
 
 	zero := int64(0)
 	require.NoError(t, cs.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero}))
@@ -199,6 +209,20 @@ func dumpOnFailure(t *testing.T, n *Node) {
 			t.Logf("---- end of %s:\n%s", filepath.Base(p), strings.Join(lines, "\n"))
 		}
 	})
+}
+
+// hostCPUTicks is utime+stime of a host process, in clock ticks.
+func hostCPUTicks(t *testing.T, pid int) float64 {
+	t.Helper()
+	f, err := statFields(pid)
+	require.NoError(t, err)
+	require.Greater(t, len(f), 12)
+	// After the command: utime and stime are the 12th and 13th fields.
+	u, err := strconv.ParseFloat(f[11], 64)
+	require.NoError(t, err)
+	s, err := strconv.ParseFloat(f[12], 64)
+	require.NoError(t, err)
+	return u + s
 }
 
 func field(m Marker, i int) string {
