@@ -99,6 +99,10 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 `, testworkload.PauseImage, g("cni"), runc)
 
 	// failCgroupV1 keeps its default (true): this node is cgroup v2.
+	singleProcess := ""
+	if n.opts.SingleProcessOOMKill {
+		singleProcess = "# An OOM kills one process of a container: memory.oom.group stays 0.\nsingleProcessOOMKill: true\n"
+	}
 	files["kubelet.yaml"] = fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 port: 10250
@@ -125,7 +129,7 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.avail
 nodeStatusUpdateFrequency: 10s
 # Under TCG the runtime answers slowly.
 runtimeRequestTimeout: 5m
-`, g("ca.crt"))
+%s`, g("ca.crt"), singleProcess)
 
 	files["node.sh"] = fmt.Sprintf(nodeScript, filepath.Join(c.Options().Dir, "bin"), shellWords(images), n.opts.NodeName)
 

@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,9 @@ const (
 	Busybox = "/bin/busybox"
 	// DefaultNodeName is the node the guest's kubelet registers.
 	DefaultNodeName = "oomwatch-v2"
+	// HostAddress is the guest's address of the host: the API server is its port 6443, and
+	// Options.HostForwards adds others.
+	HostAddress = guestAPIAddress
 )
 
 // Options says where the node's guest comes from and what it is given. The zero value, after
@@ -67,6 +71,13 @@ type Options struct {
 	CPUs      int
 	// KubeletPort is the host's 127.0.0.1 port forwarded to the kubelet's 10250; 0 picks a free one.
 	KubeletPort int
+	// HostForwards maps ports of HostAddress in the guest to ports of the host's 127.0.0.1,
+	// as the API server is forwarded (one guestfwd each): what the guest sends to
+	// HostAddress:<key> reaches 127.0.0.1:<value> on the host, e.g. an OTLP backend.
+	HostForwards map[int]int
+	// SingleProcessOOMKill sets the kubelet's singleProcessOOMKill: true, so the kubelet leaves
+	// memory.oom.group at 0 and an OOM kills one process of a container, not all of them.
+	SingleProcessOOMKill bool
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
@@ -223,6 +234,17 @@ func (n *Node) boot(initrd string, apiPort int) error {
 	o := n.opts
 	netdev := fmt.Sprintf("user,id=n0,restrict=off,hostfwd=tcp:127.0.0.1:%d-:10250,guestfwd=tcp:%s:%d-cmd:%s nc 127.0.0.1 %d",
 		o.KubeletPort, guestAPIAddress, guestAPIPort, Busybox, apiPort)
+	guestPorts := make([]int, 0, len(o.HostForwards))
+	for p := range o.HostForwards {
+		guestPorts = append(guestPorts, p)
+	}
+	sort.Ints(guestPorts)
+	for _, p := range guestPorts {
+		if p == guestAPIPort {
+			return fmt.Errorf("guest port %d of %s is the API server's", p, HostAddress)
+		}
+		netdev += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:%s nc 127.0.0.1 %d", guestAPIAddress, p, Busybox, o.HostForwards[p])
+	}
 	args := []string{
 		"-accel", "tcg,thread=multi", "-cpu", "max", "-smp", strconv.Itoa(o.CPUs), "-m", strconv.Itoa(o.MemoryMiB),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-monitor", "none",
