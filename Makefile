@@ -99,9 +99,10 @@ test-rules:
 		echo ">> alert rule tests skipped: promtool is missing (make cluster-deps as root installs it)"; \
 	fi
 
-## test-e2e: the cluster's own tests, then the collector against the cluster (root). One package at
-## a time: they share the cluster's ports and folders. Not root: skipped, but an error in CI
-## (CI=true), so a CI run cannot pass without them.
+## test-e2e: the cluster's own tests, then the collector against the cluster, then against the
+## cgroup v2 node in QEMU (root; the v2 node package ~3 min). One package at a time: they share
+## the cluster's ports and folders. Not root: skipped, but an error in CI (CI=true), so a CI run
+## cannot pass without them.
 test-e2e: collector
 	@if [ "$$(id -u)" != 0 ] && [ "$$CI" = true ]; then \
 		echo "test-e2e: CI=true but not root: the end-to-end tests cannot run (the local cluster's real node needs root); run make test as root" >&2; \
@@ -109,8 +110,9 @@ test-e2e: collector
 	elif [ "$$(id -u)" != 0 ]; then \
 		echo ">> end-to-end tests skipped: the local cluster's real node needs root"; \
 	else \
-		$(MAKE) --no-print-directory cluster-bin cluster-deps image && \
-		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/cluster/controlplane/ ./internal/cluster/e2e/; \
+		$(MAKE) --no-print-directory cluster-bin cluster-deps image v2-kernel && \
+		hack/v2node/fetch-kernel.sh && \
+		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/cluster/controlplane/ ./internal/cluster/e2e/ ./internal/cluster/v2node/; \
 	fi
 
 ## e2e: the end-to-end tests alone, verbose.
@@ -185,7 +187,7 @@ KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 CTRD_LDFLAGS  := -s -w -X github.com/containerd/containerd/v2/version.Version=v2.4.2
 CTRD_TAGS     := no_btrfs,no_devmapper,no_zfs
 
-.PHONY: cluster-bin cluster-deps v2-kernel cluster-images cluster-up cluster-down cluster-smoke v2-node-smoke cluster-e2e demo
+.PHONY: cluster-bin cluster-deps v2-kernel cluster-images cluster-up cluster-down cluster-smoke v2-node-smoke v2-node-e2e cluster-e2e demo
 
 ## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one build at a time).
 # One build at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both
@@ -248,11 +250,20 @@ cluster-smoke: cluster-bin cluster-deps
 	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run TestSmokeRealOOMKill -timeout 10m ./internal/cluster/controlplane/
 
 ## v2-node-smoke: start the control plane and a cgroup v2 node in a QEMU guest (TCG), see a 64Mi
-## container OOM-killed there (OOMKilled, oom_group_kill 1 in its cgroup), tear down (root; ~2 min).
+## container OOM-killed there (OOMKilled, oom_group_kill 1 in its cgroup), measure the guest
+## kubelet's CPU time over a minute, tear down (root; ~2 min).
 ## go run ./hack/v2node/down cleans up after an interrupted run.
 v2-node-smoke: cluster-bin cluster-deps v2-kernel
 	hack/v2node/fetch-kernel.sh
-	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run TestV2NodeSmoke -timeout 20m ./internal/cluster/v2node/
+	OOMWATCH_E2E=1 OOMWATCH_V2_CPU=1 $(GO) test -count=1 -v -run TestV2NodeSmoke -timeout 20m ./internal/cluster/v2node/
+
+## v2-node-e2e: the OOM kills that count differently on cgroup v2, on the v2 node, with the
+## collector running in the guest and exporting to OTLP backends on the host: container kills
+## through back-off, a child's OOM as a group kill, singleProcessOOMKill, both process-kill
+## sources against memory.events, the Summary API's PSI fields (root; ~2.5 min).
+v2-node-e2e: collector cluster-bin cluster-deps v2-kernel
+	hack/v2node/fetch-kernel.sh
+	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run 'TestV2Node' -skip TestV2NodeSmoke -timeout 20m ./internal/cluster/v2node/
 
 ## demo: build what is missing, start the local cluster with a workload whose containers get
 ## OOM-killed, run the collector, and show the counts live (root; Ctrl-C tears everything down).
