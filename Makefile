@@ -110,8 +110,7 @@ test-e2e: collector
 	elif [ "$$(id -u)" != 0 ]; then \
 		echo ">> end-to-end tests skipped: the local cluster's real node needs root"; \
 	else \
-		$(MAKE) --no-print-directory cluster-bin cluster-deps image v2-kernel && \
-		hack/v2node/fetch-kernel.sh && \
+		$(MAKE) --no-print-directory cluster-bin cluster-deps image v2-node-kernel && \
 		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/cluster/controlplane/ ./internal/cluster/e2e/ ./internal/cluster/v2node/; \
 	fi
 
@@ -187,7 +186,7 @@ KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 CTRD_LDFLAGS  := -s -w -X github.com/containerd/containerd/v2/version.Version=v2.4.2
 CTRD_TAGS     := no_btrfs,no_devmapper,no_zfs
 
-.PHONY: cluster-bin cluster-deps v2-kernel cluster-images cluster-up cluster-down cluster-smoke v2-node-smoke v2-node-e2e cluster-e2e demo
+.PHONY: cluster-bin cluster-deps v2-kernel v2-node-kernel cluster-images cluster-up cluster-down cluster-smoke v2-node-smoke v2-node-e2e cluster-e2e demo
 
 ## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one build at a time).
 # One build at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both
@@ -233,6 +232,12 @@ v2-kernel:
 	fi
 	hack/v2kernel/fetch-kernel.sh _build/v2kernel
 
+## v2-node-kernel: the same kernel for the cgroup v2 node, with the modules of the virtio network
+## card (the guest reaches the API server through QEMU's user-mode network) and of overlayfs (the
+## guest's root and containerd's snapshots) on top, in _build/v2node/kernel; nothing when there.
+v2-node-kernel: v2-kernel
+	hack/v2kernel/fetch-kernel.sh _build/v2node/kernel virtio_pci 9pnet_virtio 9p virtio_net overlay
+
 ## cluster-images: build the pause and workload images into _build/cluster/images.
 cluster-images:
 	$(GO) run ./hack/cluster/localcluster images
@@ -253,16 +258,14 @@ cluster-smoke: cluster-bin cluster-deps
 ## container OOM-killed there (OOMKilled, oom_group_kill 1 in its cgroup), measure the guest
 ## kubelet's CPU time over a minute, tear down (root; ~2 min).
 ## go run ./hack/v2node/down cleans up after an interrupted run.
-v2-node-smoke: cluster-bin cluster-deps v2-kernel
-	hack/v2node/fetch-kernel.sh
+v2-node-smoke: cluster-bin cluster-deps v2-node-kernel
 	OOMWATCH_E2E=1 OOMWATCH_V2_CPU=1 $(GO) test -count=1 -v -run TestV2NodeSmoke -timeout 20m ./internal/cluster/v2node/
 
 ## v2-node-e2e: the OOM kills that count differently on cgroup v2, on the v2 node, with the
 ## collector running in the guest and exporting to OTLP backends on the host: container kills
 ## through back-off, a child's OOM as a group kill, singleProcessOOMKill, both process-kill
 ## sources against memory.events, the Summary API's PSI fields (root; ~2.5 min).
-v2-node-e2e: collector cluster-bin cluster-deps v2-kernel
-	hack/v2node/fetch-kernel.sh
+v2-node-e2e: collector cluster-bin cluster-deps v2-node-kernel
 	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run 'TestV2Node' -skip TestV2NodeSmoke -timeout 20m ./internal/cluster/v2node/
 
 ## demo: build what is missing, start the local cluster with a workload whose containers get

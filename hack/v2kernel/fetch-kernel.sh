@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Puts a cgroup v2 capable guest kernel for the kernel-level tests (QEMU) under OUT (default
-# _build/v2kernel): Debian's linux-image-amd64 kernel, downloaded with apt-get download and
-# unpacked with dpkg-deb -x (nothing is installed on the host), as OUT/vmlinuz, the modules the
-# guest needs to mount the host's root over 9p as OUT/modules/*.ko, and OUT/modules.load, their
-# names in the order to insmod them (dependencies first, from depmod's modules.dep). Does nothing
-# when OUT is complete; the kernel's version is in OUT/version.
+# fetch-kernel.sh [OUT [MODULE...]]: puts a cgroup v2 capable guest kernel (QEMU) under OUT
+# (default _build/v2kernel): Debian's linux-image-amd64 kernel, downloaded with apt-get download
+# and unpacked with dpkg-deb -x (nothing is installed on the host), as OUT/vmlinuz, the MODULEs
+# the guest loads by name and their dependencies as OUT/modules/*.ko, and OUT/modules.load, their
+# names in the order to insmod them (dependencies first, from depmod's modules.dep). The default
+# MODULEs are those the kernel-level tests need to mount the host's root over 9p; the cgroup v2
+# node adds the network card's and overlayfs's. Does nothing when OUT is complete; the kernel's
+# version is in OUT/version.
 set -euo pipefail
 
 out=${1:-_build/v2kernel}
-# The modules the guest loads by name; their dependencies come along.
-wanted=(virtio_pci 9pnet_virtio 9p)
+shift || true
+wanted=("$@")
+if [ ${#wanted[@]} -eq 0 ]; then wanted=(virtio_pci 9pnet_virtio 9p); fi
 
 if [ -s "$out/vmlinuz" ] && [ -s "$out/modules.load" ] && [ -s "$out/version" ]; then
 	echo ">> v2 kernel already in $out: $(cat "$out/version")"

@@ -116,7 +116,7 @@ func stopShared(log io.Writer) {
 func nodeWith(t *testing.T, singleProcess bool) *suite {
 	t.Helper()
 	if os.Getenv("OOMWATCH_E2E") != "1" {
-		t.Skip("set OOMWATCH_E2E=1 (as root, after `make collector cluster-bin cluster-deps` and hack/v2node/fetch-kernel.sh) to run the cgroup v2 node in QEMU")
+		t.Skip("set OOMWATCH_E2E=1 (as root, after `make collector cluster-bin cluster-deps` and make v2-node-kernel) to run the cgroup v2 node in QEMU")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

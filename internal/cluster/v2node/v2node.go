@@ -5,7 +5,7 @@
 // QEMU guest, on hosts that run cgroup v1 (where the kubelet refuses to start by default and the
 // memory controller cannot be moved to the unified hierarchy).
 //
-// The guest boots Debian's kernel (hack/v2node/fetch-kernel.sh puts it in _build/v2node/kernel)
+// The guest boots Debian's kernel (make v2-node-kernel puts it in _build/v2node/kernel)
 // under TCG with a busybox initramfs. Its root is an overlay of the host's root, shared read-only
 // over 9p, so it runs the cluster's containerd and kubelet from _build/cluster/bin and Debian's
 // runc as the host node does, with cgroup2 mounted and every controller delegated. The kubelet
@@ -148,7 +148,7 @@ func Check(opts Options, moduleDir string) error {
 	}
 	for _, f := range []string{"vmlinuz", "modules.load", "version"} {
 		if _, err := os.Stat(filepath.Join(o.Kernel, f)); err != nil {
-			return fmt.Errorf("the kernel folder %s is incomplete (%w): run hack/v2node/fetch-kernel.sh", o.Kernel, err)
+			return fmt.Errorf("the kernel folder %s is incomplete (%w): run make v2-node-kernel", o.Kernel, err)
 		}
 	}
 	return nil

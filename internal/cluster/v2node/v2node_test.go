@@ -31,7 +31,7 @@ import (
 // teardown leaves nothing on the host.
 func TestV2NodeSmoke(t *testing.T) {
 	if os.Getenv("OOMWATCH_E2E") != "1" {
-		t.Skip("set OOMWATCH_E2E=1 (as root, after `make cluster-bin cluster-deps` and hack/v2node/fetch-kernel.sh) to run the cgroup v2 node in QEMU")
+		t.Skip("set OOMWATCH_E2E=1 (as root, after `make cluster-bin cluster-deps` and make v2-node-kernel) to run the cgroup v2 node in QEMU")
 	}
 	// The OOM kill tests' node and control plane go first: this test starts and stops its own.
 	stopShared(testWriter{t})
