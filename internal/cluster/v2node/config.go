@@ -8,19 +8,11 @@
 package v2node
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 
 	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
 	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
@@ -35,11 +27,6 @@ func (n *Node) writeConfig(c *controlplane.Cluster, images []string) error {
 		return err
 	}
 	files := map[string]string{"ca.crt": string(ca)}
-	crt, key, err := nodeClientCert(c.CAFile(), filepath.Join(filepath.Dir(c.CAFile()), "ca.key"), n.opts.NodeName)
-	if err != nil {
-		return fmt.Errorf("the node's client certificate: %w", err)
-	}
-	files["kubelet.crt"], files["kubelet.key"] = string(crt), string(key)
 
 	files["kubelet.kubeconfig"] = fmt.Sprintf(`apiVersion: v1
 kind: Config
@@ -142,68 +129,8 @@ runtimeRequestTimeout: 5m
 			return err
 		}
 	}
+	if err := c.WriteNodeClientCert(share, "kubelet", n.opts.NodeName); err != nil {
+		return fmt.Errorf("the node's client certificate: %w", err)
+	}
 	return nil
-}
-
-// nodeClientCert signs, with the cluster CA, the client certificate a kubelet of node name needs
-// under the Node authorizer and NodeRestriction: system:node:<name> in system:nodes.
-func nodeClientCert(caCrtPath, caKeyPath, name string) (crtPEM, keyPEM []byte, err error) {
-	caCrt, err := readPEM(caCrtPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	ca, err := x509.ParseCertificate(caCrt)
-	if err != nil {
-		return nil, nil, err
-	}
-	caKeyDER, err := readPEM(caKeyPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	k, err := x509.ParsePKCS8PrivateKey(caKeyDER)
-	if err != nil {
-		return nil, nil, err
-	}
-	caKey, ok := k.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, nil, errors.New("the CA key is not ECDSA")
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: "system:node:" + name, Organization: []string{"system:nodes"}},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(0, 0, 7),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
-}
-
-func readPEM(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s is not PEM", path)
-	}
-	return blk.Bytes, nil
 }
