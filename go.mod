@@ -3,6 +3,7 @@ module github.com/oomwatch/oomwatch
 go 1.26.0
 
 require (
+	github.com/cavaliergopher/cpio v1.0.1
 	github.com/google/go-containerregistry v0.22.1
 	github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver v0.0.0-00010101000000-000000000000
 	github.com/prometheus/client_model v0.6.2

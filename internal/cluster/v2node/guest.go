@@ -8,13 +8,13 @@
 package v2node
 
 import (
-	"bytes"
 	"compress/gzip"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/cavaliergopher/cpio"
 )
 
 // Guest-side names: the network QEMU's user mode gives the guest, the address the API server is
@@ -133,7 +133,7 @@ func writeInitramfs(path, kernel, busybox, script string, modules []string) erro
 	}
 	defer func() { _ = f.Close() }()
 	gz := gzip.NewWriter(f)
-	w := &cpioWriter{w: gz}
+	w := newInitramfsWriter(gz)
 	for _, d := range []string{"bin", "dev", "proc", "sys", "host", "rw", "root", "lib", "lib/modules"} {
 		w.dir(d)
 	}
@@ -150,9 +150,8 @@ func writeInitramfs(path, kernel, busybox, script string, modules []string) erro
 		}
 		w.file("lib/modules/"+m, 0o644, b)
 	}
-	w.trailer()
-	if w.err != nil {
-		return w.err
+	if err := w.close(); err != nil {
+		return err
 	}
 	if err := gz.Close(); err != nil {
 		return err
@@ -160,54 +159,38 @@ func writeInitramfs(path, kernel, busybox, script string, modules []string) erro
 	return f.Close()
 }
 
-// cpioWriter writes the "newc" cpio format the kernel unpacks an initramfs from.
-type cpioWriter struct {
-	w   io.Writer
-	ino int
+// initramfsWriter writes the "newc" cpio archive the kernel unpacks an initramfs from; the
+// first error sticks, and close returns it.
+type initramfsWriter struct {
+	w   *cpio.Writer
 	err error
 }
 
-const (
-	modeDir  = 0o040000
-	modeFile = 0o100000
-)
-
-func (c *cpioWriter) dir(name string) { c.entry(name, modeDir|0o755, nil) }
-
-func (c *cpioWriter) file(name string, perm int, data []byte) {
-	c.entry(name, modeFile|perm, data)
+func newInitramfsWriter(w io.Writer) *initramfsWriter {
+	return &initramfsWriter{w: cpio.NewWriter(w)}
 }
 
-func (c *cpioWriter) trailer() { c.entry("TRAILER!!!", 0, nil) }
-
-func (c *cpioWriter) entry(name string, mode int, data []byte) {
-	if c.err != nil {
-		return
+func (a *initramfsWriter) dir(name string) {
+	if a.err == nil {
+		a.err = a.w.WriteHeader(&cpio.Header{Name: name, Mode: cpio.TypeDir | 0o755, Links: 2})
 	}
-	c.ino++
-	nlink := 1
-	if mode&modeDir != 0 {
-		nlink = 2
-	}
-	// magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor,
-	// rdevminor, namesize (with its NUL), check.
-	hdr := fmt.Sprintf("070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x",
-		c.ino, mode, 0, 0, nlink, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
-	var b bytes.Buffer
-	b.WriteString(hdr)
-	b.WriteString(name)
-	b.WriteByte(0)
-	pad(&b)
-	b.Write(data)
-	pad(&b)
-	_, c.err = c.w.Write(b.Bytes())
 }
 
-// pad fills b up to a multiple of 4 bytes; the header and name, then the data, are each padded.
-func pad(b *bytes.Buffer) {
-	for b.Len()%4 != 0 {
-		b.WriteByte(0)
+func (a *initramfsWriter) file(name string, perm cpio.FileMode, data []byte) {
+	if a.err == nil {
+		a.err = a.w.WriteHeader(&cpio.Header{Name: name, Mode: cpio.TypeReg | perm, Size: int64(len(data))})
 	}
+	if a.err == nil {
+		_, a.err = a.w.Write(data)
+	}
+}
+
+// close writes the trailer.
+func (a *initramfsWriter) close() error {
+	if a.err != nil {
+		return a.err
+	}
+	return a.w.Close()
 }
 
 // shellWords quotes each word for sh and joins them.

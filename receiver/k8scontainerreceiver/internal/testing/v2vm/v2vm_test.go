@@ -15,6 +15,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cavaliergopher/cpio"
 )
 
 // TestInitramfs reads back the archive writeInitramfs writes: the layout the kernel unpacks
@@ -64,8 +66,8 @@ func TestInitramfs(t *testing.T) {
 		off = align4(off + size)
 	}
 	assert.Equal(t, []string{"bin", "dev", "proc", "sys", "tmp", "host", "lib", "lib/modules", "bin/busybox", "init", "lib/modules/b.ko", "lib/modules/a.ko"}, names)
-	assert.Equal(t, uint64(modeFile|0o755), modes["init"])
-	assert.Equal(t, uint64(modeDir|0o755), modes["lib/modules"])
+	assert.Equal(t, uint64(cpio.TypeReg|0o755), modes["init"])
+	assert.Equal(t, uint64(cpio.TypeDir|0o755), modes["lib/modules"])
 	assert.Equal(t, "module b, odd length", string(files["lib/modules/b.ko"]))
 	busybox, err := os.ReadFile(Busybox)
 	require.NoError(t, err)
