@@ -213,24 +213,6 @@ func containsField(b []byte, w string) bool {
 	return false
 }
 
-// Read returns, for each instance whose cgroup it finds, the kernel's oom_kill count; instances
-// whose cgroup is not (or no longer) there are left out, not errors.
-//
-// An instance whose counter file cannot be read or parsed (other than by being gone) is left
-// out too, and its error is part of the returned error, which joins one per such instance: the
-// map holds the other instances' counts even when the error is not nil.
-//
-// Read remembers the cgroups of the instances it is asked for and forgets those of the
-// instances it was asked for before but not this time.
-func (r *Reader) Read(instances []Instance) (map[string]uint64, error) {
-	counts, err := r.ReadCounts(instances)
-	out := make(map[string]uint64, len(counts))
-	for id, c := range counts {
-		out[id] = c.Kills
-	}
-	return out, err
-}
-
 // Counts are the kernel's counts of one container's OOM kills.
 type Counts struct {
 	// Kills is oom_kill: how many times the OOM killer killed a process of the cgroup.
@@ -242,8 +224,16 @@ type Counts struct {
 	GroupKills uint64
 }
 
-// ReadCounts is Read with the group kills too.
-func (r *Reader) ReadCounts(instances []Instance) (map[string]Counts, error) {
+// Read returns, for each instance whose cgroup it finds, the kernel's counts; instances
+// whose cgroup is not (or no longer) there are left out, not errors.
+//
+// An instance whose counter file cannot be read or parsed (other than by being gone) is left
+// out too, and its error is part of the returned error, which joins one per such instance: the
+// map holds the other instances' counts even when the error is not nil.
+//
+// Read remembers the cgroups of the instances it is asked for and forgets those of the
+// instances it was asked for before but not this time.
+func (r *Reader) Read(instances []Instance) (map[string]Counts, error) {
 	r.gen++
 	out := make(map[string]Counts, len(instances))
 	var errs []error
@@ -505,14 +495,8 @@ var errNoOOMKill = errors.New("no oom_kill line")
 func parseOOMKill(b []byte) (uint64, error) {
 	var n uint64
 	found := false
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		v, ok := bytes.CutPrefix(line, []byte("oom_kill "))
+	for line := range bytes.Lines(b) {
+		v, ok := bytes.CutPrefix(bytes.TrimSuffix(line, []byte("\n")), []byte("oom_kill "))
 		if !ok {
 			continue
 		}
@@ -534,14 +518,8 @@ func parseOOMKill(b []byte) (uint64, error) {
 // parseGroupKill returns N of the "oom_group_kill N" line of a memory.events file (cgroup v2),
 // 0 if there is none (v1's memory.oom_control, or a kernel before 5.17).
 func parseGroupKill(b []byte) (uint64, error) {
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
-		if v, ok := bytes.CutPrefix(line, []byte("oom_group_kill ")); ok {
+	for line := range bytes.Lines(b) {
+		if v, ok := bytes.CutPrefix(bytes.TrimSuffix(line, []byte("\n")), []byte("oom_group_kill ")); ok {
 			n, err := parseDecimal(v)
 			if err != nil {
 				return 0, fmt.Errorf("oom_group_kill %q: %w", v, err)

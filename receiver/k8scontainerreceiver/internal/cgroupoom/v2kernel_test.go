@@ -660,7 +660,7 @@ func waitFor(cond func() bool, d time.Duration) bool {
 }
 
 func readOne(r *Reader, instance []Instance) v2Read {
-	m, err := r.ReadCounts(instance)
+	m, err := r.Read(instance)
 	v, ok := m[instance[0].ContainerID]
 	out := v2Read{Value: v.Kills, GroupKills: v.GroupKills, Found: ok}
 	if err != nil {

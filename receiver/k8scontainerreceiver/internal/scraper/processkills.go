@@ -106,7 +106,7 @@ func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 			s.cgroupInstances = append(s.cgroupInstances, cgroupoom.Instance{PodUID: string(p.RuntimeUID), Container: c.Name, ContainerID: id})
 		}
 	})
-	values, err := s.cgroups.ReadCounts(s.cgroupInstances)
+	values, err := s.cgroups.Read(s.cgroupInstances)
 	// Logged when the problem changes, not at every scrape.
 	problem := ""
 	if err != nil {
