@@ -177,6 +177,35 @@ func TestEvictedInBackOff(t *testing.T) {
 	}
 }
 
+// The runtime lost a running container and the kubelet made up its end, raising the restart
+// count; then the node rebooted with its logs gone, a new container ran at restart count 0 and
+// the status manager made up its end too. Two instances ended, neither's outcome known: under
+// upper_bound both count, under lower_bound neither.
+func TestMadeUpEndAfterARestartCountReset(t *testing.T) {
+	for policy, want := range map[string]int64{"lower_bound": 0, "upper_bound": 2} {
+		t.Run(policy, func(t *testing.T) {
+			hog := podtest.NewLife("hog")
+			pod := podtest.NewPod("hog", "u1", hog.Running(0))
+			p := newPipelineOf(t, nil, nil, gapPolicy(policy))
+			p.StartWith(pod)
+			p.cycle(time.Second, false)
+			lost := hog.RuntimeLost(0)
+			lost.RestartCount = 1
+			lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+			p.Send(watch.Modified, podtest.WithStatus(pod, lost))
+			p.cycle(2*time.Second, false)
+			again := podtest.Named(podtest.NewLife("hog-after-reboot").RunningAlone(0), "hog")
+			p.Send(watch.Modified, podtest.WithStatus(pod, again))
+			p.cycle(3*time.Second, false)
+			ended := again
+			ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+			p.Send(watch.Modified, podtest.WithStatus(pod, ended))
+			p.cycle(4*time.Second, false)
+			assert.Equal(t, map[string]int64{"u1/hog": want}, p.kills())
+		})
+	}
+}
+
 // The runtime lost the containers (node rebooted, runtime state wiped): the kubelet writes its
 // default status with the old restart count and lastState and no container ID; the next
 // container comes back at 4. Instance 3 ended unseen: the upper bound is 1, the lower 0.
