@@ -143,33 +143,28 @@ func TestSimulatedProcessKills(t *testing.T) {
 		n = 1
 	}
 	var (
-		mu       sync.Mutex
-		failures = map[string][]uint64{}
-		hits     = map[pkForm]int{}
-		exact    int
-		shown    atomic.Int32
-		started  = time.Now()
-		wg       sync.WaitGroup
+		tally   = newSimTally[pkForm]()
+		exact   atomic.Int32
+		shown   atomic.Int32
+		started = time.Now()
+		wg      sync.WaitGroup
 	)
 	run := func(seed uint64) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			s := runProcessKillSim(t, seed)
-			mu.Lock()
-			for f := range s.forms {
-				hits[f]++
+			failed := ""
+			if s.failure != nil {
+				failed = s.failure.category
 			}
+			tally.add(seed, s.forms, failed)
 			if s.failure == nil && s.mayMiss() == 0 {
-				exact++
+				exact.Add(1)
 			}
-			mu.Unlock()
 			switch {
 			case s.failure == nil && *simpkSeed >= 0:
 				t.Logf("seed %d passed:\n%s", seed, strings.Join(s.log, "\n"))
 			case s.failure == nil:
 			default:
-				mu.Lock()
-				failures[s.failure.category] = append(failures[s.failure.category], seed)
-				mu.Unlock()
 				if shown.Add(1) <= simpkShownFailures || *simpkSeed >= 0 {
 					t.Errorf("seed %d: %s: %s\nreplay: cd receiver/k8scontainerreceiver/internal/pipelinetest && go test -race -run 'TestSimulatedProcessKills' . -simpk.seed=%d\n%s",
 						seed, s.failure.category, s.failure.detail, seed, strings.Join(s.log, "\n"))
@@ -204,29 +199,8 @@ func TestSimulatedProcessKills(t *testing.T) {
 	close(seeds)
 	wg.Wait()
 
-	t.Logf("%d simulated runs in %s, %d of them exact (nothing could be missed)", n, time.Since(started).Round(time.Millisecond), exact)
-	var tally strings.Builder
-	for _, f := range pkForms {
-		fmt.Fprintf(&tally, "\n  %5d  %s", hits[f], f)
-	}
-	t.Logf("runs that hit each form:%s", tally.String())
-	if *simpkSeed < 0 && n >= 500 {
-		for _, f := range pkForms {
-			if hits[f] < simpkMinHits {
-				t.Errorf("only %d of %d runs hit the form %q; at least %d must", hits[f], n, f, simpkMinHits)
-			}
-		}
-	}
-	categories := make([]string, 0, len(failures))
-	for c := range failures {
-		categories = append(categories, c)
-	}
-	sort.Strings(categories)
-	for _, c := range categories {
-		s := failures[c]
-		slices.Sort(s)
-		t.Errorf("%d runs failed with %q; seeds %v", len(s), c, s[:min(len(s), 20)])
-	}
+	t.Logf("%d simulated runs in %s, %d of them exact (nothing could be missed)", n, time.Since(started).Round(time.Millisecond), exact.Load())
+	tally.report(t, n, pkForms, simpkMinHits, *simpkSeed < 0 && n >= 500)
 }
 
 // ---- the node ---------------------------------------------------------------------------------

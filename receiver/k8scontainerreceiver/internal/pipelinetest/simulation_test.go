@@ -8,10 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,22 +123,20 @@ func TestSimulatedKubelet(t *testing.T) {
 		}
 	}
 	var (
-		mu       sync.Mutex
-		failures = map[string][]uint64{}
-		hits     = map[simForm]int{}
-		shown    atomic.Int32
-		started  = time.Now()
+		tally   = newSimTally[simForm]()
+		shown   atomic.Int32
+		started = time.Now()
 	)
 	t.Run("run", func(t *testing.T) {
 		for _, seed := range seeds {
 			t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 				t.Parallel()
 				s := runSimulation(t, seed)
-				mu.Lock()
-				for f := range s.forms {
-					hits[f]++
+				failed := ""
+				if s.failure != nil {
+					failed = s.failure.category
 				}
-				mu.Unlock()
+				tally.add(seed, s.forms, failed)
 				if s.failure == nil && !*simLog {
 					return
 				}
@@ -148,9 +144,6 @@ func TestSimulatedKubelet(t *testing.T) {
 					t.Logf("seed %d passed:\n%s", seed, s.describe())
 					return
 				}
-				mu.Lock()
-				failures[s.failure.category] = append(failures[s.failure.category], seed)
-				mu.Unlock()
 				if shown.Add(1) <= simShownFailures || *simLog || *simSeed >= 0 {
 					t.Errorf("seed %d: %s\nreplay: cd receiver/k8scontainerreceiver/internal/pipelinetest && go test -race -run 'TestSimulatedKubelet' . -sim.seed=%d\n%s",
 						seed, s.failure, seed, s.describe())
@@ -162,28 +155,7 @@ func TestSimulatedKubelet(t *testing.T) {
 		}
 	})
 	t.Logf("%d simulated runs in %s", len(seeds), time.Since(started).Round(time.Millisecond))
-	var tally strings.Builder
-	for _, f := range simForms {
-		fmt.Fprintf(&tally, "\n  %5d  %s", hits[f], f)
-	}
-	t.Logf("runs that hit each form:%s", tally.String())
-	if *simSeed < 0 && *simRuns >= 3000 {
-		for _, f := range simForms {
-			if hits[f] < simMinHits {
-				t.Errorf("only %d of %d runs hit the form %q; at least %d must", hits[f], len(seeds), f, simMinHits)
-			}
-		}
-	}
-	categories := make([]string, 0, len(failures))
-	for c := range failures {
-		categories = append(categories, c)
-	}
-	sort.Strings(categories)
-	for _, c := range categories {
-		s := failures[c]
-		slices.Sort(s)
-		t.Errorf("%d runs failed with %q; seeds %v", len(s), c, s[:min(len(s), 20)])
-	}
+	tally.report(t, len(seeds), simForms, simMinHits, *simSeed < 0 && *simRuns >= 3000)
 }
 
 // ---- the simulation --------------------------------------------------------------------------
