@@ -61,9 +61,7 @@ func TestStatusUnknownIsUnattributed(t *testing.T) {
 	tr := New(16)
 	hog := podtest.NewLife("hog")
 	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
-	lost := hog.RuntimeLost(0)
-	lost.RestartCount = 1
-	lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+	lost := hog.LostAlone(0)
 	assert.Equal(t, Observed{Unseen: 1}, tr.Upsert(podWith("u1", lost), sec(1)))
 	got := drain(tr, sec(2))
 	assert.Equal(t, []Point{pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)}}, got[0].points)
@@ -78,15 +76,12 @@ func TestMadeUpEndAfterAReset(t *testing.T) {
 	tr := New(16)
 	hog := podtest.NewLife("hog")
 	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
-	lost := hog.RuntimeLost(0)
-	lost.RestartCount = 1
-	lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+	lost := hog.LostAlone(0)
 	tr.Upsert(podWith("u1", lost), sec(1))
 	after := podtest.NewLife("hog-after-reboot")
 	again := podtest.Named(after.RunningAlone(0), "hog")
 	tr.Upsert(podWith("u1", again), sec(2))
-	ended := again
-	ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+	ended := podtest.EndedByKubelet(again)
 	assert.Equal(t, Observed{Unseen: 1}, tr.Upsert(podWith("u1", ended), sec(3)))
 	got := drain(tr, sec(4))
 	assert.Equal(t, []Point{
@@ -236,9 +231,7 @@ func TestNextContainerAtTheRaisedCount(t *testing.T) {
 	tr := New(16)
 	hog := podtest.NewLife("hog")
 	tr.Upsert(podWith("u1", hog.Running(0)), sec(0))
-	lost := hog.RuntimeLost(0)
-	lost.RestartCount = 1
-	lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+	lost := hog.LostAlone(0)
 	tr.Upsert(podWith("u1", lost), sec(1))
 	tr.Upsert(podWith("u1", podtest.NewLife("hog", "Error").RunningAlone(1)), sec(2))
 	assert.Equal(t, []Point{pt(0, false, sec(0)), {Instance: 0, Unknown: true, Time: sec(1)}}, drain(tr, sec(3))[0].points)
@@ -263,8 +256,7 @@ func TestEndedBeforeItEverRan(t *testing.T) {
 	tr := New(16)
 	waiting := corev1.ContainerStatus{Name: "app", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}}
 	tr.Upsert(podWith("u1", waiting), sec(0))
-	ended := waiting
-	ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+	ended := podtest.EndedByKubelet(waiting)
 	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", ended), sec(1)))
 	assert.Equal(t, []Point{pt(0, false, sec(0))}, drain(tr, sec(2))[0].points)
 }
@@ -306,8 +298,7 @@ func TestEndedByTheStatusManagerAfterTheRuntimeLostIt(t *testing.T) {
 	tr.Upsert(podWith("u1", hog.Terminated(3)), sec(0))
 	lost := hog.BackoffLost(3)
 	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", lost), sec(1)))
-	ended := lost
-	ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+	ended := podtest.EndedByKubelet(lost)
 	assert.Equal(t, Observed{}, tr.Upsert(podWith("u1", ended), sec(2)))
 	assert.Equal(t, []Point{pt(3, true, sec(0))}, drain(tr, sec(3))[0].points)
 }

@@ -189,16 +189,13 @@ func TestMadeUpEndAfterARestartCountReset(t *testing.T) {
 			p := newPipelineOf(t, nil, nil, gapPolicy(policy))
 			p.StartWith(pod)
 			p.cycle(time.Second, false)
-			lost := hog.RuntimeLost(0)
-			lost.RestartCount = 1
-			lost.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
+			lost := hog.LostAlone(0)
 			p.Send(watch.Modified, podtest.WithStatus(pod, lost))
 			p.cycle(2*time.Second, false)
 			again := podtest.Named(podtest.NewLife("hog-after-reboot").RunningAlone(0), "hog")
 			p.Send(watch.Modified, podtest.WithStatus(pod, again))
 			p.cycle(3*time.Second, false)
-			ended := again
-			ended.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}}
+			ended := podtest.EndedByKubelet(again)
 			p.Send(watch.Modified, podtest.WithStatus(pod, ended))
 			p.cycle(4*time.Second, false)
 			assert.Equal(t, map[string]int64{"u1/hog": want}, p.kills())

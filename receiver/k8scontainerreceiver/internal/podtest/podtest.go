@@ -90,7 +90,12 @@ func (l Life) Backoff(run int) corev1.ContainerStatus {
 // TerminatePod replaces the waiting state by a made-up termination without container ID or
 // times, and keeps the rest.
 func (l Life) EndedByKubelet(run int) corev1.ContainerStatus {
-	s := l.Backoff(run)
+	return EndedByKubelet(l.Backoff(run))
+}
+
+// EndedByKubelet is s once the status manager ended the pod over a state not terminated: a
+// made-up termination without container ID or times, the rest of s kept.
+func EndedByKubelet(s corev1.ContainerStatus) corev1.ContainerStatus {
 	s.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 		Reason: "ContainerStatusUnknown", ExitCode: 137, Message: "The container could not be located when the pod was terminated",
 	}}
@@ -114,6 +119,16 @@ func (l Life) RuntimeLost(run int) corev1.ContainerStatus {
 	s := l.Running(run)
 	s.ContainerID = ""
 	s.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	return s
+}
+
+// LostAlone is the status the kubelet writes once the runtime lost run, which ran without
+// lastState: its default waiting state, without a container ID, with a made-up end of run in
+// lastState and the restart count raised to run+1.
+func (l Life) LostAlone(run int) corev1.ContainerStatus {
+	s := l.RuntimeLost(run)
+	s.RestartCount = int32(run + 1)
+	s.LastTerminationState.Terminated = &corev1.ContainerStateTerminated{Reason: "ContainerStatusUnknown", ExitCode: 137}
 	return s
 }
 
