@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
+	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
 // TestE2EControllersRunWorkloads: the controller-manager and the scheduler do for workloads what
@@ -31,7 +32,7 @@ func TestE2EControllersRunWorkloads(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	opts := Options{Node: true, StandinNodeName: "oomwatch-standin", Log: testWriter{t}}
+	opts := Options{Node: true, StandinNodeName: "oomwatch-standin", Log: testlog.T(t)}
 	began := time.Now()
 	c, err := Start(ctx, opts)
 	t.Cleanup(func() { _ = Teardown(context.Background(), opts) })

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/oomwatch/oomwatch/deploy"
+	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
 // TestE2EAPIServerRestartKeepsCA kills the API server and starts it again: clients made before
@@ -33,7 +34,7 @@ func TestE2EAPIServerRestartKeepsCA(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	opts := Options{Log: testWriter{t}}
+	opts := Options{Log: testlog.T(t)}
 	c, err := Start(ctx, opts)
 	t.Cleanup(func() { _ = Teardown(context.Background(), opts) })
 	require.NoError(t, err)
@@ -60,7 +61,7 @@ func TestE2EDeployRBACIsEnough(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	opts := Options{Node: true, Log: testWriter{t}}
+	opts := Options{Node: true, Log: testlog.T(t)}
 	c, err := Start(ctx, opts)
 	t.Cleanup(func() { _ = Teardown(context.Background(), opts) })
 	require.NoError(t, err)
@@ -156,7 +157,7 @@ func TestE2EStandinNodeTakesWrittenStatuses(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	opts := Options{StandinNodeName: "oomwatch-standin", Log: testWriter{t}}
+	opts := Options{StandinNodeName: "oomwatch-standin", Log: testlog.T(t)}
 	c, err := Start(ctx, opts)
 	t.Cleanup(func() { _ = Teardown(context.Background(), opts) })
 	require.NoError(t, err)

@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
+	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
 // requireE2E skips unless OOMWATCH_E2E=1 and the test runs as root: a real node changes the host.
@@ -41,7 +42,7 @@ func TestSmokeRealOOMKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	opts := Options{Node: true, StandinNodeName: "oomwatch-standin", Log: testWriter{t}}
+	opts := Options{Node: true, StandinNodeName: "oomwatch-standin", Log: testlog.T(t)}
 	before, err := readSysctls()
 	require.NoError(t, err)
 
@@ -157,11 +158,4 @@ func pidsRunning(bin string) []string {
 		}
 	}
 	return out
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }

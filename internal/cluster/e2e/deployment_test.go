@@ -28,6 +28,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
 	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
+	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
 // otlpCerts are the files of mutual TLS between the agents and the gateway, made by the test: a
@@ -171,7 +172,7 @@ func (g *gatewayReplica) start() {
 		Dir:       g.dir,
 		Env:       g.env,
 		HealthURL: "http://" + net.JoinHostPort(g.ip, "13133") + "/",
-		Log:       prefixed("gateway " + g.ip + ": "),
+		Log:       testlog.Prefixed("gateway " + g.ip + ": "),
 	})
 	require.NoError(g.t, err)
 }

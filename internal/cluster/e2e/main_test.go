@@ -6,11 +6,9 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/deploy"
 	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
+	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
 const standinNode = "oomwatch-standin"
@@ -50,7 +49,7 @@ func TestMain(m *testing.M) {
 func runSuite(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	opts := controlplane.Options{Node: true, StandinNodeName: standinNode, Log: prefixed("cluster: ")}
+	opts := controlplane.Options{Node: true, StandinNodeName: standinNode, Log: testlog.Prefixed("cluster: ")}
 	defer func() {
 		if err := controlplane.Teardown(context.Background(), opts); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e: teardown:", err)
@@ -131,19 +130,3 @@ func freePort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
-
-type prefixWriter struct {
-	prefix string
-	w      io.Writer
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line != "" {
-			_, _ = io.WriteString(p.w, p.prefix+line)
-		}
-	}
-	return len(b), nil
-}
-
-func prefixed(prefix string) io.Writer { return prefixWriter{prefix: prefix, w: os.Stderr} }

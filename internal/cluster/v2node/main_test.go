@@ -31,6 +31,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
 	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
 	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
+	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
 // The OOM kill tests share one control plane and one v2 node, booted again only when a test
@@ -148,7 +149,7 @@ func nodeWith(t *testing.T, singleProcess bool) *suite {
 
 func startSuite(ctx context.Context, t *testing.T) (*suite, error) {
 	began := time.Now()
-	cpOpts, err := controlplane.Options{Log: prefixWriter{"cluster: ", os.Stderr}}.Defaults()
+	cpOpts, err := controlplane.Options{Log: testlog.Prefixed("cluster: ")}.Defaults()
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +206,7 @@ func startSuite(ctx context.Context, t *testing.T) (*suite, error) {
 func (s *suite) bootNode(ctx context.Context, t *testing.T, singleProcess bool) {
 	t.Helper()
 	began := time.Now()
-	s.nodeOpts = Options{Log: prefixWriter{"v2node: ", os.Stderr}, SingleProcessOOMKill: singleProcess, HostForwards: map[int]int{}}
+	s.nodeOpts = Options{Log: testlog.Prefixed("v2node: "), SingleProcessOOMKill: singleProcess, HostForwards: map[int]int{}}
 	for src, sink := range s.sinks {
 		_, port, err := net.SplitHostPort(sink.Endpoint())
 		require.NoError(t, err)
@@ -429,18 +430,4 @@ func containerStatus(p *corev1.Pod, container string) (corev1.ContainerStatus, e
 		}
 	}
 	return corev1.ContainerStatus{}, errNoStatus
-}
-
-type prefixWriter struct {
-	prefix string
-	w      io.Writer
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line != "" {
-			_, _ = io.WriteString(p.w, p.prefix+line)
-		}
-	}
-	return len(b), nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
 	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
+	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
 // TestV2NodeSmoke starts the control plane on this host and a cgroup v2 node in a QEMU guest,
@@ -34,15 +35,15 @@ func TestV2NodeSmoke(t *testing.T) {
 		t.Skip("set OOMWATCH_E2E=1 (as root, after `make cluster-bin cluster-deps` and make v2-node-kernel) to run the cgroup v2 node in QEMU")
 	}
 	// The OOM kill tests' node and control plane go first: this test starts and stops its own.
-	stopShared(testWriter{t})
+	stopShared(testlog.T(t))
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 
-	cpOpts := controlplane.Options{Log: testWriter{t}}
+	cpOpts := controlplane.Options{Log: testlog.T(t)}
 	cpOpts, err := cpOpts.Defaults()
 	require.NoError(t, err)
-	nodeOpts := Options{Log: testWriter{t}}
+	nodeOpts := Options{Log: testlog.T(t)}
 	if err := Check(nodeOpts, cpOpts.ModuleDir); err != nil {
 		t.Skipf("the v2 node cannot run here: %v", err)
 	}
@@ -270,11 +271,4 @@ func pidsOf(name string) []string {
 		}
 	}
 	return out
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
