@@ -220,13 +220,8 @@ func (t *Tracker) Absorb(containerID, podUID, name string) bool {
 	return true
 }
 
-// Kills returns the kills of the container name of pod podUID not yet handed on.
-func (t *Tracker) Kills(podUID, name string) Kills {
-	return t.kills[container{podUID, name}].Kills
-}
-
-// Take returns the kills of the container name of pod podUID not yet handed on, as Kills does,
-// and hands them on: a static pod whose mirror pod was deleted and created again since the
+// Take returns the kills of the container name of pod podUID not yet handed on, and hands them
+// on: a static pod whose mirror pod was deleted and created again since the
 // previous scrape shows its containers under both mirror pods, and their kills go out once.
 func (t *Tracker) Take(podUID, name string) Kills {
 	k := container{podUID, name}

@@ -31,10 +31,10 @@ func killsOfHog(t *processkill.Tracker, scrape uint64, counters ...kubelet.OOMCo
 func TestBaselineThenGrowth(t *testing.T) {
 	tr := processkill.New()
 	assert.True(t, tr.Read([]kubelet.OOMCounter{hog("hog-0", 7)}, 0, true, nil), "a new counter is saved")
-	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"), "the first reading is a baseline")
+	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"), "the first reading is a baseline")
 	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, killsOfHog(tr, 1, hog("hog-0", 10)))
 	assert.False(t, tr.Read([]kubelet.OOMCounter{hog("hog-0", 10)}, 2, true, nil), "nothing changed")
-	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"))
+	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"))
 }
 
 // After the first reading, a new instance started since: all its kills are new, and they add up
@@ -109,7 +109,7 @@ func TestAnInstanceMissingFromTheFirstReading(t *testing.T) {
 	watched := processkill.New()
 	watched.Read(nil, 0, true, pods{})
 	watched.Read([]kubelet.OOMCounter{hog("hog-0", 3)}, 1, true, pods{whole: map[string]bool{"u1/hog": true}})
-	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, watched.Kills("u1", "hog"), "its pod was created while watched")
+	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, watched.Take("u1", "hog"), "its pod was created while watched")
 
 	// Two instances of a container both read for the first time are both baselines.
 	both := processkill.New()
@@ -135,10 +135,10 @@ func TestKillsWaitForTheirPod(t *testing.T) {
 		tr.Read([]kubelet.OOMCounter{hog("hog-0", 4)}, scrape, true, nil)
 		tr.Handed()
 	}
-	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, tr.Kills("u1", "hog"), "waited 29 scrapes")
+	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-0"}, tr.Take("u1", "hog"), "waited 29 scrapes")
 	tr.Read([]kubelet.OOMCounter{hog("hog-0", 4)}, 33, true, nil)
 	tr.Handed()
-	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"), "dropped after 30")
+	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"), "dropped after 30")
 }
 
 // A reading without counters primes all the same, and says so: a restart with storage is
@@ -190,10 +190,10 @@ func TestKillsWaitUntilHandedOn(t *testing.T) {
 	tr.Read([]kubelet.OOMCounter{hog("hog-0", 0)}, 0, true, nil)
 	tr.Read([]kubelet.OOMCounter{hog("hog-0", 2)}, 1, true, nil)
 	tr.Read([]kubelet.OOMCounter{hog("hog-0", 3)}, 2, true, nil)
-	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, tr.Kills("u1", "hog"))
+	assert.Equal(t, processkill.Kills{N: 3, ContainerID: "hog-0"}, tr.Take("u1", "hog"))
 	tr.Take("u1", "hog")
 	tr.Handed()
-	assert.Equal(t, processkill.Kills{}, tr.Kills("u1", "hog"))
+	assert.Equal(t, processkill.Kills{}, tr.Take("u1", "hog"))
 }
 
 // A counter that went down to a value above zero (the kubelet restarted and counted again)
@@ -221,7 +221,7 @@ func TestAbsorbAKillThePodStatusShowed(t *testing.T) {
 	seen.Read([]kubelet.OOMCounter{hog("hog-1", 0)}, 0, true, nil)
 	assert.Equal(t, processkill.Kills{N: 1, ContainerID: "hog-1"}, killsOfHog(seen, 1, hog("hog-1", 1)))
 	seen.Absorb("hog-1", "u1", "hog")
-	assert.Equal(t, processkill.Kills{}, seen.Kills("u1", "hog"), "the counter counted it")
+	assert.Equal(t, processkill.Kills{}, seen.Take("u1", "hog"), "the counter counted it")
 
 	// Never read before: the credit survives a restart with the counters.
 	unread := processkill.New()
