@@ -584,9 +584,10 @@ func (c *Container) stamp(now time.Time) time.Time {
 // isReset tells that a status belongs to a new count of restarts (the node rebooted): the
 // restart count went back without a container this receiver knows; or, at a restart count that
 // did not grow (a restart always makes it grow), the container is one it never saw where it
-// knew another of the same instance. A status without a container is no reset: after the runtime lost the container the
-// kubelet writes its default status with the old restart count, and the next container shows
-// whether the count went on (from the container log folder) or started again.
+// knew another of the same instance. A status without a container is no reset: after the
+// runtime lost the container the kubelet writes its default status with the old restart count,
+// and the next container shows whether the count went on (from the container log folder) or
+// started again.
 func (c *Container) isReset(s *slimpod.Container) bool {
 	id, restarts := s.Status.ContainerID, s.Status.RestartCount
 	known := id != "" && (id == c.lastContainerID || c.knows(termination.Key{ContainerID: id}))
