@@ -223,7 +223,7 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := c.writeKubeconfigs(); err != nil {
 		return err
 	}
-	if err := createCgroup(c.systemCgroup()); err != nil {
+	if err := createCgroup(c.systemCgroup(), 0o750); err != nil {
 		return err
 	}
 	if err := c.startEtcd(ctx); err != nil {

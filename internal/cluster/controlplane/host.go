@@ -85,16 +85,20 @@ func cgroupHierarchies() ([]string, error) {
 	return out, nil
 }
 
-// createCgroup makes name in every hierarchy. A new cpuset cgroup has no CPUs or memory nodes,
-// so it gets its parent's, or no process could join it.
-func createCgroup(name string) error {
+// createCgroup makes name in every hierarchy, with mode perm. A new cpuset cgroup has no CPUs or
+// memory nodes, so it gets its parent's, or no process could join it.
+func createCgroup(name string, perm os.FileMode) error {
 	hs, err := cgroupHierarchies()
 	if err != nil {
 		return err
 	}
 	for _, h := range hs {
 		dir := filepath.Join(h, name)
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := os.MkdirAll(dir, perm); err != nil {
+			return err
+		}
+		// MkdirAll's mode is masked by the umask.
+		if err := os.Chmod(dir, perm); err != nil {
 			return err
 		}
 		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {

@@ -71,7 +71,9 @@ func (c *Cluster) startNode(ctx context.Context) error {
 	if err := c.recordHostChanges(); err != nil {
 		return err
 	}
-	if err := createCgroup(c.opts.CgroupRoot); err != nil {
+	// Open to every user, as a node's kubepods cgroup is (the kubelet and systemd make their
+	// cgroups 0755): the agent reads its containers' OOM counters as a non-root user.
+	if err := createCgroup(c.opts.CgroupRoot, 0o755); err != nil {
 		return err
 	}
 	if err := c.startContainerd(ctx); err != nil {
