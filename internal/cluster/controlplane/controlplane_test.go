@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/oomwatch/oomwatch/internal/procstat"
 )
 
 func TestPKIKeepsCAAcrossRuns(t *testing.T) {
@@ -85,7 +87,7 @@ func TestUnescapeMount(t *testing.T) {
 
 func TestProcStartTimeNamesThisProcess(t *testing.T) {
 	t.Parallel()
-	st, err := procStartTime(os.Getpid())
+	st, err := procstat.StartTime(os.Getpid())
 	require.NoError(t, err)
 	p := proc{PID: os.Getpid(), StartTime: st}
 	assert.True(t, p.alive())
@@ -101,7 +103,7 @@ func TestIsMainModule(t *testing.T) {
 
 func TestWaitForNamesWhatItAwaited(t *testing.T) {
 	t.Parallel()
-	st, err := procStartTime(os.Getpid())
+	st, err := procstat.StartTime(os.Getpid())
 	require.NoError(t, err)
 	c := &Cluster{
 		opts:  Options{Dir: t.TempDir(), ReadyTimeout: 300 * time.Millisecond},

@@ -268,23 +268,3 @@ func unmountAll(roots ...string) error {
 	}
 	return nil
 }
-
-// procStartTime is the start time of pid in clock ticks since boot; with the pid it names one
-// process, so a recycled pid is never signalled by mistake.
-func procStartTime(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name may hold spaces; fields after it are fixed.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
-	}
-	fields := strings.Fields(s[i+1:])
-	if len(fields) < 20 {
-		return 0, errors.New("short /proc stat")
-	}
-	return strconv.ParseUint(fields[19], 10, 64)
-}

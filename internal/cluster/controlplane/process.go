@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/oomwatch/oomwatch/internal/procstat"
 )
 
 // proc names one process the cluster started: its pid and start time (so a recycled pid is
@@ -28,7 +30,7 @@ func (p proc) alive() bool {
 	if p.PID <= 0 {
 		return false
 	}
-	st, err := procStartTime(p.PID)
+	st, err := procstat.StartTime(p.PID)
 	if err != nil || st != p.StartTime {
 		return false
 	}
@@ -72,7 +74,7 @@ func (c *Cluster) spawn(name, bin string, args []string, env []string) (proc, er
 	// The process is reaped in the background so that a stop seen from here is a real exit, not
 	// a zombie; when the starter exits first, init reaps it.
 	go func() { _ = cmd.Wait() }()
-	st, err := procStartTime(cmd.Process.Pid)
+	st, err := procstat.StartTime(cmd.Process.Pid)
 	if err != nil {
 		return proc{}, fmt.Errorf("%s exited at once (see %s): %w", name, logPath, err)
 	}
@@ -158,7 +160,7 @@ func killPIDs(pids []int, wait time.Duration) error {
 		if pid == os.Getpid() {
 			continue
 		}
-		st, err := procStartTime(pid)
+		st, err := procstat.StartTime(pid)
 		if err != nil {
 			continue
 		}

@@ -41,6 +41,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
 	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
+	"github.com/oomwatch/oomwatch/internal/procstat"
 )
 
 const (
@@ -279,7 +280,7 @@ func (n *Node) boot(initrd string, apiPort int) error {
 		_ = stderr.Close()
 		return fmt.Errorf("starting %s: %w", QEMU, err)
 	}
-	st, err := procStartTime(cmd.Process.Pid)
+	st, err := procstat.StartTime(cmd.Process.Pid)
 	if err == nil {
 		err = writeState(o.RunDir, state{PID: cmd.Process.Pid, StartTime: st})
 	}
@@ -417,7 +418,7 @@ func sessionPIDs(sid int) []int {
 		if err != nil {
 			continue
 		}
-		f, err := statFields(pid)
+		f, err := procstat.Fields(pid)
 		// Fields after the command: state (0), ppid, pgrp, session (3).
 		if err != nil || len(f) < 4 || f[0] == "Z" || f[3] != strconv.Itoa(sid) {
 			continue
@@ -456,37 +457,12 @@ func (st state) alive() bool {
 	if st.PID <= 0 {
 		return false
 	}
-	f, err := statFields(st.PID)
+	f, err := procstat.Fields(st.PID)
 	if err != nil || len(f) < 20 || f[0] == "Z" {
 		return false
 	}
 	t, err := strconv.ParseUint(f[19], 10, 64)
 	return err == nil && t == st.StartTime
-}
-
-// statFields are the fields of /proc/<pid>/stat after the command name: state first.
-func statFields(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil, errors.New("malformed /proc stat")
-	}
-	return strings.Fields(s[i+1:]), nil
-}
-
-func procStartTime(pid int) (uint64, error) {
-	f, err := statFields(pid)
-	if err != nil {
-		return 0, err
-	}
-	if len(f) < 20 {
-		return 0, errors.New("short /proc stat")
-	}
-	return strconv.ParseUint(f[19], 10, 64)
 }
 
 func freePort() (int, error) {

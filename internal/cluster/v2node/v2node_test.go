@@ -21,6 +21,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/internal/cluster/controlplane"
 	"github.com/oomwatch/oomwatch/internal/cluster/testworkload"
+	"github.com/oomwatch/oomwatch/internal/procstat"
 	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
 
@@ -168,19 +169,18 @@ func measureKubeletCPU(ctx context.Context, t *testing.T, n *Node, killed time.T
 	require.NoError(t, err)
 	from, err := n.Wait(ctx, "kubelet-cpu", func(m Marker) bool { return !m.At.Before(killed) })
 	require.NoError(t, err)
-	qemuFrom, qemuFromAt := hostCPUTicks(t, st.PID), time.Now()
+	qemuFrom, qemuFromAt := hostCPU(t, st.PID), time.Now()
 	to, err := n.Wait(ctx, "kubelet-cpu", func(m Marker) bool { return guestUptime(m)-guestUptime(from) >= 60 })
 	require.NoError(t, err)
-	qemuTo, qemuToAt := hostCPUTicks(t, st.PID), time.Now()
+	qemuTo, qemuToAt := hostCPU(t, st.PID), time.Now()
 	ticks, _ := strconv.ParseFloat(field(to, 1), 64)
 	ticks0, _ := strconv.ParseFloat(field(from, 1), 64)
 	secs := guestUptime(to) - guestUptime(from)
 	t.Logf("kubelet (pid %s in the guest): %.1f CPU seconds over %.0f s of guest time (%.0f%% of one vCPU)",
 		kubeletPID, (ticks-ticks0)/ticksPerSecond, secs, 100*(ticks-ticks0)/ticksPerSecond/secs)
-	// The host's USER_HZ is 100, as the guest's.
 	hostSecs := qemuToAt.Sub(qemuFromAt).Seconds()
-	t.Logf("QEMU on the host meanwhile: %.1f CPU seconds over %.0f s (%.0f%% of one core)",
-		(qemuTo-qemuFrom)/100, hostSecs, (qemuTo-qemuFrom)/hostSecs)
+	qemu := (qemuTo - qemuFrom).Seconds()
+	t.Logf("QEMU on the host meanwhile: %.1f CPU seconds over %.0f s (%.0f%% of one core)", qemu, hostSecs, 100*qemu/hostSecs)
 }
 
 // waitNode polls for the node object and for its Ready condition; it returns when each was seen.
@@ -226,18 +226,12 @@ func dumpOnFailure(t *testing.T, n *Node) {
 	})
 }
 
-// hostCPUTicks is utime+stime of a host process, in clock ticks.
-func hostCPUTicks(t *testing.T, pid int) float64 {
+// hostCPU is the CPU time a host process has used.
+func hostCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	f, err := statFields(pid)
+	d, err := procstat.CPUTime(pid)
 	require.NoError(t, err)
-	require.Greater(t, len(f), 12)
-	// After the command: utime and stime are the 12th and 13th fields.
-	u, err := strconv.ParseFloat(f[11], 64)
-	require.NoError(t, err)
-	s, err := strconv.ParseFloat(f[12], 64)
-	require.NoError(t, err)
-	return u + s
+	return d
 }
 
 func field(m Marker, i int) string {
