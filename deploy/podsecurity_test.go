@@ -31,22 +31,27 @@ func evaluate(t *testing.T, level api.Level, pod corev1.PodTemplateSpec) []viola
 	return out
 }
 
-// hostPathState is the agent's one violation of baseline: its state on the node.
-var hostPathState = violation{"hostPath volumes", `volume "state"`}
+// hostPaths is the agent's one violation of baseline: its state on the node and the node's
+// cgroups (read-only).
+var hostPaths = violation{"hostPath volumes", `volumes "state", "cgroup"`}
 
-// TestPodSecurityLevels: the gateway meets restricted. The agent needs a hostPath volume for its
-// state, which only privileged admits; besides it, it meets baseline, and its collector container
-// meets restricted too: what restricted refuses beyond the volume is the init container, which
-// must be root with CAP_CHOWN to hand the directory over.
+// hostPathsRestricted is how restricted words it.
+var hostPathsRestricted = violation{"restricted volume types", `volumes "state", "cgroup" use restricted volume type "hostPath"`}
+
+// TestPodSecurityLevels: the gateway meets restricted. The agent needs hostPath volumes for its
+// state and the kernel's counters, which only privileged admits; besides them, it meets
+// baseline, and its collector container meets restricted too: what restricted refuses beyond the
+// volumes is the init container, which must be root with CAP_CHOWN to hand the directory over.
+// With components/kubelet-source only the state's volume is left.
 func TestPodSecurityLevels(t *testing.T) {
 	t.Parallel()
 	gateway := podTemplate(t, gatewayDir, build(t, Manifests, gatewayDir))
 	assert.Empty(t, evaluate(t, api.LevelRestricted, gateway), "gateway: restricted")
 
 	agent := podTemplate(t, agentDir, build(t, Manifests, agentDir))
-	assert.Equal(t, []violation{hostPathState}, evaluate(t, api.LevelBaseline, agent), "agent: baseline")
+	assert.Equal(t, []violation{hostPaths}, evaluate(t, api.LevelBaseline, agent), "agent: baseline")
 	assert.ElementsMatch(t, []violation{
-		{"restricted volume types", `volume "state" uses restricted volume type "hostPath"`},
+		hostPathsRestricted,
 		{"runAsNonRoot != true", `container "state-dir" must not set securityContext.runAsNonRoot=false`},
 		{"runAsUser=0", `container "state-dir" must not set runAsUser=0`},
 		{"unrestricted capabilities", `container "state-dir" must not include "CHOWN" in securityContext.capabilities.add`},
@@ -54,8 +59,10 @@ func TestPodSecurityLevels(t *testing.T) {
 
 	collectorOnly := *agent.DeepCopy()
 	collectorOnly.Spec.InitContainers = nil
-	assert.Equal(t, []violation{{"restricted volume types", `volume "state" uses restricted volume type "hostPath"`}},
-		evaluate(t, api.LevelRestricted, collectorOnly), "agent's collector: restricted")
+	assert.Equal(t, []violation{hostPathsRestricted}, evaluate(t, api.LevelRestricted, collectorOnly), "agent's collector: restricted")
+
+	kubeletSource := podTemplate(t, agentDir, build(t, withKubeletSource(t), kubeletSourceDir))
+	assert.Equal(t, []violation{{"hostPath volumes", `volume "state"`}}, evaluate(t, api.LevelBaseline, kubeletSource), "agent with the kubelet source: baseline")
 }
 
 // apiServerDefaults is the policy of a namespace without labels when the API server is not
@@ -68,14 +75,14 @@ var apiServerDefaults = api.Policy{
 
 // TestNamespacesEnforceWhatTheirPodsMeet: each namespace enforces the strictest level its pods
 // meet, read from its labels as the API server reads them, and warns at a level where the only
-// expected warning is the agent's hostPath volume, so any other is a regression.
+// expected warning is the agent's hostPath volumes, so any other is a regression.
 func TestNamespacesEnforceWhatTheirPodsMeet(t *testing.T) {
 	t.Parallel()
 	for dir, want := range map[string]struct {
 		enforce, warn api.Level
 		warning       []violation
 	}{
-		agentDir:   {api.LevelPrivileged, api.LevelBaseline, []violation{hostPathState}},
+		agentDir:   {api.LevelPrivileged, api.LevelBaseline, []violation{hostPaths}},
 		gatewayDir: {api.LevelRestricted, api.LevelRestricted, nil},
 	} {
 		objs := build(t, Manifests, dir)

@@ -54,9 +54,13 @@ func TestE2EAPIServerRestartKeepsCA(t *testing.T) {
 	require.NoError(t, c.Stop(ctx))
 }
 
+// kubeletSourceRBAC is the role deploy/components/kubelet-source adds.
+const kubeletSourceRBAC = "components/kubelet-source/rbac.yaml"
+
 // TestE2EDeployRBACIsEnough applies deploy/'s namespace and RBAC and uses a token of the agent's
 // service account the way the collector does: what it needs is allowed, with the API server's
 // Node,RBAC authorizers and the kubelet's webhook authorizer, and nothing else is.
+
 func TestE2EDeployRBACIsEnough(t *testing.T) {
 	requireE2E(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -129,6 +133,15 @@ func TestE2EDeployRBACIsEnough(t *testing.T) {
 	assert.Equal(t, http.StatusUnauthorized, kubeletGet("/stats/summary", "not-a-token"))
 	assert.Equal(t, http.StatusForbidden, kubeletGet("/stats/summary", otherToken))
 	assert.Equal(t, http.StatusForbidden, kubeletGet("/pods", agentToken), "nodes/proxy is not granted")
+	assert.Equal(t, http.StatusForbidden, kubeletGet("/metrics/cadvisor", agentToken), "nodes/metrics only with the kubelet source")
+
+	// With components/kubelet-source, /metrics/cadvisor too (once the kubelet's cache of the
+	// refusal, 5 s here, expires).
+	b, err := fs.ReadFile(deploy.Manifests, kubeletSourceRBAC)
+	require.NoError(t, err)
+	require.NoError(t, c.Apply(ctx, b), kubeletSourceRBAC)
+	assert.Eventually(t, func() bool { return kubeletGet("/metrics/cadvisor", agentToken) == http.StatusOK },
+		30*time.Second, time.Second, "/metrics/cadvisor with components/kubelet-source")
 	require.NoError(t, c.Stop(ctx))
 }
 

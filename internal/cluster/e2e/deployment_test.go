@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -347,6 +348,34 @@ func steadyDeployment(ns string) *appsv1.Deployment {
 	return d
 }
 
+// logAgent logs the tail of an agent pod's log.
+func logAgent(t *testing.T, pod *corev1.Pod) {
+	t.Helper()
+	s := need(t)
+	tailLines := int64(60)
+	b, err := s.admin.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "otelcol", TailLines: &tailLines}).DoRaw(context.Background())
+	t.Logf("agent %s log (tail, %v):\n%s", pod.Name, err, b)
+}
+
+// forkerChildren is how many children forkerDeployment's PID 1 starts, each OOM-killed within
+// about 0.2 s of the one before: more than the kernel reports in 5 s (10), so the kubelet's
+// /metrics/cadvisor would miss some.
+const forkerChildren = 16
+
+// forkerDeployment runs a container whose PID 1 lives while forkerChildren of its children are
+// OOM-killed fast, one after another: process kills, which only the agent's cgroup source counts
+// exactly.
+func forkerDeployment(ns string) *appsv1.Deployment {
+	d := memhogDeployment(ns)
+	d.Name = "forker"
+	d.Spec.Selector.MatchLabels = map[string]string{"app": "forker"}
+	d.Spec.Template.Labels = map[string]string{"app": "forker"}
+	d.Spec.Template.Spec.Containers = []corev1.Container{workload("app", "16Mi", map[string]string{
+		"WORKLOAD_MODE": "child-oom", "WORKLOAD_CHILDREN": strconv.Itoa(forkerChildren), "WORKLOAD_INTERVAL": "1ms",
+	})}
+	return d
+}
+
 // promValue is the single value of a PromQL query, or an error saying what it returned.
 func promValue(p *promServer, query string) (float64, error) {
 	got, err := p.instant(query)
@@ -366,7 +395,9 @@ func promValue(p *promServer, query string) (float64, error) {
 // The kernel OOM-kills a Deployment's container again and again while one gateway replica and
 // then the other goes away and the agent is rolled out: the backend's counter equals the kills
 // the API server shows and never goes back, and the shipped alert fires for that workload only
-// and resolves once the kills stop.
+// and resolves once the kills stop. Beside it, a burst of process kills inside a living
+// container: the agent reads them from the node's cgroups through the DaemonSet's read-only
+// mount, as user 65532, and the backend shows exactly the kernel's count.
 func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	s := need(t)
 	ctx := context.Background()
@@ -403,7 +434,7 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 
 	ns := namespace(t, "shop")
 	kills := watchDeploymentKills(t, ns, "app=memhog")
-	for _, d := range []*appsv1.Deployment{steadyDeployment(ns), memhogDeployment(ns)} {
+	for _, d := range []*appsv1.Deployment{steadyDeployment(ns), memhogDeployment(ns), forkerDeployment(ns)} {
 		_, err := s.admin.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
 		require.NoError(t, err)
 	}
@@ -482,6 +513,33 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0.0, steady, "steady was never OOM-killed")
 	t.Logf("gateway connections: %v", service.connections())
+
+	// The process kills: the backend shows the kernel's own count of the forker's container.
+	forker, err := s.admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=forker"})
+	require.NoError(t, err)
+	require.Len(t, forker.Items, 1)
+	require.Len(t, forker.Items[0].Status.ContainerStatuses, 1)
+	forkerStatus := forker.Items[0].Status.ContainerStatuses[0]
+	require.Zero(t, forkerStatus.RestartCount, "the forker's PID 1 lives")
+	kernel := kernelOOMKills(t, string(forker.Items[0].UID), forkerStatus.ContainerID)
+	require.GreaterOrEqual(t, kernel, uint64(forkerChildren), "every child OOM-killed")
+	const forkerKills = `sum(k8s_container_process_oom_kills_total{k8s_deployment_name="forker"})`
+	var shown float64
+	var shownErr error
+	if !assert.Eventually(t, func() bool {
+		shown, shownErr = promValue(prom, forkerKills)
+		return shownErr == nil && uint64(shown) == kernel
+	}, time.Minute, time.Second, "the backend does not show the kernel's %d process kills", kernel) {
+		t.Logf("the backend's last answer: %v, %v", shown, shownErr)
+		logAgent(t, second)
+		t.FailNow()
+	}
+	v, err := promValue(prom, `sum(k8s_container_oom_kills_total{k8s_deployment_name="forker"})`)
+	require.NoError(t, err)
+	assert.Equal(t, 0.0, v, "the forker's container was never OOM-killed itself")
+	if v, err := promValue(prom, `sum(k8s_container_process_oom_kills_total{k8s_deployment_name="memhog"})`); err == nil {
+		t.Logf("process kills the backend shows for memhog (PID 1 killed each time): %v", v)
+	}
 
 	// The alert resolves by itself once the kills are out of its window.
 	require.Eventually(t, func() bool {

@@ -91,7 +91,9 @@ func setUp(ctx context.Context, opts controlplane.Options) (*suite, error) {
 	// Everything deploy/ ships is accepted by the API server. The DaemonSet is only sent as a dry
 	// run: as shipped it would run the agent on every node, the stand-in too. The tests run the
 	// collector themselves with its identity; the one that runs the DaemonSet applies it itself.
-	for _, f := range []string{"namespace.yaml", "rbac.yaml", "daemonset.yaml"} {
+	// The collectors of these tests read process kills from the kubelet's /metrics/cadvisor (the
+	// receiver's default source), with the role components/kubelet-source adds for it.
+	for _, f := range []string{"namespace.yaml", "rbac.yaml", "components/kubelet-source/rbac.yaml", "daemonset.yaml"} {
 		manifest, err := deploy.Manifests.ReadFile(f)
 		if err != nil {
 			return nil, err

@@ -171,7 +171,8 @@ func startSuite(ctx context.Context, t *testing.T) (*suite, error) {
 	if s.cs, err = s.cp.Client(); err != nil {
 		return nil, err
 	}
-	for _, f := range []string{"namespace.yaml", "rbac.yaml"} {
+	// Collectors on the kubelet's process-kill source need the role components/kubelet-source adds.
+	for _, f := range []string{"namespace.yaml", "rbac.yaml", "components/kubelet-source/rbac.yaml"} {
 		manifest, err := deploy.Manifests.ReadFile(f)
 		if err != nil {
 			return nil, err

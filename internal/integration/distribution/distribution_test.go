@@ -91,7 +91,8 @@ service:
 
 // TestShippedConfigsValidate: the collector configurations of the ConfigMaps that deploy/
 // generates are accepted by the collector that ships with them, with the environment the
-// workloads give them; the agent's also with TLS turned off, as an overlay may do.
+// workloads give them; the agent's also with TLS turned off, as an overlay may do, and with the
+// kubelet's process-kill source instead of the cgroups.
 func TestShippedConfigsValidate(t *testing.T) {
 	t.Parallel()
 	agent := []string{"K8S_NODE_NAME=node-1", "POD_IP=10.0.0.7", "OTLP_ENDPOINT=oomwatch-gateway.oomwatch-gateway.svc:4317"}
@@ -104,6 +105,9 @@ func TestShippedConfigsValidate(t *testing.T) {
 			"OTLP_CERT_FILE=/etc/otelcol-oomwatch/tls/tls.crt",
 			"OTLP_KEY_FILE=/etc/otelcol-oomwatch/tls/tls.key")},
 		"agent without TLS": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true")},
+		// The environment deploy/components/kubelet-source sets (deploy's TestKubeletSourceComponent).
+		"agent with the kubelet source": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true",
+			"OOMWATCH_PROCESS_OOM_KILLS_SOURCE=kubelet", "OOMWATCH_CGROUP_ROOT=")},
 		"gateway": {deployconfig.Gateway, []string{
 			"POD_IP=10.0.0.8", "PROMETHEUS_REMOTE_WRITE_URL=http://prometheus.monitoring.svc:9090/api/v1/write",
 			"TLS_CERT_FILE=/etc/otelcol-oomwatch/tls/tls.crt",
