@@ -186,7 +186,7 @@ KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 CTRD_LDFLAGS  := -s -w -X github.com/containerd/containerd/v2/version.Version=v2.4.2
 CTRD_TAGS     := no_btrfs,no_devmapper,no_zfs
 
-.PHONY: cluster-bin cluster-deps v2-kernel v2-node-kernel cluster-images cluster-up cluster-down cluster-smoke v2-node-smoke v2-node-e2e cluster-e2e demo
+.PHONY: cluster-bin cluster-deps v2-kernel v2-node-kernel cluster-images cluster-up cluster-down cluster-smoke v2-node-smoke v2-node-e2e cluster-e2e node-cost demo
 
 ## cluster-bin: build the cluster binaries that are missing (cold: many minutes, one build at a time).
 # One build at a time even under `make -j`: two Kubernetes builds at once need over 4 GB and both
@@ -267,6 +267,11 @@ v2-node-smoke: cluster-bin cluster-deps v2-node-kernel
 ## sources against memory.events, the Summary API's PSI fields (root; ~2.5 min).
 v2-node-e2e: collector cluster-bin cluster-deps v2-node-kernel
 	OOMWATCH_E2E=1 $(GO) test -count=1 -v -run 'TestV2Node' -skip TestV2NodeSmoke -timeout 20m ./internal/cluster/v2node/
+
+## node-cost: what the agent costs the real node with each process-kill source (its CPU and RSS,
+## and the kubelet CPU it causes), 20 pods, OOMWATCH_NODE_COST_WINDOW (2m) per phase (root).
+node-cost: collector cluster-bin cluster-deps
+	OOMWATCH_E2E=1 OOMWATCH_NODE_COST=1 $(GO) test -count=1 -v -run '^TestNodeCostOfEachProcessKillSource$$' -timeout 30m ./internal/cluster/e2e/
 
 ## demo: build what is missing, start the local cluster with a workload whose containers get
 ## OOM-killed, run the collector, and show the counts live (root; Ctrl-C tears everything down).

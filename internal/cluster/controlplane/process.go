@@ -187,3 +187,10 @@ func killPIDs(pids []int, wait time.Duration) error {
 }
 
 var errNotRunning = errors.New("not running")
+
+// PID is the pid of the process the cluster started as name (etcd, kube-apiserver, containerd,
+// kubelet, ...), while it runs.
+func (c *Cluster) PID(name string) (int, bool) {
+	p := c.state.Procs[name]
+	return p.PID, p.alive()
+}
