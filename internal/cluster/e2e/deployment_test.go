@@ -546,6 +546,28 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 		return len(alerts(`ALERTS{alertname="KubernetesWorkloadOOMKilled",workload="deployment/memhog"}`)) == 0
 	}, 8*time.Minute, 5*time.Second, "the OOM-kill alert for deployment/memhog does not resolve")
 	t.Logf("alert resolved %s after the kills stopped", time.Since(stopped).Round(time.Second))
-	others := alerts(`count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!="deployment/memhog"}[1h])`)
+	others := alerts(`count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!~"deployment/(memhog|forker)"}[1h])`)
 	assert.Empty(t, others, "alerts for workloads that were not OOM-killed")
+
+	// A kill warns; memhog's kills repeated, which paged; the forker's kills were of processes
+	// inside its living container, and nothing else. (Its alert fires only if the backend saw its
+	// counter at 0 before the burst: increase() does not count a series' first value.)
+	fired := func(workload string) map[string]string {
+		got := map[string]string{}
+		for _, a := range alerts(`max by (alertname, severity) (max_over_time(ALERTS{alertstate="firing",workload="` + workload + `"}[1h]))`) {
+			got[a.Labels["alertname"]] = a.Labels["severity"]
+		}
+		return got
+	}
+	assert.Equal(t, map[string]string{
+		"KubernetesWorkloadOOMKilled":           "warning",
+		"KubernetesWorkloadOOMKilledRepeatedly": "critical",
+	}, fired("deployment/memhog"))
+	forkerAlerts := fired("deployment/forker")
+	t.Logf("the forker's alerts: %v", forkerAlerts)
+	if severity, ok := forkerAlerts["KubernetesWorkloadProcessOOMKilled"]; ok {
+		assert.Equal(t, "warning", severity)
+		delete(forkerAlerts, "KubernetesWorkloadProcessOOMKilled")
+	}
+	assert.Empty(t, forkerAlerts, "the forker's alerts other than its process kills'")
 }
