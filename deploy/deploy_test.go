@@ -254,8 +254,14 @@ func at(cfg map[string]any, path ...string) any {
 
 func TestAgentConfigWatchesItsNode(t *testing.T) {
 	t.Parallel()
-	cfg := collectorConfig(t, build(t, Manifests, agentDir))
+	objs := build(t, Manifests, agentDir)
+	cfg := collectorConfig(t, objs)
 	assert.Equal(t, "${env:K8S_NODE_NAME}", at(cfg, "receivers", "k8s_container", "node"))
+	// The cluster's name from one setting, the DaemonSet's K8S_CLUSTER_NAME (empty: none).
+	assert.Equal(t, "${env:K8S_CLUSTER_NAME:-}", at(cfg, "receivers", "k8s_container", "cluster_name"))
+	clusterName, ok := env(podTemplate(t, agentDir, objs).Spec.Containers[0])["K8S_CLUSTER_NAME"]
+	require.True(t, ok, "K8S_CLUSTER_NAME in the DaemonSet, for an overlay to set")
+	assert.Empty(t, clusterName.Value)
 	assert.Equal(t, []any{"k8s_container"}, at(cfg, "service", "pipelines", "metrics", "receivers"))
 	assert.Equal(t, []any{"memory_limiter", "oom_counter", "batch"}, at(cfg, "service", "pipelines", "metrics", "processors"))
 	assert.Equal(t, []any{"otlp_grpc"}, at(cfg, "service", "pipelines", "metrics", "exporters"))

@@ -41,6 +41,7 @@ func TestLoadConfig(t *testing.T) {
 			want: withDefaults(func(c *Config) {
 				c.CollectionInterval = 15 * time.Second
 				c.Node = "node-a"
+				c.ClusterName = "eu-1"
 				c.Kubelet.CAFile = "/etc/kubelet/ca.crt"
 				c.Kubelet.Timeout = 2 * time.Second
 				c.Extract.Labels = []FieldExtract{{Key: "app.kubernetes.io/name", TagName: "app"}, {Key: "team"}}

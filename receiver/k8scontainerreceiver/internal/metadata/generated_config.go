@@ -520,6 +520,7 @@ func (rac *ResourceAttributeConfig) Unmarshal(parser *confmap.Conf) error {
 // ResourceAttributesConfig provides config for k8s_container resource attributes.
 type ResourceAttributesConfig struct {
 	ContainerID        ResourceAttributeConfig `mapstructure:"container.id"`
+	K8sClusterName     ResourceAttributeConfig `mapstructure:"k8s.cluster.name"`
 	K8sContainerName   ResourceAttributeConfig `mapstructure:"k8s.container.name"`
 	K8sCronjobName     ResourceAttributeConfig `mapstructure:"k8s.cronjob.name"`
 	K8sDaemonsetName   ResourceAttributeConfig `mapstructure:"k8s.daemonset.name"`
@@ -537,6 +538,9 @@ func DefaultResourceAttributesConfig() ResourceAttributesConfig {
 	return ResourceAttributesConfig{
 		ContainerID: ResourceAttributeConfig{
 			Enabled: false,
+		},
+		K8sClusterName: ResourceAttributeConfig{
+			Enabled: true,
 		},
 		K8sContainerName: ResourceAttributeConfig{
 			Enabled: true,

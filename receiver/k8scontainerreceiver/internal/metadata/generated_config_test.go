@@ -77,6 +77,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 				},
 				ResourceAttributes: ResourceAttributesConfig{
 					ContainerID:        ResourceAttributeConfig{Enabled: true},
+					K8sClusterName:     ResourceAttributeConfig{Enabled: true},
 					K8sContainerName:   ResourceAttributeConfig{Enabled: true},
 					K8sCronjobName:     ResourceAttributeConfig{Enabled: true},
 					K8sDaemonsetName:   ResourceAttributeConfig{Enabled: true},
@@ -146,6 +147,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 				},
 				ResourceAttributes: ResourceAttributesConfig{
 					ContainerID:        ResourceAttributeConfig{Enabled: false},
+					K8sClusterName:     ResourceAttributeConfig{Enabled: false},
 					K8sContainerName:   ResourceAttributeConfig{Enabled: false},
 					K8sCronjobName:     ResourceAttributeConfig{Enabled: false},
 					K8sDaemonsetName:   ResourceAttributeConfig{Enabled: false},
@@ -239,6 +241,7 @@ func TestResourceAttributesConfig(t *testing.T) {
 			name: "all_set",
 			want: ResourceAttributesConfig{
 				ContainerID:        ResourceAttributeConfig{Enabled: true},
+				K8sClusterName:     ResourceAttributeConfig{Enabled: true},
 				K8sContainerName:   ResourceAttributeConfig{Enabled: true},
 				K8sCronjobName:     ResourceAttributeConfig{Enabled: true},
 				K8sDaemonsetName:   ResourceAttributeConfig{Enabled: true},
@@ -256,6 +259,7 @@ func TestResourceAttributesConfig(t *testing.T) {
 			name: "none_set",
 			want: ResourceAttributesConfig{
 				ContainerID:        ResourceAttributeConfig{Enabled: false},
+				K8sClusterName:     ResourceAttributeConfig{Enabled: false},
 				K8sContainerName:   ResourceAttributeConfig{Enabled: false},
 				K8sCronjobName:     ResourceAttributeConfig{Enabled: false},
 				K8sDaemonsetName:   ResourceAttributeConfig{Enabled: false},

@@ -210,6 +210,12 @@ func NewLogsBuilder(lbc LogsBuilderConfig, settings receiver.Settings) *LogsBuil
 	if lbc.ResourceAttributes.ContainerID.EventsExclude != nil {
 		lb.resourceAttributeExcludeFilter["container.id"] = filter.CreateFilter(lbc.ResourceAttributes.ContainerID.EventsExclude)
 	}
+	if lbc.ResourceAttributes.K8sClusterName.EventsInclude != nil {
+		lb.resourceAttributeIncludeFilter["k8s.cluster.name"] = filter.CreateFilter(lbc.ResourceAttributes.K8sClusterName.EventsInclude)
+	}
+	if lbc.ResourceAttributes.K8sClusterName.EventsExclude != nil {
+		lb.resourceAttributeExcludeFilter["k8s.cluster.name"] = filter.CreateFilter(lbc.ResourceAttributes.K8sClusterName.EventsExclude)
+	}
 	if lbc.ResourceAttributes.K8sContainerName.EventsInclude != nil {
 		lb.resourceAttributeIncludeFilter["k8s.container.name"] = filter.CreateFilter(lbc.ResourceAttributes.K8sContainerName.EventsInclude)
 	}

@@ -31,6 +31,7 @@ func TestLogsBuilderAppendLogRecord(t *testing.T) {
 
 	rb := lb.NewResourceBuilder()
 	rb.SetContainerID("container.id-val")
+	rb.SetK8sClusterName("k8s.cluster.name-val")
 	rb.SetK8sContainerName("k8s.container.name-val")
 	rb.SetK8sCronjobName("k8s.cronjob.name-val")
 	rb.SetK8sDaemonsetName("k8s.daemonset.name-val")
@@ -149,6 +150,7 @@ func TestLogsBuilder(t *testing.T) {
 
 			rb := lb.NewResourceBuilder()
 			rb.SetContainerID("container.id-val")
+			rb.SetK8sClusterName("k8s.cluster.name-val")
 			rb.SetK8sContainerName("k8s.container.name-val")
 			rb.SetK8sCronjobName("k8s.cronjob.name-val")
 			rb.SetK8sDaemonsetName("k8s.daemonset.name-val")

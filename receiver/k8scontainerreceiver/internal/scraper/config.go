@@ -43,6 +43,9 @@ type Config struct {
 	// Node scopes the pod watch to pods on this node (DaemonSet mode); empty watches the
 	// whole cluster.
 	Node string `mapstructure:"node"`
+	// ClusterName is the k8s.cluster.name resource attribute of everything the receiver emits,
+	// so that signals of several clusters in one backend stay apart; empty sets none.
+	ClusterName string `mapstructure:"cluster_name"`
 	// Kubelet is where container stats come from.
 	Kubelet KubeletConfig `mapstructure:"kubelet"`
 	// Extract names pod labels and annotations to add as resource attributes.

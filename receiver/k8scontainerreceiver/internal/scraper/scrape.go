@@ -77,9 +77,17 @@ func (s *Scraper) Scrape(ctx context.Context) (pmetric.Metrics, error) {
 	return s.mb.Emit(), nil
 }
 
+// setCluster sets k8s.cluster.name, when the configuration names the cluster.
+func (s *Scraper) setCluster(rb *metadata.ResourceBuilder) {
+	if s.cfg.ClusterName != "" {
+		rb.SetK8sClusterName(s.cfg.ClusterName)
+	}
+}
+
 // resource builds a container's resource attributes.
 func (s *Scraper) resource(p *containerstate.Pod, c *containerstate.Container) pcommon.Resource {
 	rb := s.mb.NewResourceBuilder()
+	s.setCluster(rb)
 	rb.SetK8sNamespaceName(p.Namespace)
 	rb.SetK8sPodName(p.Name)
 	rb.SetK8sPodUID(string(p.UID))

@@ -89,6 +89,7 @@ func (s *Scraper) drainSystemOOMs(record func(saved []byte) error) error {
 func (s *Scraper) recordSystemOOMs(ctx context.Context, now pcommon.Timestamp) {
 	for _, n := range s.systemKills {
 		rb := s.mb.NewResourceBuilder()
+		s.setCluster(rb)
 		rb.SetK8sNodeName(n.node)
 		res := rb.Emit()
 		s.mb.RecordK8sNodeSystemOomKilledDataPoint(now, int64(len(n.kills)))
