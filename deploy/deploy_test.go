@@ -92,6 +92,7 @@ func TestBuildsTheExpectedObjects(t *testing.T) {
 			"ClusterRoleBinding//oomwatch-agent",
 			"Role/default/oomwatch-agent-node-events",
 			"RoleBinding/default/oomwatch-agent-node-events",
+			"PriorityClass//oomwatch-agent",
 			"ConfigMap/oomwatch/oomwatch-agent-<hash>",
 			"DaemonSet/oomwatch/oomwatch-agent",
 		},
@@ -100,6 +101,7 @@ func TestBuildsTheExpectedObjects(t *testing.T) {
 			"ConfigMap/oomwatch-gateway/oomwatch-gateway-<hash>",
 			"Deployment/oomwatch-gateway/oomwatch-gateway",
 			"Service/oomwatch-gateway/oomwatch-gateway",
+			"PodDisruptionBudget/oomwatch-gateway/oomwatch-gateway",
 		},
 	} {
 		objs := build(t, Manifests, dir)
