@@ -25,7 +25,7 @@ const (
 	metricProcessKills = "k8s_container_process_oom_kills_total"
 	metricRestarts     = "k8s_container_restart_count"
 	metricWorkingSet   = "container_memory_working_set_bytes"
-	metricLimit        = "k8s_container_memory_limit_bytes"
+	metricLimit        = "k8s_container_memory_limit_current_bytes"
 	metricUtilization  = "k8s_container_memory_limit_utilization_ratio"
 
 	labelNamespace  = "k8s_namespace_name"

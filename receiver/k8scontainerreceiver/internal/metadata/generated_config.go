@@ -205,13 +205,13 @@ func (ms *K8sContainerLastTerminatedExitCodeMetricConfig) Validate() error {
 	return nil
 }
 
-// K8sContainerMemoryLimitMetricConfig provides config for the k8s.container.memory.limit metric.
-type K8sContainerMemoryLimitMetricConfig struct {
+// K8sContainerMemoryLimitCurrentMetricConfig provides config for the k8s.container.memory.limit.current metric.
+type K8sContainerMemoryLimitCurrentMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
 	enabledSetByUser bool
 }
 
-func (ms *K8sContainerMemoryLimitMetricConfig) Unmarshal(parser *confmap.Conf) error {
+func (ms *K8sContainerMemoryLimitCurrentMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	if parser == nil {
 		return nil
 	}
@@ -225,13 +225,13 @@ func (ms *K8sContainerMemoryLimitMetricConfig) Unmarshal(parser *confmap.Conf) e
 	return nil
 }
 
-// K8sContainerMemoryRequestMetricConfig provides config for the k8s.container.memory.request metric.
-type K8sContainerMemoryRequestMetricConfig struct {
+// K8sContainerMemoryRequestCurrentMetricConfig provides config for the k8s.container.memory.request.current metric.
+type K8sContainerMemoryRequestCurrentMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
 	enabledSetByUser bool
 }
 
-func (ms *K8sContainerMemoryRequestMetricConfig) Unmarshal(parser *confmap.Conf) error {
+func (ms *K8sContainerMemoryRequestCurrentMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	if parser == nil {
 		return nil
 	}
@@ -382,8 +382,8 @@ type MetricsConfig struct {
 	ContainerMemoryUsage               ContainerMemoryUsageMetricConfig               `mapstructure:"container.memory.usage"`
 	ContainerMemoryWorkingSet          ContainerMemoryWorkingSetMetricConfig          `mapstructure:"container.memory.working_set"`
 	K8sContainerLastTerminatedExitCode K8sContainerLastTerminatedExitCodeMetricConfig `mapstructure:"k8s.container.last_terminated.exit_code"`
-	K8sContainerMemoryLimit            K8sContainerMemoryLimitMetricConfig            `mapstructure:"k8s.container.memory.limit"`
-	K8sContainerMemoryRequest          K8sContainerMemoryRequestMetricConfig          `mapstructure:"k8s.container.memory.request"`
+	K8sContainerMemoryLimitCurrent     K8sContainerMemoryLimitCurrentMetricConfig     `mapstructure:"k8s.container.memory.limit.current"`
+	K8sContainerMemoryRequestCurrent   K8sContainerMemoryRequestCurrentMetricConfig   `mapstructure:"k8s.container.memory.request.current"`
 	K8sContainerMemoryLimitUtilization K8sContainerMemoryLimitUtilizationMetricConfig `mapstructure:"k8s.container.memory_limit_utilization"`
 	K8sContainerOomKilled              K8sContainerOomKilledMetricConfig              `mapstructure:"k8s.container.oom_killed"`
 	K8sContainerProcessOomKilled       K8sContainerProcessOomKilledMetricConfig       `mapstructure:"k8s.container.process.oom_killed"`
@@ -418,10 +418,10 @@ func DefaultMetricsConfig() MetricsConfig {
 			AggregationStrategy: AggregationStrategyAvg,
 			EnabledAttributes:   []K8sContainerLastTerminatedExitCodeMetricAttributeKey{K8sContainerLastTerminatedExitCodeMetricAttributeKeyK8sContainerStatusLastTerminatedReason},
 		},
-		K8sContainerMemoryLimit: K8sContainerMemoryLimitMetricConfig{
+		K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 			Enabled: true,
 		},
-		K8sContainerMemoryRequest: K8sContainerMemoryRequestMetricConfig{
+		K8sContainerMemoryRequestCurrent: K8sContainerMemoryRequestCurrentMetricConfig{
 			Enabled: true,
 		},
 		K8sContainerMemoryLimitUtilization: K8sContainerMemoryLimitUtilizationMetricConfig{

@@ -51,10 +51,10 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []K8sContainerLastTerminatedExitCodeMetricAttributeKey{K8sContainerLastTerminatedExitCodeMetricAttributeKeyK8sContainerStatusLastTerminatedReason},
 					},
-					K8sContainerMemoryLimit: K8sContainerMemoryLimitMetricConfig{
+					K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 						Enabled: true,
 					},
-					K8sContainerMemoryRequest: K8sContainerMemoryRequestMetricConfig{
+					K8sContainerMemoryRequestCurrent: K8sContainerMemoryRequestCurrentMetricConfig{
 						Enabled: true,
 					},
 					K8sContainerMemoryLimitUtilization: K8sContainerMemoryLimitUtilizationMetricConfig{
@@ -121,10 +121,10 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategyAvg,
 						EnabledAttributes:   []K8sContainerLastTerminatedExitCodeMetricAttributeKey{K8sContainerLastTerminatedExitCodeMetricAttributeKeyK8sContainerStatusLastTerminatedReason},
 					},
-					K8sContainerMemoryLimit: K8sContainerMemoryLimitMetricConfig{
+					K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 						Enabled: false,
 					},
-					K8sContainerMemoryRequest: K8sContainerMemoryRequestMetricConfig{
+					K8sContainerMemoryRequestCurrent: K8sContainerMemoryRequestCurrentMetricConfig{
 						Enabled: false,
 					},
 					K8sContainerMemoryLimitUtilization: K8sContainerMemoryLimitUtilizationMetricConfig{
@@ -166,7 +166,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitMetricConfig{}, K8sContainerMemoryRequestMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitCurrentMetricConfig{}, K8sContainerMemoryRequestCurrentMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}

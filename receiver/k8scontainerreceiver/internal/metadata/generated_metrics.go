@@ -108,11 +108,11 @@ var MetricsInfo = metricsInfo{
 		Name:       "k8s.container.last_terminated.exit_code",
 		Attributes: []string{"k8s.container.status.last_terminated_reason"},
 	},
-	K8sContainerMemoryLimit: metricInfo{
-		Name: "k8s.container.memory.limit",
+	K8sContainerMemoryLimitCurrent: metricInfo{
+		Name: "k8s.container.memory.limit.current",
 	},
-	K8sContainerMemoryRequest: metricInfo{
-		Name: "k8s.container.memory.request",
+	K8sContainerMemoryRequestCurrent: metricInfo{
+		Name: "k8s.container.memory.request.current",
 	},
 	K8sContainerMemoryLimitUtilization: metricInfo{
 		Name: "k8s.container.memory_limit_utilization",
@@ -140,8 +140,8 @@ type metricsInfo struct {
 	ContainerMemoryUsage               metricInfo
 	ContainerMemoryWorkingSet          metricInfo
 	K8sContainerLastTerminatedExitCode metricInfo
-	K8sContainerMemoryLimit            metricInfo
-	K8sContainerMemoryRequest          metricInfo
+	K8sContainerMemoryLimitCurrent     metricInfo
+	K8sContainerMemoryRequestCurrent   metricInfo
 	K8sContainerMemoryLimitUtilization metricInfo
 	K8sContainerOomKilled              metricInfo
 	K8sContainerProcessOomKilled       metricInfo
@@ -586,21 +586,21 @@ func newMetricK8sContainerLastTerminatedExitCode(cfg K8sContainerLastTerminatedE
 	return m
 }
 
-type metricK8sContainerMemoryLimit struct {
-	data     pmetric.Metric                      // data buffer for generated metric.
-	config   K8sContainerMemoryLimitMetricConfig // metric config provided by user.
-	capacity int                                 // max observed number of data points added to the metric.
+type metricK8sContainerMemoryLimitCurrent struct {
+	data     pmetric.Metric                             // data buffer for generated metric.
+	config   K8sContainerMemoryLimitCurrentMetricConfig // metric config provided by user.
+	capacity int                                        // max observed number of data points added to the metric.
 }
 
-// init fills k8s.container.memory.limit metric with initial data.
-func (m *metricK8sContainerMemoryLimit) init() {
-	m.data.SetName("k8s.container.memory.limit")
-	m.data.SetDescription("Memory limit of the container, from the resources the kubelet reports as applied, else from the pod spec.")
+// init fills k8s.container.memory.limit.current metric with initial data.
+func (m *metricK8sContainerMemoryLimitCurrent) init() {
+	m.data.SetName("k8s.container.memory.limit.current")
+	m.data.SetDescription("Memory limit of the container, from the resources the kubelet reports as applied, else from the pod spec (semantic conventions 1.43; k8s.container.memory.limit before 1.43).")
 	m.data.SetUnit("By")
 	m.data.SetEmptyGauge()
 }
 
-func (m *metricK8sContainerMemoryLimit) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+func (m *metricK8sContainerMemoryLimitCurrent) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
 	if !m.config.Enabled {
 		return
 	}
@@ -611,14 +611,14 @@ func (m *metricK8sContainerMemoryLimit) recordDataPoint(start pcommon.Timestamp,
 }
 
 // updateCapacity saves max length of data point slices that will be used for the slice capacity.
-func (m *metricK8sContainerMemoryLimit) updateCapacity() {
+func (m *metricK8sContainerMemoryLimitCurrent) updateCapacity() {
 	if m.data.Gauge().DataPoints().Len() > m.capacity {
 		m.capacity = m.data.Gauge().DataPoints().Len()
 	}
 }
 
 // emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
-func (m *metricK8sContainerMemoryLimit) emit(metrics pmetric.MetricSlice) {
+func (m *metricK8sContainerMemoryLimitCurrent) emit(metrics pmetric.MetricSlice) {
 	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
 		m.updateCapacity()
 		m.data.MoveTo(metrics.AppendEmpty())
@@ -626,8 +626,8 @@ func (m *metricK8sContainerMemoryLimit) emit(metrics pmetric.MetricSlice) {
 	}
 }
 
-func newMetricK8sContainerMemoryLimit(cfg K8sContainerMemoryLimitMetricConfig) metricK8sContainerMemoryLimit {
-	m := metricK8sContainerMemoryLimit{config: cfg}
+func newMetricK8sContainerMemoryLimitCurrent(cfg K8sContainerMemoryLimitCurrentMetricConfig) metricK8sContainerMemoryLimitCurrent {
+	m := metricK8sContainerMemoryLimitCurrent{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -636,21 +636,21 @@ func newMetricK8sContainerMemoryLimit(cfg K8sContainerMemoryLimitMetricConfig) m
 	return m
 }
 
-type metricK8sContainerMemoryRequest struct {
-	data     pmetric.Metric                        // data buffer for generated metric.
-	config   K8sContainerMemoryRequestMetricConfig // metric config provided by user.
-	capacity int                                   // max observed number of data points added to the metric.
+type metricK8sContainerMemoryRequestCurrent struct {
+	data     pmetric.Metric                               // data buffer for generated metric.
+	config   K8sContainerMemoryRequestCurrentMetricConfig // metric config provided by user.
+	capacity int                                          // max observed number of data points added to the metric.
 }
 
-// init fills k8s.container.memory.request metric with initial data.
-func (m *metricK8sContainerMemoryRequest) init() {
-	m.data.SetName("k8s.container.memory.request")
-	m.data.SetDescription("Memory request of the container, from the resources the kubelet reports as applied, else from the pod spec.")
+// init fills k8s.container.memory.request.current metric with initial data.
+func (m *metricK8sContainerMemoryRequestCurrent) init() {
+	m.data.SetName("k8s.container.memory.request.current")
+	m.data.SetDescription("Memory request of the container, from the resources the kubelet reports as applied, else from the pod spec (semantic conventions 1.43; k8s.container.memory.request before 1.43).")
 	m.data.SetUnit("By")
 	m.data.SetEmptyGauge()
 }
 
-func (m *metricK8sContainerMemoryRequest) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+func (m *metricK8sContainerMemoryRequestCurrent) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
 	if !m.config.Enabled {
 		return
 	}
@@ -661,14 +661,14 @@ func (m *metricK8sContainerMemoryRequest) recordDataPoint(start pcommon.Timestam
 }
 
 // updateCapacity saves max length of data point slices that will be used for the slice capacity.
-func (m *metricK8sContainerMemoryRequest) updateCapacity() {
+func (m *metricK8sContainerMemoryRequestCurrent) updateCapacity() {
 	if m.data.Gauge().DataPoints().Len() > m.capacity {
 		m.capacity = m.data.Gauge().DataPoints().Len()
 	}
 }
 
 // emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
-func (m *metricK8sContainerMemoryRequest) emit(metrics pmetric.MetricSlice) {
+func (m *metricK8sContainerMemoryRequestCurrent) emit(metrics pmetric.MetricSlice) {
 	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
 		m.updateCapacity()
 		m.data.MoveTo(metrics.AppendEmpty())
@@ -676,8 +676,8 @@ func (m *metricK8sContainerMemoryRequest) emit(metrics pmetric.MetricSlice) {
 	}
 }
 
-func newMetricK8sContainerMemoryRequest(cfg K8sContainerMemoryRequestMetricConfig) metricK8sContainerMemoryRequest {
-	m := metricK8sContainerMemoryRequest{config: cfg}
+func newMetricK8sContainerMemoryRequestCurrent(cfg K8sContainerMemoryRequestCurrentMetricConfig) metricK8sContainerMemoryRequestCurrent {
+	m := metricK8sContainerMemoryRequestCurrent{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -998,8 +998,8 @@ type MetricsBuilder struct {
 	metricContainerMemoryUsage               metricContainerMemoryUsage
 	metricContainerMemoryWorkingSet          metricContainerMemoryWorkingSet
 	metricK8sContainerLastTerminatedExitCode metricK8sContainerLastTerminatedExitCode
-	metricK8sContainerMemoryLimit            metricK8sContainerMemoryLimit
-	metricK8sContainerMemoryRequest          metricK8sContainerMemoryRequest
+	metricK8sContainerMemoryLimitCurrent     metricK8sContainerMemoryLimitCurrent
+	metricK8sContainerMemoryRequestCurrent   metricK8sContainerMemoryRequestCurrent
 	metricK8sContainerMemoryLimitUtilization metricK8sContainerMemoryLimitUtilization
 	metricK8sContainerOomKilled              metricK8sContainerOomKilled
 	metricK8sContainerProcessOomKilled       metricK8sContainerProcessOomKilled
@@ -1037,8 +1037,8 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricContainerMemoryUsage:               newMetricContainerMemoryUsage(mbc.Metrics.ContainerMemoryUsage),
 		metricContainerMemoryWorkingSet:          newMetricContainerMemoryWorkingSet(mbc.Metrics.ContainerMemoryWorkingSet),
 		metricK8sContainerLastTerminatedExitCode: newMetricK8sContainerLastTerminatedExitCode(mbc.Metrics.K8sContainerLastTerminatedExitCode),
-		metricK8sContainerMemoryLimit:            newMetricK8sContainerMemoryLimit(mbc.Metrics.K8sContainerMemoryLimit),
-		metricK8sContainerMemoryRequest:          newMetricK8sContainerMemoryRequest(mbc.Metrics.K8sContainerMemoryRequest),
+		metricK8sContainerMemoryLimitCurrent:     newMetricK8sContainerMemoryLimitCurrent(mbc.Metrics.K8sContainerMemoryLimitCurrent),
+		metricK8sContainerMemoryRequestCurrent:   newMetricK8sContainerMemoryRequestCurrent(mbc.Metrics.K8sContainerMemoryRequestCurrent),
 		metricK8sContainerMemoryLimitUtilization: newMetricK8sContainerMemoryLimitUtilization(mbc.Metrics.K8sContainerMemoryLimitUtilization),
 		metricK8sContainerOomKilled:              newMetricK8sContainerOomKilled(mbc.Metrics.K8sContainerOomKilled),
 		metricK8sContainerProcessOomKilled:       newMetricK8sContainerProcessOomKilled(mbc.Metrics.K8sContainerProcessOomKilled),
@@ -1202,8 +1202,8 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricContainerMemoryUsage.emit(ils.Metrics())
 	mb.metricContainerMemoryWorkingSet.emit(ils.Metrics())
 	mb.metricK8sContainerLastTerminatedExitCode.emit(ils.Metrics())
-	mb.metricK8sContainerMemoryLimit.emit(ils.Metrics())
-	mb.metricK8sContainerMemoryRequest.emit(ils.Metrics())
+	mb.metricK8sContainerMemoryLimitCurrent.emit(ils.Metrics())
+	mb.metricK8sContainerMemoryRequestCurrent.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryLimitUtilization.emit(ils.Metrics())
 	mb.metricK8sContainerOomKilled.emit(ils.Metrics())
 	mb.metricK8sContainerProcessOomKilled.emit(ils.Metrics())
@@ -1275,14 +1275,14 @@ func (mb *MetricsBuilder) RecordK8sContainerLastTerminatedExitCodeDataPoint(ts p
 	mb.metricK8sContainerLastTerminatedExitCode.recordDataPoint(mb.startTime, ts, val, k8sContainerStatusLastTerminatedReasonAttributeValue)
 }
 
-// RecordK8sContainerMemoryLimitDataPoint adds a data point to k8s.container.memory.limit metric.
-func (mb *MetricsBuilder) RecordK8sContainerMemoryLimitDataPoint(ts pcommon.Timestamp, val int64) {
-	mb.metricK8sContainerMemoryLimit.recordDataPoint(mb.startTime, ts, val)
+// RecordK8sContainerMemoryLimitCurrentDataPoint adds a data point to k8s.container.memory.limit.current metric.
+func (mb *MetricsBuilder) RecordK8sContainerMemoryLimitCurrentDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricK8sContainerMemoryLimitCurrent.recordDataPoint(mb.startTime, ts, val)
 }
 
-// RecordK8sContainerMemoryRequestDataPoint adds a data point to k8s.container.memory.request metric.
-func (mb *MetricsBuilder) RecordK8sContainerMemoryRequestDataPoint(ts pcommon.Timestamp, val int64) {
-	mb.metricK8sContainerMemoryRequest.recordDataPoint(mb.startTime, ts, val)
+// RecordK8sContainerMemoryRequestCurrentDataPoint adds a data point to k8s.container.memory.request.current metric.
+func (mb *MetricsBuilder) RecordK8sContainerMemoryRequestCurrentDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricK8sContainerMemoryRequestCurrent.recordDataPoint(mb.startTime, ts, val)
 }
 
 // RecordK8sContainerMemoryLimitUtilizationDataPoint adds a data point to k8s.container.memory_limit_utilization metric.

@@ -107,10 +107,10 @@ func TestMetricsBuilder(t *testing.T) {
 			}
 			defaultMetricsCount++
 			allMetricsCount++
-			mb.RecordK8sContainerMemoryLimitDataPoint(ts, 1)
+			mb.RecordK8sContainerMemoryLimitCurrentDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
-			mb.RecordK8sContainerMemoryRequestDataPoint(ts, 1)
+			mb.RecordK8sContainerMemoryRequestCurrentDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordK8sContainerMemoryLimitUtilizationDataPoint(ts, 1)
@@ -323,24 +323,24 @@ func TestMetricsBuilder(t *testing.T) {
 						_, ok := dp.Attributes().Get("k8s.container.status.last_terminated_reason")
 						assert.False(t, ok)
 					}
-				case "k8s.container.memory.limit":
-					assert.False(t, validatedMetrics["k8s.container.memory.limit"], "Found a duplicate in the metrics slice: k8s.container.memory.limit")
-					validatedMetrics["k8s.container.memory.limit"] = true
+				case "k8s.container.memory.limit.current":
+					assert.False(t, validatedMetrics["k8s.container.memory.limit.current"], "Found a duplicate in the metrics slice: k8s.container.memory.limit.current")
+					validatedMetrics["k8s.container.memory.limit.current"] = true
 					assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
 					assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
-					assert.Equal(t, "Memory limit of the container, from the resources the kubelet reports as applied, else from the pod spec.", mi.Description())
+					assert.Equal(t, "Memory limit of the container, from the resources the kubelet reports as applied, else from the pod spec (semantic conventions 1.43; k8s.container.memory.limit before 1.43).", mi.Description())
 					assert.Equal(t, "By", mi.Unit())
 					dp := mi.Gauge().DataPoints().At(0)
 					assert.Equal(t, start, dp.StartTimestamp())
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
-				case "k8s.container.memory.request":
-					assert.False(t, validatedMetrics["k8s.container.memory.request"], "Found a duplicate in the metrics slice: k8s.container.memory.request")
-					validatedMetrics["k8s.container.memory.request"] = true
+				case "k8s.container.memory.request.current":
+					assert.False(t, validatedMetrics["k8s.container.memory.request.current"], "Found a duplicate in the metrics slice: k8s.container.memory.request.current")
+					validatedMetrics["k8s.container.memory.request.current"] = true
 					assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
 					assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
-					assert.Equal(t, "Memory request of the container, from the resources the kubelet reports as applied, else from the pod spec.", mi.Description())
+					assert.Equal(t, "Memory request of the container, from the resources the kubelet reports as applied, else from the pod spec (semantic conventions 1.43; k8s.container.memory.request before 1.43).", mi.Description())
 					assert.Equal(t, "By", mi.Unit())
 					dp := mi.Gauge().DataPoints().At(0)
 					assert.Equal(t, start, dp.StartTimestamp())

@@ -159,10 +159,10 @@ func (s *Scraper) recordStatus(now pcommon.Timestamp, c *containerstate.Containe
 		s.mb.RecordK8sContainerLastTerminatedExitCodeDataPoint(now, int64(c.Last.ExitCode), c.Last.Reason)
 	}
 	if c.MemoryLimit > 0 {
-		s.mb.RecordK8sContainerMemoryLimitDataPoint(now, c.MemoryLimit)
+		s.mb.RecordK8sContainerMemoryLimitCurrentDataPoint(now, c.MemoryLimit)
 	}
 	if c.MemoryRequest > 0 {
-		s.mb.RecordK8sContainerMemoryRequestDataPoint(now, c.MemoryRequest)
+		s.mb.RecordK8sContainerMemoryRequestCurrentDataPoint(now, c.MemoryRequest)
 	}
 }
 

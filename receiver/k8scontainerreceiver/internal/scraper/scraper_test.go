@@ -164,7 +164,7 @@ func TestKubeletFailuresCostOnlyTheStats(t *testing.T) {
 			assert.Len(t, oomPoints(md)["u1/hog"], 1, f.name)
 			names := metricNames(md, "u1", "hog")
 			assert.Contains(t, names, "k8s.container.oom_killed", f.name)
-			assert.Contains(t, names, "k8s.container.memory.limit", f.name)
+			assert.Contains(t, names, "k8s.container.memory.limit.current", f.name)
 			assert.NotContains(t, names, "container.memory.working_set", f.name)
 		}
 	}
