@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/oomwatch/oomwatch/deploy"
+	"github.com/oomwatch/oomwatch/internal/packaging/dashboard"
 	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
 	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
@@ -348,6 +349,40 @@ func steadyDeployment(ns string) *appsv1.Deployment {
 	return d
 }
 
+// checkDashboard runs the queries of deploy/grafana/oomwatch.json's panels as Grafana does
+// (variables at All), each one's highest value per series over the last hour: memhog's kills
+// and its memory against its limit, a series for the forker's process kills, one for the node's
+// system OOM kills, and no kill for steady.
+func checkDashboard(t *testing.T, prom *promServer, node string) {
+	t.Helper()
+	b, err := deploy.Manifests.ReadFile("grafana/oomwatch.json")
+	require.NoError(t, err)
+	panels, err := dashboard.Panels(b, nil)
+	require.NoError(t, err)
+	shown := map[int]map[string]float64{}
+	for _, p := range panels {
+		require.Len(t, p.Queries, 1, p.Title)
+		got, err := prom.instant("max_over_time((" + p.Queries[0] + ")[1h:10s])")
+		require.NoError(t, err, p.Title)
+		shown[p.ID] = map[string]float64{}
+		for _, s := range got {
+			key := s.Labels["workload"]
+			if key == "" {
+				key = s.Labels["k8s_node_name"]
+			}
+			shown[p.ID][key] = max(shown[p.ID][key], s.Value)
+		}
+		t.Logf("panel %d %q: %v", p.ID, p.Title, shown[p.ID])
+	}
+	require.Len(t, shown, 4)
+	assert.GreaterOrEqual(t, shown[1]["deployment/memhog"], 1.0, "containers OOM-killed: memhog")
+	assert.Zero(t, shown[1]["deployment/steady"], "containers OOM-killed: steady")
+	assert.Contains(t, shown[2], "deployment/forker", "processes OOM-killed: the forker")
+	assert.Contains(t, shown[3], node, "system OOM kills: the node")
+	assert.Greater(t, shown[4]["deployment/memhog"], 0.5, "memory against the limit: memhog, which leaked to it")
+	assert.NotContains(t, shown[4], "deployment/steady", "memory against the limit: only workloads with a kill")
+}
+
 // logAgent logs the tail of an agent pod's log.
 func logAgent(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
@@ -548,6 +583,10 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	t.Logf("alert resolved %s after the kills stopped", time.Since(stopped).Round(time.Second))
 	others := alerts(`count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!~"deployment/(memhog|forker)"}[1h])`)
 	assert.Empty(t, others, "alerts for workloads that were not OOM-killed")
+
+	// The dashboard's panels, as Grafana asks Prometheus for them (every cluster and namespace),
+	// over the hour: each shows the series the kills made.
+	checkDashboard(t, prom, s.realNode)
 
 	// A kill warns; memhog's kills repeated, which paged; the forker's kills were of processes
 	// inside its living container, and nothing else. (Its alert fires only if the backend saw its
