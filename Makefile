@@ -179,7 +179,7 @@ CLUSTER_DIR   := $(CURDIR)/_build/cluster
 CLUSTER_BIN   := $(CLUSTER_DIR)/bin
 CLUSTER_BUILD := hack/cluster/build
 KUBE_BINS     := kube-apiserver kube-controller-manager kube-scheduler kubelet
-CLUSTER_BINS  := $(addprefix $(CLUSTER_BIN)/,etcd containerd ctr containerd-shim-runc-v2 $(KUBE_BINS))
+CLUSTER_BINS  := $(addprefix $(CLUSTER_BIN)/,etcd containerd ctr containerd-shim-runc-v2 victoria-logs $(KUBE_BINS))
 KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 \
 	-X k8s.io/component-base/version.gitTreeState=clean
@@ -201,6 +201,11 @@ cluster-bin:
 $(CLUSTER_BIN)/etcd:
 	@echo ">> building etcd v3.7.3 (cold: about a minute)"
 	cd $(CLUSTER_BUILD)/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ .
+
+# The logs backend of the end-to-end tests.
+$(CLUSTER_BIN)/victoria-logs:
+	@echo ">> building VictoriaLogs v1.52.2 (cold: a few minutes)"
+	cd $(CLUSTER_BUILD)/victorialogs && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
 
 # kube-build builds the Kubernetes commands named in KUBE_BUILD with one `go build -o dir/`.
 .PHONY: kube-build

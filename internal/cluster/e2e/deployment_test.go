@@ -144,14 +144,14 @@ type gatewayReplica struct {
 	proc *collectorrun.Collector
 }
 
-func startGatewayReplica(t *testing.T, ip, remoteWrite string, certs otlpCerts) *gatewayReplica {
+func startGatewayReplica(t *testing.T, ip, remoteWrite, logs string, certs otlpCerts) *gatewayReplica {
 	t.Helper()
 	g := &gatewayReplica{
 		t:   t,
 		ip:  ip,
 		dir: filepath.Join(t.TempDir(), "gateway-"+ip),
 		env: []string{
-			"POD_IP=" + ip, "PROMETHEUS_REMOTE_WRITE_URL=" + remoteWrite,
+			"POD_IP=" + ip, "PROMETHEUS_REMOTE_WRITE_URL=" + remoteWrite, "LOGS_OTLP_ENDPOINT=" + logs,
 			"TLS_CERT_FILE=" + certs.serverCert, "TLS_KEY_FILE=" + certs.serverKey, "TLS_CLIENT_CA_FILE=" + certs.caFile,
 		},
 	}
@@ -349,6 +349,53 @@ func steadyDeployment(ns string) *appsv1.Deployment {
 	return d
 }
 
+// checkKillRecords queries VictoriaLogs as its users do (LogsQL) for the kill records the
+// gateway sent it: one k8s.container.oom_kill record per kill of memhog the API server showed,
+// each with the workload, the limit, the restart count of the killed instance and, where one was
+// read, the last working set; and the forker's k8s.container.process.oom_kill records, whose
+// counts add up to the kernel's.
+func checkKillRecords(t *testing.T, logs *logsServer, kills int, processKills uint64) {
+	t.Helper()
+	const memhog = `event_name:="k8s.container.oom_kill" AND "k8s.deployment.name":="memhog"`
+	var records []map[string]string
+	require.Eventually(t, func() bool {
+		var err error
+		records, err = logs.query(memhog)
+		return err == nil && len(records) >= kills
+	}, time.Minute, time.Second, "VictoriaLogs: fewer than %d records of memhog's kills", kills)
+	// Nothing more arrives later.
+	time.Sleep(3 * time.Second)
+	records, err := logs.query(memhog)
+	require.NoError(t, err)
+	require.Len(t, records, kills, "one record per kill")
+	instances := map[string]bool{}
+	withWorkingSet := 0
+	for _, r := range records {
+		assert.Equal(t, "shop", r["k8s.namespace.name"])
+		assert.Equal(t, "hog", r["k8s.container.name"])
+		assert.Equal(t, strconv.FormatInt(bytesOf("64Mi"), 10), r["k8s.container.memory.limit"])
+		assert.Equal(t, "137", r["process.exit.code"])
+		assert.NotEmpty(t, r["k8s.container.restart_count"])
+		instances[r["k8s.pod.uid"]+"/"+r["k8s.container.restart_count"]] = true
+		if r["container.memory.working_set"] != "" {
+			withWorkingSet++
+		}
+	}
+	assert.Len(t, instances, kills, "each record is of another killed instance")
+	assert.Positive(t, withWorkingSet, "records with the working set read before the kill")
+	t.Logf("VictoriaLogs: %d records of memhog's %d kills, %d with the last working set", len(records), kills, withWorkingSet)
+
+	forker, err := logs.query(`event_name:="k8s.container.process.oom_kill" AND "k8s.deployment.name":="forker"`)
+	require.NoError(t, err)
+	var counted uint64
+	for _, r := range forker {
+		n, err := strconv.ParseUint(r["k8s.container.process.oom_kill.count"], 10, 64)
+		require.NoError(t, err, "%v", r)
+		counted += n
+	}
+	assert.Equal(t, processKills, counted, "the forker's process kill records add up to the kernel's count (%d records)", len(forker))
+}
+
 // checkDashboard runs the queries of deploy/grafana/oomwatch.json's panels as Grafana does
 // (variables at All), each one's highest value per series over the last hour: memhog's kills
 // and its memory against its limit, a series for the forker's process kills, one for the node's
@@ -449,11 +496,12 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 		rules:       []string{filepath.Join(root, "deploy", "prometheus", "rules.yaml")},
 		remoteWrite: true,
 	})
+	logs := startVictoriaLogs(t)
 	// The agent reaches the gateway through the round robin at 127.0.0.1, and checks that name.
 	certs := makeOTLPCerts(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
 	gateways := []*gatewayReplica{
-		startGatewayReplica(t, "127.0.0.2", prom.url+"/api/v1/write", certs),
-		startGatewayReplica(t, "127.0.0.3", prom.url+"/api/v1/write", certs),
+		startGatewayReplica(t, "127.0.0.2", prom.url+"/api/v1/write", logs.otlpLogs(), certs),
+		startGatewayReplica(t, "127.0.0.3", prom.url+"/api/v1/write", logs.otlpLogs(), certs),
 	}
 	service := startRoundRobin(t, gateways[0].otlp(), gateways[1].otlp())
 
@@ -583,6 +631,9 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	t.Logf("alert resolved %s after the kills stopped", time.Since(stopped).Round(time.Second))
 	others := alerts(`count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!~"deployment/(memhog|forker)"}[1h])`)
 	assert.Empty(t, others, "alerts for workloads that were not OOM-killed")
+
+	// The kill records in the logs backend: one per kill, with what explains it.
+	checkKillRecords(t, logs, final, kernel)
 
 	// The dashboard's panels, as Grafana asks Prometheus for them (every cluster and namespace),
 	// over the hour: each shows the series the kills made.

@@ -4,19 +4,15 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,10 +26,9 @@ const promScrapeInterval = time.Second
 // starts on a loopback port with its own configuration and storage, and queries through its
 // HTTP API as a user's dashboards and alerts would.
 type promServer struct {
-	t    *testing.T
-	url  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	*backend
+	t   *testing.T
+	url string
 }
 
 // startPrometheus starts a Prometheus that scrapes targets (host:port) every
@@ -77,8 +72,6 @@ scrape_configs:
 `, promScrapeInterval, strings.Join(quoted, ", "), strings.Join(rules, ", "))
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
-	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	require.NoError(t, err)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(bin,
 		"--config.file="+cfgFile,
@@ -90,57 +83,9 @@ scrape_configs:
 		cmd.Args = append(cmd.Args, "--web.enable-remote-write-receiver")
 	}
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, cmd.Start())
-	p := &promServer{t: t, url: "http://" + addr, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.stop()
-		_ = logFile.Close()
-		if t.Failed() {
-			if b, err := os.ReadFile(logFile.Name()); err == nil {
-				t.Logf("prometheus log (tail):\n%s", tail(string(b), 20))
-			}
-		}
-	})
-	require.Eventually(t, func() bool {
-		select {
-		case <-p.done:
-			return true // reported below
-		default:
-		}
-		resp, err := http.Get(p.url + "/-/ready")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, time.Minute, 100*time.Millisecond, "prometheus not ready at %s", p.url)
-	select {
-	case <-p.done:
-		t.Fatalf("prometheus exited at start (%s)", cmd.ProcessState)
-	default:
-	}
+	p := &promServer{t: t, url: "http://" + addr}
+	p.backend = startBackend(t, "prometheus", cmd, dir, p.url+"/-/ready")
 	return p
-}
-
-func (p *promServer) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
 
 // promSample is one element of an instant vector.
@@ -164,18 +109,7 @@ type promResponse struct {
 }
 
 func (p *promServer) get(path string, params url.Values) (json.RawMessage, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url+path+"?"+params.Encode(), http.NoBody)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, _, err := get(p.url + path + "?" + params.Encode())
 	if err != nil {
 		return nil, err
 	}

@@ -104,19 +104,21 @@ func TestShippedConfigsValidate(t *testing.T) {
 			"OTLP_CA_FILE=/etc/otelcol-oomwatch/tls/ca.crt",
 			"OTLP_CERT_FILE=/etc/otelcol-oomwatch/tls/tls.crt",
 			"OTLP_KEY_FILE=/etc/otelcol-oomwatch/tls/tls.key")},
-		"agent without TLS": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true")},
+		"agent without TLS":        {deployconfig.Agent, append(agent, "OTLP_INSECURE=true")},
 		"agent of a named cluster": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true", "K8S_CLUSTER_NAME=eu-1")},
 		// The environment deploy/components/kubelet-source sets (deploy's TestKubeletSourceComponent).
 		"agent with the kubelet source": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true",
 			"OOMWATCH_PROCESS_OOM_KILLS_SOURCE=kubelet", "OOMWATCH_CGROUP_ROOT=")},
 		"gateway": {deployconfig.Gateway, []string{
 			"POD_IP=10.0.0.8", "PROMETHEUS_REMOTE_WRITE_URL=http://prometheus.monitoring.svc:9090/api/v1/write",
+			"LOGS_OTLP_ENDPOINT=http://victorialogs.monitoring.svc:9428/insert/opentelemetry/v1/logs",
 			"TLS_CERT_FILE=/etc/otelcol-oomwatch/tls/tls.crt",
 			"TLS_KEY_FILE=/etc/otelcol-oomwatch/tls/tls.key",
 			"TLS_CLIENT_CA_FILE=/etc/otelcol-oomwatch/tls/ca.crt",
 		}},
 		"gateway without TLS": {deployconfig.GatewayPlaintext, []string{
 			"POD_IP=127.0.0.2", "PROMETHEUS_REMOTE_WRITE_URL=http://127.0.0.1:9090/api/v1/write",
+			"LOGS_OTLP_ENDPOINT=http://127.0.0.1:9428/insert/opentelemetry/v1/logs",
 		}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -139,7 +141,8 @@ func TestGatewayRefusesToStartWithoutItsCertificate(t *testing.T) {
 	require.NoError(t, err)
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(content), 0o600))
-	out, err := run(t, []string{"PROMETHEUS_REMOTE_WRITE_URL=http://127.0.0.1:9090/api/v1/write"}, "validate", "--config", cfg)
+	out, err := run(t, []string{"PROMETHEUS_REMOTE_WRITE_URL=http://127.0.0.1:9090/api/v1/write",
+		"LOGS_OTLP_ENDPOINT=http://127.0.0.1:9428/insert/opentelemetry/v1/logs"}, "validate", "--config", cfg)
 	require.Error(t, err)
 	assert.Contains(t, out, "TLS configuration must include both certificate and key")
 }

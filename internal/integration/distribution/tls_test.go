@@ -63,6 +63,8 @@ func TestAgentToGatewayOverMutualTLS(t *testing.T) {
 	startCollector(t, filepath.Join(dir, "gateway"), gatewayConfig, "http://"+net.JoinHostPort(ip, "13133")+"/", gatewayLog,
 		"POD_IP="+ip,
 		"PROMETHEUS_REMOTE_WRITE_URL="+prom+"/api/v1/write",
+		// No record is sent in this test; nothing listens there.
+		"LOGS_OTLP_ENDPOINT=http://127.0.0.1:9/insert/opentelemetry/v1/logs",
 		"TLS_CERT_FILE="+serverCert, "TLS_KEY_FILE="+serverKey, "TLS_CLIENT_CA_FILE="+caFile)
 	gatewayOTLP := net.JoinHostPort(ip, "4317")
 

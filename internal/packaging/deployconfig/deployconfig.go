@@ -8,8 +8,8 @@
 // deploy/config.yaml, the gateway's at the top of deploy/gateway/config.yaml. To run a gateway
 // replica as a process on this host, give it POD_IP (a loopback address of its own, e.g.
 // 127.0.0.2: it listens there on :4317 for OTLP, :13133 for the health check and :8888 for its own
-// metrics) and PROMETHEUS_REMOTE_WRITE_URL, and either TLS_CERT_FILE, TLS_KEY_FILE and
-// TLS_CLIENT_CA_FILE with Gateway, or nothing more with GatewayPlaintext.
+// metrics), PROMETHEUS_REMOTE_WRITE_URL and LOGS_OTLP_ENDPOINT, and either TLS_CERT_FILE,
+// TLS_KEY_FILE and TLS_CLIENT_CA_FILE with Gateway, or nothing more with GatewayPlaintext.
 package deployconfig
 
 import (
