@@ -48,6 +48,28 @@ func field(pid, i int) (uint64, error) {
 // so a recycled pid is never taken for it.
 func StartTime(pid int) (uint64, error) { return field(pid, 19) }
 
+// Running tells whether the process that started at start (StartTime) as pid still runs: a
+// recycled pid has another start time. A process whose main thread is a zombie runs until its
+// other threads are gone too: until then they still hold its files and ports, as a
+// multi-threaded server does for a moment after SIGKILL.
+func Running(pid int, start uint64) bool {
+	if pid <= 0 {
+		return false
+	}
+	f, err := Fields(pid)
+	if err != nil || len(f) < 20 {
+		return false
+	}
+	if t, err := strconv.ParseUint(f[19], 10, 64); err != nil || t != start {
+		return false
+	}
+	if f[0] != "Z" {
+		return true
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	return err == nil && len(tasks) > 1
+}
+
 // CPUTime is the CPU time pid has used, user and system.
 func CPUTime(pid int) (time.Duration, error) {
 	f, err := Fields(pid)

@@ -33,6 +33,10 @@ func TestOwnProcess(t *testing.T) {
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, cpu1-cpu0, 200*time.Millisecond, "300 ms spinning")
 
+	assert.True(t, Running(pid, began))
+	assert.False(t, Running(pid, began+1), "a pid with another start time is another process")
+	assert.False(t, Running(0, began))
+
 	rss, err := RSS(pid)
 	require.NoError(t, err)
 	assert.Greater(t, rss, int64(1<<20))

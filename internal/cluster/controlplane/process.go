@@ -26,26 +26,7 @@ type proc struct {
 	StartTime uint64 `json:"start_time"`
 }
 
-func (p proc) alive() bool {
-	if p.PID <= 0 {
-		return false
-	}
-	st, err := procstat.StartTime(p.PID)
-	if err != nil || st != p.StartTime {
-		return false
-	}
-	// A zombie has exited: only its parent's wait is missing.
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.PID))
-	if err != nil {
-		return false
-	}
-	for i := len(b) - 1; i >= 0; i-- {
-		if b[i] == ')' {
-			return i+2 < len(b) && b[i+2] != 'Z'
-		}
-	}
-	return true
-}
+func (p proc) alive() bool { return procstat.Running(p.PID, p.StartTime) }
 
 // running tells whether the process the cluster started as name still runs.
 func (c *Cluster) running(name string) bool { return c.state.Procs[name].alive() }

@@ -453,17 +453,7 @@ func writeState(dir string, st state) error {
 }
 
 // alive tells whether the recorded QEMU still runs (a recycled pid has another start time).
-func (st state) alive() bool {
-	if st.PID <= 0 {
-		return false
-	}
-	f, err := procstat.Fields(st.PID)
-	if err != nil || len(f) < 20 || f[0] == "Z" {
-		return false
-	}
-	t, err := strconv.ParseUint(f[19], 10, 64)
-	return err == nil && t == st.StartTime
-}
+func (st state) alive() bool { return procstat.Running(st.PID, st.StartTime) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
