@@ -24,13 +24,13 @@ import (
 const prometheusOperatorTypes = "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 
 // prometheusOperatorCRDs writes the CRDs of prometheus-operator's v1 types with controller-gen
-// (the tools module's) and returns them, one manifest per file.
+// (pinned in hack/tools/controller-gen) and returns them, one manifest per file.
 func prometheusOperatorCRDs(t *testing.T) map[string][]byte {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
 	require.NoError(t, err)
 	dir := t.TempDir()
-	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "controller-gen",
+	cmd := exec.Command("go", "tool", "-modfile=hack/tools/controller-gen/go.mod", "controller-gen",
 		"crd:crdVersions=v1,maxDescLen=0", "paths="+prometheusOperatorTypes, "output:crd:dir="+dir)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
