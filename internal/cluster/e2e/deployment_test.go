@@ -351,8 +351,8 @@ func steadyDeployment(ns string) *appsv1.Deployment {
 
 // checkKillRecords queries VictoriaLogs as its users do (LogsQL) for the kill records the
 // gateway sent it: one k8s.container.oom_kill record per kill of memhog the API server showed,
-// each with the workload, the limit, the restart count of the killed instance and, where one was
-// read, the last working set; and the forker's k8s.container.process.oom_kill records, whose
+// each with the workload, the limit, the exit code, the restart count of the killed instance and,
+// where one was read, the last working set; and the forker's k8s.container.process.oom_kill records, whose
 // counts add up to the kernel's.
 func checkKillRecords(t *testing.T, logs *logsServer, kills int, processKills uint64) {
 	t.Helper()
@@ -377,12 +377,17 @@ func checkKillRecords(t *testing.T, logs *logsServer, kills int, processKills ui
 		assert.Equal(t, "137", r["process.exit.code"])
 		assert.NotEmpty(t, r["k8s.container.restart_count"])
 		instances[r["k8s.pod.uid"]+"/"+r["k8s.container.restart_count"]] = true
-		if r["container.memory.working_set"] != "" {
+		// memhog reaches its limit within 2 s of starting, so a scrape every 10 s rarely reads
+		// an instance's working set before its kill; where one did, it is below the limit.
+		if ws := r["container.memory.working_set"]; ws != "" {
 			withWorkingSet++
+			n, err := strconv.ParseInt(ws, 10, 64)
+			require.NoError(t, err)
+			assert.LessOrEqual(t, n, bytesOf("64Mi"))
+			assert.NotEmpty(t, r["container.memory.working_set.age"])
 		}
 	}
 	assert.Len(t, instances, kills, "each record is of another killed instance")
-	assert.Positive(t, withWorkingSet, "records with the working set read before the kill")
 	t.Logf("VictoriaLogs: %d records of memhog's %d kills, %d with the last working set", len(records), kills, withWorkingSet)
 
 	forker, err := logs.query(`event_name:="k8s.container.process.oom_kill" AND "k8s.deployment.name":="forker"`)
