@@ -37,7 +37,8 @@ const (
 	markerSuffix = "@@"
 )
 
-// initScript is the guest's /init. %[1]s: the modules to insmod, %[2]s: the node name.
+// initScript is the guest's /init. %[1]s: the modules to insmod, %[2]s: the node name, %[3]s:
+// the repository's folder on the host, whose binaries and images the node runs.
 //
 // The root is an overlay of the host's root (9p, read-only) under a tmpfs, so the host's
 // dynamic binaries (runc, mount, the CNI plugins) run in a chroot as they do on the host; the
@@ -68,6 +69,8 @@ echo "+cpuset +cpu +io +memory +hugetlb +pids" >$R/sys/fs/cgroup/cgroup.subtree_
 for d in /run /tmp /var/lib/kubelet /var/lib/containerd /var/log /etc/cni; do
 	mkdir -p $R$d && mount -t tmpfs -o mode=755 tmpfs $R$d || fail mount a tmpfs at $d
 done
+# The repository, also where one of those tmpfs hides it (a clone under /tmp).
+mkdir -p $R%[3]s && mount --bind /host%[3]s $R%[3]s || fail bind the repository
 mkdir -p $R` + shareMount + `
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 ` + shareTag + ` $R` + shareMount + ` || fail mount the node share
 ip link set lo up

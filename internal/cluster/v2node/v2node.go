@@ -219,7 +219,7 @@ func Start(ctx context.Context, c *controlplane.Cluster, opts Options) (*Node, e
 		return nil, err
 	}
 	initrd := filepath.Join(o.RunDir, "initrd.gz")
-	script := fmt.Sprintf(initScript, strings.Join(strings.Fields(string(load)), " "), o.NodeName)
+	script := fmt.Sprintf(initScript, strings.Join(strings.Fields(string(load)), " "), o.NodeName, cpo.ModuleDir)
 	if err := writeInitramfs(initrd, o.Kernel, Busybox, script, strings.Fields(string(load))); err != nil {
 		return nil, fmt.Errorf("initramfs: %w", err)
 	}
