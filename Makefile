@@ -99,8 +99,9 @@ test-rules:
 		echo ">> alert rule tests skipped: promtool is missing (make cluster-deps as root installs it)"; \
 	fi
 
-## test-e2e: the cluster's own tests, then the collector against the cluster, then against the
-## cgroup v2 node in QEMU (root; the v2 node package ~3 min). One package at a time: they share
+## test-e2e: the cluster's own tests, then the collector against the cluster, the Helm chart
+## installed into a cluster of its own, then the collector against the cgroup v2 node in QEMU
+## (root; the v2 node package ~3 min). One package at a time: they share
 ## the cluster's ports and folders. Not root: skipped, but an error in CI (CI=true), so a CI run
 ## cannot pass without them.
 test-e2e: collector
@@ -111,7 +112,7 @@ test-e2e: collector
 		echo ">> end-to-end tests skipped: the local cluster's real node needs root"; \
 	else \
 		$(MAKE) --no-print-directory cluster-bin cluster-deps image v2-node-kernel && \
-		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/cluster/controlplane/ ./internal/cluster/e2e/ ./internal/cluster/v2node/; \
+		OOMWATCH_E2E=1 $(GO) test -p 1 -count=1 -timeout 40m ./internal/cluster/controlplane/ ./internal/cluster/e2e/ ./internal/cluster/helme2e/ ./internal/cluster/v2node/; \
 	fi
 
 ## e2e: the end-to-end tests alone, verbose.

@@ -68,7 +68,9 @@ func Uninstall(kubeconfig, name, namespace string) error {
 	if err != nil {
 		return err
 	}
-	_, err = action.NewUninstall(cfg).Run(name)
+	uninstall := action.NewUninstall(cfg)
+	uninstall.WaitStrategy = kube.HookOnlyStrategy
+	_, err = uninstall.Run(name)
 	return err
 }
 
