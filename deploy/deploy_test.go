@@ -56,6 +56,21 @@ func build(t *testing.T, fsys fs.FS, dir string) []object {
 	t.Helper()
 	manifest, err := kustomize.BuildFS(fsys, dir)
 	require.NoError(t, err)
+	return parse(t, manifest)
+}
+
+// buildOverlay returns the objects of an overlay with the given kustomization.yaml, kept beside
+// this folder put at basePath (kustomize.BuildOverlay).
+func buildOverlay(t *testing.T, basePath, kustomization string) []object {
+	t.Helper()
+	manifest, err := kustomize.BuildOverlay(Manifests, basePath, kustomization)
+	require.NoError(t, err)
+	return parse(t, manifest)
+}
+
+// parse splits a kustomize build into its objects.
+func parse(t *testing.T, manifest []byte) []object {
+	t.Helper()
 	var out []object
 	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(manifest)))
 	for {

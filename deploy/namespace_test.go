@@ -4,11 +4,9 @@
 package deploy
 
 import (
-	"io/fs"
 	"os"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,19 +37,6 @@ func TestNamespaceOverlayKeepsTheEventsRBACInDefault(t *testing.T) {
 	require.Contains(t, overlay, "  - ../oomwatch/deploy\n")
 	// The overlay as a user keeps it, beside their copy of deploy/.
 	withoutReplacements, _, _ := strings.Cut(overlay, "# The Role and RoleBinding")
-	build := func(kustomization string) []object {
-		fsys := fstest.MapFS{"mine/kustomization.yaml": &fstest.MapFile{Data: []byte(kustomization)}}
-		require.NoError(t, fs.WalkDir(Manifests, ".", func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := Manifests.ReadFile(path)
-			fsys["oomwatch/deploy/"+path] = &fstest.MapFile{Data: b}
-			return err
-		}))
-		return build(t, fsys, "mine")
-	}
-
 	namespaces := func(objs []object) map[string]string {
 		out := map[string]string{}
 		for _, o := range objs {
@@ -59,7 +44,7 @@ func TestNamespaceOverlayKeepsTheEventsRBACInDefault(t *testing.T) {
 		}
 		return out
 	}
-	objs := build(overlay)
+	objs := buildOverlay(t, "oomwatch/deploy", overlay)
 	got := namespaces(objs)
 	assert.Equal(t, "default", got["Role/oomwatch-agent-node-events"])
 	assert.Equal(t, "default", got["RoleBinding/oomwatch-agent-node-events"])
@@ -73,6 +58,6 @@ func TestNamespaceOverlayKeepsTheEventsRBACInDefault(t *testing.T) {
 	assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "oomwatch-agent", Namespace: "monitoring"}}, cluster.Subjects)
 
 	// The pitfall the replacements mend.
-	moved := namespaces(build(withoutReplacements))
+	moved := namespaces(buildOverlay(t, "oomwatch/deploy", withoutReplacements))
 	assert.Equal(t, "monitoring", moved["Role/oomwatch-agent-node-events"])
 }

@@ -61,7 +61,7 @@ func TestPodSecurityLevels(t *testing.T) {
 	collectorOnly.Spec.InitContainers = nil
 	assert.Equal(t, []violation{hostPathsRestricted}, evaluate(t, api.LevelRestricted, collectorOnly), "agent's collector: restricted")
 
-	kubeletSource := podTemplate(t, agentDir, build(t, withKubeletSource(t), kubeletSourceDir))
+	kubeletSource := podTemplate(t, agentDir, withKubeletSource(t))
 	assert.Equal(t, []violation{{"hostPath volumes", `volume "state"`}}, evaluate(t, api.LevelBaseline, kubeletSource), "agent with the kubelet source: baseline")
 }
 

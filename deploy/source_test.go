@@ -4,9 +4,7 @@
 package deploy
 
 import (
-	"io/fs"
 	"testing"
-	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -14,28 +12,15 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
-// kubeletSourceDir is an overlay of the agent with components/kubelet-source, as a user keeps it
-// beside deploy/.
-const kubeletSourceDir = "overlay"
-
-// withKubeletSource is Manifests in deploy/, and beside it an overlay that adds
-// components/kubelet-source to the agent.
-func withKubeletSource(t *testing.T) fs.FS {
+// withKubeletSource is the agent with components/kubelet-source, from an overlay as a user keeps
+// it beside deploy/.
+func withKubeletSource(t *testing.T) []object {
 	t.Helper()
-	fsys := fstest.MapFS{kubeletSourceDir + "/kustomization.yaml": &fstest.MapFile{Data: []byte(`apiVersion: kustomize.config.k8s.io/v1beta1
+	return buildOverlay(t, "deploy", `apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources: [../deploy]
 components: [../deploy/components/kubelet-source]
-`)}}
-	require.NoError(t, fs.WalkDir(Manifests, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := Manifests.ReadFile(path)
-		fsys["deploy/"+path] = &fstest.MapFile{Data: b}
-		return err
-	}))
-	return fsys
+`)
 }
 
 // TestAgentReadsTheKernelsCountsReadOnly: as shipped, process OOM kills come from the kernel's
@@ -82,7 +67,7 @@ func TestAgentReadsTheKernelsCountsReadOnly(t *testing.T) {
 func TestKubeletSourceComponent(t *testing.T) {
 	t.Parallel()
 	base := build(t, Manifests, agentDir)
-	objs := build(t, withKubeletSource(t), kubeletSourceDir)
+	objs := withKubeletSource(t)
 
 	pod := podTemplate(t, agentDir, objs)
 	c := pod.Spec.Containers[0]

@@ -5,12 +5,10 @@ package helmchart
 
 import (
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -103,21 +101,11 @@ func normalize(t *testing.T, v any) {
 // them.
 func kustomizeBuild(t *testing.T, components ...string) string {
 	t.Helper()
-	fsys := fstest.MapFS{}
-	require.NoError(t, fs.WalkDir(deploy.Manifests, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := deploy.Manifests.ReadFile(path)
-		fsys["deploy/"+path] = &fstest.MapFile{Data: b}
-		return err
-	}))
 	overlay := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../deploy]\n"
 	if len(components) > 0 {
 		overlay += "components: [" + strings.Join(components, ", ") + "]\n"
 	}
-	fsys["mine/kustomization.yaml"] = &fstest.MapFile{Data: []byte(overlay)}
-	agent, err := kustomize.BuildFS(fsys, "mine")
+	agent, err := kustomize.BuildOverlay(deploy.Manifests, "deploy", overlay)
 	require.NoError(t, err)
 	gateway, err := kustomize.BuildFS(deploy.Manifests, "gateway")
 	require.NoError(t, err)

@@ -26,7 +26,29 @@ func Build(dir string) ([]byte, error) {
 // for its root).
 func BuildFS(fsys fs.FS, dir string) ([]byte, error) {
 	mem := filesys.MakeFsInMemory()
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	if err := copyInto(mem, fsys, "/"); err != nil {
+		return nil, err
+	}
+	return build(mem, path.Join("/", dir))
+}
+
+// BuildOverlay runs `kustomize build` on an overlay, whose kustomization.yaml is kustomization,
+// kept in a folder "overlay" beside base, which is put at basePath (e.g. "deploy"): the overlay
+// names it as ../<basePath>, as a user's overlay beside their copy of deploy/ does.
+func BuildOverlay(base fs.FS, basePath, kustomization string) ([]byte, error) {
+	mem := filesys.MakeFsInMemory()
+	if err := copyInto(mem, base, path.Join("/", basePath)); err != nil {
+		return nil, err
+	}
+	if err := mem.WriteFile("/overlay/kustomization.yaml", []byte(kustomization)); err != nil {
+		return nil, err
+	}
+	return build(mem, "/overlay")
+}
+
+// copyInto writes every file of fsys into mem under dir.
+func copyInto(mem filesys.FileSystem, fsys fs.FS, dir string) error {
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -34,12 +56,8 @@ func BuildFS(fsys fs.FS, dir string) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		return mem.WriteFile(path.Join("/", p), b)
+		return mem.WriteFile(path.Join(dir, p), b)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return build(mem, path.Join("/", dir))
 }
 
 func build(fsys filesys.FileSystem, dir string) ([]byte, error) {

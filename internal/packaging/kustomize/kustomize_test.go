@@ -28,6 +28,22 @@ func TestBuildFSIsBuildOnDisk(t *testing.T) {
 	}
 }
 
+// TestBuildOverlayBesideTheBase: an overlay that only names the base builds to the base, wherever
+// the base is put; a path that is not the base's is refused, naming it.
+func TestBuildOverlayBesideTheBase(t *testing.T) {
+	t.Parallel()
+	base, err := BuildFS(deploy.Manifests, ".")
+	require.NoError(t, err)
+	for _, at := range []string{"deploy", "vendor/oomwatch/deploy"} {
+		got, err := BuildOverlay(deploy.Manifests, at, "resources: [../"+at+"]\n")
+		require.NoError(t, err, at)
+		assert.Equal(t, string(base), string(got), at)
+	}
+	_, err = BuildOverlay(deploy.Manifests, "deploy", "resources: [../elsewhere]\n")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "elsewhere")
+}
+
 // TestBuildIsKubectls: where kubectl is installed, `kubectl kustomize` gives the same output.
 func TestBuildIsKubectls(t *testing.T) {
 	t.Parallel()
