@@ -25,6 +25,9 @@ type Options struct {
 	Binary string
 	// Config is the collector configuration (YAML).
 	Config string
+	// Overrides are further configurations the collector merges over Config, in order, as
+	// it does with each further --config flag.
+	Overrides []string
 	// Dir receives config.yaml; the process runs there.
 	Dir string
 	// Env is added to this process's environment.
@@ -51,7 +54,15 @@ func Start(ctx context.Context, opts Options) (*Collector, error) {
 	if err := os.WriteFile(cfg, []byte(opts.Config), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(opts.Binary, "--config", cfg) //nolint:gosec // the binary is ours, named by the caller
+	args := []string{"--config", cfg}
+	for i, o := range opts.Overrides {
+		f := filepath.Join(opts.Dir, fmt.Sprintf("override-%d.yaml", i+1))
+		if err := os.WriteFile(f, []byte(o), 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "--config", f)
+	}
+	cmd := exec.Command(opts.Binary, args...) //nolint:gosec // the binary is ours, named by the caller
 	cmd.Dir = opts.Dir
 	cmd.Env = append(os.Environ(), opts.Env...)
 	if opts.Log != nil {

@@ -65,3 +65,23 @@ func waitReady(t *testing.T, dir string) {
 		return err == nil
 	}, 5*time.Second, 10*time.Millisecond)
 }
+
+func TestOverridesFollowTheConfigInOrder(t *testing.T) {
+	t.Parallel()
+	// The script writes its arguments and the files they name, as the collector would read them.
+	bin := fakeCollector(t, `trap 'exit 0' TERM; for a; do echo "$a"; done > args; cat "$2" "$4" "$6" > merged; touch ready; while :; do sleep 0.05; done`)
+	dir := t.TempDir()
+	c, err := Start(context.Background(), Options{Binary: bin, Config: "base\n", Overrides: []string{"first\n", "second\n"}, Dir: dir})
+	require.NoError(t, err)
+	waitReady(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, c.Stop(ctx))
+	args, err := os.ReadFile(filepath.Join(dir, "args"))
+	require.NoError(t, err)
+	assert.Equal(t, "--config\n"+filepath.Join(dir, "config.yaml")+"\n--config\n"+filepath.Join(dir, "override-1.yaml")+
+		"\n--config\n"+filepath.Join(dir, "override-2.yaml")+"\n", string(args))
+	merged, err := os.ReadFile(filepath.Join(dir, "merged"))
+	require.NoError(t, err)
+	assert.Equal(t, "base\nfirst\nsecond\n", string(merged))
+}
