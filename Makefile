@@ -180,7 +180,7 @@ CLUSTER_DIR   := $(CURDIR)/_build/cluster
 CLUSTER_BIN   := $(CLUSTER_DIR)/bin
 CLUSTER_BUILD := hack/cluster/build
 KUBE_BINS     := kube-apiserver kube-controller-manager kube-scheduler kubelet
-CLUSTER_BINS  := $(addprefix $(CLUSTER_BIN)/,etcd containerd ctr containerd-shim-runc-v2 victoria-logs $(KUBE_BINS))
+CLUSTER_BINS  := $(addprefix $(CLUSTER_BIN)/,etcd containerd ctr containerd-shim-runc-v2 victoria-logs prometheus3 $(KUBE_BINS))
 KUBE_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=v1.37.2 \
 	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 \
 	-X k8s.io/component-base/version.gitTreeState=clean
@@ -207,6 +207,13 @@ $(CLUSTER_BIN)/etcd:
 $(CLUSTER_BIN)/victoria-logs:
 	@echo ">> building VictoriaLogs v1.52.2 (cold: a few minutes)"
 	cd $(CLUSTER_BUILD)/victorialogs && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $@ github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
+
+# Prometheus 3, the OTLP metrics backend of the end-to-end tests (Debian's prometheus is 2.x).
+# Without service discovery plugins: the tests give it no targets to discover.
+$(CLUSTER_BIN)/prometheus3:
+	@echo ">> building Prometheus v3.16.0 (module v0.316.0; cold: a few minutes)"
+	cd $(CLUSTER_BUILD)/prometheus && CGO_ENABLED=0 $(GO) build -trimpath -tags remove_all_sd \
+		-ldflags '-s -w -X github.com/prometheus/common/version.Version=3.16.0' -o $@ github.com/prometheus/prometheus/cmd/prometheus
 
 # kube-build builds the Kubernetes commands named in KUBE_BUILD with one `go build -o dir/`.
 .PHONY: kube-build
