@@ -11,5 +11,5 @@ import "embed"
 
 // Manifests holds every manifest and collector configuration, by its path in this folder.
 //
-//go:embed *.yaml gateway/*.yaml components/*/*.yaml grafana/*.json prometheus-operator/*.yaml
+//go:embed *.yaml gateway/*.yaml gateway/components/*/*.yaml components/*/*.yaml grafana/*.json prometheus-operator/*.yaml
 var Manifests embed.FS

@@ -96,6 +96,8 @@ service:
 func TestShippedConfigsValidate(t *testing.T) {
 	t.Parallel()
 	agent := []string{"K8S_NODE_NAME=node-1", "POD_IP=10.0.0.7", "OTLP_ENDPOINT=oomwatch-gateway.oomwatch-gateway.svc:4317"}
+	// What a component merges over a configuration, as a further --config.
+	overs := map[string]func() (string, error){"gateway to Prometheus over OTLP": deployconfig.GatewayPrometheusOTLP}
 	for name, c := range map[string]struct {
 		config func() (string, error)
 		env    []string
@@ -116,6 +118,14 @@ func TestShippedConfigsValidate(t *testing.T) {
 			"TLS_KEY_FILE=/etc/otelcol-oomwatch/tls/tls.key",
 			"TLS_CLIENT_CA_FILE=/etc/otelcol-oomwatch/tls/ca.crt",
 		}},
+		// The environment deploy/gateway/components/prometheus-otlp leaves: no remote-write URL.
+		"gateway to Prometheus over OTLP": {deployconfig.Gateway, []string{
+			"POD_IP=10.0.0.8", "PROMETHEUS_OTLP_URL=http://prometheus.monitoring.svc:9090/api/v1/otlp/v1/metrics",
+			"LOGS_OTLP_ENDPOINT=http://victorialogs.monitoring.svc:9428/insert/opentelemetry/v1/logs",
+			"TLS_CERT_FILE=/etc/otelcol-oomwatch/tls/tls.crt",
+			"TLS_KEY_FILE=/etc/otelcol-oomwatch/tls/tls.key",
+			"TLS_CLIENT_CA_FILE=/etc/otelcol-oomwatch/tls/ca.crt",
+		}},
 		"gateway without TLS": {deployconfig.GatewayPlaintext, []string{
 			"POD_IP=127.0.0.2", "PROMETHEUS_REMOTE_WRITE_URL=http://127.0.0.1:9090/api/v1/write",
 			"LOGS_OTLP_ENDPOINT=http://127.0.0.1:9428/insert/opentelemetry/v1/logs",
@@ -125,9 +135,18 @@ func TestShippedConfigsValidate(t *testing.T) {
 			t.Parallel()
 			content, err := c.config()
 			require.NoError(t, err)
-			cfg := filepath.Join(t.TempDir(), "config.yaml")
+			dir := t.TempDir()
+			cfg := filepath.Join(dir, "config.yaml")
 			require.NoError(t, os.WriteFile(cfg, []byte(content), 0o600))
-			out, err := run(t, c.env, "validate", "--config", cfg)
+			args := []string{"validate", "--config", cfg}
+			if over, ok := overs[name]; ok {
+				over, err := over()
+				require.NoError(t, err)
+				f := filepath.Join(dir, "over.yaml")
+				require.NoError(t, os.WriteFile(f, []byte(over), 0o600))
+				args = append(args, "--config", f)
+			}
+			out, err := run(t, c.env, args...)
 			require.NoError(t, err, out)
 		})
 	}

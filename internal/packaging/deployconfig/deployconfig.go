@@ -26,10 +26,23 @@ import (
 )
 
 // Agent is config.yaml of the ConfigMap that deploy/ generates for the DaemonSet.
-func Agent() (string, error) { return generated(".", "oomwatch-agent") }
+func Agent() (string, error) { return generated(".", "oomwatch-agent", "config.yaml") }
 
 // Gateway is config.yaml of the ConfigMap that deploy/gateway generates for the Deployment.
-func Gateway() (string, error) { return generated("gateway", "oomwatch-gateway") }
+func Gateway() (string, error) { return generated("gateway", "oomwatch-gateway", "config.yaml") }
+
+// GatewayPrometheusOTLP is what deploy/gateway/components/prometheus-otlp adds to the gateway's
+// ConfigMap: prometheus-otlp.yaml, which the collector merges over Gateway (or
+// GatewayPlaintext). It reads PROMETHEUS_OTLP_URL instead of PROMETHEUS_REMOTE_WRITE_URL.
+func GatewayPrometheusOTLP() (string, error) {
+	manifest, err := kustomize.BuildOverlay(deploy.Manifests, "deploy", `resources: [../deploy/gateway]
+components: [../deploy/gateway/components/prometheus-otlp]
+`)
+	if err != nil {
+		return "", err
+	}
+	return configMapFile(manifest, "gateway/components/prometheus-otlp", "oomwatch-gateway", "prometheus-otlp.yaml")
+}
 
 // GatewayPlaintext is Gateway with the OTLP receiver's tls section removed, everything else as
 // shipped: a gateway on this host that agents reach in plaintext (OTLP_INSECURE=true and no
@@ -64,22 +77,28 @@ func lookup(doc map[string]any, path ...string) any {
 	return v
 }
 
-// generated builds dir of deploy/ and returns config.yaml of its ConfigMap name-<hash>.
-func generated(dir, name string) (string, error) {
+// generated builds dir of deploy/ and returns file of its ConfigMap name-<hash>.
+func generated(dir, name, file string) (string, error) {
 	manifest, err := kustomize.BuildFS(deploy.Manifests, dir)
 	if err != nil {
 		return "", err
 	}
+	return configMapFile(manifest, dir, name, file)
+}
+
+// configMapFile returns file of the ConfigMap name-<hash> of a built manifest; dir names what was
+// built, in the error.
+func configMapFile(manifest []byte, dir, name, file string) (string, error) {
 	for _, doc := range strings.Split(string(manifest), "\n---\n") {
 		var cm corev1.ConfigMap
 		if err := utilyaml.Unmarshal([]byte(doc), &cm); err != nil {
 			return "", err
 		}
 		if cm.Kind == "ConfigMap" && strings.HasPrefix(cm.Name, name+"-") {
-			if cfg, ok := cm.Data["config.yaml"]; ok {
+			if cfg, ok := cm.Data[file]; ok {
 				return cfg, nil
 			}
 		}
 	}
-	return "", fmt.Errorf("deploy/%s: no ConfigMap %s-<hash> with config.yaml", dir, name)
+	return "", fmt.Errorf("deploy/%s: no ConfigMap %s-<hash> with %s", dir, name, file)
 }

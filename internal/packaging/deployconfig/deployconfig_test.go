@@ -19,6 +19,7 @@ func TestConfigsAreTheFiles(t *testing.T) {
 	for file, get := range map[string]func() (string, error){
 		"config.yaml":         Agent,
 		"gateway/config.yaml": Gateway,
+		"gateway/components/prometheus-otlp/prometheus-otlp.yaml": GatewayPrometheusOTLP,
 	} {
 		want, err := os.ReadFile(filepath.Join("..", "..", "..", "deploy", file))
 		require.NoError(t, err)

@@ -32,7 +32,8 @@ var kustomizeHash = regexp.MustCompile(`^(oomwatch-(agent|gateway))-[a-z0-9]{10}
 // objects decodes a manifest into its objects by kind/namespace/name, in substance: without
 // labels and annotations (the chart adds its own; a hash of the configuration rolls the pods in
 // one, the ConfigMap's name in the other), ConfigMap names without kustomize's hash, image pull
-// policies (the chart states the default), and each config.yaml as the tree it parses to.
+// policies (the chart states the default), and each collector configuration (a ConfigMap's
+// *.yaml) as the tree it parses to.
 func objects(t *testing.T, manifest string) map[string]map[string]any {
 	t.Helper()
 	out := map[string]map[string]any{}
@@ -67,7 +68,7 @@ func objects(t *testing.T, manifest string) map[string]map[string]any {
 }
 
 // normalize walks an object: pod template annotations, image pull policies and ConfigMap name
-// hashes go, config.yaml becomes a tree.
+// hashes go, each *.yaml of a ConfigMap becomes a tree.
 func normalize(t *testing.T, v any) {
 	switch x := v.(type) {
 	case map[string]any:
@@ -81,10 +82,12 @@ func normalize(t *testing.T, v any) {
 			}
 		}
 		if data, ok := x["data"].(map[string]any); ok {
-			if cfg, ok := data["config.yaml"].(string); ok {
-				var tree any
-				require.NoError(t, yaml.Unmarshal([]byte(cfg), &tree))
-				data["config.yaml"] = tree
+			for key, v := range data {
+				if cfg, ok := v.(string); ok && strings.HasSuffix(key, ".yaml") {
+					var tree any
+					require.NoError(t, yaml.Unmarshal([]byte(cfg), &tree))
+					data[key] = tree
+				}
 			}
 		}
 		for _, e := range x {
@@ -99,37 +102,44 @@ func normalize(t *testing.T, v any) {
 
 // kustomizeBuild is deploy/'s agent tier (with components) and gateway tier, as a user applies
 // them.
-func kustomizeBuild(t *testing.T, components ...string) string {
+func kustomizeBuild(t *testing.T, components, gatewayComponents []string) string {
 	t.Helper()
-	overlay := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../deploy]\n"
-	if len(components) > 0 {
-		overlay += "components: [" + strings.Join(components, ", ") + "]\n"
+	build := func(base string, components []string) string {
+		overlay := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [" + base + "]\n"
+		if len(components) > 0 {
+			overlay += "components: [" + strings.Join(components, ", ") + "]\n"
+		}
+		out, err := kustomize.BuildOverlay(deploy.Manifests, "deploy", overlay)
+		require.NoError(t, err)
+		return string(out)
 	}
-	agent, err := kustomize.BuildOverlay(deploy.Manifests, "deploy", overlay)
-	require.NoError(t, err)
-	gateway, err := kustomize.BuildFS(deploy.Manifests, "gateway")
-	require.NoError(t, err)
-	return string(agent) + "\n---\n" + string(gateway)
+	return build("../deploy", components) + "\n---\n" + build("../deploy/gateway", gatewayComponents)
 }
 
 // TestChartIsTheKustomizeBase: with its defaults, released into the namespace oomwatch, the
 // chart installs in substance what deploy/ does (the namespace oomwatch apart, which
 // `helm install --create-namespace` makes); with processOOMKillsSource kubelet, what deploy/
-// with components/kubelet-source does.
+// with components/kubelet-source does; with prometheusOTLPURL, what deploy/gateway with
+// components/prometheus-otlp does.
 func TestChartIsTheKustomizeBase(t *testing.T) {
 	ch := chart(t)
 	for name, c := range map[string]struct {
-		values     map[string]any
-		components []string
+		values            map[string]any
+		components        []string
+		gatewayComponents []string
 	}{
-		"defaults":       {nil, nil},
-		"kubelet source": {map[string]any{"agent": map[string]any{"processOOMKillsSource": "kubelet"}}, []string{"../deploy/components/kubelet-source"}},
+		"defaults":       {nil, nil, nil},
+		"kubelet source": {map[string]any{"agent": map[string]any{"processOOMKillsSource": "kubelet"}}, []string{"../deploy/components/kubelet-source"}, nil},
+		"Prometheus 3 over OTLP": {
+			map[string]any{"gateway": map[string]any{"prometheusOTLPURL": "http://prometheus.monitoring.svc:9090/api/v1/otlp/v1/metrics"}},
+			nil, []string{"../deploy/gateway/components/prometheus-otlp"},
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			manifest, err := Render(ch, "oomwatch", "oomwatch", c.values)
 			require.NoError(t, err)
 			got := objects(t, manifest)
-			want := objects(t, kustomizeBuild(t, c.components...))
+			want := objects(t, kustomizeBuild(t, c.components, c.gatewayComponents))
 			delete(want, "Namespace//oomwatch")
 			assert.ElementsMatch(t, keys(want), keys(got))
 			for k, w := range want {
@@ -159,6 +169,7 @@ func TestChartValuesAreChecked(t *testing.T) {
 	}{
 		{map[string]any{"agent": map[string]any{"processOOMKillsSource": "cadvisor"}}, "processOOMKillsSource"},
 		{map[string]any{"gateway": map[string]any{"replicas": 0}}, "replicas"},
+		{map[string]any{"gateway": map[string]any{"prometheusOTLPURL": "prometheus:9090"}}, "prometheusOTLPURL"},
 		{map[string]any{"agnet": map[string]any{}}, "agnet"},
 	} {
 		_, err := Render(ch, "oomwatch", "oomwatch", c.values)
