@@ -27,6 +27,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/deploy"
 	"github.com/oomwatch/oomwatch/internal/packaging/dashboard"
+	"github.com/oomwatch/oomwatch/internal/packaging/deployconfig"
 	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
 	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
@@ -144,14 +145,17 @@ type gatewayReplica struct {
 	proc *collectorrun.Collector
 }
 
-func startGatewayReplica(t *testing.T, ip, remoteWrite, logs string, certs otlpCerts) *gatewayReplica {
+// startGatewayReplica runs a replica of the shipped gateway that writes the counters to
+// remoteWrite and, with deploy/gateway/components/prometheus-otlp, also to otlpMetrics.
+func startGatewayReplica(t *testing.T, ip, remoteWrite, otlpMetrics, logs string, certs otlpCerts) *gatewayReplica {
 	t.Helper()
 	g := &gatewayReplica{
 		t:   t,
 		ip:  ip,
 		dir: filepath.Join(t.TempDir(), "gateway-"+ip),
 		env: []string{
-			"POD_IP=" + ip, "PROMETHEUS_REMOTE_WRITE_URL=" + remoteWrite, "LOGS_OTLP_ENDPOINT=" + logs,
+			"POD_IP=" + ip, "PROMETHEUS_REMOTE_WRITE_URL=" + remoteWrite, "PROMETHEUS_OTLP_URL=" + otlpMetrics,
+			"LOGS_OTLP_ENDPOINT=" + logs,
 			"TLS_CERT_FILE=" + certs.serverCert, "TLS_KEY_FILE=" + certs.serverKey, "TLS_CLIENT_CA_FILE=" + certs.caFile,
 		},
 	}
@@ -171,6 +175,7 @@ func (g *gatewayReplica) start() {
 	g.proc, err = collectorrun.Start(ctx, collectorrun.Options{
 		Binary:    s.collector,
 		Config:    shippedGatewayConfig(g.t),
+		Overrides: []string{otlpComponentConfig(g.t), bothMetricsBackends},
 		Dir:       g.dir,
 		Env:       g.env,
 		HealthURL: "http://" + net.JoinHostPort(g.ip, "13133") + "/",
@@ -237,6 +242,24 @@ func shippedGatewayConfig(t *testing.T) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// otlpComponentConfig is what deploy/gateway/components/prometheus-otlp adds to the gateway's
+// configuration.
+func otlpComponentConfig(t *testing.T) string {
+	t.Helper()
+	cfg, err := deployconfig.GatewayPrometheusOTLP()
+	require.NoError(t, err)
+	return cfg
+}
+
+// bothMetricsBackends has the test's gateway write the counters both ways, with the component's
+// exporter and the base's: one run shows the same kills in Prometheus 2 over remote write and in
+// Prometheus 3 over OTLP.
+const bothMetricsBackends = `service:
+  pipelines:
+    metrics:
+      exporters: [prometheus_remote_write, otlp_http/prometheus]
+`
 
 // overlay writes the kustomization a user of this cluster would keep next to deploy/: the
 // agent on the host network (the cluster has a loopback-only pod network, no kube-proxy and
@@ -405,7 +428,7 @@ func checkKillRecords(t *testing.T, logs *logsServer, kills int, processKills ui
 // (variables at All), each one's highest value per series over the last hour: memhog's kills
 // and, where it was read running, its memory against its limit, a series for the forker's process
 // kills, one for the node's system OOM kills, and no kill for steady.
-func checkDashboard(t *testing.T, prom *promServer, node string) {
+func checkDashboard(t *testing.T, prom *promServer, node string, firstValueCounted bool) {
 	t.Helper()
 	b, err := deploy.Manifests.ReadFile("grafana/oomwatch.json")
 	require.NoError(t, err)
@@ -430,6 +453,9 @@ func checkDashboard(t *testing.T, prom *promServer, node string) {
 	assert.GreaterOrEqual(t, shown[1]["deployment/memhog"], 1.0, "containers OOM-killed: memhog")
 	assert.Zero(t, shown[1]["deployment/steady"], "containers OOM-killed: steady")
 	assert.Contains(t, shown[2], "deployment/forker", "processes OOM-killed: the forker")
+	if firstValueCounted {
+		assert.GreaterOrEqual(t, shown[2]["deployment/forker"], 1.0, "processes OOM-killed: the forker's burst")
+	}
 	assert.Contains(t, shown[3], node, "system OOM kills: the node")
 	// memhog reaches its limit within 2 s of starting: whether a scrape every 10 s read one of its
 	// instances running is chance. Where one did, the panel shows it.
@@ -508,16 +534,19 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	}
 	require.NoError(t, s.cluster.ImportImage(ctx, archive))
 
-	prom := startPrometheusWith(t, promOptions{
-		rules:       []string{filepath.Join(root, "deploy", "prometheus", "rules.yaml")},
-		remoteWrite: true,
-	})
+	rules := []string{filepath.Join(root, "deploy", "prometheus", "rules.yaml")}
+	prom := startPrometheusWith(t, promOptions{rules: rules, remoteWrite: true})
+	prom3 := startPrometheusWith(t, promOptions{rules: rules, otlp: true})
+	backends := []struct {
+		name string
+		*promServer
+	}{{"Prometheus 2 (remote write)", prom}, {"Prometheus 3 (OTLP)", prom3}}
 	logs := startVictoriaLogs(t)
 	// The agent reaches the gateway through the round robin at 127.0.0.1, and checks that name.
 	certs := makeOTLPCerts(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
 	gateways := []*gatewayReplica{
-		startGatewayReplica(t, "127.0.0.2", prom.url+"/api/v1/write", logs.otlpLogs(), certs),
-		startGatewayReplica(t, "127.0.0.3", prom.url+"/api/v1/write", logs.otlpLogs(), certs),
+		startGatewayReplica(t, "127.0.0.2", prom.url+"/api/v1/write", prom3.url+"/api/v1/otlp/v1/metrics", logs.otlpLogs(), certs),
+		startGatewayReplica(t, "127.0.0.3", prom.url+"/api/v1/write", prom3.url+"/api/v1/otlp/v1/metrics", logs.otlpLogs(), certs),
 	}
 	service := startRoundRobin(t, gateways[0].otlp(), gateways[1].otlp())
 
@@ -552,22 +581,28 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 			if n <= atLeast {
 				return false
 			}
-			v, err := promValue(prom, counted)
-			return err == nil && int(v) == n
-		}, 4*time.Minute, time.Second, "%s: the backend does not show the %d kills the API server shows", what, kills.count())
-		t.Logf("%s: %d kills, all counted at the backend (%s)", what, n, time.Since(began).Round(time.Second))
+			for _, b := range backends {
+				if v, err := promValue(b.promServer, counted); err != nil || int(v) != n {
+					return false
+				}
+			}
+			return true
+		}, 4*time.Minute, time.Second, "%s: the backends do not show the %d kills the API server shows", what, kills.count())
+		t.Logf("%s: %d kills, all counted at both backends (%s)", what, n, time.Since(began).Round(time.Second))
 		return n
 	}
 	n := waitCounted(0, "first kill")
 
-	alerts := func(query string) []promSample {
-		got, err := prom.instant(query)
+	alerts := func(p *promServer, query string) []promSample {
+		got, err := p.instant(query)
 		require.NoError(t, err)
 		return got
 	}
-	require.Eventually(t, func() bool {
-		return len(alerts(`ALERTS{alertname="KubernetesWorkloadOOMKilled",alertstate="firing",workload="deployment/memhog"}`)) == 1
-	}, time.Minute, time.Second, "the OOM-kill alert does not fire for deployment/memhog")
+	for _, b := range backends {
+		require.Eventually(t, func() bool {
+			return len(alerts(b.promServer, `ALERTS{alertname="KubernetesWorkloadOOMKilled",alertstate="firing",workload="deployment/memhog"}`)) == 1
+		}, time.Minute, time.Second, "%s: the OOM-kill alert does not fire for deployment/memhog", b.name)
+	}
 
 	// A gateway replica goes away, then the other: the agent's connection moves between them.
 	gateways[0].stop()
@@ -595,25 +630,12 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	}, time.Minute, time.Second)
 	final := kills.count()
 	require.GreaterOrEqual(t, final, n)
-	require.Eventually(t, func() bool {
-		v, err := promValue(prom, counted)
-		return err == nil && int(v) == final
-	}, time.Minute, time.Second, "the backend does not show the %d kills", final)
-
-	// No counter of any container went back, across replicas and the rollout.
-	resets, err := prom.instant(`resets(k8s_container_oom_kills_total[1h]) > 0`)
-	require.NoError(t, err)
-	assert.Empty(t, resets, "counter resets the backend saw")
-	series, err := prom.instant(`count(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`)
-	require.NoError(t, err)
-	require.Len(t, series, 1)
-	assert.Equal(t, 1.0, series[0].Value, "one series for memhog's one container, across the rollout")
-	steady, err := promValue(prom, `sum(k8s_container_oom_kills_total{k8s_deployment_name="steady"})`)
-	require.NoError(t, err)
-	assert.Equal(t, 0.0, steady, "steady was never OOM-killed")
+	for _, b := range backends {
+		checkBackend(t, b.name, b.promServer, final)
+	}
 	t.Logf("gateway connections: %v", service.connections())
 
-	// The process kills: the backend shows the kernel's own count of the forker's container.
+	// The process kills: the backends show the kernel's own count of the forker's container.
 	forker, err := s.admin.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=forker"})
 	require.NoError(t, err)
 	require.Len(t, forker.Items, 1)
@@ -623,57 +645,93 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	kernel := kernelOOMKills(t, string(forker.Items[0].UID), forkerStatus.ContainerID)
 	require.GreaterOrEqual(t, kernel, uint64(forkerChildren), "every child OOM-killed")
 	const forkerKills = `sum(k8s_container_process_oom_kills_total{k8s_deployment_name="forker"})`
-	var shown float64
-	var shownErr error
-	if !assert.Eventually(t, func() bool {
-		shown, shownErr = promValue(prom, forkerKills)
-		return shownErr == nil && uint64(shown) == kernel
-	}, time.Minute, time.Second, "the backend does not show the kernel's %d process kills", kernel) {
-		t.Logf("the backend's last answer: %v, %v", shown, shownErr)
-		logAgent(t, second)
-		t.FailNow()
+	for _, b := range backends {
+		var shown float64
+		var shownErr error
+		if !assert.Eventually(t, func() bool {
+			shown, shownErr = promValue(b.promServer, forkerKills)
+			return shownErr == nil && uint64(shown) == kernel
+		}, time.Minute, time.Second, "%s does not show the kernel's %d process kills", b.name, kernel) {
+			t.Logf("%s's last answer: %v, %v", b.name, shown, shownErr)
+			logAgent(t, second)
+			t.FailNow()
+		}
+		v, err := promValue(b.promServer, `sum(k8s_container_oom_kills_total{k8s_deployment_name="forker"})`)
+		require.NoError(t, err)
+		assert.Equal(t, 0.0, v, "%s: the forker's container was never OOM-killed itself", b.name)
 	}
-	v, err := promValue(prom, `sum(k8s_container_oom_kills_total{k8s_deployment_name="forker"})`)
-	require.NoError(t, err)
-	assert.Equal(t, 0.0, v, "the forker's container was never OOM-killed itself")
 	if v, err := promValue(prom, `sum(k8s_container_process_oom_kills_total{k8s_deployment_name="memhog"})`); err == nil {
 		t.Logf("process kills the backend shows for memhog (PID 1 killed each time): %v", v)
 	}
 
 	// The alert resolves by itself once the kills are out of its window.
-	require.Eventually(t, func() bool {
-		return len(alerts(`ALERTS{alertname="KubernetesWorkloadOOMKilled",workload="deployment/memhog"}`)) == 0
-	}, 8*time.Minute, 5*time.Second, "the OOM-kill alert for deployment/memhog does not resolve")
-	t.Logf("alert resolved %s after the kills stopped", time.Since(stopped).Round(time.Second))
-	others := alerts(`count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!~"deployment/(memhog|forker)"}[1h])`)
-	assert.Empty(t, others, "alerts for workloads that were not OOM-killed")
+	for _, b := range backends {
+		require.Eventually(t, func() bool {
+			return len(alerts(b.promServer, `ALERTS{alertname="KubernetesWorkloadOOMKilled",workload="deployment/memhog"}`)) == 0
+		}, 8*time.Minute, 5*time.Second, "%s: the OOM-kill alert for deployment/memhog does not resolve", b.name)
+		t.Logf("%s: alert resolved %s after the kills stopped", b.name, time.Since(stopped).Round(time.Second))
+		others := alerts(b.promServer, `count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!~"deployment/(memhog|forker)"}[1h])`)
+		assert.Empty(t, others, "%s: alerts for workloads that were not OOM-killed", b.name)
+	}
 
 	// The kill records in the logs backend: one per kill, with what explains it.
 	checkKillRecords(t, logs, final, kernel)
 
 	// The dashboard's panels, as Grafana asks Prometheus for them (every cluster and namespace),
-	// over the hour: each shows the series the kills made.
-	checkDashboard(t, prom, s.realNode)
+	// over the hour: each shows the series the kills made. Prometheus 3 counts a counter's first
+	// value (created-timestamp-zero-ingestion), so it also shows the forker's burst, which
+	// Prometheus 2 saw only as a counter's first value.
+	checkDashboard(t, prom, s.realNode, false)
+	checkDashboard(t, prom3, s.realNode, true)
 
 	// A kill warns; memhog's kills repeated, which paged; the forker's kills were of processes
-	// inside its living container, and nothing else. (Its alert fires only if the backend saw its
-	// counter at 0 before the burst: increase() does not count a series' first value.)
-	fired := func(workload string) map[string]string {
-		got := map[string]string{}
-		for _, a := range alerts(`max by (alertname, severity) (max_over_time(ALERTS{alertstate="firing",workload="` + workload + `"}[1h]))`) {
-			got[a.Labels["alertname"]] = a.Labels["severity"]
+	// inside its living container, and nothing else. The forker's process-kill alert fires where
+	// the backend counts a counter's first value: in Prometheus 3. In Prometheus 2 it fires only if
+	// a reading of the counter at 0 came before the burst.
+	for _, b := range backends {
+		fired := func(workload string) map[string]string {
+			got := map[string]string{}
+			for _, a := range alerts(b.promServer, `max by (alertname, severity) (max_over_time(ALERTS{alertstate="firing",workload="`+workload+`"}[1h]))`) {
+				got[a.Labels["alertname"]] = a.Labels["severity"]
+			}
+			return got
 		}
-		return got
+		assert.Equal(t, map[string]string{
+			"KubernetesWorkloadOOMKilled":           "warning",
+			"KubernetesWorkloadOOMKilledRepeatedly": "critical",
+		}, fired("deployment/memhog"), b.name)
+		forkerAlerts := fired("deployment/forker")
+		t.Logf("%s: the forker's alerts: %v", b.name, forkerAlerts)
+		if b.promServer == prom3 {
+			assert.Equal(t, map[string]string{"KubernetesWorkloadProcessOOMKilled": "warning"}, forkerAlerts, b.name)
+			continue
+		}
+		if severity, ok := forkerAlerts["KubernetesWorkloadProcessOOMKilled"]; ok {
+			assert.Equal(t, "warning", severity)
+			delete(forkerAlerts, "KubernetesWorkloadProcessOOMKilled")
+		}
+		assert.Empty(t, forkerAlerts, "the forker's alerts other than its process kills'")
 	}
-	assert.Equal(t, map[string]string{
-		"KubernetesWorkloadOOMKilled":           "warning",
-		"KubernetesWorkloadOOMKilledRepeatedly": "critical",
-	}, fired("deployment/memhog"))
-	forkerAlerts := fired("deployment/forker")
-	t.Logf("the forker's alerts: %v", forkerAlerts)
-	if severity, ok := forkerAlerts["KubernetesWorkloadProcessOOMKilled"]; ok {
-		assert.Equal(t, "warning", severity)
-		delete(forkerAlerts, "KubernetesWorkloadProcessOOMKilled")
-	}
-	assert.Empty(t, forkerAlerts, "the forker's alerts other than its process kills'")
+}
+
+// checkBackend checks what one backend shows once memhog's kills have stopped: all final kills,
+// no counter that went back, one series for memhog's container across the agent's rollout and
+// the gateway replicas, and no kill for steady.
+func checkBackend(t *testing.T, name string, p *promServer, final int) {
+	t.Helper()
+	const counted = `sum(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`
+	require.Eventually(t, func() bool {
+		v, err := promValue(p, counted)
+		return err == nil && int(v) == final
+	}, time.Minute, time.Second, "%s does not show the %d kills", name, final)
+	resets, err := p.instant(`resets(k8s_container_oom_kills_total[1h]) > 0`)
+	require.NoError(t, err)
+	assert.Empty(t, resets, "%s: counter resets", name)
+	series, err := p.instant(`count(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`)
+	require.NoError(t, err)
+	require.Len(t, series, 1, name)
+	assert.Equal(t, 1.0, series[0].Value, "%s: one series for memhog's one container, across the rollout", name)
+	steady, err := promValue(p, `sum(k8s_container_oom_kills_total{k8s_deployment_name="steady"})`)
+	require.NoError(t, err)
+	assert.Equal(t, 0.0, steady, "%s: steady was never OOM-killed", name)
 }

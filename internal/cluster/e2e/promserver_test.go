@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,9 +23,10 @@ import (
 // promScrapeInterval is how often the test's Prometheus scrapes its targets.
 const promScrapeInterval = time.Second
 
-// promServer is a real Prometheus (Debian's package, installed by make cluster-deps) that a test
-// starts on a loopback port with its own configuration and storage, and queries through its
-// HTTP API as a user's dashboards and alerts would.
+// promServer is a real Prometheus (Debian's package, 2.x, installed by make cluster-deps; or
+// Prometheus 3, built by make cluster-bin) that a test starts on a loopback port with its own
+// configuration and storage, and queries through its HTTP API as a user's dashboards and alerts
+// would.
 type promServer struct {
 	*backend
 	t   *testing.T
@@ -45,12 +47,30 @@ type promOptions struct {
 	rules []string
 	// remoteWrite accepts samples pushed to /api/v1/write, as a remote-write backend does.
 	remoteWrite bool
+	// otlp runs Prometheus 3 instead, which takes OTLP metrics at /api/v1/otlp/v1/metrics as
+	// deploy/prometheus/otlp.yaml says: its otlp: settings and its flags.
+	otlp bool
 }
+
+// otlpFlags are the flags deploy/prometheus/otlp.yaml tells users to start Prometheus with: a
+// comment line each.
+var otlpFlags = regexp.MustCompile(`(?m)^#\s+(--[a-z.-]+(?:=[a-z-]+)?)$`)
 
 func startPrometheusWith(t *testing.T, o promOptions) *promServer {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	require.NoError(t, err, "Prometheus is not installed: make cluster-deps installs Debian's package")
+	var otlp []byte
+	var flags [][]string
+	if o.otlp {
+		bin = need(t).cluster.Bin("prometheus3")
+		root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+		require.NoError(t, err)
+		otlp, err = os.ReadFile(filepath.Join(root, "deploy", "prometheus", "otlp.yaml"))
+		require.NoError(t, err)
+		flags = otlpFlags.FindAllStringSubmatch(string(otlp), -1)
+		require.NotEmpty(t, flags, "deploy/prometheus/otlp.yaml names Prometheus's flags")
+	}
 	dir := t.TempDir()
 	quoted := make([]string, len(o.targets))
 	for i, target := range o.targets {
@@ -69,7 +89,7 @@ scrape_configs:
   - job_name: oomwatch
     static_configs:
       - targets: [%[2]s]
-`, promScrapeInterval, strings.Join(quoted, ", "), strings.Join(rules, ", "))
+`, promScrapeInterval, strings.Join(quoted, ", "), strings.Join(rules, ", ")) + string(otlp)
 	cfgFile := filepath.Join(dir, "prometheus.yml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
@@ -81,6 +101,9 @@ scrape_configs:
 	)
 	if o.remoteWrite {
 		cmd.Args = append(cmd.Args, "--web.enable-remote-write-receiver")
+	}
+	for _, f := range flags {
+		cmd.Args = append(cmd.Args, f[1])
 	}
 	cmd.Dir = dir
 	p := &promServer{t: t, url: "http://" + addr}
