@@ -262,14 +262,17 @@ func checkV2Case(t *testing.T, c v2Case) {
 				reports++
 			}
 		}
-		assert.Equal(t, 1, reports, "OOM reports of the group kill in the kernel log")
 		for _, p := range c.Processes {
 			assert.True(t, killed(p), "%+v is killed with its group", p)
 			assert.False(t, p.Survived)
 		}
 		assert.Empty(t, c.ProcsAfter, "every process is gone")
-		assert.Equal(t, uint64(1), ev["oom_group_kill"], "one group kill")
-		assert.Equal(t, uint64(1), ev["oom"])
+		// Usually one OOM and one group kill. On a loaded host the kernel may run out again
+		// before the first kill freed the memory, and kill the group again: each OOM is a group
+		// kill and one report in the log.
+		assert.GreaterOrEqual(t, ev["oom_group_kill"], uint64(1), "a group kill")
+		assert.Equal(t, ev["oom_group_kill"], ev["oom"], "each OOM killed the group")
+		assert.Equal(t, int(ev["oom"]), reports, "OOM reports of the group kills in the kernel log")
 		// Every process of the group counts, and some more than once: on 6.1 the group kill
 		// goes through the cgroup's threads, not its processes, and kills (and counts) the
 		// process of each thread whose process still has its memory. The victim chosen first,
