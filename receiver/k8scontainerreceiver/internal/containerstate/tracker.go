@@ -51,6 +51,8 @@ type Pod struct {
 	Annotations map[string]string
 	// QOSClass is the pod's QoS class; empty if the status does not say yet.
 	QOSClass string
+	// MemoryLimit is the pod's own memory limit in bytes (pod-level resources); 0 if none.
+	MemoryLimit int64
 	// Workload names the workloads the pod belongs to.
 	Workload   workload.Names
 	Containers []*Container
@@ -275,7 +277,7 @@ func (t *Tracker) upsert(pod *slimpod.Pod, created bool, now time.Time) Observed
 	}
 	p.Namespace, p.Name, p.Node, p.RuntimeUID = pod.Namespace, pod.Name, pod.NodeName, pod.RuntimeUID()
 	p.Labels, p.Annotations = pod.Labels, pod.Annotations
-	p.QOSClass, p.Workload = string(pod.QOSClass), pod.Workload()
+	p.QOSClass, p.Workload, p.MemoryLimit = string(pod.QOSClass), pod.Workload(), pod.MemoryLimit
 	p.deleted = false
 
 	// A mirror pod is created by the kubelet for a static pod that may have run long before, and

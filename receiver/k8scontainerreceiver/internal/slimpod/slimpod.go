@@ -36,6 +36,9 @@ type Pod struct {
 	PodTemplateHash string
 	// QOSClass is the pod's QoS class, "" until the status says.
 	QOSClass corev1.PodQOSClass
+	// MemoryLimit is the pod's own memory limit in bytes (pod-level resources), 0 when it has
+	// none: the limit of the pod's cgroup is then the sum of its containers' limits.
+	MemoryLimit int64
 	// Containers are the init, regular and ephemeral containers that have a status.
 	Containers []Container
 }
@@ -82,6 +85,9 @@ func Slim(pod *corev1.Pod, labels, annotations []string) *Pod {
 		StaticUID:  types.UID(pod.Annotations[corev1.MirrorPodAnnotationKey]),
 		QOSClass:   qosClass(pod.Status.QOSClass),
 		Containers: make([]Container, 0, n),
+	}
+	if pod.Spec.Resources != nil {
+		p.MemoryLimit = memory(nil, pod.Spec.Resources, func(r *corev1.ResourceRequirements) corev1.ResourceList { return r.Limits })
 	}
 	if ref := metav1.GetControllerOfNoCopy(pod); ref != nil {
 		p.Owner = Owner{Kind: kind(ref.Kind), Name: ref.Name}

@@ -191,3 +191,15 @@ func TestSlimSharesOwnerStrings(t *testing.T) {
 	pod.OwnerReferences[0].Kind = "CloneSet"
 	assert.Equal(t, "CloneSet", Slim(pod, nil, nil).Owner.Kind)
 }
+
+// TestSlimKeepsThePodsOwnMemoryLimit: pod-level resources set the limit of the pod's cgroup;
+// without them it is the sum of the containers' and the pod has none of its own.
+func TestSlimKeepsThePodsOwnMemoryLimit(t *testing.T) {
+	t.Parallel()
+	pod := fullPod()
+	assert.Zero(t, Slim(pod, nil, nil).MemoryLimit)
+	pod.Spec.Resources = &corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("96Mi")}}
+	assert.Zero(t, Slim(pod, nil, nil).MemoryLimit, "a request is no limit")
+	pod.Spec.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("192Mi"), corev1.ResourceCPU: resource.MustParse("2")}
+	assert.Equal(t, int64(192<<20), Slim(pod, nil, nil).MemoryLimit)
+}
