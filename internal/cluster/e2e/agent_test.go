@@ -57,6 +57,9 @@ type agentOptions struct {
 	prometheus int
 	// logs adds the logs pipeline deploy/ ships: the records, batched, to the OTLP backend.
 	logs bool
+	// cgroupRoot, when set, has the receiver read process OOM kills (and the limits each kill
+	// hit) from the cgroup filesystem mounted there, as deploy/ does.
+	cgroupRoot string
 }
 
 // agent is a running collector process and the backend it exports to.
@@ -143,6 +146,9 @@ func (a *agent) config() string {
 	if a.opts.storage {
 		// The receiver remembers when it last looked, the processor its counts.
 		kubelet = "    storage: file_storage\n" + kubelet
+	}
+	if a.opts.cgroupRoot != "" {
+		kubelet = "    process_oom_kills:\n      source: cgroup\n      cgroup_root: " + a.opts.cgroupRoot + "\n" + kubelet
 	}
 	counter := "  oom_counter:\n"
 	if a.opts.gapPolicy != "" {

@@ -47,6 +47,36 @@ func WithK8sContainerMemoryRequestEventAttribute(k8sContainerMemoryRequestAttrib
 	})
 }
 
+func WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(k8sContainerMemoryWorkingSetGrowthRateAttributeValue float64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutDouble("k8s.container.memory.working_set.growth_rate", k8sContainerMemoryWorkingSetGrowthRateAttributeValue)
+	})
+}
+
+func WithK8sContainerMemoryWorkingSetPeakEventAttribute(k8sContainerMemoryWorkingSetPeakAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("k8s.container.memory.working_set.peak", k8sContainerMemoryWorkingSetPeakAttributeValue)
+	})
+}
+
+func WithK8sOomGrowthClassEventAttribute(k8sOomGrowthClassAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("k8s.oom.growth_class", k8sOomGrowthClassAttributeValue)
+	})
+}
+
+func WithK8sOomScopeEventAttribute(k8sOomScopeAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("k8s.oom.scope", k8sOomScopeAttributeValue)
+	})
+}
+
+func WithK8sOomTimeFrom80PercentEventAttribute(k8sOomTimeFrom80PercentAttributeValue float64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutDouble("k8s.oom.time_from_80_percent", k8sOomTimeFrom80PercentAttributeValue)
+	})
+}
+
 func WithK8sPodQosClassEventAttribute(k8sPodQosClassAttributeValue string) EventAttributeOption {
 	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
 		dp.Attributes().PutStr("k8s.pod.qos_class", k8sPodQosClassAttributeValue)

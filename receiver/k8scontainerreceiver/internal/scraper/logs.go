@@ -5,6 +5,7 @@ package scraper
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -13,6 +14,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/trajectory"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workingset"
 )
 
@@ -34,6 +36,8 @@ func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container
 		if p.QOSClass != "" {
 			opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))
 		}
+		opts = append(opts, s.scopeOfEnd(p, k.FinishedAt)...)
+		opts = append(opts, s.trajectoryOf(key, c, k)...)
 		s.lb.RecordK8sContainerOomKillEvent(ctx, pcommon.NewTimestampFromTime(k.FinishedAt),
 			k.Instance, runtimeID(k.ContainerID), int64(k.ExitCode), rfc3339(k.StartedAt), rfc3339(k.FinishedAt), opts...)
 	}
@@ -50,7 +54,8 @@ func (s *Scraper) memoryAttributes(c *containerstate.Container) []metadata.Event
 	return opts
 }
 
-// rememberWorkingSets keeps this scrape's working sets for the kill records of later scrapes.
+// rememberWorkingSets keeps this scrape's working sets for the kill records of later scrapes:
+// the latest of each container, and those of the last minutes of each instance.
 func (s *Scraper) rememberWorkingSets() {
 	s.scrapes++
 	s.workingSets.Remember(s.scrapes, func(yield func(statsKey, workingset.Reading) bool) {
@@ -63,6 +68,41 @@ func (s *Scraper) rememberWorkingSets() {
 			}
 		}
 	})
+	for k, st := range s.stats {
+		if st.Memory == nil || st.Memory.WorkingSetBytes == nil {
+			continue
+		}
+		s.trajectories.Add(k, instanceKey(st.StartTime.Time), trajectory.Sample{Bytes: int64(*st.Memory.WorkingSetBytes), At: st.Memory.Time.Time})
+	}
+	s.trajectories.EndScrape()
+}
+
+// instanceKey names a container instance by its start, to the second: the Summary API and the
+// pod status both give it.
+func instanceKey(started time.Time) string {
+	return strconv.FormatInt(started.Unix(), 10)
+}
+
+// trajectoryOf is the kill record's account of how the instance's memory came to the kill.
+func (s *Scraper) trajectoryOf(key statsKey, c *containerstate.Container, k termination.Termination) []metadata.EventAttributeOption {
+	if k.StartedAt.IsZero() {
+		return nil
+	}
+	tr, ok := s.trajectories.Explain(key, instanceKey(k.StartedAt), c.MemoryLimit, k.FinishedAt)
+	if !ok {
+		return nil
+	}
+	opts := []metadata.EventAttributeOption{metadata.WithK8sContainerMemoryWorkingSetPeakEventAttribute(tr.Peak)}
+	if tr.GrowthRateKnown {
+		opts = append(opts, metadata.WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(tr.GrowthRate))
+	}
+	if tr.From80Known {
+		opts = append(opts, metadata.WithK8sOomTimeFrom80PercentEventAttribute(tr.From80.Seconds()))
+	}
+	if tr.Class != trajectory.Unknown {
+		opts = append(opts, metadata.WithK8sOomGrowthClassEventAttribute(tr.Class.String()))
+	}
+	return opts
 }
 
 // emitLogs hands the records of this scrape to the logs pipeline. A refused batch is logged:

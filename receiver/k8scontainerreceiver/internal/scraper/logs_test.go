@@ -60,6 +60,10 @@ func TestOOMKillRecord(t *testing.T) {
 		"container.memory.working_set.age": 20.0,
 		"k8s.pod.qos_class":                "Burstable",
 		"test.resource.pod":                "hog",
+		// One reading, at 94 % of the limit 20 s before the kill: too short a climb to follow.
+		"k8s.container.memory.working_set.peak": int64(60 << 20),
+		"k8s.oom.time_from_80_percent":          20.0,
+		"k8s.oom.growth_class":                  "spike",
 	}, r.Attributes().AsRaw())
 
 	// Restarted, scraped again, relisted: the kill is not repeated.
@@ -168,4 +172,42 @@ func TestOOMKillRecordIgnoresAReadingFromTheSecondOfTheKill(t *testing.T) {
 	attrs := got[0].Attributes().AsRaw()
 	assert.Equal(t, int64(60<<20), attrs["container.memory.working_set"], "the reading from before the kill")
 	assert.Equal(t, 1.0, attrs["container.memory.working_set.age"])
+}
+
+// TestOOMKillRecordTrajectory: a container whose working set climbs from half its limit to the
+// limit over four minutes of scrapes: its kill record gives the peak, the growth rate, the time
+// from 80 % of the limit and the class slow_growth.
+func TestOOMKillRecordTrajectory(t *testing.T) {
+	h := scrapertest.NewWith(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.Scraper.SetLogs(sink)
+	h.Start()
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
+	h.Send(watch.Added, pod)
+	const limit = 64 << 20
+	// A reading every 10 s from 10 s to 240 s: 32 MiB, rising 128 KiB a second.
+	for at := 10 * time.Second; at <= 240*time.Second; at += 10 * time.Second {
+		ws := uint64(32<<20) + uint64(at.Seconds())*(128<<10)
+		h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+			kubelettest.Container("hog", podtest.T0, podtest.T0.Add(at), kubelettest.Usage{WorkingSet: ws}))))
+		h.At(at + 500*time.Millisecond)
+		h.Scrape()
+	}
+	require.Empty(t, scrapertest.Records(sink))
+	h.At(245 * time.Second)
+	killed := hog.Terminated(0)
+	killed.State.Terminated.FinishedAt = metav1.NewTime(podtest.T0.Add(245 * time.Second))
+	h.Send(watch.Modified, podtest.WithStatus(pod, killed))
+	h.At(250 * time.Second)
+	h.Scrape()
+	got := scrapertest.Records(sink)
+	require.Len(t, got, 1)
+	attrs := got[0].Attributes().AsRaw()
+	assert.Equal(t, int64(32<<20+240*(128<<10)), attrs["k8s.container.memory.working_set.peak"])
+	assert.InDelta(t, 128<<10, attrs["k8s.container.memory.working_set.growth_rate"], 1, "bytes per second")
+	// 80 % of 64 MiB (51.2 MiB) is first read at 160 s (52 MiB), 85 s before the kill.
+	assert.Equal(t, 85.0, attrs["k8s.oom.time_from_80_percent"])
+	assert.Equal(t, "slow_growth", attrs["k8s.oom.growth_class"])
+	assert.Equal(t, int64(limit), attrs["k8s.container.memory.limit"])
 }

@@ -93,6 +93,7 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 	if p.QOSClass != "" {
 		opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))
 	}
+	opts = append(opts, s.scopeOfScrape(p)...)
 	s.lb.RecordK8sContainerProcessOomKillEvent(context.Background(), now, kills.N, kills.ContainerID, opts...)
 	return true
 }

@@ -33,6 +33,7 @@ func (s *Scraper) Scrape(ctx context.Context) (pmetric.Metrics, error) {
 	if processEnabled && (kubeletOK || s.cgroups != nil) {
 		processOK = s.collectProcessKills(ctx)
 	}
+	s.readLimits()
 	nowTS := pcommon.NewTimestampFromTime(now)
 	if s.lastScrape == 0 {
 		s.lastScrape = s.started

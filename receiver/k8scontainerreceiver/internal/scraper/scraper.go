@@ -32,6 +32,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/systemoom"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/trajectory"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workingset"
 )
 
@@ -118,6 +119,8 @@ type Scraper struct {
 	stats          map[statsKey]*stats.ContainerStats
 	// workingSets are the latest working sets read, for the kill records.
 	workingSets *workingset.Tracker[statsKey]
+	// trajectories are the working sets of the last minutes, for the kill records.
+	trajectories *trajectory.Tracker[statsKey]
 	// scrapes numbers the scrapes: workingSets and processKills forget what is not read again
 	// for a few.
 	scrapes uint64
@@ -135,6 +138,8 @@ type Scraper struct {
 	cgroups         *cgroupoom.Reader
 	cgroupInstances []cgroupoom.Instance
 	cgroupProblem   string
+	// limits are the readings of the limit hits above the containers, for k8s.oom.scope.
+	limits limits
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
 
@@ -166,6 +171,7 @@ func New(set receiver.Settings, cfg *Config, d Deps) (*Scraper, error) {
 		stats:      map[statsKey]*stats.ContainerStats{},
 
 		workingSets:  workingset.New[statsKey](),
+		trajectories: trajectory.New[statsKey](trajectory.Options{}),
 		processKills: processkill.New(),
 	}
 	for _, f := range cfg.Extract.Labels {
