@@ -129,6 +129,24 @@ func TestBuildsTheExpectedObjects(t *testing.T) {
 	}
 }
 
+// assertOnlyDaemonSetAndRoleChanged: a component's build objs is the base's but for the
+// DaemonSet and the role (and its binding) named role that the component adds.
+func assertOnlyDaemonSetAndRoleChanged(t *testing.T, base, objs []object, role string) {
+	t.Helper()
+	var got, unchanged []string
+	for _, o := range objs {
+		if o.Kind != "DaemonSet" && o.Metadata.Name != role {
+			got = append(got, o.key()+"\n"+string(o.raw))
+		}
+	}
+	for _, o := range base {
+		if o.Kind != "DaemonSet" {
+			unchanged = append(unchanged, o.key()+"\n"+string(o.raw))
+		}
+	}
+	assert.ElementsMatch(t, unchanged, got)
+}
+
 // configMap is the one, generated, ConfigMap of objs.
 func configMap(t *testing.T, objs []object) corev1.ConfigMap {
 	t.Helper()

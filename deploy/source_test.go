@@ -113,17 +113,6 @@ func TestKubeletSourceComponent(t *testing.T) {
 	assert.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "oomwatch-agent", Namespace: "oomwatch"}}, binding.Subjects)
 
 	// Everything else is the base's, unchanged.
-	var got, unchanged []string
-	for _, o := range objs {
-		if o.Kind != "DaemonSet" && o.Metadata.Name != role.Name {
-			got = append(got, o.key()+"\n"+string(o.raw))
-		}
-	}
-	for _, o := range base {
-		if o.Kind != "DaemonSet" {
-			unchanged = append(unchanged, o.key()+"\n"+string(o.raw))
-		}
-	}
-	assert.ElementsMatch(t, unchanged, got)
+	assertOnlyDaemonSetAndRoleChanged(t, base, objs, role.Name)
 	assert.Equal(t, configMap(t, base).Data, configMap(t, objs).Data, "one configuration; the environment picks the source")
 }

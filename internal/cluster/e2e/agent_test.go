@@ -60,6 +60,8 @@ type agentOptions struct {
 	// cgroupRoot, when set, has the receiver read process OOM kills (and the limits each kill
 	// hit) from the cgroup filesystem mounted there, as deploy/ does.
 	cgroupRoot string
+	// podEvents has the receiver write an Event on the pod of each kill (pod_events).
+	podEvents bool
 }
 
 // agent is a running collector process and the backend it exports to.
@@ -146,6 +148,9 @@ func (a *agent) config() string {
 	if a.opts.storage {
 		// The receiver remembers when it last looked, the processor its counts.
 		kubelet = "    storage: file_storage\n" + kubelet
+	}
+	if a.opts.podEvents {
+		kubelet = "    pod_events: true\n" + kubelet
 	}
 	if a.opts.cgroupRoot != "" {
 		kubelet = "    process_oom_kills:\n      source: cgroup\n      cgroup_root: " + a.opts.cgroupRoot + "\n" + kubelet

@@ -130,6 +130,7 @@ func TestChartIsTheKustomizeBase(t *testing.T) {
 	}{
 		"defaults":       {nil, nil, nil},
 		"kubelet source": {map[string]any{"agent": map[string]any{"processOOMKillsSource": "kubelet"}}, []string{"../deploy/components/kubelet-source"}, nil},
+		"pod events":     {map[string]any{"agent": map[string]any{"podEvents": true}}, []string{"../deploy/components/pod-events"}, nil},
 		"Prometheus 3 over OTLP": {
 			map[string]any{"gateway": map[string]any{"prometheusOTLPURL": "http://prometheus.monitoring.svc:9090/api/v1/otlp/v1/metrics"}},
 			nil, []string{"../deploy/gateway/components/prometheus-otlp"},

@@ -30,6 +30,7 @@ type TelemetryBuilder struct {
 	K8sContainerKubeletErrors        metric.Int64Counter
 	K8sContainerOomKillsHistory      metric.Int64Counter
 	K8sContainerOomKillsObserved     metric.Int64Counter
+	K8sContainerPodEventErrors       metric.Int64Counter
 	K8sContainerStorageErrors        metric.Int64Counter
 	K8sContainerTerminationsDropped  metric.Int64Counter
 	K8sContainerTerminationsObserved metric.Int64Counter
@@ -87,6 +88,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_k8s_container_oom_kills_observed",
 		metric.WithDescription("Container terminations by the OOM killer seen for the first time in a pod status. [Alpha]"),
 		metric.WithUnit("{termination}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.K8sContainerPodEventErrors, err = builder.meter.Int64Counter(
+		"otelcol_k8s_container_pod_event_errors",
+		metric.WithDescription("OOM kills whose Kubernetes Event (pod_events) was not written, the API server having refused it or not answered, or too many waiting to be written. [Alpha]"),
+		metric.WithUnit("{event}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.K8sContainerStorageErrors, err = builder.meter.Int64Counter(

@@ -23,6 +23,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.K8sContainerKubeletErrors.Add(context.Background(), 1)
 	tb.K8sContainerOomKillsHistory.Add(context.Background(), 1)
 	tb.K8sContainerOomKillsObserved.Add(context.Background(), 1)
+	tb.K8sContainerPodEventErrors.Add(context.Background(), 1)
 	tb.K8sContainerStorageErrors.Add(context.Background(), 1)
 	tb.K8sContainerTerminationsDropped.Add(context.Background(), 1)
 	tb.K8sContainerTerminationsObserved.Add(context.Background(), 1)
@@ -37,6 +38,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8sContainerOomKillsObserved(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualK8sContainerPodEventErrors(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualK8sContainerStorageErrors(t, testTel,

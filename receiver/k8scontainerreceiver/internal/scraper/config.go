@@ -59,6 +59,9 @@ type Config struct {
 	// Storage is the ID of a storage extension in which the receiver keeps its horizon, when
 	// it last looked: after a restart, an OOM kill that ended after that is news, not history.
 	Storage *component.ID `mapstructure:"storage"`
+	// PodEvents writes a Kubernetes Event (reason OOMKill) on the pod for each OOM kill the
+	// receiver reports, with its explanation in one line; it needs the right to create events.
+	PodEvents bool `mapstructure:"pod_events"`
 }
 
 // KubeletConfig is the connection to the node's kubelet Summary API.

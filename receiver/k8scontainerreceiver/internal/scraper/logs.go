@@ -13,6 +13,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podevents"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/trajectory"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workingset"
@@ -21,11 +22,23 @@ import (
 // The logs signal: one record per OOM kill, with what explains it. Records come from the same
 // scrape as the metrics, so a kill is a record exactly when it is a 1 the processor counts.
 
-// recordKills adds a k8s.container.oom_kill record for each kill the tracker reports as news.
+// recordKills adds a k8s.container.oom_kill record, and with pod_events a pod Event, for each
+// kill the tracker reports as news.
 func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container, kills []termination.Termination) {
 	ctx := context.Background()
 	key := statsKey{string(p.RuntimeUID), c.Name}
 	for _, k := range kills {
+		scope, scopeOK := s.scopeOfEnd(p, k.FinishedAt)
+		tr, trOK := s.trajectoryOf(key, c, k)
+		if s.podEvents != nil {
+			s.podEvents.Add(podevents.Kill{
+				Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name,
+				ID: killID(k), At: k.FinishedAt, Message: containerKillMessage(c, k, scope, scopeOK, tr, trOK),
+			})
+		}
+		if s.logs == nil {
+			continue
+		}
 		var opts []metadata.EventAttributeOption
 		opts = append(opts, s.memoryAttributes(c)...)
 		if ws, ok := s.workingSets.Explaining(key, k.StartedAt, k.FinishedAt); ok {
@@ -36,8 +49,8 @@ func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container
 		if p.QOSClass != "" {
 			opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))
 		}
-		opts = append(opts, s.scopeOfEnd(p, k.FinishedAt)...)
-		opts = append(opts, s.trajectoryOf(key, c, k)...)
+		opts = append(opts, scopeOption(scope, scopeOK)...)
+		opts = append(opts, trajectoryOptions(tr, trOK)...)
 		s.lb.RecordK8sContainerOomKillEvent(ctx, pcommon.NewTimestampFromTime(k.FinishedAt),
 			k.Instance, runtimeID(k.ContainerID), int64(k.ExitCode), rfc3339(k.StartedAt), rfc3339(k.FinishedAt), opts...)
 	}
@@ -83,12 +96,16 @@ func instanceKey(started time.Time) string {
 	return strconv.FormatInt(started.Unix(), 10)
 }
 
-// trajectoryOf is the kill record's account of how the instance's memory came to the kill.
-func (s *Scraper) trajectoryOf(key statsKey, c *containerstate.Container, k termination.Termination) []metadata.EventAttributeOption {
+// trajectoryOf is how the killed instance's memory came to the kill.
+func (s *Scraper) trajectoryOf(key statsKey, c *containerstate.Container, k termination.Termination) (trajectory.Trajectory, bool) {
 	if k.StartedAt.IsZero() {
-		return nil
+		return trajectory.Trajectory{}, false
 	}
-	tr, ok := s.trajectories.Explain(key, instanceKey(k.StartedAt), c.MemoryLimit, k.FinishedAt)
+	return s.trajectories.Explain(key, instanceKey(k.StartedAt), c.MemoryLimit, k.FinishedAt)
+}
+
+// trajectoryOptions are a trajectory's record attributes.
+func trajectoryOptions(tr trajectory.Trajectory, ok bool) []metadata.EventAttributeOption {
 	if !ok {
 		return nil
 	}

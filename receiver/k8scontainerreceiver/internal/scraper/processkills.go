@@ -5,6 +5,7 @@ package scraper
 
 import (
 	"context"
+	"strconv"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.uber.org/zap"
@@ -13,6 +14,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podevents"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
@@ -83,7 +85,18 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 	key := statsKey{string(p.RuntimeUID), c.Name}
 	kills := s.processKills.Take(key.podUID, key.container)
 	s.mb.RecordK8sContainerProcessOomKilledDataPoint(now, kills.N)
-	if kills.N == 0 || s.logs == nil {
+	if kills.N == 0 || (s.logs == nil && s.podEvents == nil) {
+		return false
+	}
+	scope, scopeOK := s.scopeOfScrape(p)
+	if s.podEvents != nil {
+		s.podEvents.Add(podevents.Kill{
+			Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name,
+			ID: kills.ContainerID + "@" + strconv.FormatInt(int64(now), 10), At: now.AsTime(),
+			Message: processKillMessage(c, kills.N, scope, scopeOK),
+		})
+	}
+	if s.logs == nil {
 		return false
 	}
 	opts := s.memoryAttributes(c)
@@ -93,7 +106,7 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 	if p.QOSClass != "" {
 		opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))
 	}
-	opts = append(opts, s.scopeOfScrape(p)...)
+	opts = append(opts, scopeOption(scope, scopeOK)...)
 	s.lb.RecordK8sContainerProcessOomKillEvent(context.Background(), now, kills.N, kills.ContainerID, opts...)
 	return true
 }

@@ -30,7 +30,7 @@ type limits struct {
 
 // readLimits takes this scrape's reading of the limit hits of the tracked pods.
 func (s *Scraper) readLimits() {
-	if s.cgroups == nil || s.logs == nil {
+	if s.cgroups == nil || (s.logs == nil && s.podEvents == nil) {
 		return
 	}
 	l := &s.limits
@@ -67,12 +67,12 @@ func (s *Scraper) takeReading() time.Time {
 	return l.latest
 }
 
-// scopeOfEnd is the k8s.oom.scope option for a container that ended, OOM-killed, at end (to
-// the second). The end is in the pod status the scraper holds, so the kill is over by now: when
-// no reading since end+1s bounds it yet, one taken now does.
-func (s *Scraper) scopeOfEnd(p *containerstate.Pod, end time.Time) []metadata.EventAttributeOption {
+// scopeOfEnd is the scope of the kill of a container that ended, OOM-killed, at end (to the
+// second). The end is in the pod status the scraper holds, so the kill is over by now: when no
+// reading since end+1s bounds it yet, one taken now does.
+func (s *Scraper) scopeOfEnd(p *containerstate.Pod, end time.Time) (oomscope.Scope, bool) {
 	if s.cgroups == nil || end.IsZero() {
-		return nil
+		return "", false
 	}
 	before := end.Add(time.Second)
 	if s.limits.latest.Before(before) {
@@ -80,25 +80,25 @@ func (s *Scraper) scopeOfEnd(p *containerstate.Pod, end time.Time) []metadata.Ev
 			before = now
 		}
 	}
-	return s.scope(oomscope.Kill{
+	return s.limits.history.Scope(oomscope.Kill{
 		PodUID: string(p.RuntimeUID), After: end.Add(-time.Second), Before: before,
 		PodLimit: p.MemoryLimit > 0,
 	})
 }
 
-// scopeOfScrape is the k8s.oom.scope option for process kills counted by this scrape.
-func (s *Scraper) scopeOfScrape(p *containerstate.Pod) []metadata.EventAttributeOption {
+// scopeOfScrape is the scope of the process kills counted by this scrape.
+func (s *Scraper) scopeOfScrape(p *containerstate.Pod) (oomscope.Scope, bool) {
 	if s.cgroups == nil || s.limits.previous.IsZero() {
-		return nil
+		return "", false
 	}
-	return s.scope(oomscope.Kill{
+	return s.limits.history.Scope(oomscope.Kill{
 		PodUID: string(p.RuntimeUID), After: s.limits.previous, Before: s.limits.at,
 		PodLimit: p.MemoryLimit > 0,
 	})
 }
 
-func (s *Scraper) scope(k oomscope.Kill) []metadata.EventAttributeOption {
-	scope, ok := s.limits.history.Scope(k)
+// scopeOption is the k8s.oom.scope attribute of a scope, none when it is not known.
+func scopeOption(scope oomscope.Scope, ok bool) []metadata.EventAttributeOption {
 	if !ok {
 		return nil
 	}

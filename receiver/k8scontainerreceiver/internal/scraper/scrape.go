@@ -136,9 +136,9 @@ func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *contai
 	}
 	opts := append(s.recordKubeletStats(p, c), metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints), metadata.WithDeltaStart(s.lastScrape))
 	s.mb.EmitForResource(opts...)
-	if kills := c.Kills(); len(kills) > 0 && s.logs != nil {
+	if kills := c.Kills(); len(kills) > 0 && (s.logs != nil || s.podEvents != nil) {
 		s.recordKills(p, c, kills)
-		logged = true
+		logged = logged || s.logs != nil
 	}
 	if logged {
 		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))

@@ -30,6 +30,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podevents"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/systemoom"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/trajectory"
@@ -140,6 +141,8 @@ type Scraper struct {
 	cgroupProblem   string
 	// limits are the readings of the limit hits above the containers, for k8s.oom.scope.
 	limits limits
+	// podEvents writes an Event on the pod of each kill, with pod_events; else nil.
+	podEvents *podevents.Writer
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
 
@@ -209,6 +212,9 @@ func (s *Scraper) Start(ctx context.Context, host component.Host) error {
 	if err := s.startPodWatch(); err != nil {
 		return err
 	}
+	if s.cfg.PodEvents {
+		s.podEvents = podevents.New(client, s.cfg.Node, s.podEventDone)
+	}
 	if s.cfg.Metrics.K8sNodeSystemOomKilled.Enabled || s.cfg.Events.K8sNodeSystemOomKill.Enabled {
 		return s.startSystemOOMWatch()
 	}
@@ -228,6 +234,9 @@ func (s *Scraper) Shutdown(ctx context.Context) error {
 			defer func() { err = errors.Join(err, s.storage.Close(ctx)) }()
 		}
 		s.kubelet.Close()
+		if s.podEvents != nil {
+			defer func() { err = errors.Join(err, s.podEvents.Stop(ctx)) }()
+		}
 		if s.factory == nil {
 			return
 		}
