@@ -211,7 +211,7 @@ $(CLUSTER_BIN)/victoria-logs:
 # Prometheus 3, the OTLP metrics backend of the end-to-end tests (Debian's prometheus is 2.x).
 # Without service discovery plugins: the tests give it no targets to discover.
 $(CLUSTER_BIN)/prometheus3:
-	@echo ">> building Prometheus v3.16.0 (module v0.316.0; cold: a few minutes)"
+	@echo ">> building Prometheus v3.16.0 (module v0.316.0; cold: about 2 minutes)"
 	cd $(CLUSTER_BUILD)/prometheus && CGO_ENABLED=0 $(GO) build -trimpath -tags remove_all_sd \
 		-ldflags '-s -w -X github.com/prometheus/common/version.Version=3.16.0' -o $@ github.com/prometheus/prometheus/cmd/prometheus
 
