@@ -82,6 +82,8 @@ func TestLoadConfig(t *testing.T) {
 				}).Unmarshal(&c.Events))
 			}),
 		},
+		{id: "kernel_log_needs_node", wantErr: `kernel_log.enabled reads the kernel log of one node: it needs node (got "")`},
+		{id: "kernel_log_needs_node", wantErr: `kernel_log.enabled needs kernel_log.path (got "")`},
 		{id: "bad_process_source", wantErr: `process_oom_kills.source must be kubelet or cgroup (got "dmesg")`},
 		{id: "cgroup_needs_root", wantErr: `process_oom_kills.source cgroup needs process_oom_kills.cgroup_root`},
 		{id: "cgroup_needs_root", wantErr: `process_oom_kills.source cgroup reads the cgroups of one node: it needs node (got "")`},

@@ -62,6 +62,8 @@ type agentOptions struct {
 	cgroupRoot string
 	// podEvents has the receiver write an Event on the pod of each kill (pod_events).
 	podEvents bool
+	// kernelLog has the receiver read the kernel's OOM-kill reports from /dev/kmsg.
+	kernelLog bool
 }
 
 // agent is a running collector process and the backend it exports to.
@@ -151,6 +153,9 @@ func (a *agent) config() string {
 	}
 	if a.opts.podEvents {
 		kubelet = "    pod_events: true\n" + kubelet
+	}
+	if a.opts.kernelLog {
+		kubelet = "    kernel_log:\n      enabled: true\n" + kubelet
 	}
 	if a.opts.cgroupRoot != "" {
 		kubelet = "    process_oom_kills:\n      source: cgroup\n      cgroup_root: " + a.opts.cgroupRoot + "\n" + kubelet

@@ -65,6 +65,12 @@ func WithK8sOomGrowthClassEventAttribute(k8sOomGrowthClassAttributeValue string)
 	})
 }
 
+func WithK8sOomKernelReportEventAttribute(k8sOomKernelReportAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("k8s.oom.kernel_report", k8sOomKernelReportAttributeValue)
+	})
+}
+
 func WithK8sOomScopeEventAttribute(k8sOomScopeAttributeValue string) EventAttributeOption {
 	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
 		dp.Attributes().PutStr("k8s.oom.scope", k8sOomScopeAttributeValue)
@@ -80,6 +86,18 @@ func WithK8sOomTimeFrom80PercentEventAttribute(k8sOomTimeFrom80PercentAttributeV
 func WithK8sPodQosClassEventAttribute(k8sPodQosClassAttributeValue string) EventAttributeOption {
 	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
 		dp.Attributes().PutStr("k8s.pod.qos_class", k8sPodQosClassAttributeValue)
+	})
+}
+
+func WithProcessExecutableNameEventAttribute(processExecutableNameAttributeValue string) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
+	})
+}
+
+func WithProcessPidEventAttribute(processPidAttributeValue int64) EventAttributeOption {
+	return eventAttributeOptionFunc(func(dp plog.LogRecord) {
+		dp.Attributes().PutInt("process.pid", processPidAttributeValue)
 	})
 }
 
@@ -171,7 +189,7 @@ type eventK8sNodeSystemOomKill struct {
 	config EventConfig         // event config provided by user.
 }
 
-func (e *eventK8sNodeSystemOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, processExecutableNameAttributeValue string, processPidAttributeValue int64) {
+func (e *eventK8sNodeSystemOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, options ...EventAttributeOption) {
 	if !e.config.Enabled {
 		return
 	}
@@ -183,9 +201,10 @@ func (e *eventK8sNodeSystemOomKill) recordEvent(ctx context.Context, timestamp p
 		dp.SetTraceID(pcommon.TraceID(span.TraceID()))
 		dp.SetSpanID(pcommon.SpanID(span.SpanID()))
 	}
-	dp.Attributes().PutStr("process.executable.name", processExecutableNameAttributeValue)
-	dp.Attributes().PutInt("process.pid", processPidAttributeValue)
 
+	for _, op := range options {
+		op.apply(dp)
+	}
 }
 
 // emit appends recorded event data to a events slice and prepares it for recording another set of log records.
@@ -406,6 +425,6 @@ func (lb *LogsBuilder) RecordK8sContainerProcessOomKillEvent(ctx context.Context
 }
 
 // RecordK8sNodeSystemOomKillEvent adds a log record of k8s.node.system_oom_kill event.
-func (lb *LogsBuilder) RecordK8sNodeSystemOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, processExecutableNameAttributeValue string, processPidAttributeValue int64) {
-	lb.eventK8sNodeSystemOomKill.recordEvent(ctx, timestamp, processExecutableNameAttributeValue, processPidAttributeValue)
+func (lb *LogsBuilder) RecordK8sNodeSystemOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, options ...EventAttributeOption) {
+	lb.eventK8sNodeSystemOomKill.recordEvent(ctx, timestamp, options...)
 }

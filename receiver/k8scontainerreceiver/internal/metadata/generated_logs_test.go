@@ -140,13 +140,13 @@ func TestLogsBuilder(t *testing.T) {
 			allEventsCount := 0
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordK8sContainerOomKillEvent(ctx, timestamp, 27, "container.id-val", 17, "k8s.container.start_time-val", "k8s.container.end_time-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithContainerMemoryWorkingSetAgeEventAttribute(32.100000), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sContainerMemoryWorkingSetPeakEventAttribute(37), WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(44.100000), WithK8sOomTimeFrom80PercentEventAttribute(28.100000), WithK8sOomGrowthClassEventAttribute("k8s.oom.growth_class-val"))
+			lb.RecordK8sContainerOomKillEvent(ctx, timestamp, 27, "container.id-val", 17, "k8s.container.start_time-val", "k8s.container.end_time-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithContainerMemoryWorkingSetAgeEventAttribute(32.100000), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sContainerMemoryWorkingSetPeakEventAttribute(37), WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(44.100000), WithK8sOomTimeFrom80PercentEventAttribute(28.100000), WithK8sOomGrowthClassEventAttribute("k8s.oom.growth_class-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordK8sContainerProcessOomKillEvent(ctx, timestamp, 36, "container.id-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"))
+			lb.RecordK8sContainerProcessOomKillEvent(ctx, timestamp, 36, "container.id-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordK8sNodeSystemOomKillEvent(ctx, timestamp, "process.executable.name-val", 11)
+			lb.RecordK8sNodeSystemOomKillEvent(ctx, timestamp, WithProcessExecutableNameEventAttribute("process.executable.name-val"), WithProcessPidEventAttribute(11))
 
 			rb := lb.NewResourceBuilder()
 			rb.SetContainerID("container.id-val")
@@ -236,6 +236,15 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok = lr.Attributes().Get("k8s.oom.growth_class")
 					assert.True(t, ok)
 					assert.Equal(t, "k8s.oom.growth_class-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("k8s.oom.kernel_report")
+					assert.True(t, ok)
+					assert.Equal(t, "k8s.oom.kernel_report-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("process.pid")
+					assert.True(t, ok)
+					assert.EqualValues(t, 11, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("process.executable.name")
+					assert.True(t, ok)
+					assert.Equal(t, "process.executable.name-val", attrVal.Str())
 				case "k8s.container.process.oom_kill":
 					assert.False(t, validatedEvents["k8s.container.process.oom_kill"], "Found a duplicate in the events slice: k8s.container.process.oom_kill")
 					validatedEvents["k8s.container.process.oom_kill"] = true
@@ -264,6 +273,15 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok = lr.Attributes().Get("k8s.oom.scope")
 					assert.True(t, ok)
 					assert.Equal(t, "k8s.oom.scope-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("k8s.oom.kernel_report")
+					assert.True(t, ok)
+					assert.Equal(t, "k8s.oom.kernel_report-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("process.pid")
+					assert.True(t, ok)
+					assert.EqualValues(t, 11, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("process.executable.name")
+					assert.True(t, ok)
+					assert.Equal(t, "process.executable.name-val", attrVal.Str())
 				case "k8s.node.system_oom_kill":
 					assert.False(t, validatedEvents["k8s.node.system_oom_kill"], "Found a duplicate in the events slice: k8s.node.system_oom_kill")
 					validatedEvents["k8s.node.system_oom_kill"] = true

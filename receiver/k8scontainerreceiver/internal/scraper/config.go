@@ -62,6 +62,17 @@ type Config struct {
 	// PodEvents writes a Kubernetes Event (reason OOMKill) on the pod for each OOM kill the
 	// receiver reports, with its explanation in one line; it needs the right to create events.
 	PodEvents bool `mapstructure:"pod_events"`
+	// KernelLog reads the kernel's reports of OOM kills, for the victim of each kill.
+	KernelLog KernelLogConfig `mapstructure:"kernel_log"`
+}
+
+// KernelLogConfig is the reader of the kernel's OOM-kill reports.
+type KernelLogConfig struct {
+	// Enabled reads them; the collector then needs to read Path (CAP_SYSLOG, unless the node's
+	// kernel.dmesg_restrict is 0) and must run on the node the receiver watches.
+	Enabled bool `mapstructure:"enabled"`
+	// Path is the kernel's log device: /dev/kmsg, or where it is mounted.
+	Path string `mapstructure:"path"`
 }
 
 // KubeletConfig is the connection to the node's kubelet Summary API.
@@ -126,6 +137,7 @@ func NewDefaultConfig() *Config {
 		},
 		Events:                 metadata.DefaultEventsConfig(),
 		ProcessOOMKills:        ProcessOOMKillsConfig{Source: ProcessSourceKubelet},
+		KernelLog:              KernelLogConfig{Path: "/dev/kmsg"},
 		MaxPendingTerminations: defaultMaxPendingTerminations,
 	}
 }
@@ -143,6 +155,12 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.CollectionInterval <= 0 {
 		errs = append(errs, fmt.Errorf("collection_interval must be positive (got %s)", cfg.CollectionInterval))
+	}
+	if cfg.KernelLog.Enabled && cfg.Node == "" {
+		errs = append(errs, errors.New("kernel_log.enabled reads the kernel log of one node: it needs node (got \"\")"))
+	}
+	if cfg.KernelLog.Enabled && cfg.KernelLog.Path == "" {
+		errs = append(errs, errors.New("kernel_log.enabled needs kernel_log.path (got \"\")"))
 	}
 	if cfg.MaxPendingTerminations <= 0 {
 		errs = append(errs, fmt.Errorf("max_pending_terminations must be positive (got %d)", cfg.MaxPendingTerminations))

@@ -29,11 +29,20 @@ func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container
 	key := statsKey{string(p.RuntimeUID), c.Name}
 	for _, k := range kills {
 		scope, scopeOK := s.scopeOfEnd(p, k.FinishedAt)
+		var v victim
+		report := ""
+		if s.kernel != nil && !k.FinishedAt.IsZero() {
+			v, report = s.victimOf(runtimeID(k.ContainerID), k.FinishedAt.Add(-reportBefore), k.FinishedAt.Add(time.Second))
+			if report == kernelReportFound {
+				// The kernel names the cgroup whose limit it hit.
+				scope, scopeOK = scopeOfVictim(v, p.MemoryLimit > 0)
+			}
+		}
 		tr, trOK := s.trajectoryOf(key, c, k)
 		if s.podEvents != nil {
 			s.podEvents.Add(podevents.Kill{
 				Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name,
-				ID: killID(k), At: k.FinishedAt, Message: containerKillMessage(c, k, scope, scopeOK, tr, trOK),
+				ID: killID(k), At: k.FinishedAt, Message: containerKillMessage(c, k, scope, scopeOK, tr, trOK) + victimPhrase(v, report),
 			})
 		}
 		if s.logs == nil {
@@ -51,6 +60,9 @@ func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container
 		}
 		opts = append(opts, scopeOption(scope, scopeOK)...)
 		opts = append(opts, trajectoryOptions(tr, trOK)...)
+		if report != "" {
+			opts = append(opts, victimOptions(v, report)...)
+		}
 		s.lb.RecordK8sContainerOomKillEvent(ctx, pcommon.NewTimestampFromTime(k.FinishedAt),
 			k.Instance, runtimeID(k.ContainerID), int64(k.ExitCode), rfc3339(k.StartedAt), rfc3339(k.FinishedAt), opts...)
 	}

@@ -96,3 +96,15 @@ func processKillMessage(c *containerstate.Container, n int64, scope oomscope.Sco
 func mebibytes(b int64) string {
 	return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) + " MiB"
 }
+
+// victimPhrase names the process the kernel killed, when its report was read.
+func victimPhrase(v victim, report string) string {
+	switch report {
+	case kernelReportFound:
+		return fmt.Sprintf(" The kernel killed %s (PID %d).", v.process, v.pid)
+	case kernelReportSuppressed:
+		return " The kernel's report of the victim was rate-limited away."
+	default:
+		return ""
+	}
+}

@@ -89,11 +89,19 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 		return false
 	}
 	scope, scopeOK := s.scopeOfScrape(p)
+	var v victim
+	report := ""
+	if s.kernel != nil && s.lastScrape != 0 {
+		v, report = s.victimOf(kills.ContainerID, s.lastScrape.AsTime(), now.AsTime())
+		if report == kernelReportFound {
+			scope, scopeOK = scopeOfVictim(v, p.MemoryLimit > 0)
+		}
+	}
 	if s.podEvents != nil {
 		s.podEvents.Add(podevents.Kill{
 			Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name,
 			ID: kills.ContainerID + "@" + strconv.FormatInt(int64(now), 10), At: now.AsTime(),
-			Message: processKillMessage(c, kills.N, scope, scopeOK),
+			Message: processKillMessage(c, kills.N, scope, scopeOK) + victimPhrase(v, report),
 		})
 	}
 	if s.logs == nil {
@@ -107,6 +115,9 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 		opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))
 	}
 	opts = append(opts, scopeOption(scope, scopeOK)...)
+	if report != "" {
+		opts = append(opts, victimOptions(v, report)...)
+	}
 	s.lb.RecordK8sContainerProcessOomKillEvent(context.Background(), now, kills.N, kills.ContainerID, opts...)
 	return true
 }

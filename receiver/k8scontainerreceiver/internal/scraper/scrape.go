@@ -34,6 +34,7 @@ func (s *Scraper) Scrape(ctx context.Context) (pmetric.Metrics, error) {
 		processOK = s.collectProcessKills(ctx)
 	}
 	s.readLimits()
+	s.readKernelLog()
 	nowTS := pcommon.NewTimestampFromTime(now)
 	if s.lastScrape == 0 {
 		s.lastScrape = s.started

@@ -143,6 +143,8 @@ type Scraper struct {
 	limits limits
 	// podEvents writes an Event on the pod of each kill, with pod_events; else nil.
 	podEvents *podevents.Writer
+	// kernel holds the kernel's recent OOM-kill reports, with kernel_log; else nil.
+	kernel *kernelLog
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
 
@@ -212,6 +214,11 @@ func (s *Scraper) Start(ctx context.Context, host component.Host) error {
 	if err := s.startPodWatch(); err != nil {
 		return err
 	}
+	if s.cfg.KernelLog.Enabled {
+		if err := s.startKernelLog(); err != nil {
+			return fmt.Errorf("kernel_log: %w", err)
+		}
+	}
 	if s.cfg.PodEvents {
 		s.podEvents = podevents.New(client, s.cfg.Node, s.podEventDone)
 	}
@@ -234,6 +241,9 @@ func (s *Scraper) Shutdown(ctx context.Context) error {
 			defer func() { err = errors.Join(err, s.storage.Close(ctx)) }()
 		}
 		s.kubelet.Close()
+		if s.kernel != nil {
+			defer func() { err = errors.Join(err, s.kernel.reader.Close()) }()
+		}
 		if s.podEvents != nil {
 			defer func() { err = errors.Join(err, s.podEvents.Stop(ctx)) }()
 		}

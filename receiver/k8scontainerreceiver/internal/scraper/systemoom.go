@@ -98,7 +98,14 @@ func (s *Scraper) recordSystemOOMs(ctx context.Context, now pcommon.Timestamp) {
 			continue
 		}
 		for _, k := range n.kills {
-			s.lb.RecordK8sNodeSystemOomKillEvent(ctx, pcommon.NewTimestampFromTime(k.At), k.Victim, k.PID)
+			var opts []metadata.EventAttributeOption
+			if k.Victim != "" {
+				opts = append(opts, metadata.WithProcessExecutableNameEventAttribute(k.Victim))
+			}
+			if k.PID != 0 {
+				opts = append(opts, metadata.WithProcessPidEventAttribute(k.PID))
+			}
+			s.lb.RecordK8sNodeSystemOomKillEvent(ctx, pcommon.NewTimestampFromTime(k.At), opts...)
 		}
 		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
 	}
