@@ -16,7 +16,8 @@ import (
 // TestRealNodeOOMKillRecordNamesTheVictim: with kernel_log, the receiver reads the real kernel's
 // reports from /dev/kmsg. A container killed at its limit: its record names the process the
 // kernel killed (the workload, its PID on the node) and the limit the kernel names. Children
-// killed inside a container whose PID 1 lives: the process kill records name a victim too.
+// killed inside a container whose PID 1 lives: the process kill records name a victim too, and
+// the limit hits count at least one per kill.
 func TestRealNodeOOMKillRecordNamesTheVictim(t *testing.T) {
 	s := need(t)
 	ns := namespace(t, "e2e-victim")
@@ -54,5 +55,14 @@ func TestRealNodeOOMKillRecordNamesTheVictim(t *testing.T) {
 		assert.Equal(t, "found", r.Attrs["k8s.oom.kernel_report"])
 		assert.NotEmpty(t, r.Attrs["process.pid"])
 	}
+	// Each child reached the limit before it was killed: the kernel's counts of limit hits show
+	// them. The pod's cgroup, whose limit is the container's, reaches it first (the sandbox's
+	// pages count there too), so the pod's count is the one that rises.
+	own, ok := a.latestOf("k8s.container.memory.limit_hits", string(forker.UID), "app")
+	require.True(t, ok, "no k8s.container.memory.limit_hits for the forker")
+	pod, ok := a.latestOf("k8s.pod.memory.limit_hits", string(forker.UID), "app")
+	require.True(t, ok, "no k8s.pod.memory.limit_hits for the forker")
+	t.Logf("the forker's limit hits: the container's %v, its pod's %v", own.Value, pod.Value)
+	assert.GreaterOrEqual(t, own.Value+pod.Value, 3.0)
 	t.Logf("test time: %s", time.Since(began).Round(time.Millisecond))
 }

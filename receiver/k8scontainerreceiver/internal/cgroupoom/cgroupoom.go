@@ -160,6 +160,8 @@ type podCgroup struct {
 type containerCgroup struct {
 	// counter is the path of the counter file.
 	counter string
+	// failcnt is the path of memory.failcnt (cgroup v1); "" on v2.
+	failcnt string
 	gen     uint64
 }
 
@@ -222,6 +224,11 @@ type Counts struct {
 	// unless it runs with singleProcessOOMKill). A group kill adds one or more to Kills for
 	// each process (measured on 6.1: 5 to 8 for 4 processes), and ends the container.
 	GroupKills uint64
+	// LimitHits is how many times the container's memory usage reached its limit: "max" of
+	// memory.events (cgroup v2), memory.failcnt (v1). Most hits end in reclaim, not in a kill:
+	// they are the warning before one. HasLimitHits tells that the kernel gave it.
+	LimitHits    uint64
+	HasLimitHits bool
 }
 
 // Read returns, for each instance whose cgroup it finds, the kernel's counts; instances
@@ -275,6 +282,9 @@ func (r *Reader) read(in Instance) (n Counts, ok bool, err error) {
 			return Counts{}, false, err
 		}
 		c = &containerCgroup{counter: dir + "/" + r.counterFile}
+		if r.counterFile == v1CounterFile {
+			c.failcnt = dir + "/" + v1FailcntFile
+		}
 		r.containers[in.ContainerID] = c
 	}
 	c.gen = r.gen
@@ -290,8 +300,19 @@ func (r *Reader) read(in Instance) (n Counts, ok bool, err error) {
 	if n.Kills, err = parseOOMKill(b); err == nil {
 		n.GroupKills, err = parseGroupKill(b)
 	}
+	if err == nil && c.failcnt == "" && bytes.Contains(b, []byte("max ")) {
+		n.LimitHits, err = parseField(b, "max")
+		n.HasLimitHits = err == nil
+	}
 	if err != nil {
 		return Counts{}, false, fmt.Errorf("%s: %w", c.counter, err)
+	}
+	if c.failcnt != "" {
+		// The kill count is read: a failcnt that cannot be read leaves only the hits unknown.
+		if b, err := r.readCounterFile(c.failcnt); err == nil {
+			n.LimitHits, err = parseDecimal(bytes.TrimSuffix(b, []byte("\n")))
+			n.HasLimitHits = err == nil
+		}
 	}
 	return n, true, nil
 }

@@ -34,6 +34,9 @@ type LimitHits struct {
 	// Below counts (v2 only) the limits of the cgroups below it: "oom" of memory.events minus
 	// that of memory.events.local.
 	Below uint64
+	// Reached counts the times the cgroup's usage reached its own limit, also those that
+	// reclaim then resolved: "max" of memory.events.local (v2), memory.failcnt (v1, as Own).
+	Reached uint64
 }
 
 // Limits is one reading of the limit hits above the containers of a node.
@@ -112,38 +115,40 @@ func (r *Reader) readLimitHits(dir string) (LimitHits, bool, error) {
 		if err != nil {
 			return LimitHits{}, false, fmt.Errorf("%s/%s %q: %w", dir, v1FailcntFile, b, err)
 		}
-		return LimitHits{Own: n}, true, nil
+		return LimitHits{Own: n, Reached: n}, true, nil
 	}
-	local, ok, err := r.readOOM(dir + "/" + v2EventsLocalFile)
+	local, reached, ok, err := r.readOOM(dir + "/" + v2EventsLocalFile)
 	if !ok || err != nil {
 		return LimitHits{}, false, err
 	}
-	all, ok, err := r.readOOM(dir + "/" + v2CounterFile)
+	all, _, ok, err := r.readOOM(dir + "/" + v2CounterFile)
 	if !ok || err != nil {
 		return LimitHits{}, false, err
 	}
-	h := LimitHits{Own: local}
+	h := LimitHits{Own: local, Reached: reached}
 	if all > local {
 		h.Below = all - local
 	}
 	return h, true, nil
 }
 
-// readOOM reads "oom N" of a memory.events or memory.events.local file; ok is false when the
-// file is not there.
-func (r *Reader) readOOM(path string) (uint64, bool, error) {
+// readOOM reads "oom N" and "max M" of a memory.events or memory.events.local file; ok is false
+// when the file is not there.
+func (r *Reader) readOOM(path string) (oom, maxHits uint64, ok bool, err error) {
 	b, err := r.readCounterFile(path)
 	if gone(err) {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
-	n, err := parseField(b, "oom")
+	if oom, err = parseField(b, "oom"); err == nil {
+		maxHits, err = parseField(b, "max")
+	}
 	if err != nil {
-		return 0, false, fmt.Errorf("%s: %w", path, err)
+		return 0, 0, false, fmt.Errorf("%s: %w", path, err)
 	}
-	return n, true, nil
+	return oom, maxHits, true, nil
 }
 
 // parseField returns N of the one "<key> N" line of a flat-keyed cgroup file.

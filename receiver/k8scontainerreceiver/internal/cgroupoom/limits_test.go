@@ -43,12 +43,12 @@ func TestReadLimitsV1(t *testing.T) {
 	// is not there.
 	got, err := r.ReadLimits([]string{uid(1), uid(2), uid(9), "../x"})
 	require.NoError(t, err)
-	assert.Equal(t, Limits{Pods: map[string]LimitHits{uid(1): {Own: 7}, uid(2): {}}, Allocatable: 8, V1: true}, got)
+	assert.Equal(t, Limits{Pods: map[string]LimitHits{uid(1): {Own: 7, Reached: 7}, uid(2): {}}, Allocatable: 8, V1: true}, got)
 
 	tr.failcnt(kubepods+"/pod"+uid(1), 9)
 	got, err = r.ReadLimits([]string{uid(1)})
 	require.NoError(t, err)
-	assert.Equal(t, LimitHits{Own: 9}, got.Pods[uid(1)])
+	assert.Equal(t, LimitHits{Own: 9, Reached: 9}, got.Pods[uid(1)])
 
 	// The pod's cgroup gone: left out, not an error.
 	tr.remove(kubepods + "/pod" + uid(1))
@@ -79,7 +79,7 @@ func TestReadLimitsV2(t *testing.T) {
 	read(t, r, Instance{PodUID: uid(1), ContainerID: id(1, 1)})
 	got, err := r.ReadLimits([]string{uid(1), uid(2)})
 	require.NoError(t, err)
-	assert.Equal(t, Limits{Pods: map[string]LimitHits{uid(1): {Own: 2, Below: 3}, uid(2): {Below: 6}}, Allocatable: 1}, got)
+	assert.Equal(t, Limits{Pods: map[string]LimitHits{uid(1): {Own: 2, Below: 3, Reached: 12}, uid(2): {Below: 6, Reached: 12}}, Allocatable: 1}, got)
 
 	tr.file(filepath.Join(guaranteed, v2EventsLocalFile), "low 0\n")
 	_, err = r.ReadLimits([]string{uid(1)})
@@ -107,4 +107,24 @@ func TestParseField(t *testing.T) {
 		require.NoError(t, err, c.in)
 		assert.Equal(t, c.want, got, c.in)
 	}
+}
+
+// TestReadLimitHitsOfContainers: a container's own limit hits come with its kill count: "max" of
+// memory.events on v2, memory.failcnt on v1; unknown, not 0, when v1's file cannot be read.
+func TestReadLimitHitsOfContainers(t *testing.T) {
+	v1 := v1Tree(t)
+	dir := "kubepods/burstable/pod" + uid(1)
+	v1.cgroup(dir+"/"+id(1, 1), 3)
+	v1.failcnt(dir+"/"+id(1, 1), 250)
+	v1.cgroup(dir+"/"+id(1, 2), 4)
+	got, err := v1.reader().Read([]Instance{{PodUID: uid(1), ContainerID: id(1, 1)}, {PodUID: uid(1), ContainerID: id(1, 2)}})
+	require.NoError(t, err)
+	assert.Equal(t, Counts{Kills: 3, LimitHits: 250, HasLimitHits: true}, got[id(1, 1)])
+	assert.Equal(t, Counts{Kills: 4}, got[id(1, 2)], "no memory.failcnt")
+
+	v2 := v2Tree(t)
+	v2.cgroup("kubepods.slice/kubepods-pod"+systemdUID(uid(1))+".slice/cri-containerd-"+id(1, 1)+".scope", 5)
+	got, err = v2.reader().Read([]Instance{{PodUID: uid(1), ContainerID: id(1, 1)}})
+	require.NoError(t, err)
+	assert.Equal(t, Counts{Kills: 5, LimitHits: 41, HasLimitHits: true}, got[id(1, 1)], `"max 41" of v2Counter`)
 }

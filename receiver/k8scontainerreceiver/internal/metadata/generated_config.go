@@ -225,6 +225,26 @@ func (ms *K8sContainerMemoryLimitCurrentMetricConfig) Unmarshal(parser *confmap.
 	return nil
 }
 
+// K8sContainerMemoryLimitHitsMetricConfig provides config for the k8s.container.memory.limit_hits metric.
+type K8sContainerMemoryLimitHitsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *K8sContainerMemoryLimitHitsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // K8sContainerMemoryRequestCurrentMetricConfig provides config for the k8s.container.memory.request.current metric.
 type K8sContainerMemoryRequestCurrentMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -373,6 +393,26 @@ func (ms *K8sNodeSystemOomKilledMetricConfig) Unmarshal(parser *confmap.Conf) er
 	return nil
 }
 
+// K8sPodMemoryLimitHitsMetricConfig provides config for the k8s.pod.memory.limit_hits metric.
+type K8sPodMemoryLimitHitsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *K8sPodMemoryLimitHitsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // MetricsConfig provides config for k8s_container metrics.
 type MetricsConfig struct {
 	ContainerCPUTime                   ContainerCPUTimeMetricConfig                   `mapstructure:"container.cpu.time"`
@@ -383,12 +423,14 @@ type MetricsConfig struct {
 	ContainerMemoryWorkingSet          ContainerMemoryWorkingSetMetricConfig          `mapstructure:"container.memory.working_set"`
 	K8sContainerLastTerminatedExitCode K8sContainerLastTerminatedExitCodeMetricConfig `mapstructure:"k8s.container.last_terminated.exit_code"`
 	K8sContainerMemoryLimitCurrent     K8sContainerMemoryLimitCurrentMetricConfig     `mapstructure:"k8s.container.memory.limit.current"`
+	K8sContainerMemoryLimitHits        K8sContainerMemoryLimitHitsMetricConfig        `mapstructure:"k8s.container.memory.limit_hits"`
 	K8sContainerMemoryRequestCurrent   K8sContainerMemoryRequestCurrentMetricConfig   `mapstructure:"k8s.container.memory.request.current"`
 	K8sContainerMemoryLimitUtilization K8sContainerMemoryLimitUtilizationMetricConfig `mapstructure:"k8s.container.memory_limit_utilization"`
 	K8sContainerOomKilled              K8sContainerOomKilledMetricConfig              `mapstructure:"k8s.container.oom_killed"`
 	K8sContainerProcessOomKilled       K8sContainerProcessOomKilledMetricConfig       `mapstructure:"k8s.container.process.oom_killed"`
 	K8sContainerRestartCount           K8sContainerRestartCountMetricConfig           `mapstructure:"k8s.container.restart.count"`
 	K8sNodeSystemOomKilled             K8sNodeSystemOomKilledMetricConfig             `mapstructure:"k8s.node.system_oom_killed"`
+	K8sPodMemoryLimitHits              K8sPodMemoryLimitHitsMetricConfig              `mapstructure:"k8s.pod.memory.limit_hits"`
 }
 
 func DefaultMetricsConfig() MetricsConfig {
@@ -421,6 +463,9 @@ func DefaultMetricsConfig() MetricsConfig {
 		K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 			Enabled: true,
 		},
+		K8sContainerMemoryLimitHits: K8sContainerMemoryLimitHitsMetricConfig{
+			Enabled: true,
+		},
 		K8sContainerMemoryRequestCurrent: K8sContainerMemoryRequestCurrentMetricConfig{
 			Enabled: true,
 		},
@@ -439,6 +484,9 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled: true,
 		},
 		K8sNodeSystemOomKilled: K8sNodeSystemOomKilledMetricConfig{
+			Enabled: true,
+		},
+		K8sPodMemoryLimitHits: K8sPodMemoryLimitHitsMetricConfig{
 			Enabled: true,
 		},
 	}

@@ -54,6 +54,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 						Enabled: true,
 					},
+					K8sContainerMemoryLimitHits: K8sContainerMemoryLimitHitsMetricConfig{
+						Enabled: true,
+					},
 					K8sContainerMemoryRequestCurrent: K8sContainerMemoryRequestCurrentMetricConfig{
 						Enabled: true,
 					},
@@ -72,6 +75,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						Enabled: true,
 					},
 					K8sNodeSystemOomKilled: K8sNodeSystemOomKilledMetricConfig{
+						Enabled: true,
+					},
+					K8sPodMemoryLimitHits: K8sPodMemoryLimitHitsMetricConfig{
 						Enabled: true,
 					},
 				},
@@ -124,6 +130,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 						Enabled: false,
 					},
+					K8sContainerMemoryLimitHits: K8sContainerMemoryLimitHitsMetricConfig{
+						Enabled: false,
+					},
 					K8sContainerMemoryRequestCurrent: K8sContainerMemoryRequestCurrentMetricConfig{
 						Enabled: false,
 					},
@@ -142,6 +151,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						Enabled: false,
 					},
 					K8sNodeSystemOomKilled: K8sNodeSystemOomKilledMetricConfig{
+						Enabled: false,
+					},
+					K8sPodMemoryLimitHits: K8sPodMemoryLimitHitsMetricConfig{
 						Enabled: false,
 					},
 				},
@@ -166,7 +178,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitCurrentMetricConfig{}, K8sContainerMemoryRequestCurrentMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitCurrentMetricConfig{}, K8sContainerMemoryLimitHitsMetricConfig{}, K8sContainerMemoryRequestCurrentMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, K8sPodMemoryLimitHitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}

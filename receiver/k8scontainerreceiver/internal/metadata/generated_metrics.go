@@ -111,6 +111,9 @@ var MetricsInfo = metricsInfo{
 	K8sContainerMemoryLimitCurrent: metricInfo{
 		Name: "k8s.container.memory.limit.current",
 	},
+	K8sContainerMemoryLimitHits: metricInfo{
+		Name: "k8s.container.memory.limit_hits",
+	},
 	K8sContainerMemoryRequestCurrent: metricInfo{
 		Name: "k8s.container.memory.request.current",
 	},
@@ -130,6 +133,9 @@ var MetricsInfo = metricsInfo{
 	K8sNodeSystemOomKilled: metricInfo{
 		Name: "k8s.node.system_oom_killed",
 	},
+	K8sPodMemoryLimitHits: metricInfo{
+		Name: "k8s.pod.memory.limit_hits",
+	},
 }
 
 type metricsInfo struct {
@@ -141,12 +147,14 @@ type metricsInfo struct {
 	ContainerMemoryWorkingSet          metricInfo
 	K8sContainerLastTerminatedExitCode metricInfo
 	K8sContainerMemoryLimitCurrent     metricInfo
+	K8sContainerMemoryLimitHits        metricInfo
 	K8sContainerMemoryRequestCurrent   metricInfo
 	K8sContainerMemoryLimitUtilization metricInfo
 	K8sContainerOomKilled              metricInfo
 	K8sContainerProcessOomKilled       metricInfo
 	K8sContainerRestartCount           metricInfo
 	K8sNodeSystemOomKilled             metricInfo
+	K8sPodMemoryLimitHits              metricInfo
 }
 
 type metricInfo struct {
@@ -636,6 +644,58 @@ func newMetricK8sContainerMemoryLimitCurrent(cfg K8sContainerMemoryLimitCurrentM
 	return m
 }
 
+type metricK8sContainerMemoryLimitHits struct {
+	data     pmetric.Metric                          // data buffer for generated metric.
+	config   K8sContainerMemoryLimitHitsMetricConfig // metric config provided by user.
+	capacity int                                     // max observed number of data points added to the metric.
+}
+
+// init fills k8s.container.memory.limit_hits metric with initial data.
+func (m *metricK8sContainerMemoryLimitHits) init() {
+	m.data.SetName("k8s.container.memory.limit_hits")
+	m.data.SetDescription("Times the current container instance's memory usage reached its limit, as the kernel counts them in the container's cgroup: max of memory.events (cgroup v2), memory.failcnt (v1). Most hits end in reclaim rather than a kill: hits that go on while the working set is near the limit warn of one. With process_oom_kills.source cgroup only.")
+	m.data.SetUnit("{hit}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricK8sContainerMemoryLimitHits) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricK8sContainerMemoryLimitHits) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricK8sContainerMemoryLimitHits) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricK8sContainerMemoryLimitHits(cfg K8sContainerMemoryLimitHitsMetricConfig) metricK8sContainerMemoryLimitHits {
+	m := metricK8sContainerMemoryLimitHits{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricK8sContainerMemoryRequestCurrent struct {
 	data     pmetric.Metric                               // data buffer for generated metric.
 	config   K8sContainerMemoryRequestCurrentMetricConfig // metric config provided by user.
@@ -981,6 +1041,58 @@ func newMetricK8sNodeSystemOomKilled(cfg K8sNodeSystemOomKilledMetricConfig) met
 	return m
 }
 
+type metricK8sPodMemoryLimitHits struct {
+	data     pmetric.Metric                    // data buffer for generated metric.
+	config   K8sPodMemoryLimitHitsMetricConfig // metric config provided by user.
+	capacity int                               // max observed number of data points added to the metric.
+}
+
+// init fills k8s.pod.memory.limit_hits metric with initial data.
+func (m *metricK8sPodMemoryLimitHits) init() {
+	m.data.SetName("k8s.pod.memory.limit_hits")
+	m.data.SetDescription("Times the memory usage of the container's pod reached the pod cgroup's own limit, as the kernel counts them: max of memory.events.local (cgroup v2), memory.failcnt (v1). A pod without pod-level resources has its containers' limits summed as its cgroup's limit, which its usage (with the sandbox's) reaches before a lone container's own: for a one-container pod, these are the container's hits. On every container of the pod, with process_oom_kills.source cgroup.")
+	m.data.SetUnit("{hit}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricK8sPodMemoryLimitHits) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricK8sPodMemoryLimitHits) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricK8sPodMemoryLimitHits) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricK8sPodMemoryLimitHits(cfg K8sPodMemoryLimitHitsMetricConfig) metricK8sPodMemoryLimitHits {
+	m := metricK8sPodMemoryLimitHits{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 // MetricsBuilder provides an interface for scrapers to report metrics while taking care of all the transformations
 // required to produce metric representation defined in metadata and user config.
 type MetricsBuilder struct {
@@ -999,12 +1111,14 @@ type MetricsBuilder struct {
 	metricContainerMemoryWorkingSet          metricContainerMemoryWorkingSet
 	metricK8sContainerLastTerminatedExitCode metricK8sContainerLastTerminatedExitCode
 	metricK8sContainerMemoryLimitCurrent     metricK8sContainerMemoryLimitCurrent
+	metricK8sContainerMemoryLimitHits        metricK8sContainerMemoryLimitHits
 	metricK8sContainerMemoryRequestCurrent   metricK8sContainerMemoryRequestCurrent
 	metricK8sContainerMemoryLimitUtilization metricK8sContainerMemoryLimitUtilization
 	metricK8sContainerOomKilled              metricK8sContainerOomKilled
 	metricK8sContainerProcessOomKilled       metricK8sContainerProcessOomKilled
 	metricK8sContainerRestartCount           metricK8sContainerRestartCount
 	metricK8sNodeSystemOomKilled             metricK8sNodeSystemOomKilled
+	metricK8sPodMemoryLimitHits              metricK8sPodMemoryLimitHits
 }
 
 // MetricBuilderOption applies changes to default metrics builder.
@@ -1038,12 +1152,14 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricContainerMemoryWorkingSet:          newMetricContainerMemoryWorkingSet(mbc.Metrics.ContainerMemoryWorkingSet),
 		metricK8sContainerLastTerminatedExitCode: newMetricK8sContainerLastTerminatedExitCode(mbc.Metrics.K8sContainerLastTerminatedExitCode),
 		metricK8sContainerMemoryLimitCurrent:     newMetricK8sContainerMemoryLimitCurrent(mbc.Metrics.K8sContainerMemoryLimitCurrent),
+		metricK8sContainerMemoryLimitHits:        newMetricK8sContainerMemoryLimitHits(mbc.Metrics.K8sContainerMemoryLimitHits),
 		metricK8sContainerMemoryRequestCurrent:   newMetricK8sContainerMemoryRequestCurrent(mbc.Metrics.K8sContainerMemoryRequestCurrent),
 		metricK8sContainerMemoryLimitUtilization: newMetricK8sContainerMemoryLimitUtilization(mbc.Metrics.K8sContainerMemoryLimitUtilization),
 		metricK8sContainerOomKilled:              newMetricK8sContainerOomKilled(mbc.Metrics.K8sContainerOomKilled),
 		metricK8sContainerProcessOomKilled:       newMetricK8sContainerProcessOomKilled(mbc.Metrics.K8sContainerProcessOomKilled),
 		metricK8sContainerRestartCount:           newMetricK8sContainerRestartCount(mbc.Metrics.K8sContainerRestartCount),
 		metricK8sNodeSystemOomKilled:             newMetricK8sNodeSystemOomKilled(mbc.Metrics.K8sNodeSystemOomKilled),
+		metricK8sPodMemoryLimitHits:              newMetricK8sPodMemoryLimitHits(mbc.Metrics.K8sPodMemoryLimitHits),
 		resourceAttributeIncludeFilter:           make(map[string]filter.Filter),
 		resourceAttributeExcludeFilter:           make(map[string]filter.Filter),
 	}
@@ -1203,12 +1319,14 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricContainerMemoryWorkingSet.emit(ils.Metrics())
 	mb.metricK8sContainerLastTerminatedExitCode.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryLimitCurrent.emit(ils.Metrics())
+	mb.metricK8sContainerMemoryLimitHits.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryRequestCurrent.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryLimitUtilization.emit(ils.Metrics())
 	mb.metricK8sContainerOomKilled.emit(ils.Metrics())
 	mb.metricK8sContainerProcessOomKilled.emit(ils.Metrics())
 	mb.metricK8sContainerRestartCount.emit(ils.Metrics())
 	mb.metricK8sNodeSystemOomKilled.emit(ils.Metrics())
+	mb.metricK8sPodMemoryLimitHits.emit(ils.Metrics())
 
 	for _, op := range options {
 		op.apply(rm)
@@ -1280,6 +1398,11 @@ func (mb *MetricsBuilder) RecordK8sContainerMemoryLimitCurrentDataPoint(ts pcomm
 	mb.metricK8sContainerMemoryLimitCurrent.recordDataPoint(mb.startTime, ts, val)
 }
 
+// RecordK8sContainerMemoryLimitHitsDataPoint adds a data point to k8s.container.memory.limit_hits metric.
+func (mb *MetricsBuilder) RecordK8sContainerMemoryLimitHitsDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricK8sContainerMemoryLimitHits.recordDataPoint(mb.startTime, ts, val)
+}
+
 // RecordK8sContainerMemoryRequestCurrentDataPoint adds a data point to k8s.container.memory.request.current metric.
 func (mb *MetricsBuilder) RecordK8sContainerMemoryRequestCurrentDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricK8sContainerMemoryRequestCurrent.recordDataPoint(mb.startTime, ts, val)
@@ -1308,6 +1431,11 @@ func (mb *MetricsBuilder) RecordK8sContainerRestartCountDataPoint(ts pcommon.Tim
 // RecordK8sNodeSystemOomKilledDataPoint adds a data point to k8s.node.system_oom_killed metric.
 func (mb *MetricsBuilder) RecordK8sNodeSystemOomKilledDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricK8sNodeSystemOomKilled.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordK8sPodMemoryLimitHitsDataPoint adds a data point to k8s.pod.memory.limit_hits metric.
+func (mb *MetricsBuilder) RecordK8sPodMemoryLimitHitsDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricK8sPodMemoryLimitHits.recordDataPoint(mb.startTime, ts, val)
 }
 
 // Reset resets metrics builder to its initial state. It should be used when external metrics source is restarted,

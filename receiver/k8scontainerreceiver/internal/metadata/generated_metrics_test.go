@@ -110,6 +110,9 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordK8sContainerMemoryLimitCurrentDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordK8sContainerMemoryLimitHitsDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordK8sContainerMemoryRequestCurrentDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
@@ -129,6 +132,9 @@ func TestMetricsBuilder(t *testing.T) {
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordK8sNodeSystemOomKilledDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordK8sPodMemoryLimitHitsDataPoint(ts, 1)
 
 			rb := mb.NewResourceBuilder()
 			rb.SetContainerID("container.id-val")
@@ -335,6 +341,20 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
+				case "k8s.container.memory.limit_hits":
+					assert.False(t, validatedMetrics["k8s.container.memory.limit_hits"], "Found a duplicate in the metrics slice: k8s.container.memory.limit_hits")
+					validatedMetrics["k8s.container.memory.limit_hits"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Times the current container instance's memory usage reached its limit, as the kernel counts them in the container's cgroup: max of memory.events (cgroup v2), memory.failcnt (v1). Most hits end in reclaim rather than a kill: hits that go on while the working set is near the limit warn of one. With process_oom_kills.source cgroup only.", mi.Description())
+					assert.Equal(t, "{hit}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
 				case "k8s.container.memory.request.current":
 					assert.False(t, validatedMetrics["k8s.container.memory.request.current"], "Found a duplicate in the metrics slice: k8s.container.memory.request.current")
 					validatedMetrics["k8s.container.memory.request.current"] = true
@@ -436,6 +456,20 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, "{kill}", mi.Unit())
 					assert.True(t, mi.Sum().IsMonotonic())
 					assert.Equal(t, pmetric.AggregationTemporalityDelta, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "k8s.pod.memory.limit_hits":
+					assert.False(t, validatedMetrics["k8s.pod.memory.limit_hits"], "Found a duplicate in the metrics slice: k8s.pod.memory.limit_hits")
+					validatedMetrics["k8s.pod.memory.limit_hits"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Times the memory usage of the container's pod reached the pod cgroup's own limit, as the kernel counts them: max of memory.events.local (cgroup v2), memory.failcnt (v1). A pod without pod-level resources has its containers' limits summed as its cgroup's limit, which its usage (with the sandbox's) reaches before a lone container's own: for a one-container pod, these are the container's hits. On every container of the pod, with process_oom_kills.source cgroup.", mi.Description())
+					assert.Equal(t, "{hit}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
 					dp := mi.Sum().DataPoints().At(0)
 					assert.Equal(t, start, dp.StartTimestamp())
 					assert.Equal(t, ts, dp.Timestamp())

@@ -10,7 +10,7 @@ import (
 )
 
 // WithInstanceStartTime sets start as the start time of the cumulative sums that restart from
-// zero with each container instance (CPU time, page faults), and of nothing else: the other
+// zero with each container instance (CPU time, page faults, limit hits), and of nothing else: the other
 // cumulative sums, such as k8s.container.restart.count, keep one start time per series, or
 // their consumers would see a reset at every restart.
 func WithInstanceStartTime(start pcommon.Timestamp) ResourceMetricsOption {
@@ -19,7 +19,7 @@ func WithInstanceStartTime(start pcommon.Timestamp) ResourceMetricsOption {
 		for i := range metrics.Len() {
 			m := metrics.At(i)
 			switch m.Name() {
-			case "container.cpu.time", "container.memory.paging.faults":
+			case "container.cpu.time", "container.memory.paging.faults", "k8s.container.memory.limit_hits":
 				dps := m.Sum().DataPoints()
 				for j := range dps.Len() {
 					dps.At(j).SetStartTimestamp(start)

@@ -142,8 +142,15 @@ func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 	}
 	s.cgroupProblem = problem
 	counters := make([]kubelet.OOMCounter, 0, len(values))
+	if s.limitHitCounts == nil {
+		s.limitHitCounts = map[string]uint64{}
+	}
+	clear(s.limitHitCounts)
 	for _, in := range s.cgroupInstances {
 		if v, ok := values[in.ContainerID]; ok {
+			if v.HasLimitHits {
+				s.limitHitCounts[in.ContainerID] = v.LimitHits
+			}
 			counters = append(counters, kubelet.OOMCounter{PodUID: in.PodUID, Container: in.Container, ContainerID: in.ContainerID, Value: v.Kills, GroupKills: v.GroupKills})
 		}
 	}

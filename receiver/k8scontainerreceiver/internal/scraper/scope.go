@@ -8,14 +8,16 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/cgroupoom"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/oomscope"
 )
 
-// Which limit each kill hit (k8s.oom.scope): with the cgroup source and the kill records on,
-// each scrape reads the limit hits of the tracked pods' cgroups and of the kubepods cgroups
-// into a short history, which bounds the kills this scrape and the next few report.
+// Which limit each kill hit (k8s.oom.scope): with the cgroup source, each scrape reads the limit
+// hits of the tracked pods' cgroups and of the kubepods cgroups into a short history, which
+// bounds the kills this scrape and the next few report; the pods' own are also
+// k8s.pod.memory.limit_hits.
 
 // limits is what the scraper keeps for the scopes of its kill records.
 type limits struct {
@@ -23,14 +25,16 @@ type limits struct {
 	// at is when this scrape's reading was taken, previous the one of the scrape before; zero
 	// until taken. latest is when the newest reading was, this scrape's or one taken for a kill.
 	at, previous, latest time.Time
-	pods                 []string
-	seen                 map[string]struct{}
-	problem              string
+	// podHits are the pods' limit hits of the latest reading, by pod UID.
+	podHits map[string]cgroupoom.LimitHits
+	pods    []string
+	seen    map[string]struct{}
+	problem string
 }
 
 // readLimits takes this scrape's reading of the limit hits of the tracked pods.
 func (s *Scraper) readLimits() {
-	if s.cgroups == nil || (s.logs == nil && s.podEvents == nil) {
+	if s.cgroups == nil {
 		return
 	}
 	l := &s.limits
@@ -64,6 +68,7 @@ func (s *Scraper) takeReading() time.Time {
 	l.problem = problem
 	l.latest = s.deps.Now()
 	l.history.Add(l.latest, reading)
+	l.podHits = reading.Pods
 	return l.latest
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/watch"
@@ -130,4 +131,45 @@ func TestOOMKillRecordWithoutAReadingBeforeTheKill(t *testing.T) {
 	require.Len(t, got, 1)
 	_, ok := got[0].Attributes().Get("k8s.oom.scope")
 	assert.False(t, ok)
+}
+
+// limitHits is the point of a scrape's metric, k8s.container.memory.limit_hits or
+// k8s.pod.memory.limit_hits, and whether there is one.
+func limitHits(md pmetric.Metrics, name string) (int64, bool) {
+	for i := range md.ResourceMetrics().Len() {
+		sms := md.ResourceMetrics().At(i).ScopeMetrics()
+		for j := range sms.Len() {
+			ms := sms.At(j).Metrics()
+			for k := range ms.Len() {
+				if m := ms.At(k); m.Name() == name {
+					return m.Sum().DataPoints().At(0).IntValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestContainerLimitHits: with the cgroup source, each running instance's limit hits are its
+// cgroup's "max" count (cgroup v2), and its pod's are the pod cgroup's own.
+func TestContainerLimitHits(t *testing.T) {
+	node, h, _ := startWithCgroups(t)
+	hog := podtest.NewLife("hog", "OOMKilled")
+	h.Send(watch.Added, podtest.NewPod("hog", "u1", hog.Running(0)))
+	events := "low 0\nhigh 0\nmax %d\noom 0\noom_kill 0\noom_group_kill 0\n"
+	node.write("kubepods/burstable/podu1/hog-0/memory.events", fmt.Sprintf(events, 12))
+	node.write("kubepods/burstable/podu1/memory.events.local", fmt.Sprintf(events, 3))
+	h.At(11 * time.Second)
+	md := h.Scrape()
+	got, ok := limitHits(md, "k8s.container.memory.limit_hits")
+	require.True(t, ok)
+	assert.Equal(t, int64(12), got)
+	got, ok = limitHits(md, "k8s.pod.memory.limit_hits")
+	require.True(t, ok)
+	assert.Equal(t, int64(3), got)
+	node.write("kubepods/burstable/podu1/hog-0/memory.events", fmt.Sprintf(events, 40))
+	h.At(21 * time.Second)
+	got, ok = limitHits(h.Scrape(), "k8s.container.memory.limit_hits")
+	require.True(t, ok)
+	assert.Equal(t, int64(40), got)
 }

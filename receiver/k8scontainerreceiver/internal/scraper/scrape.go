@@ -131,6 +131,12 @@ func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *contai
 		s.mb.RecordK8sContainerOomKilledDataPoint(pcommon.NewTimestampFromTime(pt.Time), flag, pt.Instance)
 	}
 	s.recordStatus(now, c)
+	if hits, ok := s.limitHitCounts[runtimeID(c.ContainerID)]; ok {
+		s.mb.RecordK8sContainerMemoryLimitHitsDataPoint(now, int64(hits))
+	}
+	if hits, ok := s.limits.podHits[string(p.RuntimeUID)]; ok {
+		s.mb.RecordK8sPodMemoryLimitHitsDataPoint(now, int64(hits.Reached))
+	}
 	logged := false
 	if processOK {
 		logged = s.recordProcessKills(now, p, c)

@@ -139,6 +139,9 @@ type Scraper struct {
 	cgroups         *cgroupoom.Reader
 	cgroupInstances []cgroupoom.Instance
 	cgroupProblem   string
+	// limitHitCounts are the limit hits of each running instance read by this scrape, by
+	// container ID.
+	limitHitCounts map[string]uint64
 	// limits are the readings of the limit hits above the containers, for k8s.oom.scope.
 	limits limits
 	// podEvents writes an Event on the pod of each kill, with pod_events; else nil.
