@@ -19,7 +19,8 @@ import (
 // TestRealNodeOOMKillScope: each kill record names the limit the kill hit, as the kernel's
 // counts of limit hits in the cgroups above the victim show it. One pod's container leaks past
 // its own limit; another pod has a memory limit of its own (pod-level resources) and a container
-// without one, which leaks past the pod's. The records say container and pod.
+// without one, which leaks past the pod's. The records say container and pod, and only the first
+// container gets a suggested limit.
 func TestRealNodeOOMKillScope(t *testing.T) {
 	s := need(t)
 	ns := namespace(t, "e2e-scope")
@@ -61,6 +62,14 @@ func TestRealNodeOOMKillScope(t *testing.T) {
 			assert.Equal(t, c.want, r.Attrs["k8s.oom.scope"], c.pod.Name)
 		}
 	}
+	// The container killed at its own 64 MiB limit: a suggested limit of at least 80 MiB. The pod
+	// killed at its pod-level limit: none for its container.
+	suggested, ok := a.latestOf("k8s.container.memory.limit.suggested", string(own.UID), "app")
+	require.True(t, ok, "no suggested limit for own-limit")
+	t.Logf("own-limit's suggested limit: %.0f bytes", suggested.Value)
+	assert.GreaterOrEqual(t, suggested.Value, float64(80<<20))
+	_, ok = a.latestOf("k8s.container.memory.limit.suggested", string(podLimit.UID), "app")
+	assert.False(t, ok, "a suggested container limit for a kill at the pod's limit")
 	if t.Failed() {
 		b, err := os.ReadFile(a.log.Name())
 		t.Logf("agent log (%v):\n%s", err, tail(string(b), 40))

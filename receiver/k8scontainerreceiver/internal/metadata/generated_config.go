@@ -225,6 +225,26 @@ func (ms *K8sContainerMemoryLimitCurrentMetricConfig) Unmarshal(parser *confmap.
 	return nil
 }
 
+// K8sContainerMemoryLimitSuggestedMetricConfig provides config for the k8s.container.memory.limit.suggested metric.
+type K8sContainerMemoryLimitSuggestedMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *K8sContainerMemoryLimitSuggestedMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // K8sContainerMemoryLimitHitsMetricConfig provides config for the k8s.container.memory.limit_hits metric.
 type K8sContainerMemoryLimitHitsMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -423,6 +443,7 @@ type MetricsConfig struct {
 	ContainerMemoryWorkingSet          ContainerMemoryWorkingSetMetricConfig          `mapstructure:"container.memory.working_set"`
 	K8sContainerLastTerminatedExitCode K8sContainerLastTerminatedExitCodeMetricConfig `mapstructure:"k8s.container.last_terminated.exit_code"`
 	K8sContainerMemoryLimitCurrent     K8sContainerMemoryLimitCurrentMetricConfig     `mapstructure:"k8s.container.memory.limit.current"`
+	K8sContainerMemoryLimitSuggested   K8sContainerMemoryLimitSuggestedMetricConfig   `mapstructure:"k8s.container.memory.limit.suggested"`
 	K8sContainerMemoryLimitHits        K8sContainerMemoryLimitHitsMetricConfig        `mapstructure:"k8s.container.memory.limit_hits"`
 	K8sContainerMemoryRequestCurrent   K8sContainerMemoryRequestCurrentMetricConfig   `mapstructure:"k8s.container.memory.request.current"`
 	K8sContainerMemoryLimitUtilization K8sContainerMemoryLimitUtilizationMetricConfig `mapstructure:"k8s.container.memory_limit_utilization"`
@@ -461,6 +482,9 @@ func DefaultMetricsConfig() MetricsConfig {
 			EnabledAttributes:   []K8sContainerLastTerminatedExitCodeMetricAttributeKey{K8sContainerLastTerminatedExitCodeMetricAttributeKeyK8sContainerStatusLastTerminatedReason},
 		},
 		K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
+			Enabled: true,
+		},
+		K8sContainerMemoryLimitSuggested: K8sContainerMemoryLimitSuggestedMetricConfig{
 			Enabled: true,
 		},
 		K8sContainerMemoryLimitHits: K8sContainerMemoryLimitHitsMetricConfig{

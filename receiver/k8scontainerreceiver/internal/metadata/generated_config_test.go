@@ -54,6 +54,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 						Enabled: true,
 					},
+					K8sContainerMemoryLimitSuggested: K8sContainerMemoryLimitSuggestedMetricConfig{
+						Enabled: true,
+					},
 					K8sContainerMemoryLimitHits: K8sContainerMemoryLimitHitsMetricConfig{
 						Enabled: true,
 					},
@@ -130,6 +133,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					K8sContainerMemoryLimitCurrent: K8sContainerMemoryLimitCurrentMetricConfig{
 						Enabled: false,
 					},
+					K8sContainerMemoryLimitSuggested: K8sContainerMemoryLimitSuggestedMetricConfig{
+						Enabled: false,
+					},
 					K8sContainerMemoryLimitHits: K8sContainerMemoryLimitHitsMetricConfig{
 						Enabled: false,
 					},
@@ -178,7 +184,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitCurrentMetricConfig{}, K8sContainerMemoryLimitHitsMetricConfig{}, K8sContainerMemoryRequestCurrentMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, K8sPodMemoryLimitHitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitCurrentMetricConfig{}, K8sContainerMemoryLimitSuggestedMetricConfig{}, K8sContainerMemoryLimitHitsMetricConfig{}, K8sContainerMemoryRequestCurrentMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, K8sPodMemoryLimitHitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}

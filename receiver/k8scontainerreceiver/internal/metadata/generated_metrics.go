@@ -111,6 +111,9 @@ var MetricsInfo = metricsInfo{
 	K8sContainerMemoryLimitCurrent: metricInfo{
 		Name: "k8s.container.memory.limit.current",
 	},
+	K8sContainerMemoryLimitSuggested: metricInfo{
+		Name: "k8s.container.memory.limit.suggested",
+	},
 	K8sContainerMemoryLimitHits: metricInfo{
 		Name: "k8s.container.memory.limit_hits",
 	},
@@ -147,6 +150,7 @@ type metricsInfo struct {
 	ContainerMemoryWorkingSet          metricInfo
 	K8sContainerLastTerminatedExitCode metricInfo
 	K8sContainerMemoryLimitCurrent     metricInfo
+	K8sContainerMemoryLimitSuggested   metricInfo
 	K8sContainerMemoryLimitHits        metricInfo
 	K8sContainerMemoryRequestCurrent   metricInfo
 	K8sContainerMemoryLimitUtilization metricInfo
@@ -644,6 +648,56 @@ func newMetricK8sContainerMemoryLimitCurrent(cfg K8sContainerMemoryLimitCurrentM
 	return m
 }
 
+type metricK8sContainerMemoryLimitSuggested struct {
+	data     pmetric.Metric                               // data buffer for generated metric.
+	config   K8sContainerMemoryLimitSuggestedMetricConfig // metric config provided by user.
+	capacity int                                          // max observed number of data points added to the metric.
+}
+
+// init fills k8s.container.memory.limit.suggested metric with initial data.
+func (m *metricK8sContainerMemoryLimitSuggested) init() {
+	m.data.SetName("k8s.container.memory.limit.suggested")
+	m.data.SetDescription("A memory limit the container's OOM kills argue for: the largest, over the kills at its own limit that the receiver reported, of the limit or the highest working set read before the kill, whichever is higher, plus 25 %, rounded up to a MiB. Kills at the pod's, the node's or an unknown limit are left out. Held in memory: it starts again with the collector.")
+	m.data.SetUnit("By")
+	m.data.SetEmptyGauge()
+}
+
+func (m *metricK8sContainerMemoryLimitSuggested) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Gauge().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricK8sContainerMemoryLimitSuggested) updateCapacity() {
+	if m.data.Gauge().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Gauge().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricK8sContainerMemoryLimitSuggested) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricK8sContainerMemoryLimitSuggested(cfg K8sContainerMemoryLimitSuggestedMetricConfig) metricK8sContainerMemoryLimitSuggested {
+	m := metricK8sContainerMemoryLimitSuggested{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricK8sContainerMemoryLimitHits struct {
 	data     pmetric.Metric                          // data buffer for generated metric.
 	config   K8sContainerMemoryLimitHitsMetricConfig // metric config provided by user.
@@ -1111,6 +1165,7 @@ type MetricsBuilder struct {
 	metricContainerMemoryWorkingSet          metricContainerMemoryWorkingSet
 	metricK8sContainerLastTerminatedExitCode metricK8sContainerLastTerminatedExitCode
 	metricK8sContainerMemoryLimitCurrent     metricK8sContainerMemoryLimitCurrent
+	metricK8sContainerMemoryLimitSuggested   metricK8sContainerMemoryLimitSuggested
 	metricK8sContainerMemoryLimitHits        metricK8sContainerMemoryLimitHits
 	metricK8sContainerMemoryRequestCurrent   metricK8sContainerMemoryRequestCurrent
 	metricK8sContainerMemoryLimitUtilization metricK8sContainerMemoryLimitUtilization
@@ -1152,6 +1207,7 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricContainerMemoryWorkingSet:          newMetricContainerMemoryWorkingSet(mbc.Metrics.ContainerMemoryWorkingSet),
 		metricK8sContainerLastTerminatedExitCode: newMetricK8sContainerLastTerminatedExitCode(mbc.Metrics.K8sContainerLastTerminatedExitCode),
 		metricK8sContainerMemoryLimitCurrent:     newMetricK8sContainerMemoryLimitCurrent(mbc.Metrics.K8sContainerMemoryLimitCurrent),
+		metricK8sContainerMemoryLimitSuggested:   newMetricK8sContainerMemoryLimitSuggested(mbc.Metrics.K8sContainerMemoryLimitSuggested),
 		metricK8sContainerMemoryLimitHits:        newMetricK8sContainerMemoryLimitHits(mbc.Metrics.K8sContainerMemoryLimitHits),
 		metricK8sContainerMemoryRequestCurrent:   newMetricK8sContainerMemoryRequestCurrent(mbc.Metrics.K8sContainerMemoryRequestCurrent),
 		metricK8sContainerMemoryLimitUtilization: newMetricK8sContainerMemoryLimitUtilization(mbc.Metrics.K8sContainerMemoryLimitUtilization),
@@ -1319,6 +1375,7 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricContainerMemoryWorkingSet.emit(ils.Metrics())
 	mb.metricK8sContainerLastTerminatedExitCode.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryLimitCurrent.emit(ils.Metrics())
+	mb.metricK8sContainerMemoryLimitSuggested.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryLimitHits.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryRequestCurrent.emit(ils.Metrics())
 	mb.metricK8sContainerMemoryLimitUtilization.emit(ils.Metrics())
@@ -1396,6 +1453,11 @@ func (mb *MetricsBuilder) RecordK8sContainerLastTerminatedExitCodeDataPoint(ts p
 // RecordK8sContainerMemoryLimitCurrentDataPoint adds a data point to k8s.container.memory.limit.current metric.
 func (mb *MetricsBuilder) RecordK8sContainerMemoryLimitCurrentDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricK8sContainerMemoryLimitCurrent.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordK8sContainerMemoryLimitSuggestedDataPoint adds a data point to k8s.container.memory.limit.suggested metric.
+func (mb *MetricsBuilder) RecordK8sContainerMemoryLimitSuggestedDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricK8sContainerMemoryLimitSuggested.recordDataPoint(mb.startTime, ts, val)
 }
 
 // RecordK8sContainerMemoryLimitHitsDataPoint adds a data point to k8s.container.memory.limit_hits metric.

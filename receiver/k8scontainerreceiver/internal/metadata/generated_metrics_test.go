@@ -110,6 +110,9 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordK8sContainerMemoryLimitCurrentDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordK8sContainerMemoryLimitSuggestedDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordK8sContainerMemoryLimitHitsDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
@@ -335,6 +338,18 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
 					assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
 					assert.Equal(t, "Memory limit of the container, from the resources the kubelet reports as applied, else from the pod spec (semantic conventions 1.43; k8s.container.memory.limit before 1.43).", mi.Description())
+					assert.Equal(t, "By", mi.Unit())
+					dp := mi.Gauge().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "k8s.container.memory.limit.suggested":
+					assert.False(t, validatedMetrics["k8s.container.memory.limit.suggested"], "Found a duplicate in the metrics slice: k8s.container.memory.limit.suggested")
+					validatedMetrics["k8s.container.memory.limit.suggested"] = true
+					assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+					assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+					assert.Equal(t, "A memory limit the container's OOM kills argue for: the largest, over the kills at its own limit that the receiver reported, of the limit or the highest working set read before the kill, whichever is higher, plus 25 %, rounded up to a MiB. Kills at the pod's, the node's or an unknown limit are left out. Held in memory: it starts again with the collector.", mi.Description())
 					assert.Equal(t, "By", mi.Unit())
 					dp := mi.Gauge().DataPoints().At(0)
 					assert.Equal(t, start, dp.StartTimestamp())

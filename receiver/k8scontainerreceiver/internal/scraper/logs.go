@@ -39,6 +39,7 @@ func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container
 			}
 		}
 		tr, trOK := s.trajectoryOf(key, c, k)
+		s.suggest(key, c.MemoryLimit, scope, scopeOK, tr, trOK)
 		if s.podEvents != nil {
 			s.podEvents.Add(podevents.Kill{
 				Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name,

@@ -142,6 +142,9 @@ func limitHits(md pmetric.Metrics, name string) (int64, bool) {
 			ms := sms.At(j).Metrics()
 			for k := range ms.Len() {
 				if m := ms.At(k); m.Name() == name {
+					if m.Type() == pmetric.MetricTypeGauge {
+						return m.Gauge().DataPoints().At(0).IntValue(), true
+					}
 					return m.Sum().DataPoints().At(0).IntValue(), true
 				}
 			}
@@ -172,4 +175,48 @@ func TestContainerLimitHits(t *testing.T) {
 	got, ok = limitHits(h.Scrape(), "k8s.container.memory.limit_hits")
 	require.True(t, ok)
 	assert.Equal(t, int64(40), got)
+}
+
+// TestSuggestedLimit: a kill at the container's own limit suggests that limit (or the highest
+// working set read, if higher) and a quarter more; a kill at the pod's own limit suggests
+// nothing for the container.
+func TestSuggestedLimit(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		podLimit bool
+		hit      func(*v2Node)
+		want     int64
+	}{
+		{"the container's limit", false, func(n *v2Node) { n.hits("kubepods/burstable/podu1", 0, 1) }, 80 << 20},
+		{"the pod's limit", true, func(n *v2Node) { n.hits("kubepods/burstable/podu1", 1, 0) }, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			node, h, _ := startWithCgroups(t)
+			hog := podtest.NewLife("hog", "OOMKilled")
+			pod := podtest.NewPod("hog", "u1", hog.Running(0))
+			if c.podLimit {
+				pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}}
+			}
+			h.Send(watch.Added, pod)
+			h.At(21 * time.Second)
+			_, ok := limitHits(h.Scrape(), "k8s.container.memory.limit.suggested")
+			require.False(t, ok, "no kill, no suggestion")
+			c.hit(node)
+			h.At(31 * time.Second)
+			h.Send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
+			h.At(32 * time.Second)
+			got, ok := limitHits(h.Scrape(), "k8s.container.memory.limit.suggested")
+			if c.want == 0 {
+				assert.False(t, ok)
+				return
+			}
+			require.True(t, ok)
+			assert.Equal(t, c.want, got, "64 MiB and a quarter")
+			// It stays while the container is reported.
+			h.At(42 * time.Second)
+			got, ok = limitHits(h.Scrape(), "k8s.container.memory.limit.suggested")
+			require.True(t, ok)
+			assert.Equal(t, c.want, got)
+		})
+	}
 }

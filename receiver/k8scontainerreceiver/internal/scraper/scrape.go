@@ -75,6 +75,7 @@ func (s *Scraper) Scrape(ctx context.Context) (pmetric.Metrics, error) {
 	}
 	s.telemetry.K8sContainerContainersTracked.Record(ctx, int64(containers))
 	s.rememberWorkingSets()
+	s.forgetSuggestions()
 	s.emitLogs(ctx)
 	return s.mb.Emit(), nil
 }
@@ -141,12 +142,13 @@ func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *contai
 	if processOK {
 		logged = s.recordProcessKills(now, p, c)
 	}
-	opts := append(s.recordKubeletStats(p, c), metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints), metadata.WithDeltaStart(s.lastScrape))
-	s.mb.EmitForResource(opts...)
-	if kills := c.Kills(); len(kills) > 0 && (s.logs != nil || s.podEvents != nil) {
+	if kills := c.Kills(); len(kills) > 0 && (s.logs != nil || s.podEvents != nil || s.cfg.Metrics.K8sContainerMemoryLimitSuggested.Enabled) {
 		s.recordKills(p, c, kills)
 		logged = logged || s.logs != nil
 	}
+	s.recordSuggestion(now, statsKey{string(p.RuntimeUID), c.Name})
+	opts := append(s.recordKubeletStats(p, c), metadata.WithResource(res), metadata.WithFlagPoints(s.flagPoints), metadata.WithDeltaStart(s.lastScrape))
+	s.mb.EmitForResource(opts...)
 	if logged {
 		s.lb.EmitForResource(metadata.WithLogsResource(res), metadata.WithEventSeverity(now))
 	}

@@ -148,6 +148,8 @@ type Scraper struct {
 	podEvents *podevents.Writer
 	// kernel holds the kernel's recent OOM-kill reports, with kernel_log; else nil.
 	kernel *kernelLog
+	// suggested are the limits the containers' kills argue for.
+	suggested map[statsKey]suggestion
 	// flagPoints is the buffer of one container's oom_killed point details.
 	flagPoints []metadata.FlagPoint
 
