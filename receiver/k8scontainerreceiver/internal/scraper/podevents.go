@@ -83,13 +83,14 @@ func containerKillMessage(c *containerstate.Container, k termination.Termination
 	return msg + "."
 }
 
-// processKillMessage explains process kills inside a living container in one line.
+// processKillMessage explains in one line the kills of processes other than the main one (PID
+// 1), whether the container lives on or its main process then exited by itself.
 func processKillMessage(c *containerstate.Container, n int64, scope oomscope.Scope, scopeOK bool) string {
 	processes := "processes"
 	if n == 1 {
 		processes = "process"
 	}
-	return fmt.Sprintf("%d %s of container %s OOM-killed while its main process lives: %s.", n, processes, c.Name, scopePhrase(c, scope, scopeOK))
+	return fmt.Sprintf("%d %s of container %s OOM-killed, not its main process: %s.", n, processes, c.Name, scopePhrase(c, scope, scopeOK))
 }
 
 // mebibytes writes bytes in MiB, to a tenth.
