@@ -349,20 +349,29 @@ func (r *Reader) findContainer(in Instance) (string, error) {
 }
 
 // isContainerCgroup tells whether a folder in a pod's cgroup is the cgroup of the container
-// with this ID: "<id>" (containerd and Docker with cgroupfs), "crio-<id>" (CRI-O with
-// cgroupfs), or "<runtime>-<id>.scope" (systemd). CRI-O's "crio-conmon-<id>.scope" is the
-// container's monitor, not the container.
+// with this ID.
 func isContainerCgroup(name, id string) bool {
-	if name == id {
-		return true
-	}
+	return name == id || ContainerIDOf(name) == id
+}
+
+// ContainerIDOf returns the ID of the container whose cgroup a folder in a pod's cgroup is:
+// "<id>" (containerd and Docker with cgroupfs), "crio-<id>" (CRI-O with cgroupfs), or
+// "<runtime>-<id>.scope" (systemd); "" for another scope, such as CRI-O's
+// "crio-conmon-<id>.scope", the container's monitor.
+func ContainerIDOf(name string) string {
 	scope, isScope := strings.CutSuffix(name, ".scope")
 	for _, prefix := range [...]string{"cri-containerd-", "crio-", "docker-"} {
-		if rest, ok := strings.CutPrefix(scope, prefix); ok && rest == id && (isScope || prefix == "crio-") {
-			return true
+		if id, ok := strings.CutPrefix(scope, prefix); ok && (isScope || prefix == "crio-") {
+			if strings.HasPrefix(id, "conmon-") {
+				return ""
+			}
+			return id
 		}
 	}
-	return false
+	if isScope {
+		return ""
+	}
+	return name
 }
 
 // findPod returns the cached or found cgroup of a pod, nil when it is not there.

@@ -27,6 +27,7 @@
 package oomscope
 
 import (
+	"strings"
 	"time"
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/cgroupoom"
@@ -96,14 +97,44 @@ func (h *History) Scope(k Kill) (Scope, bool) {
 	switch {
 	case after.limits.Allocatable > before.limits.Allocatable:
 		return NodeAllocatable, true
-	case pa.Own > pb.Own && k.PodLimit:
-		return Pod, true
-	case pa.Own > pb.Own, pa.Below > pb.Below:
+	case pa.Own > pb.Own:
+		return ofPod(k.PodLimit), true
+	case pa.Below > pb.Below:
 		return Container, true
 	case after.limits.V1:
 		return "", false
 	default:
 		return Node, true
+	}
+}
+
+// ofPod is the scope of a kill at the limit of the pod's cgroup: the pod's own limit with
+// pod-level resources; without them the kubelet made it the sum of the containers' limits, which
+// is the containers' limit.
+func ofPod(podLimit bool) Scope {
+	if podLimit {
+		return Pod
+	}
+	return Container
+}
+
+// OfReport is the scope the kernel's own report of a kill names: oomMemcg is the cgroup whose
+// limit was hit ("" or global for a kill by the node running out), taskMemcg the victim's. The
+// victim's cgroup is its container's, the one above it its pod's, any further up the kubepods
+// cgroup or a QoS folder. False for an oomMemcg that is not above the victim.
+func OfReport(oomMemcg, taskMemcg string, global, podLimit bool) (Scope, bool) {
+	below, isAncestor := strings.CutPrefix(taskMemcg, oomMemcg+"/")
+	switch {
+	case global || oomMemcg == "":
+		return Node, true
+	case oomMemcg == taskMemcg:
+		return Container, true
+	case isAncestor && !strings.Contains(below, "/"):
+		return ofPod(podLimit), true
+	case isAncestor:
+		return NodeAllocatable, true
+	default:
+		return "", false
 	}
 }
 

@@ -131,3 +131,28 @@ func FuzzScope(f *testing.F) {
 		}
 	})
 }
+
+func TestOfReport(t *testing.T) {
+	t.Parallel()
+	const pod = "/kubepods/burstable/podu1"
+	const task = pod + "/c1"
+	for _, c := range []struct {
+		name             string
+		oomMemcg         string
+		global, podLimit bool
+		want             Scope
+		ok               bool
+	}{
+		{"the container's cgroup", task, false, false, Container, true},
+		{"the pod's cgroup, no pod limit", pod, false, false, Container, true},
+		{"the pod's cgroup, a pod limit", pod, false, true, Pod, true},
+		{"a QoS folder", "/kubepods/burstable", false, false, NodeAllocatable, true},
+		{"kubepods", "/kubepods", false, true, NodeAllocatable, true},
+		{"the node", "", true, false, Node, true},
+		{"not above the victim", "/kubepods/besteffort/podu2", false, false, "", false},
+	} {
+		got, ok := OfReport(c.oomMemcg, task, c.global, c.podLimit)
+		assert.Equal(t, c.ok, ok, c.name)
+		assert.Equal(t, c.want, got, c.name)
+	}
+}

@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/cgroupoom"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kmsg"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/oomscope"
@@ -123,20 +125,14 @@ func (s *Scraper) readKernelLog() {
 	k.headless = keep
 }
 
-// containerIDOf is the container ID of a container's cgroup path: its last element, without the
-// runtime's prefix and the systemd scope's suffix; "" when the path is not a container's.
+// containerIDOf is the container ID of a container's cgroup path, "" when the path is not a
+// container's.
 func containerIDOf(cgroup string) string {
 	name := cgroup[strings.LastIndexByte(cgroup, '/')+1:]
-	scope, isScope := strings.CutSuffix(name, ".scope")
-	for _, prefix := range [...]string{"cri-containerd-", "crio-", "docker-"} {
-		if id, ok := strings.CutPrefix(scope, prefix); ok && (isScope || prefix == "crio-") {
-			return id
-		}
-	}
-	if isScope || strings.HasSuffix(name, ".slice") || strings.HasPrefix(name, "pod") || strings.HasPrefix(name, "kubepods") || name == "" {
+	if name == "" || strings.HasSuffix(name, ".slice") || strings.HasPrefix(name, "pod") || strings.HasPrefix(name, "kubepods") {
 		return ""
 	}
-	return name
+	return cgroupoom.ContainerIDOf(name)
 }
 
 // victimOf returns the newest victim the kernel reported in the container between from and to,
@@ -177,25 +173,16 @@ func victimOptions(v victim, report string) []metadata.EventAttributeOption {
 	return opts
 }
 
-// scopeOfVictim is the scope the kernel's report names: the cgroup whose limit was hit, or
-// none for a kill by the node running out of memory. A pod's own cgroup is the containers'
-// limit unless the pod has a limit of its own, as for the counts (oomscope).
-func scopeOfVictim(v victim, podLimit bool) (oomscope.Scope, bool) {
-	below, isAncestor := strings.CutPrefix(v.taskMemcg, v.oomMemcg+"/")
-	switch {
-	case v.global || v.oomMemcg == "":
-		return oomscope.Node, true
-	case v.oomMemcg == v.taskMemcg:
-		return oomscope.Container, true
-	case isAncestor && !strings.Contains(below, "/"):
-		// The cgroup right above the victim's: its pod's.
-		if podLimit {
-			return oomscope.Pod, true
-		}
-		return oomscope.Container, true
-	case isAncestor:
-		return oomscope.NodeAllocatable, true
-	default:
-		return "", false
+// kernelScope looks for the kernel's report of a kill in the container between from and to,
+// with kernel_log. The report, when found, names the cgroup whose limit was hit, which gives
+// the scope in place of the counts' (scope, ok): the kernel's word on that kill alone.
+func (s *Scraper) kernelScope(p *containerstate.Pod, containerID string, from, to time.Time, scope oomscope.Scope, ok bool) (victim, string, oomscope.Scope, bool) {
+	if s.kernel == nil {
+		return victim{}, "", scope, ok
 	}
+	v, report := s.victimOf(containerID, from, to)
+	if report == kernelReportFound {
+		scope, ok = oomscope.OfReport(v.oomMemcg, v.taskMemcg, v.global, p.MemoryLimit > 0)
+	}
+	return v, report, scope, ok
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podevents"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/trajectory"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/workingset"
@@ -31,21 +30,12 @@ func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container
 		scope, scopeOK := s.scopeOfEnd(p, k.FinishedAt)
 		var v victim
 		report := ""
-		if s.kernel != nil && !k.FinishedAt.IsZero() {
-			v, report = s.victimOf(runtimeID(k.ContainerID), k.FinishedAt.Add(-reportBefore), k.FinishedAt.Add(time.Second))
-			if report == kernelReportFound {
-				// The kernel names the cgroup whose limit it hit.
-				scope, scopeOK = scopeOfVictim(v, p.MemoryLimit > 0)
-			}
+		if !k.FinishedAt.IsZero() {
+			v, report, scope, scopeOK = s.kernelScope(p, runtimeID(k.ContainerID), k.FinishedAt.Add(-reportBefore), k.FinishedAt.Add(time.Second), scope, scopeOK)
 		}
 		tr, trOK := s.trajectoryOf(key, c, k)
 		s.suggest(key, c.MemoryLimit, scope, scopeOK, tr, trOK)
-		if s.podEvents != nil {
-			s.podEvents.Add(podevents.Kill{
-				Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name,
-				ID: killID(k), At: k.FinishedAt, Message: containerKillMessage(c, k, scope, scopeOK, tr, trOK) + victimPhrase(v, report),
-			})
-		}
+		s.addPodEvent(p, c, killID(k), k.FinishedAt, containerKillMessage(c, k, scope, scopeOK, tr, trOK)+victimPhrase(v, report))
 		if s.logs == nil {
 			continue
 		}

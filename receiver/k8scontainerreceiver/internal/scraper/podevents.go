@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -28,6 +29,17 @@ func (s *Scraper) podEventDone(k podevents.Kill, outcome podevents.Outcome, err 
 	s.telemetry.K8sContainerPodEventErrors.Add(context.Background(), 1)
 	s.logger.Warn("Writing an OOM kill's Event on its pod failed",
 		zap.String("namespace", k.Namespace), zap.String("pod", k.Pod), zap.String("container", k.Container), zap.Error(err))
+}
+
+// addPodEvent queues the Event of a kill of container c, with pod_events; id tells the kill from
+// the container's others.
+func (s *Scraper) addPodEvent(p *containerstate.Pod, c *containerstate.Container, id string, at time.Time, message string) {
+	if s.podEvents == nil {
+		return
+	}
+	s.podEvents.Add(podevents.Kill{
+		Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name, ID: id, At: at, Message: message,
+	})
 }
 
 // killID tells a kill of a container from its other kills: the ID of the instance it ended, or

@@ -14,7 +14,6 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/containerstate"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/kubelet"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
-	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podevents"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
 )
@@ -91,19 +90,10 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 	scope, scopeOK := s.scopeOfScrape(p)
 	var v victim
 	report := ""
-	if s.kernel != nil && s.lastScrape != 0 {
-		v, report = s.victimOf(kills.ContainerID, s.lastScrape.AsTime(), now.AsTime())
-		if report == kernelReportFound {
-			scope, scopeOK = scopeOfVictim(v, p.MemoryLimit > 0)
-		}
+	if s.lastScrape != 0 {
+		v, report, scope, scopeOK = s.kernelScope(p, kills.ContainerID, s.lastScrape.AsTime(), now.AsTime(), scope, scopeOK)
 	}
-	if s.podEvents != nil {
-		s.podEvents.Add(podevents.Kill{
-			Namespace: p.Namespace, Pod: p.Name, PodUID: p.UID, Container: c.Name,
-			ID: kills.ContainerID + "@" + strconv.FormatInt(int64(now), 10), At: now.AsTime(),
-			Message: processKillMessage(c, kills.N, scope, scopeOK) + victimPhrase(v, report),
-		})
-	}
+	s.addPodEvent(p, c, kills.ContainerID+"@"+strconv.FormatInt(int64(now), 10), now.AsTime(), processKillMessage(c, kills.N, scope, scopeOK)+victimPhrase(v, report))
 	if s.logs == nil {
 		return false
 	}

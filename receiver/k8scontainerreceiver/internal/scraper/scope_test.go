@@ -66,6 +66,17 @@ func startWithCgroups(t *testing.T) (*v2Node, *scrapertest.Harness, *consumertes
 	return node, h, sink
 }
 
+// hogPod is pod u1 with its container hog running, and a memory limit of its own (128 Mi)
+// when podLimit.
+func hogPod(podLimit bool) (podtest.Life, *corev1.Pod) {
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
+	if podLimit {
+		pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}}
+	}
+	return hog, pod
+}
+
 // TestOOMKillRecordScope: with the cgroup source, a kill record names the limit whose hit count
 // rose around the kill: the container's, the pod's own, or the node's allocatable; none when
 // nothing rose on cgroup v2, where every memory cgroup kill counts one.
@@ -88,11 +99,7 @@ func TestOOMKillRecordScope(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			node, h, sink := startWithCgroups(t)
-			hog := podtest.NewLife("hog", "OOMKilled")
-			pod := podtest.NewPod("hog", "u1", hog.Running(0))
-			if c.podLimit {
-				pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}}
-			}
+			hog, pod := hogPod(c.podLimit)
 			h.Send(watch.Added, pod)
 			h.At(21 * time.Second)
 			h.Scrape()
@@ -192,11 +199,7 @@ func TestSuggestedLimit(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			node, h, _ := startWithCgroups(t)
-			hog := podtest.NewLife("hog", "OOMKilled")
-			pod := podtest.NewPod("hog", "u1", hog.Running(0))
-			if c.podLimit {
-				pod.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}}
-			}
+			hog, pod := hogPod(c.podLimit)
 			h.Send(watch.Added, pod)
 			h.At(21 * time.Second)
 			_, ok := limitHits(h.Scrape(), "k8s.container.memory.limit.suggested")
