@@ -25,6 +25,8 @@ type limits struct {
 	// at is when this scrape's reading was taken, previous the one of the scrape before; zero
 	// until taken. latest is when the newest reading was, this scrape's or one taken for a kill.
 	at, previous, latest time.Time
+	// drawn tells that this scrape took a reading for a kill, after every end it reports.
+	drawn bool
 	// podHits are the pods' limit hits of the latest reading, by pod UID.
 	podHits map[string]cgroupoom.LimitHits
 	pods    []string
@@ -51,6 +53,7 @@ func (s *Scraper) readLimits() {
 		}
 	})
 	l.previous, l.at = l.at, s.takeReading()
+	l.drawn = false
 }
 
 // takeReading reads the limit hits of the pods of this scrape's reading into the history, and
@@ -74,15 +77,20 @@ func (s *Scraper) takeReading() time.Time {
 
 // scopeOfEnd is the scope of the kill of a container that ended, OOM-killed, at end (to the
 // second). The end is in the pod status the scraper holds, so the kill is over by now: when no
-// reading since end+1s bounds it yet, one taken now does.
+// reading since end+1s bounds it yet, one taken now does, once per scrape.
 func (s *Scraper) scopeOfEnd(p *containerstate.Pod, end time.Time) (oomscope.Scope, bool) {
 	if s.cgroups == nil || end.IsZero() {
 		return "", false
 	}
 	before := end.Add(time.Second)
 	if s.limits.latest.Before(before) {
-		if now := s.takeReading(); now.Before(before) {
-			before = now
+		// One reading does for every kill of the scrape: each end it reports came before.
+		if !s.limits.drawn {
+			s.takeReading()
+			s.limits.drawn = true
+		}
+		if s.limits.latest.Before(before) {
+			before = s.limits.latest
 		}
 	}
 	return s.limits.history.Scope(oomscope.Kill{
