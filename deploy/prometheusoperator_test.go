@@ -90,3 +90,18 @@ func TestPodMonitorsScrapeTheCollectors(t *testing.T) {
 	var rule monitoringv1.PrometheusRule
 	get(t, objs, "PrometheusRule/oomwatch/oomwatch", &rule)
 }
+
+// TestNoRuleIsWrittenTwice: two equal recording rules in rules.yaml write one series twice at
+// each evaluation, and Prometheus keeps whichever sample it sees first.
+func TestNoRuleIsWrittenTwice(t *testing.T) {
+	seen := map[string]string{}
+	for _, g := range rulesAsPrometheusRule(t).Spec.Groups {
+		for _, r := range g.Rules {
+			key := r.Record + r.Alert + "\x00" + r.Expr.String()
+			if where, ok := seen[key]; ok {
+				t.Errorf("%s%s in group %s repeats the one in group %s", r.Record, r.Alert, g.Name, where)
+			}
+			seen[key] = g.Name
+		}
+	}
+}
