@@ -106,7 +106,7 @@ type eventK8sContainerOomKill struct {
 	config EventConfig         // event config provided by user.
 }
 
-func (e *eventK8sContainerOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerRestartCountAttributeValue int64, containerIDAttributeValue string, processExitCodeAttributeValue int64, k8sContainerStartTimeAttributeValue string, k8sContainerEndTimeAttributeValue string, options ...EventAttributeOption) {
+func (e *eventK8sContainerOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerRestartCountAttributeValue int64, containerIDAttributeValue string, processExitCodeAttributeValue int64, k8sOomMainProcessAttributeValue bool, k8sContainerStartTimeAttributeValue string, k8sContainerEndTimeAttributeValue string, options ...EventAttributeOption) {
 	if !e.config.Enabled {
 		return
 	}
@@ -121,6 +121,7 @@ func (e *eventK8sContainerOomKill) recordEvent(ctx context.Context, timestamp pc
 	dp.Attributes().PutInt("k8s.container.restart_count", k8sContainerRestartCountAttributeValue)
 	dp.Attributes().PutStr("container.id", containerIDAttributeValue)
 	dp.Attributes().PutInt("process.exit.code", processExitCodeAttributeValue)
+	dp.Attributes().PutBool("k8s.oom.main_process", k8sOomMainProcessAttributeValue)
 	dp.Attributes().PutStr("k8s.container.start_time", k8sContainerStartTimeAttributeValue)
 	dp.Attributes().PutStr("k8s.container.end_time", k8sContainerEndTimeAttributeValue)
 
@@ -149,7 +150,7 @@ type eventK8sContainerProcessOomKill struct {
 	config EventConfig         // event config provided by user.
 }
 
-func (e *eventK8sContainerProcessOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerProcessOomKillCountAttributeValue int64, containerIDAttributeValue string, options ...EventAttributeOption) {
+func (e *eventK8sContainerProcessOomKill) recordEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerProcessOomKillCountAttributeValue int64, containerIDAttributeValue string, k8sOomMainProcessAttributeValue bool, options ...EventAttributeOption) {
 	if !e.config.Enabled {
 		return
 	}
@@ -163,6 +164,7 @@ func (e *eventK8sContainerProcessOomKill) recordEvent(ctx context.Context, times
 	}
 	dp.Attributes().PutInt("k8s.container.process.oom_kill.count", k8sContainerProcessOomKillCountAttributeValue)
 	dp.Attributes().PutStr("container.id", containerIDAttributeValue)
+	dp.Attributes().PutBool("k8s.oom.main_process", k8sOomMainProcessAttributeValue)
 
 	for _, op := range options {
 		op.apply(dp)
@@ -415,13 +417,13 @@ func (lb *LogsBuilder) Emit(options ...ResourceLogsOption) plog.Logs {
 }
 
 // RecordK8sContainerOomKillEvent adds a log record of k8s.container.oom_kill event.
-func (lb *LogsBuilder) RecordK8sContainerOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerRestartCountAttributeValue int64, containerIDAttributeValue string, processExitCodeAttributeValue int64, k8sContainerStartTimeAttributeValue string, k8sContainerEndTimeAttributeValue string, options ...EventAttributeOption) {
-	lb.eventK8sContainerOomKill.recordEvent(ctx, timestamp, k8sContainerRestartCountAttributeValue, containerIDAttributeValue, processExitCodeAttributeValue, k8sContainerStartTimeAttributeValue, k8sContainerEndTimeAttributeValue, options...)
+func (lb *LogsBuilder) RecordK8sContainerOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerRestartCountAttributeValue int64, containerIDAttributeValue string, processExitCodeAttributeValue int64, k8sOomMainProcessAttributeValue bool, k8sContainerStartTimeAttributeValue string, k8sContainerEndTimeAttributeValue string, options ...EventAttributeOption) {
+	lb.eventK8sContainerOomKill.recordEvent(ctx, timestamp, k8sContainerRestartCountAttributeValue, containerIDAttributeValue, processExitCodeAttributeValue, k8sOomMainProcessAttributeValue, k8sContainerStartTimeAttributeValue, k8sContainerEndTimeAttributeValue, options...)
 }
 
 // RecordK8sContainerProcessOomKillEvent adds a log record of k8s.container.process.oom_kill event.
-func (lb *LogsBuilder) RecordK8sContainerProcessOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerProcessOomKillCountAttributeValue int64, containerIDAttributeValue string, options ...EventAttributeOption) {
-	lb.eventK8sContainerProcessOomKill.recordEvent(ctx, timestamp, k8sContainerProcessOomKillCountAttributeValue, containerIDAttributeValue, options...)
+func (lb *LogsBuilder) RecordK8sContainerProcessOomKillEvent(ctx context.Context, timestamp pcommon.Timestamp, k8sContainerProcessOomKillCountAttributeValue int64, containerIDAttributeValue string, k8sOomMainProcessAttributeValue bool, options ...EventAttributeOption) {
+	lb.eventK8sContainerProcessOomKill.recordEvent(ctx, timestamp, k8sContainerProcessOomKillCountAttributeValue, containerIDAttributeValue, k8sOomMainProcessAttributeValue, options...)
 }
 
 // RecordK8sNodeSystemOomKillEvent adds a log record of k8s.node.system_oom_kill event.

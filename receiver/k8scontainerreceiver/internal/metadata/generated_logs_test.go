@@ -140,10 +140,10 @@ func TestLogsBuilder(t *testing.T) {
 			allEventsCount := 0
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordK8sContainerOomKillEvent(ctx, timestamp, 27, "container.id-val", 17, "k8s.container.start_time-val", "k8s.container.end_time-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithContainerMemoryWorkingSetAgeEventAttribute(32.100000), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sContainerMemoryWorkingSetPeakEventAttribute(37), WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(44.100000), WithK8sOomTimeFrom80PercentEventAttribute(28.100000), WithK8sOomGrowthClassEventAttribute("k8s.oom.growth_class-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
+			lb.RecordK8sContainerOomKillEvent(ctx, timestamp, 27, "container.id-val", 17, true, "k8s.container.start_time-val", "k8s.container.end_time-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithContainerMemoryWorkingSetAgeEventAttribute(32.100000), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sContainerMemoryWorkingSetPeakEventAttribute(37), WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(44.100000), WithK8sOomTimeFrom80PercentEventAttribute(28.100000), WithK8sOomGrowthClassEventAttribute("k8s.oom.growth_class-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordK8sContainerProcessOomKillEvent(ctx, timestamp, 36, "container.id-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
+			lb.RecordK8sContainerProcessOomKillEvent(ctx, timestamp, 36, "container.id-val", true, WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
 			defaultEventsCount++
 			allEventsCount++
 			lb.RecordK8sNodeSystemOomKillEvent(ctx, timestamp, WithProcessExecutableNameEventAttribute("process.executable.name-val"), WithProcessPidEventAttribute(11))
@@ -200,6 +200,9 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok = lr.Attributes().Get("process.exit.code")
 					assert.True(t, ok)
 					assert.EqualValues(t, 17, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("k8s.oom.main_process")
+					assert.True(t, ok)
+					assert.True(t, attrVal.Bool())
 					attrVal, ok = lr.Attributes().Get("k8s.container.start_time")
 					assert.True(t, ok)
 					assert.Equal(t, "k8s.container.start_time-val", attrVal.Str())
@@ -258,6 +261,9 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok = lr.Attributes().Get("container.id")
 					assert.True(t, ok)
 					assert.Equal(t, "container.id-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("k8s.oom.main_process")
+					assert.True(t, ok)
+					assert.True(t, attrVal.Bool())
 					attrVal, ok = lr.Attributes().Get("k8s.container.memory.limit")
 					assert.True(t, ok)
 					assert.EqualValues(t, 26, attrVal.Int())

@@ -55,7 +55,7 @@ func (s *Scraper) recordKills(p *containerstate.Pod, c *containerstate.Container
 			opts = append(opts, victimOptions(v, report)...)
 		}
 		s.lb.RecordK8sContainerOomKillEvent(ctx, pcommon.NewTimestampFromTime(k.FinishedAt),
-			k.Instance, runtimeID(k.ContainerID), int64(k.ExitCode), rfc3339(k.StartedAt), rfc3339(k.FinishedAt), opts...)
+			k.Instance, runtimeID(k.ContainerID), int64(k.ExitCode), true, rfc3339(k.StartedAt), rfc3339(k.FinishedAt), opts...)
 	}
 }
 

@@ -52,6 +52,7 @@ func TestOOMKillRecord(t *testing.T) {
 		"k8s.container.restart_count":      int64(0),
 		"container.id":                     "hog-0",
 		"process.exit.code":                int64(137),
+		"k8s.oom.main_process":             true,
 		"k8s.container.start_time":         "2026-11-26T21:00:00Z",
 		"k8s.container.end_time":           "2026-11-26T21:00:30Z",
 		"k8s.container.memory.limit":       int64(64 << 20),

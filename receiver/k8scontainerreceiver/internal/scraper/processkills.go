@@ -108,7 +108,7 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 	if report != "" {
 		opts = append(opts, victimOptions(v, report)...)
 	}
-	s.lb.RecordK8sContainerProcessOomKillEvent(context.Background(), now, kills.N, kills.ContainerID, opts...)
+	s.lb.RecordK8sContainerProcessOomKillEvent(context.Background(), now, kills.N, kills.ContainerID, false, opts...)
 	return true
 }
 

@@ -39,9 +39,40 @@ func TestProcessKillRecord(t *testing.T) {
 	assert.Equal(t, map[string]any{
 		"k8s.container.process.oom_kill.count": int64(3),
 		"container.id":                         "hog-0",
+		"k8s.oom.main_process":                 false,
 		"k8s.container.memory.limit":           int64(64 << 20),
 		"k8s.container.memory.request":         int64(32 << 20),
 		"k8s.pod.qos_class":                    "Burstable",
 		"test.resource.pod":                    "hog",
 	}, got[0].Attributes().AsRaw())
+}
+
+// A container whose child the OOM killer killed and whose PID 1 then exited by itself with 0, 1
+// or 143: the runtime marks it OOMKilled, and the record is of a process kill that was not the
+// main process, never of a container kill.
+func TestProcessKillRecordWhenPID1ExitsByItself(t *testing.T) {
+	for _, code := range []int32{0, 1, 143} {
+		h := scrapertest.NewWith(t, nil)
+		sink := new(consumertest.LogsSink)
+		h.Scraper.SetLogs(sink)
+		h.Start()
+		life := podtest.NewLife("job", "OOMKilled")
+		pod := podtest.NewPod("job", scrapertest.PodUID, life.Running(0))
+		h.Send(watch.Added, pod)
+		h.Kubelet.SetCadvisor(scrapertest.Cadvisor(scrapertest.CadvisorCounter{Pod: "job", UID: scrapertest.PodUID, Container: "job", ID: "job-0", Value: 0}))
+		h.At(time.Second)
+		h.Scrape()
+		ended := life.Terminated(0)
+		ended.State.Terminated.ExitCode = code
+		h.Kubelet.SetCadvisor(scrapertest.Cadvisor())
+		h.Send(watch.Modified, podtest.WithStatus(pod, ended))
+		h.At(40 * time.Second)
+		h.Scrape()
+		got := scrapertest.Records(sink)
+		require.Len(t, got, 1, "exit code %d", code)
+		assert.Equal(t, "k8s.container.process.oom_kill", got[0].EventName(), "exit code %d", code)
+		attrs := got[0].Attributes().AsRaw()
+		assert.Equal(t, false, attrs["k8s.oom.main_process"], "exit code %d", code)
+		assert.Equal(t, int64(1), attrs["k8s.container.process.oom_kill.count"], "exit code %d", code)
+	}
 }
