@@ -93,18 +93,32 @@ func (s *Scraper) rememberWorkingSets() {
 	s.trajectories.EndScrape()
 }
 
-// instanceKey names a container instance by its start, to the second: the Summary API and the
-// pod status both give it.
-func instanceKey(started time.Time) string {
-	return strconv.FormatInt(started.Unix(), 10)
+// instanceKey names a container instance by the start the Summary API gives it, to the second:
+// the container's creation, which the runtime's start that the pod status gives follows by up to
+// seconds.
+func instanceKey(created time.Time) string {
+	return strconv.FormatInt(created.Unix(), 10)
 }
 
-// trajectoryOf is how the killed instance's memory came to the kill.
+// maxCreateToStart is how long before the start its pod status gives the instance whose
+// trajectory explains a kill may have been created.
+const maxCreateToStart = 30 * time.Second
+
+// trajectoryOf is how the killed instance's memory came to the kill: the trajectory of the
+// newest instance created at most maxCreateToStart before the killed one started, if it was
+// read after that start. The instance before it, also created then, was read before.
 func (s *Scraper) trajectoryOf(key statsKey, c *containerstate.Container, k termination.Termination) (trajectory.Trajectory, bool) {
 	if k.StartedAt.IsZero() {
 		return trajectory.Trajectory{}, false
 	}
-	return s.trajectories.Explain(key, instanceKey(k.StartedAt), c.MemoryLimit, k.FinishedAt)
+	started := k.StartedAt.Truncate(time.Second)
+	for back := time.Duration(0); back <= maxCreateToStart; back += time.Second {
+		tr, ok := s.trajectories.Explain(key, instanceKey(started.Add(-back)), c.MemoryLimit, k.FinishedAt)
+		if ok {
+			return tr, !tr.Last.Before(started)
+		}
+	}
+	return trajectory.Trajectory{}, false
 }
 
 // trajectoryOptions are a trajectory's record attributes.

@@ -212,3 +212,74 @@ func TestOOMKillRecordTrajectory(t *testing.T) {
 	assert.Equal(t, "slow_growth", attrs["k8s.oom.growth_class"])
 	assert.Equal(t, int64(limit), attrs["k8s.container.memory.limit"])
 }
+
+// The Summary API gives a container's creation as its start, the pod status the runtime's start,
+// which follows by up to seconds: the kill record has the trajectory all the same.
+func TestOOMKillRecordTrajectoryOfAContainerCreatedSecondsBeforeItStarted(t *testing.T) {
+	h := scrapertest.NewWith(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.Scraper.SetLogs(sink)
+	h.Start()
+	hog := podtest.NewLife("hog", "OOMKilled")
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
+	h.Send(watch.Added, pod)
+	created := podtest.T0.Add(-2 * time.Second)
+	for _, at := range []time.Duration{10 * time.Second, 20 * time.Second} {
+		h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", created,
+			kubelettest.Container("hog", created, podtest.T0.Add(at), kubelettest.Usage{WorkingSet: 60 << 20}))))
+		h.At(at + 500*time.Millisecond)
+		h.Scrape()
+	}
+	h.Send(watch.Modified, podtest.WithStatus(pod, hog.Terminated(0)))
+	h.At(32 * time.Second)
+	h.Scrape()
+	got := scrapertest.Records(sink)
+	require.Len(t, got, 1)
+	attrs := got[0].Attributes().AsRaw()
+	assert.Equal(t, int64(60<<20), attrs["k8s.container.memory.working_set.peak"])
+	// At 94 % from the first reading, 20 s before the kill.
+	assert.Equal(t, 20.0, attrs["k8s.oom.time_from_80_percent"])
+}
+
+// An instance killed before any reading of it has no trajectory, not that of the instance
+// before it, created seconds earlier.
+func TestOOMKillRecordHasNoTrajectoryOfTheInstanceBefore(t *testing.T) {
+	h := scrapertest.NewWith(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.Scraper.SetLogs(sink)
+	h.Start()
+	hog := podtest.NewLife("hog", "OOMKilled", "OOMKilled")
+	// Run 0 from 0 to 5 s, run 1 from 15 to 17 s.
+	end0 := func(s corev1.ContainerStatus) corev1.ContainerStatus {
+		if term := s.LastTerminationState.Terminated; term != nil {
+			term.FinishedAt = metav1.NewTime(podtest.T0.Add(5 * time.Second))
+		}
+		return s
+	}
+	pod := podtest.NewPod("hog", "u1", hog.Running(0))
+	h.Send(watch.Added, pod)
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0,
+		kubelettest.Container("hog", podtest.T0, podtest.T0.Add(2*time.Second), kubelettest.Usage{WorkingSet: 60 << 20}))))
+	h.At(2500 * time.Millisecond)
+	h.Scrape()
+	first := hog.Terminated(0)
+	first.State.Terminated.FinishedAt = metav1.NewTime(podtest.T0.Add(5 * time.Second))
+	h.Send(watch.Modified, podtest.WithStatus(pod, first))
+	h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", "u1", podtest.T0)))
+	h.At(6 * time.Second)
+	h.Scrape()
+	require.Len(t, scrapertest.Records(sink), 1)
+
+	second := end0(hog.Terminated(1))
+	second.State.Terminated.StartedAt = metav1.NewTime(podtest.T0.Add(15 * time.Second))
+	second.State.Terminated.FinishedAt = metav1.NewTime(podtest.T0.Add(17 * time.Second))
+	h.Send(watch.Modified, podtest.WithStatus(pod, second))
+	h.At(18 * time.Second)
+	h.Scrape()
+	got := scrapertest.Records(sink)
+	require.Len(t, got, 1)
+	attrs := got[0].Attributes().AsRaw()
+	assert.Equal(t, int64(1), attrs["k8s.container.restart_count"])
+	assert.NotContains(t, attrs, "k8s.container.memory.working_set.peak")
+	assert.NotContains(t, attrs, "k8s.oom.growth_class")
+}

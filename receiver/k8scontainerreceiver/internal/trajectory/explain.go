@@ -67,9 +67,10 @@ type Trajectory struct {
 	From80Known bool
 	Class       Class
 	// Samples is how many samples the trajectory comes from, Span the time from the first to
-	// the last.
+	// the last, Last the time of the last.
 	Samples int
 	Span    time.Duration
+	Last    time.Time
 }
 
 // Explain returns the trajectory of container k's instance named instance, killed at killedAt
@@ -99,6 +100,7 @@ func explain(s []sample, limit, killed int64) Trajectory {
 	tr := Trajectory{
 		Samples: len(s),
 		Span:    time.Duration(elapsed(s[0].at, s[len(s)-1].at)),
+		Last:    time.Unix(0, s[len(s)-1].at),
 		Peak:    s[0].bytes,
 	}
 	for _, x := range s {
