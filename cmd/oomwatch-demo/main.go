@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -145,6 +146,16 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 	backendLog := filepath.Join(demoDir, "backend.log")
 	agentLog := filepath.Join(demoDir, "agent.log")
 
+	// The agent sends its kill records here too: the table's explanation column.
+	records := newKillRecords()
+	recordsListener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listening for the kill records: %w", err)
+	}
+	recordsServer := &http.Server{Handler: records, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = recordsServer.Serve(recordsListener) }()
+	defer func() { _ = recordsServer.Close() }()
+
 	fmt.Printf(">> starting the backend collector (OTLP on %s, log %s)\n", otlpEndpoint, rel(root, backendLog))
 	backend, err := startCollector(ctx, collectorBin, root, "demo-backend.yaml", filepath.Join(demoDir, "backend"), backendLog,
 		[]string{"OTLP_ENDPOINT=" + otlpEndpoint, "DEMO_BACKEND_HEALTH_PORT=" + strconv.Itoa(backendHealthPort)},
@@ -159,6 +170,7 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 		[]string{
 			"KUBECONFIG=" + kubeconfig, "K8S_NODE_NAME=" + opts.NodeName, "OTLP_ENDPOINT=" + otlpEndpoint,
 			"DEMO_PROMETHEUS_PORT=" + strconv.Itoa(promPort), "DEMO_HEALTH_PORT=" + strconv.Itoa(healthPort),
+			"DEMO_RECORDS_ENDPOINT=http://" + recordsListener.Addr().String(),
 		},
 		healthPort)
 	if err != nil {
@@ -187,7 +199,7 @@ func run(ctx context.Context, stopSignals func(), refresh time.Duration) (err er
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort)
 	return watch(ctx, watchOptions{
 		Node: opts.NodeName, MetricsURL: metricsURL, BackendLog: rel(root, backendLog), Created: created,
-		Refresh: refresh, Out: os.Stdout, Terminal: isTerminal(os.Stdout),
+		Refresh: refresh, Out: os.Stdout, Terminal: isTerminal(os.Stdout), Why: records.explanations,
 		Exited: func() error {
 			for _, col := range collectors {
 				if col.Exited() {
@@ -208,6 +220,8 @@ type watchOptions struct {
 	// change is also written as it is seen, so a log of the run keeps the timings.
 	Terminal bool
 	Exited   func() error
+	// Why returns the explanation of each container's latest kill.
+	Why func() map[containerKey]explanation
 }
 
 // watch reads the exporter every Refresh and redraws the table until ctx ends.
@@ -244,7 +258,7 @@ func watch(ctx context.Context, o watchOptions) error {
 		}
 		s := screen{
 			Node: o.Node, Elapsed: elapsed, MetricsURL: o.MetricsURL, BackendLog: o.BackendLog,
-			Rows: rows, Err: err, Changes: changes, FirstOOM: firstOOM, MaxChanges: 8, ClearScreen: o.Terminal,
+			Rows: rows, Why: o.Why(), Err: err, Changes: changes, FirstOOM: firstOOM, MaxChanges: 8, ClearScreen: o.Terminal,
 		}
 		if err := s.render(o.Out); err != nil {
 			return err

@@ -27,6 +27,7 @@ const (
 	metricWorkingSet   = "container_memory_working_set_bytes"
 	metricLimit        = "k8s_container_memory_limit_current_bytes"
 	metricUtilization  = "k8s_container_memory_limit_utilization_ratio"
+	metricSuggested    = "k8s_container_memory_limit_suggested_bytes"
 
 	labelNamespace  = "k8s_namespace_name"
 	labelDeployment = "k8s_deployment_name"
@@ -58,6 +59,9 @@ type row struct {
 	// ProcessKills are processes OOM-killed while their container lived.
 	ProcessKills    float64
 	HasProcessKills bool
+	// Suggested is the limit the kills at the container's own limit argue for.
+	Suggested    float64
+	HasSuggested bool
 }
 
 // parseExposition reads the Prometheus text exposition and returns one row per workload's
@@ -112,6 +116,8 @@ func setterFor(name string) func(*row, float64) {
 		return func(r *row, v float64) { r.Limit, r.HasLimit = v, true }
 	case metricUtilization:
 		return func(r *row, v float64) { r.Utilization, r.HasUtilization = v, true }
+	case metricSuggested:
+		return func(r *row, v float64) { r.Suggested, r.HasSuggested = max(r.Suggested, v), true }
 	}
 	return nil
 }

@@ -16,9 +16,9 @@ import (
 const mib = 1 << 20
 
 // renderTable writes one line per container of a workload: its namespace and workload, its
-// memory against its limit, its restarts, the OOM kills that ended it and the processes
-// OOM-killed while it lived.
-func renderTable(w io.Writer, rows []row) error {
+// memory against its limit, its restarts, the OOM kills that ended it, the processes OOM-killed
+// while it lived, and why the latest kill happened, with the limit the kills suggest.
+func renderTable(w io.Writer, rows []row, why map[containerKey]explanation) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// AlignRight suits the numbers; the names are padded to one width here so they read as a
 	// left-aligned block in the first cell.
@@ -30,15 +30,17 @@ func renderTable(w io.Writer, rows []row) error {
 		return fmt.Sprintf("%-*s  %-*s  %-*s", nsW, ns, wlW, wl, ctrW, ctr)
 	}
 	p := &printer{w: tw}
-	p.printf("%s\tWORKING SET\tLIMIT\tUSED\tRESTARTS\tOOM KILLS\tPROCESS KILLS\t\n", left("NAMESPACE", "WORKLOAD", "CONTAINER"))
+	// The explanation follows the last tab: left-aligned, as wide as it is.
+	p.printf("%s\tWORKING SET\tLIMIT\tUSED\tRESTARTS\tOOM KILLS\tPROCESS KILLS\t  WHY (LAST KILL)\n", left("NAMESPACE", "WORKLOAD", "CONTAINER"))
 	for _, r := range rows {
-		p.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", left(r.Namespace, r.Workload, r.Container),
+		p.printf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t  %s\n", left(r.Namespace, r.Workload, r.Container),
 			orDash(r.HasWorkingSet, formatMiB(r.WorkingSet)),
 			orDash(r.HasLimit, formatMiB(r.Limit)),
 			orDash(r.HasUtilization, formatPercent(r.Utilization)),
 			orDash(r.HasRestarts, formatCount(r.Restarts)),
 			orDash(r.HasOOMKills, formatCount(r.OOMKills)),
-			orDash(r.HasProcessKills, formatCount(r.ProcessKills)))
+			orDash(r.HasProcessKills, formatCount(r.ProcessKills)),
+			whyText(r, why))
 	}
 	if p.err != nil {
 		return p.err
@@ -56,6 +58,19 @@ func (p *printer) printf(format string, args ...any) {
 	if p.err == nil {
 		_, p.err = fmt.Fprintf(p.w, format, args...)
 	}
+}
+
+// whyText is the explanation of a container's latest kill, and the limit its kills suggest.
+func whyText(r row, why map[containerKey]explanation) string {
+	e, ok := why[r.containerKey]
+	if !ok {
+		return "-"
+	}
+	s := e.String()
+	if r.HasSuggested {
+		s += ", suggested limit " + formatMiB(r.Suggested)
+	}
+	return s
 }
 
 func orDash(ok bool, s string) string {
@@ -122,6 +137,7 @@ type screen struct {
 	MetricsURL  string
 	BackendLog  string
 	Rows        []row
+	Why         map[containerKey]explanation
 	Err         error
 	Changes     []change // newest last
 	FirstOOM    map[containerKey]time.Duration
@@ -144,7 +160,7 @@ func (s screen) render(w io.Writer) error {
 	if len(s.Rows) == 0 {
 		p.printf("(no container reported yet)\n")
 	} else if p.err == nil {
-		p.err = renderTable(w, s.Rows)
+		p.err = renderTable(w, s.Rows, s.Why)
 	}
 	if len(s.FirstOOM) > 0 {
 		p.printf("\nfirst OOM kill counted, after the workload was created:\n")

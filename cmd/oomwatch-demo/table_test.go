@@ -17,7 +17,7 @@ var tableRows = []row{
 	{
 		containerKey: containerKey{"demo-batch", "nightly-report", "report"},
 		Limit:        48 * mib, HasLimit: true, Restarts: 0, HasRestarts: true, OOMKills: 1, HasOOMKills: true,
-		ProcessKills: 0, HasProcessKills: true,
+		ProcessKills: 0, HasProcessKills: true, Suggested: 80 * mib, HasSuggested: true,
 	},
 	{
 		containerKey: containerKey{"demo-batch", "thumbnailer", "resize"},
@@ -32,16 +32,22 @@ var tableRows = []row{
 	{containerKey: containerKey{"demo-shop", "frontend", "web"}},
 }
 
+var tableWhy = map[containerKey]explanation{
+	{"demo-batch", "nightly-report", "report"}: {mainProcess: true, scope: "container", growthClass: "slow_growth", process: "report", pid: 4242},
+	{"demo-batch", "thumbnailer", "resize"}:    {scope: "pod", process: "resize", pid: 4343},
+	{"demo-payments", "ledger", "app"}:         {mainProcess: true},
+}
+
 func TestRenderTable(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
-	require.NoError(t, renderTable(&b, tableRows))
+	require.NoError(t, renderTable(&b, tableRows, tableWhy))
 	want := "" +
-		"NAMESPACE      WORKLOAD        CONTAINER  WORKING SET     LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n" +
-		"demo-batch     nightly-report  report               -  48.0 MiB     -         0          1              0\n" +
-		"demo-batch     thumbnailer     resize               -  64.0 MiB     -         0          0            104\n" +
-		"demo-payments  ledger          app           41.2 MiB  64.0 MiB   64%        12         13              -\n" +
-		"demo-shop      frontend        web                  -         -     -         -          -              -\n"
+		"NAMESPACE      WORKLOAD        CONTAINER  WORKING SET     LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS  WHY (LAST KILL)\n" +
+		"demo-batch     nightly-report  report               -  48.0 MiB     -         0          1              0  own limit, slow growth, killed report[4242], suggested limit 80.0 MiB\n" +
+		"demo-batch     thumbnailer     resize               -  64.0 MiB     -         0          0            104  pod limit, not PID 1, killed resize[4343]\n" +
+		"demo-payments  ledger          app           41.2 MiB  64.0 MiB   64%        12         13              -  limit unknown\n" +
+		"demo-shop      frontend        web                  -         -     -         -          -              -  -\n"
 	assert.Equal(t, want, trimLines(b.String()))
 }
 
@@ -57,8 +63,8 @@ func trimLines(s string) string {
 func TestRenderTableEmpty(t *testing.T) {
 	t.Parallel()
 	var b strings.Builder
-	require.NoError(t, renderTable(&b, nil))
-	assert.Equal(t, "NAMESPACE  WORKLOAD  CONTAINER  WORKING SET  LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS\n", trimLines(b.String()))
+	require.NoError(t, renderTable(&b, nil, nil))
+	assert.Equal(t, "NAMESPACE  WORKLOAD  CONTAINER  WORKING SET  LIMIT  USED  RESTARTS  OOM KILLS  PROCESS KILLS  WHY (LAST KILL)\n", trimLines(b.String()))
 }
 
 func TestCountChanges(t *testing.T) {
