@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -265,7 +266,7 @@ const bothMetricsBackends = `service:
 // agent on the host network (the cluster has a loopback-only pod network, no kube-proxy and
 // no DNS), the API server and the gateway at their host addresses, and the agent's state in
 // the test's folder, and the agent's client certificate as the Secret the DaemonSet mounts.
-func overlay(t *testing.T, root, otlp, stateDir string, certs otlpCerts) string {
+func overlay(t *testing.T, root, otlp, stateDir string, certs otlpCerts, components ...string) string {
 	t.Helper()
 	s := need(t)
 	dir := t.TempDir()
@@ -294,24 +295,47 @@ spec:
 	// kustomize takes a base only by a path relative to the overlay.
 	base, err := filepath.Rel(dir, filepath.Join(root, "deploy"))
 	require.NoError(t, err)
+	var comps strings.Builder
+	if len(components) > 0 {
+		comps.WriteString("components:\n")
+		for _, c := range components {
+			rel, err := filepath.Rel(dir, filepath.Join(root, "deploy", "components", c))
+			require.NoError(t, err)
+			comps.WriteString("  - " + rel + "\n")
+		}
+	}
 	kust := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
   - %s
-patches:
+%spatches:
   - path: local.yaml
 secretGenerator:
   - name: oomwatch-agent-tls
     namespace: oomwatch
     files: [ca.crt, tls.crt, tls.key]
     options: {disableNameSuffixHash: true}
-`, base)
+`, base, comps.String())
 	// The Secret's keys: ca.crt, tls.crt and tls.key.
 	certs.ca.WriteCert(t, dir, "ca.crt")
 	certs.ca.Issue(t, dir, "tls", x509.ExtKeyUsageClientAuth)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "local.yaml"), []byte(patch), 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o600))
 	return dir
+}
+
+// importCollectorImage imports the image make image writes into the node's containerd, and
+// returns the repository's root.
+func importCollectorImage(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+	require.NoError(t, err)
+	archive := filepath.Join(root, "_build", "image", "otelcol-oomwatch.tar")
+	if _, err := os.Stat(archive); err != nil {
+		t.Fatalf("the collector image is not built (make image): %v", err)
+	}
+	require.NoError(t, need(t).cluster.ImportImage(context.Background(), archive))
+	return root
 }
 
 // agentPod waits for the one Ready agent pod of the DaemonSet on the real node that is not
@@ -525,14 +549,7 @@ func promValue(p *promServer, query string) (float64, error) {
 func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	s := need(t)
 	ctx := context.Background()
-	root, err := filepath.Abs(filepath.Join("..", "..", ".."))
-	require.NoError(t, err)
-
-	archive := filepath.Join(root, "_build", "image", "otelcol-oomwatch.tar")
-	if _, err := os.Stat(archive); err != nil {
-		t.Fatalf("the collector image is not built (make image): %v", err)
-	}
-	require.NoError(t, s.cluster.ImportImage(ctx, archive))
+	root := importCollectorImage(t)
 
 	rules := []string{filepath.Join(root, "deploy", "prometheus", "rules.yaml")}
 	prom := startPrometheusWith(t, promOptions{rules: rules, remoteWrite: true})

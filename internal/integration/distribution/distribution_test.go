@@ -110,6 +110,8 @@ func TestShippedConfigsValidate(t *testing.T) {
 		"agent of a named cluster": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true", "K8S_CLUSTER_NAME=eu-1")},
 		// The environment deploy/components/pod-events sets.
 		"agent with pod events": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true", "OOMWATCH_POD_EVENTS=true")},
+		// The environment deploy/components/kernel-log sets.
+		"agent with the kernel log": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true", "OOMWATCH_KERNEL_LOG=true")},
 		// The environment deploy/components/kubelet-source sets (deploy's TestKubeletSourceComponent).
 		"agent with the kubelet source": {deployconfig.Agent, append(agent, "OTLP_INSECURE=true",
 			"OOMWATCH_PROCESS_OOM_KILLS_SOURCE=kubelet", "OOMWATCH_CGROUP_ROOT=")},

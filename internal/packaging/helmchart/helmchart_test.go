@@ -131,6 +131,7 @@ func TestChartIsTheKustomizeBase(t *testing.T) {
 		"defaults":       {nil, nil, nil},
 		"kubelet source": {map[string]any{"agent": map[string]any{"processOOMKillsSource": "kubelet"}}, []string{"../deploy/components/kubelet-source"}, nil},
 		"pod events":     {map[string]any{"agent": map[string]any{"podEvents": true}}, []string{"../deploy/components/pod-events"}, nil},
+		"kernel log":     {map[string]any{"agent": map[string]any{"kernelLog": true}}, []string{"../deploy/components/kernel-log"}, nil},
 		"Prometheus 3 over OTLP": {
 			map[string]any{"gateway": map[string]any{"prometheusOTLPURL": "http://prometheus.monitoring.svc:9090/api/v1/otlp/v1/metrics"}},
 			nil, []string{"../deploy/gateway/components/prometheus-otlp"},
