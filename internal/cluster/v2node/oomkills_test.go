@@ -319,7 +319,9 @@ func (s *suite) childKills(ctx context.Context, t *testing.T, name string, child
 // token, shows the container's PSI fields; they are logged. What is asserted is what held in
 // every run: the container is listed with memory PSI, its averages are percentages, and its
 // memory "some" total is not 0. The totals are not compared across reads: their unit is not
-// stable (see the log).
+// stable (see the log). The agent reads the stall time from the container's cgroup instead: the
+// cgroup source's backend shows container.memory.pressure.stall_time, some and full, each never
+// falling, some above 0 and at least full.
 func TestV2NodeSummaryPSIUnderMemoryPressure(t *testing.T) {
 	s := nodeWith(t, true)
 	began := time.Now()
@@ -373,6 +375,31 @@ func TestV2NodeSummaryPSIUnderMemoryPressure(t *testing.T) {
 		ev, listed, reads, withPSI, fell)
 	assert.Positive(t, listed, "the Summary API lists the container")
 	assert.Equal(t, listed, withPSI, "memory PSI in every read that lists the container")
+
+	match := map[string]string{"k8s.pod.uid": string(pod.UID), "k8s.container.name": "app"}
+	stalls := func(kind string) []float64 {
+		var out []float64
+		for _, p := range s.sinks[sourceCgroup].Points("container.memory.pressure.stall_time", match) {
+			if p.Attrs["pressure.type"] == kind {
+				out = append(out, p.Value)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool {
+		some := stalls("some")
+		return len(some) > 0 && some[len(some)-1] > 0
+	}, 30*time.Second, time.Second, "no memory stall time above 0 at the cgroup source's backend")
+	some, full := stalls("some"), stalls("full")
+	t.Logf("the agent's container.memory.pressure.stall_time, some: %v; full: %v", some, full)
+	require.NotEmpty(t, full)
+	for _, series := range [][]float64{some, full} {
+		for i := 1; i < len(series); i++ {
+			assert.GreaterOrEqual(t, series[i], series[i-1], "a stall total never falls")
+		}
+	}
+	assert.GreaterOrEqual(t, some[len(some)-1], full[len(full)-1], "some stall includes full")
+	assert.Empty(t, s.sinks[sourceKubelet].Points("container.memory.pressure.stall_time", match), "the kubelet source reads no cgroup")
 }
 
 func summaryContainer(sum *v1alpha1.Summary, podUID, name string) *v1alpha1.ContainerStats {

@@ -80,6 +80,9 @@ const (
 const (
 	v1CounterFile = "memory.oom_control"
 	v2CounterFile = "memory.events"
+	// v2PressureFile is the cgroup's pressure stall information for memory (cgroup v2, a kernel
+	// with PSI on).
+	v2PressureFile = "memory.pressure"
 )
 
 // Reader finds container cgroups under the root given to NewReader and reads their oom_kill
@@ -162,7 +165,9 @@ type containerCgroup struct {
 	counter string
 	// failcnt is the path of memory.failcnt (cgroup v1); "" on v2.
 	failcnt string
-	gen     uint64
+	// pressure is the path of memory.pressure (cgroup v2); "" on v1.
+	pressure string
+	gen      uint64
 }
 
 // NewReader returns a Reader of the cgroup filesystem mounted at root: cgroup v1 when
@@ -229,6 +234,12 @@ type Counts struct {
 	// they are the warning before one. HasLimitHits tells that the kernel gave it.
 	LimitHits    uint64
 	HasLimitHits bool
+	// StallSome and StallFull are the totals of memory.pressure (cgroup v2), in microseconds:
+	// the time at least one task of the cgroup (some), and all its non-idle tasks at once (full),
+	// waited for memory: reclaim at the limit, pages read back. HasStall tells that the kernel
+	// gave them (PSI on).
+	StallSome, StallFull uint64
+	HasStall             bool
 }
 
 // Read returns, for each instance whose cgroup it finds, the kernel's counts; instances
@@ -284,6 +295,8 @@ func (r *Reader) read(in Instance) (n Counts, ok bool, err error) {
 		c = &containerCgroup{counter: dir + "/" + r.counterFile}
 		if r.counterFile == v1CounterFile {
 			c.failcnt = dir + "/" + v1FailcntFile
+		} else {
+			c.pressure = dir + "/" + v2PressureFile
 		}
 		r.containers[in.ContainerID] = c
 	}
@@ -314,7 +327,61 @@ func (r *Reader) read(in Instance) (n Counts, ok bool, err error) {
 			n.HasLimitHits = err == nil
 		}
 	}
+	if c.pressure != "" {
+		// Nor does the stall time: a kernel with PSI off has no such file.
+		if b, err := r.readCounterFile(c.pressure); err == nil {
+			n.StallSome, n.StallFull, err = parsePressure(b)
+			n.HasStall = err == nil
+		}
+	}
 	return n, true, nil
+}
+
+// parsePressure returns the totals of a pressure file's some and full lines
+// ("some avg10=0.00 avg60=0.00 avg300=0.00 total=1234").
+func parsePressure(b []byte) (some, full uint64, err error) {
+	var found [2]bool
+	for line := range bytes.Lines(b) {
+		fields := bytes.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		var i int
+		switch string(fields[0]) {
+		case "some":
+			i = 0
+		case "full":
+			i = 1
+		default:
+			continue
+		}
+		if found[i] {
+			return 0, 0, fmt.Errorf("two %s lines", fields[0])
+		}
+		total, ok := []byte(nil), false
+		for _, f := range fields[1:] {
+			if v, cut := bytes.CutPrefix(f, []byte("total=")); cut {
+				total, ok = v, true
+			}
+		}
+		if !ok {
+			return 0, 0, fmt.Errorf("%s: no total", fields[0])
+		}
+		v, err := parseDecimal(total)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s total %q: %w", fields[0], total, err)
+		}
+		found[i] = true
+		if i == 0 {
+			some = v
+		} else {
+			full = v
+		}
+	}
+	if !found[0] || !found[1] {
+		return 0, 0, errors.New("no some or no full line")
+	}
+	return some, full, nil
 }
 
 // validName rejects what cannot be a pod UID or container ID, and could lead a path out of

@@ -6,6 +6,8 @@ package cgroupoom
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -127,4 +129,94 @@ func TestReadLimitHitsOfContainers(t *testing.T) {
 	got, err = v2.reader().Read([]Instance{{PodUID: uid(1), ContainerID: id(1, 1)}})
 	require.NoError(t, err)
 	assert.Equal(t, Counts{Kills: 5, LimitHits: 41, HasLimitHits: true}, got[id(1, 1)], `"max 41" of v2Counter`)
+}
+
+// TestReadMemoryPressure: on v2, a container's memory stall totals come with its kill count,
+// from memory.pressure; unknown without the file (PSI off) or with one that does not parse.
+func TestReadMemoryPressure(t *testing.T) {
+	v2 := v2Tree(t)
+	pod := "kubepods.slice/kubepods-pod" + systemdUID(uid(1)) + ".slice/"
+	with := pod + "cri-containerd-" + id(1, 1) + ".scope"
+	v2.cgroup(with, 5)
+	v2.file(with+"/memory.pressure", "some avg10=1.50 avg60=0.40 avg300=0.10 total=2500000\nfull avg10=0.80 avg60=0.20 avg300=0.05 total=1250000\n")
+	without := pod + "cri-containerd-" + id(1, 2) + ".scope"
+	v2.cgroup(without, 6)
+	garbled := pod + "cri-containerd-" + id(1, 3) + ".scope"
+	v2.cgroup(garbled, 7)
+	v2.file(garbled+"/memory.pressure", "some avg10=1.50 total=x\n")
+	got, err := v2.reader().Read([]Instance{
+		{PodUID: uid(1), ContainerID: id(1, 1)}, {PodUID: uid(1), ContainerID: id(1, 2)}, {PodUID: uid(1), ContainerID: id(1, 3)},
+	})
+	require.NoError(t, err, "the kill counts are read")
+	assert.Equal(t, Counts{Kills: 5, LimitHits: 41, HasLimitHits: true, StallSome: 2_500_000, StallFull: 1_250_000, HasStall: true}, got[id(1, 1)])
+	assert.Equal(t, Counts{Kills: 6, LimitHits: 41, HasLimitHits: true}, got[id(1, 2)], "no memory.pressure")
+	assert.Equal(t, Counts{Kills: 7, LimitHits: 41, HasLimitHits: true}, got[id(1, 3)], "a memory.pressure that does not parse")
+}
+
+func TestParsePressure(t *testing.T) {
+	for _, tc := range []struct {
+		in         string
+		some, full uint64
+		err        bool
+	}{
+		{"some avg10=0.00 avg60=0.00 avg300=0.00 total=6219523\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=4455944\n", 6219523, 4455944, false},
+		{"full avg10=0.00 total=2\nsome avg10=0.00 total=1", 1, 2, false},
+		{"some avg10=0.00 avg60=0.00 avg300=0.00 total=1\n", 0, 0, true},
+		{"some total=1\nsome total=2\nfull total=3\n", 0, 0, true},
+		{"some avg10=0.00\nfull total=3\n", 0, 0, true},
+		{"some total=-1\nfull total=3\n", 0, 0, true},
+		{"", 0, 0, true},
+	} {
+		some, full, err := parsePressure([]byte(tc.in))
+		if tc.err {
+			assert.Error(t, err, "%q", tc.in)
+			continue
+		}
+		require.NoError(t, err, "%q", tc.in)
+		assert.Equal(t, [2]uint64{tc.some, tc.full}, [2]uint64{some, full}, "%q", tc.in)
+	}
+}
+
+// FuzzParsePressure checks parsePressure against a plain implementation: exactly one line whose
+// first field is some and one whose first is full, each with a last total= field strconv reads
+// as a base-10 uint64.
+func FuzzParsePressure(f *testing.F) {
+	for _, s := range []string{
+		"some avg10=0.00 avg60=0.00 avg300=0.00 total=6219523\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=4455944\n",
+		"some total=1\nsome total=2\nfull total=3\n", "some total=\nfull total=1", "full total=1 total=2\nsome total=3",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		some, full, err := parsePressure(b)
+		totals := map[string][]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) == 0 || (fields[0] != "some" && fields[0] != "full") {
+				continue
+			}
+			total, ok := "", false
+			for _, f := range fields[1:] {
+				if v, cut := strings.CutPrefix(f, "total="); cut {
+					total, ok = v, true
+				}
+			}
+			if !ok {
+				total = "none"
+			}
+			totals[fields[0]] = append(totals[fields[0]], total)
+		}
+		if len(totals["some"]) != 1 || len(totals["full"]) != 1 {
+			if err == nil {
+				t.Fatalf("%q: lines %v, but no error", b, totals)
+			}
+			return
+		}
+		wantSome, errSome := strconv.ParseUint(totals["some"][0], 10, 64)
+		wantFull, errFull := strconv.ParseUint(totals["full"][0], 10, 64)
+		wantErr := errSome != nil || errFull != nil
+		if (err != nil) != wantErr || err == nil && (some != wantSome || full != wantFull) {
+			t.Fatalf("%q: got %d, %d, %v; strconv: %d %v, %d %v", b, some, full, err, wantSome, errSome, wantFull, errFull)
+		}
+	})
 }

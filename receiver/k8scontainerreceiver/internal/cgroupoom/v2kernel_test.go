@@ -236,7 +236,9 @@ func checkV2Case(t *testing.T, c v2Case) {
 		}
 		assert.Equal(t, uint64(3), ev["oom_kill"], "one kill per run of the allocator")
 		assert.Equal(t, int64(3), processKills, "three process kills")
-		assert.Equal(t, uint64(3), ev["oom"])
+		// Each kill comes of an OOM; the kernel may find the cgroup out of memory once more while
+		// a victim exits, and kill nothing then (one run of many: oom 4).
+		assert.GreaterOrEqual(t, ev["oom"], uint64(3))
 		assert.Zero(t, ev["oom_group_kill"])
 		assert.Equal(t, 3, c.KilledLines)
 		assert.Empty(t, c.ProcsAfter)

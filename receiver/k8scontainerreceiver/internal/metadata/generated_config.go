@@ -97,6 +97,54 @@ func (ms *ContainerMemoryPagingFaultsMetricConfig) Validate() error {
 	return nil
 }
 
+// ContainerMemoryPressureStallTimeMetricAttributeKey specifies the key of an attribute for the container.memory.pressure.stall_time metric.
+type ContainerMemoryPressureStallTimeMetricAttributeKey string
+
+const (
+	ContainerMemoryPressureStallTimeMetricAttributeKeyPressureType ContainerMemoryPressureStallTimeMetricAttributeKey = "pressure.type"
+)
+
+// ContainerMemoryPressureStallTimeMetricConfig provides config for the container.memory.pressure.stall_time metric.
+type ContainerMemoryPressureStallTimeMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+
+	AggregationStrategy string                                               `mapstructure:"aggregation_strategy"`
+	EnabledAttributes   []ContainerMemoryPressureStallTimeMetricAttributeKey `mapstructure:"attributes"`
+}
+
+func (ms *ContainerMemoryPressureStallTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+func (ms *ContainerMemoryPressureStallTimeMetricConfig) Validate() error {
+	for _, val := range ms.EnabledAttributes {
+		switch val {
+		case ContainerMemoryPressureStallTimeMetricAttributeKeyPressureType:
+		default:
+			return fmt.Errorf("metric container.memory.pressure.stall_time doesn't have an attribute %v, valid attributes: [pressure.type]", val)
+		}
+	}
+
+	switch ms.AggregationStrategy {
+	case AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax:
+	default:
+		return fmt.Errorf("invalid aggregation strategy %q, valid strategies: [%s, %s, %s, %s]", ms.AggregationStrategy, AggregationStrategySum, AggregationStrategyAvg, AggregationStrategyMin, AggregationStrategyMax)
+	}
+
+	return nil
+}
+
 // ContainerMemoryRssMetricConfig provides config for the container.memory.rss metric.
 type ContainerMemoryRssMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -438,6 +486,7 @@ type MetricsConfig struct {
 	ContainerCPUTime                   ContainerCPUTimeMetricConfig                   `mapstructure:"container.cpu.time"`
 	ContainerCPUUsage                  ContainerCPUUsageMetricConfig                  `mapstructure:"container.cpu.usage"`
 	ContainerMemoryPagingFaults        ContainerMemoryPagingFaultsMetricConfig        `mapstructure:"container.memory.paging.faults"`
+	ContainerMemoryPressureStallTime   ContainerMemoryPressureStallTimeMetricConfig   `mapstructure:"container.memory.pressure.stall_time"`
 	ContainerMemoryRss                 ContainerMemoryRssMetricConfig                 `mapstructure:"container.memory.rss"`
 	ContainerMemoryUsage               ContainerMemoryUsageMetricConfig               `mapstructure:"container.memory.usage"`
 	ContainerMemoryWorkingSet          ContainerMemoryWorkingSetMetricConfig          `mapstructure:"container.memory.working_set"`
@@ -466,6 +515,11 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled:             true,
 			AggregationStrategy: AggregationStrategySum,
 			EnabledAttributes:   []ContainerMemoryPagingFaultsMetricAttributeKey{ContainerMemoryPagingFaultsMetricAttributeKeySystemPagingFaultType},
+		},
+		ContainerMemoryPressureStallTime: ContainerMemoryPressureStallTimeMetricConfig{
+			Enabled:             true,
+			AggregationStrategy: AggregationStrategySum,
+			EnabledAttributes:   []ContainerMemoryPressureStallTimeMetricAttributeKey{ContainerMemoryPressureStallTimeMetricAttributeKeyPressureType},
 		},
 		ContainerMemoryRss: ContainerMemoryRssMetricConfig{
 			Enabled: true,

@@ -37,6 +37,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []ContainerMemoryPagingFaultsMetricAttributeKey{ContainerMemoryPagingFaultsMetricAttributeKeySystemPagingFaultType},
 					},
+					ContainerMemoryPressureStallTime: ContainerMemoryPressureStallTimeMetricConfig{
+						Enabled:             true,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ContainerMemoryPressureStallTimeMetricAttributeKey{ContainerMemoryPressureStallTimeMetricAttributeKeyPressureType},
+					},
 					ContainerMemoryRss: ContainerMemoryRssMetricConfig{
 						Enabled: true,
 					},
@@ -116,6 +121,11 @@ func TestMetricsBuilderConfig(t *testing.T) {
 						AggregationStrategy: AggregationStrategySum,
 						EnabledAttributes:   []ContainerMemoryPagingFaultsMetricAttributeKey{ContainerMemoryPagingFaultsMetricAttributeKeySystemPagingFaultType},
 					},
+					ContainerMemoryPressureStallTime: ContainerMemoryPressureStallTimeMetricConfig{
+						Enabled:             false,
+						AggregationStrategy: AggregationStrategySum,
+						EnabledAttributes:   []ContainerMemoryPressureStallTimeMetricAttributeKey{ContainerMemoryPressureStallTimeMetricAttributeKeyPressureType},
+					},
 					ContainerMemoryRss: ContainerMemoryRssMetricConfig{
 						Enabled: false,
 					},
@@ -184,7 +194,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitCurrentMetricConfig{}, K8sContainerMemoryLimitSuggestedMetricConfig{}, K8sContainerMemoryLimitHitsMetricConfig{}, K8sContainerMemoryRequestCurrentMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, K8sPodMemoryLimitHitsMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ContainerCPUTimeMetricConfig{}, ContainerCPUUsageMetricConfig{}, ContainerMemoryPagingFaultsMetricConfig{}, ContainerMemoryPressureStallTimeMetricConfig{}, ContainerMemoryRssMetricConfig{}, ContainerMemoryUsageMetricConfig{}, ContainerMemoryWorkingSetMetricConfig{}, K8sContainerLastTerminatedExitCodeMetricConfig{}, K8sContainerMemoryLimitCurrentMetricConfig{}, K8sContainerMemoryLimitSuggestedMetricConfig{}, K8sContainerMemoryLimitHitsMetricConfig{}, K8sContainerMemoryRequestCurrentMetricConfig{}, K8sContainerMemoryLimitUtilizationMetricConfig{}, K8sContainerOomKilledMetricConfig{}, K8sContainerProcessOomKilledMetricConfig{}, K8sContainerRestartCountMetricConfig{}, K8sNodeSystemOomKilledMetricConfig{}, K8sPodMemoryLimitHitsMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}
@@ -198,6 +208,18 @@ func TestContainerMemoryPagingFaultsMetricsConfig_Validate(t *testing.T) {
 	require.ErrorContains(t, cfg.Validate(), "metric container.memory.paging.faults doesn't have an attribute invalid, valid attributes: [system.paging.fault.type]")
 
 	cfg = DefaultMetricsConfig().ContainerMemoryPagingFaults
+	cfg.AggregationStrategy = "invalid"
+	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
+}
+
+func TestContainerMemoryPressureStallTimeMetricsConfig_Validate(t *testing.T) {
+	cfg := DefaultMetricsConfig().ContainerMemoryPressureStallTime
+	require.NoError(t, cfg.Validate())
+
+	cfg.EnabledAttributes = []ContainerMemoryPressureStallTimeMetricAttributeKey{"invalid"}
+	require.ErrorContains(t, cfg.Validate(), "metric container.memory.pressure.stall_time doesn't have an attribute invalid, valid attributes: [pressure.type]")
+
+	cfg = DefaultMetricsConfig().ContainerMemoryPressureStallTime
 	cfg.AggregationStrategy = "invalid"
 	require.ErrorContains(t, cfg.Validate(), "invalid aggregation strategy")
 }

@@ -20,6 +20,32 @@ const (
 	AggregationStrategyMax = "max"
 )
 
+// AttributePressureType specifies the value pressure.type attribute.
+type AttributePressureType int
+
+const (
+	_ AttributePressureType = iota
+	AttributePressureTypeSome
+	AttributePressureTypeFull
+)
+
+// String returns the string representation of the AttributePressureType.
+func (av AttributePressureType) String() string {
+	switch av {
+	case AttributePressureTypeSome:
+		return "some"
+	case AttributePressureTypeFull:
+		return "full"
+	}
+	return ""
+}
+
+// MapAttributePressureType is a helper map of string to AttributePressureType attribute value.
+var MapAttributePressureType = map[string]AttributePressureType{
+	"some": AttributePressureTypeSome,
+	"full": AttributePressureTypeFull,
+}
+
 // AttributeReason specifies the value reason attribute.
 type AttributeReason int
 
@@ -95,6 +121,10 @@ var MetricsInfo = metricsInfo{
 		Name:       "container.memory.paging.faults",
 		Attributes: []string{"system.paging.fault.type"},
 	},
+	ContainerMemoryPressureStallTime: metricInfo{
+		Name:       "container.memory.pressure.stall_time",
+		Attributes: []string{"pressure.type"},
+	},
 	ContainerMemoryRss: metricInfo{
 		Name: "container.memory.rss",
 	},
@@ -145,6 +175,7 @@ type metricsInfo struct {
 	ContainerCPUTime                   metricInfo
 	ContainerCPUUsage                  metricInfo
 	ContainerMemoryPagingFaults        metricInfo
+	ContainerMemoryPressureStallTime   metricInfo
 	ContainerMemoryRss                 metricInfo
 	ContainerMemoryUsage               metricInfo
 	ContainerMemoryWorkingSet          metricInfo
@@ -351,6 +382,97 @@ func (m *metricContainerMemoryPagingFaults) emit(metrics pmetric.MetricSlice) {
 
 func newMetricContainerMemoryPagingFaults(cfg ContainerMemoryPagingFaultsMetricConfig) metricContainerMemoryPagingFaults {
 	m := metricContainerMemoryPagingFaults{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricContainerMemoryPressureStallTime struct {
+	data          pmetric.Metric                               // data buffer for generated metric.
+	config        ContainerMemoryPressureStallTimeMetricConfig // metric config provided by user.
+	capacity      int                                          // max observed number of data points added to the metric.
+	aggDataPoints []float64                                    // slice containing number of aggregated datapoints at each index
+}
+
+// init fills container.memory.pressure.stall_time metric with initial data.
+func (m *metricContainerMemoryPressureStallTime) init() {
+	m.data.SetName("container.memory.pressure.stall_time")
+	m.data.SetDescription("Time the current container instance's tasks stalled waiting for memory (reclaim at the limit, pages read back), from the kernel's pressure stall information: memory.pressure of the container's cgroup, with process_oom_kills.source cgroup on a cgroup v2 node whose kernel has PSI on. The warning that comes before an OOM kill at the limit.")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+	m.aggDataPoints = m.aggDataPoints[:0]
+}
+
+func (m *metricContainerMemoryPressureStallTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64, pressureTypeAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+
+	dp := pmetric.NewNumberDataPoint()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	if slices.Contains(m.config.EnabledAttributes, ContainerMemoryPressureStallTimeMetricAttributeKeyPressureType) {
+		dp.Attributes().PutStr("pressure.type", pressureTypeAttributeValue)
+	}
+
+	var s string
+	dps := m.data.Sum().DataPoints()
+	for i := 0; i < dps.Len(); i++ {
+		dpi := dps.At(i)
+		if dp.Attributes().Equal(dpi.Attributes()) && dp.StartTimestamp() == dpi.StartTimestamp() && dp.Timestamp() == dpi.Timestamp() {
+			switch s = m.config.AggregationStrategy; s {
+			case AggregationStrategySum, AggregationStrategyAvg:
+				dpi.SetDoubleValue(dpi.DoubleValue() + val)
+				m.aggDataPoints[i] += 1
+				return
+			case AggregationStrategyMin:
+				if dpi.DoubleValue() > val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			case AggregationStrategyMax:
+				if dpi.DoubleValue() < val {
+					dpi.SetDoubleValue(val)
+				}
+				return
+			}
+		}
+	}
+
+	dp.SetDoubleValue(val)
+	m.aggDataPoints = append(m.aggDataPoints, 1)
+	dp.MoveTo(dps.AppendEmpty())
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricContainerMemoryPressureStallTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricContainerMemoryPressureStallTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		if m.config.AggregationStrategy == AggregationStrategyAvg {
+			for i, aggCount := range m.aggDataPoints {
+				m.data.Sum().DataPoints().At(i).SetDoubleValue(m.data.Sum().DataPoints().At(i).DoubleValue() / aggCount)
+			}
+		}
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricContainerMemoryPressureStallTime(cfg ContainerMemoryPressureStallTimeMetricConfig) metricContainerMemoryPressureStallTime {
+	m := metricContainerMemoryPressureStallTime{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -1052,7 +1174,7 @@ type metricK8sNodeSystemOomKilled struct {
 // init fills k8s.node.system_oom_killed metric with initial data.
 func (m *metricK8sNodeSystemOomKilled) init() {
 	m.data.SetName("k8s.node.system_oom_killed")
-	m.data.SetDescription("System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills.")
+	m.data.SetDescription("System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills. The kubelet records a SystemOOM only for a victim outside every container (the root cgroup): a node running out of memory that kills a container's process is counted as that container's or process's kill, with k8s.oom.scope node, not here.")
 	m.data.SetUnit("{kill}")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)
@@ -1160,6 +1282,7 @@ type MetricsBuilder struct {
 	metricContainerCPUTime                   metricContainerCPUTime
 	metricContainerCPUUsage                  metricContainerCPUUsage
 	metricContainerMemoryPagingFaults        metricContainerMemoryPagingFaults
+	metricContainerMemoryPressureStallTime   metricContainerMemoryPressureStallTime
 	metricContainerMemoryRss                 metricContainerMemoryRss
 	metricContainerMemoryUsage               metricContainerMemoryUsage
 	metricContainerMemoryWorkingSet          metricContainerMemoryWorkingSet
@@ -1202,6 +1325,7 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricContainerCPUTime:                   newMetricContainerCPUTime(mbc.Metrics.ContainerCPUTime),
 		metricContainerCPUUsage:                  newMetricContainerCPUUsage(mbc.Metrics.ContainerCPUUsage),
 		metricContainerMemoryPagingFaults:        newMetricContainerMemoryPagingFaults(mbc.Metrics.ContainerMemoryPagingFaults),
+		metricContainerMemoryPressureStallTime:   newMetricContainerMemoryPressureStallTime(mbc.Metrics.ContainerMemoryPressureStallTime),
 		metricContainerMemoryRss:                 newMetricContainerMemoryRss(mbc.Metrics.ContainerMemoryRss),
 		metricContainerMemoryUsage:               newMetricContainerMemoryUsage(mbc.Metrics.ContainerMemoryUsage),
 		metricContainerMemoryWorkingSet:          newMetricContainerMemoryWorkingSet(mbc.Metrics.ContainerMemoryWorkingSet),
@@ -1370,6 +1494,7 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricContainerCPUTime.emit(ils.Metrics())
 	mb.metricContainerCPUUsage.emit(ils.Metrics())
 	mb.metricContainerMemoryPagingFaults.emit(ils.Metrics())
+	mb.metricContainerMemoryPressureStallTime.emit(ils.Metrics())
 	mb.metricContainerMemoryRss.emit(ils.Metrics())
 	mb.metricContainerMemoryUsage.emit(ils.Metrics())
 	mb.metricContainerMemoryWorkingSet.emit(ils.Metrics())
@@ -1428,6 +1553,11 @@ func (mb *MetricsBuilder) RecordContainerCPUUsageDataPoint(ts pcommon.Timestamp,
 // RecordContainerMemoryPagingFaultsDataPoint adds a data point to container.memory.paging.faults metric.
 func (mb *MetricsBuilder) RecordContainerMemoryPagingFaultsDataPoint(ts pcommon.Timestamp, val int64, systemPagingFaultTypeAttributeValue AttributeSystemPagingFaultType) {
 	mb.metricContainerMemoryPagingFaults.recordDataPoint(mb.startTime, ts, val, systemPagingFaultTypeAttributeValue.String())
+}
+
+// RecordContainerMemoryPressureStallTimeDataPoint adds a data point to container.memory.pressure.stall_time metric.
+func (mb *MetricsBuilder) RecordContainerMemoryPressureStallTimeDataPoint(ts pcommon.Timestamp, val float64, pressureTypeAttributeValue AttributePressureType) {
+	mb.metricContainerMemoryPressureStallTime.recordDataPoint(mb.startTime, ts, val, pressureTypeAttributeValue.String())
 }
 
 // RecordContainerMemoryRssDataPoint adds a data point to container.memory.rss metric.

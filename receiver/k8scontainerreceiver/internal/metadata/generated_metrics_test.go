@@ -68,6 +68,7 @@ func TestMetricsBuilder(t *testing.T) {
 			mb := NewMetricsBuilder(loadMetricsBuilderConfig(t, tt.name), settings, WithStartTime(start))
 			aggMap := make(map[string]string) // contains the aggregation strategies for each metric name
 			aggMap["container.memory.paging.faults"] = mb.metricContainerMemoryPagingFaults.config.AggregationStrategy
+			aggMap["container.memory.pressure.stall_time"] = mb.metricContainerMemoryPressureStallTime.config.AggregationStrategy
 			aggMap["k8s.container.last_terminated.exit_code"] = mb.metricK8sContainerLastTerminatedExitCode.config.AggregationStrategy
 			aggMap["k8s.container.oom_killed"] = mb.metricK8sContainerOomKilled.config.AggregationStrategy
 
@@ -89,6 +90,12 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordContainerMemoryPagingFaultsDataPoint(ts, 1, AttributeSystemPagingFaultTypeMajor)
 			if tt.name == "reaggregate_set" {
 				mb.RecordContainerMemoryPagingFaultsDataPoint(ts, 3, AttributeSystemPagingFaultTypeMinor)
+			}
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordContainerMemoryPressureStallTimeDataPoint(ts, 1, AttributePressureTypeSome)
+			if tt.name == "reaggregate_set" {
+				mb.RecordContainerMemoryPressureStallTimeDataPoint(ts, 3, AttributePressureTypeFull)
 			}
 			defaultMetricsCount++
 			allMetricsCount++
@@ -157,6 +164,7 @@ func TestMetricsBuilder(t *testing.T) {
 			metrics := mb.Emit(WithResource(res))
 			if tt.name == "reaggregate_set" {
 				assert.Empty(t, mb.metricContainerMemoryPagingFaults.aggDataPoints)
+				assert.Empty(t, mb.metricContainerMemoryPressureStallTime.aggDataPoints)
 				assert.Empty(t, mb.metricK8sContainerLastTerminatedExitCode.aggDataPoints)
 				assert.Empty(t, mb.metricK8sContainerOomKilled.aggDataPoints)
 			}
@@ -254,6 +262,50 @@ func TestMetricsBuilder(t *testing.T) {
 							assert.Equal(t, int64(3), dp.IntValue())
 						}
 						_, ok := dp.Attributes().Get("system.paging.fault.type")
+						assert.False(t, ok)
+					}
+				case "container.memory.pressure.stall_time":
+					if tt.name != "reaggregate_set" {
+						assert.False(t, validatedMetrics["container.memory.pressure.stall_time"], "Found a duplicate in the metrics slice: container.memory.pressure.stall_time")
+						validatedMetrics["container.memory.pressure.stall_time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the current container instance's tasks stalled waiting for memory (reclaim at the limit, pages read back), from the kernel's pressure stall information: memory.pressure of the container's cgroup, with process_oom_kills.source cgroup on a cgroup v2 node whose kernel has PSI on. The warning that comes before an OOM kill at the limit.", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						pressureTypeAttrVal, ok := dp.Attributes().Get("pressure.type")
+						assert.True(t, ok)
+						assert.Equal(t, "some", pressureTypeAttrVal.Str())
+					} else {
+						assert.False(t, validatedMetrics["container.memory.pressure.stall_time"], "Found a duplicate in the metrics slice: container.memory.pressure.stall_time")
+						validatedMetrics["container.memory.pressure.stall_time"] = true
+						assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+						assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+						assert.Equal(t, "Time the current container instance's tasks stalled waiting for memory (reclaim at the limit, pages read back), from the kernel's pressure stall information: memory.pressure of the container's cgroup, with process_oom_kills.source cgroup on a cgroup v2 node whose kernel has PSI on. The warning that comes before an OOM kill at the limit.", mi.Description())
+						assert.Equal(t, "s", mi.Unit())
+						assert.True(t, mi.Sum().IsMonotonic())
+						assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+						dp := mi.Sum().DataPoints().At(0)
+						assert.Equal(t, start, dp.StartTimestamp())
+						assert.Equal(t, ts, dp.Timestamp())
+						assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+						switch aggMap["container.memory.pressure.stall_time"] {
+						case "sum":
+							assert.InDelta(t, float64(4), dp.DoubleValue(), 0.01)
+						case "avg":
+							assert.InDelta(t, float64(2), dp.DoubleValue(), 0.01)
+						case "min":
+							assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+						case "max":
+							assert.InDelta(t, float64(3), dp.DoubleValue(), 0.01)
+						}
+						_, ok := dp.Attributes().Get("pressure.type")
 						assert.False(t, ok)
 					}
 				case "container.memory.rss":
@@ -467,7 +519,7 @@ func TestMetricsBuilder(t *testing.T) {
 					validatedMetrics["k8s.node.system_oom_killed"] = true
 					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-					assert.Equal(t, "System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills.", mi.Description())
+					assert.Equal(t, "System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills. The kubelet records a SystemOOM only for a victim outside every container (the root cgroup): a node running out of memory that kills a container's process is counted as that container's or process's kill, with k8s.oom.scope node, not here.", mi.Description())
 					assert.Equal(t, "{kill}", mi.Unit())
 					assert.True(t, mi.Sum().IsMonotonic())
 					assert.Equal(t, pmetric.AggregationTemporalityDelta, mi.Sum().AggregationTemporality())

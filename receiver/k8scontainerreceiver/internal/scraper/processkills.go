@@ -133,13 +133,17 @@ func (s *Scraper) readCgroups() []kubelet.OOMCounter {
 	s.cgroupProblem = problem
 	counters := make([]kubelet.OOMCounter, 0, len(values))
 	if s.limitHitCounts == nil {
-		s.limitHitCounts = map[string]uint64{}
+		s.limitHitCounts, s.stallTimes = map[string]uint64{}, map[string]stallTime{}
 	}
 	clear(s.limitHitCounts)
+	clear(s.stallTimes)
 	for _, in := range s.cgroupInstances {
 		if v, ok := values[in.ContainerID]; ok {
 			if v.HasLimitHits {
 				s.limitHitCounts[in.ContainerID] = v.LimitHits
+			}
+			if v.HasStall {
+				s.stallTimes[in.ContainerID] = stallTime{some: v.StallSome, full: v.StallFull}
 			}
 			counters = append(counters, kubelet.OOMCounter{PodUID: in.PodUID, Container: in.Container, ContainerID: in.ContainerID, Value: v.Kills, GroupKills: v.GroupKills})
 		}
@@ -185,3 +189,6 @@ func (l *livePods) Shows(containerID string) bool { return l.shown[containerID] 
 func (l *livePods) WatchedWhole(podUID, name string) bool {
 	return l.whole[statsKey{podUID, name}]
 }
+
+// stallTime is a container's memory.pressure totals, in microseconds.
+type stallTime struct{ some, full uint64 }

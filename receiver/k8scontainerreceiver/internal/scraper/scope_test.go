@@ -184,6 +184,39 @@ func TestContainerLimitHits(t *testing.T) {
 	assert.Equal(t, int64(40), got)
 }
 
+// TestMemoryPressureStallTime: with the cgroup source on cgroup v2, each running instance's
+// memory stall totals, some and full, in seconds, from its cgroup's memory.pressure; none
+// without the file.
+func TestMemoryPressureStallTime(t *testing.T) {
+	node, h, _ := startWithCgroups(t)
+	hog := podtest.NewLife("hog", "OOMKilled")
+	h.Send(watch.Added, podtest.NewPod("hog", "u1", hog.Running(0)))
+	node.write("kubepods/burstable/podu1/hog-0/memory.events", "max 0\noom 0\noom_kill 0\n")
+	stallTimes := func(md pmetric.Metrics) map[string]float64 {
+		out := map[string]float64{}
+		for _, rm := range md.ResourceMetrics().All() {
+			for _, sm := range rm.ScopeMetrics().All() {
+				for _, m := range sm.Metrics().All() {
+					if m.Name() != "container.memory.pressure.stall_time" {
+						continue
+					}
+					for _, dp := range m.Sum().DataPoints().All() {
+						kind, _ := dp.Attributes().Get("pressure.type")
+						out[kind.Str()] = dp.DoubleValue()
+					}
+				}
+			}
+		}
+		return out
+	}
+	h.At(11 * time.Second)
+	assert.Empty(t, stallTimes(h.Scrape()), "no memory.pressure: PSI off")
+	node.write("kubepods/burstable/podu1/hog-0/memory.pressure",
+		"some avg10=1.50 avg60=0.40 avg300=0.10 total=2500000\nfull avg10=0.80 avg60=0.20 avg300=0.05 total=1250000\n")
+	h.At(21 * time.Second)
+	assert.Equal(t, map[string]float64{"some": 2.5, "full": 1.25}, stallTimes(h.Scrape()))
+}
+
 // TestSuggestedLimit: a kill at the container's own limit suggests that limit (or the highest
 // working set read, if higher) and a quarter more; a kill at the pod's own limit suggests
 // nothing for the container.

@@ -135,6 +135,11 @@ func (s *Scraper) record(now pcommon.Timestamp, p *containerstate.Pod, c *contai
 	if hits, ok := s.limitHitCounts[runtimeID(c.ContainerID)]; ok {
 		s.mb.RecordK8sContainerMemoryLimitHitsDataPoint(now, int64(hits))
 	}
+	if stall, ok := s.stallTimes[runtimeID(c.ContainerID)]; ok {
+		// The kernel's totals are microseconds.
+		s.mb.RecordContainerMemoryPressureStallTimeDataPoint(now, float64(stall.some)/1e6, metadata.AttributePressureTypeSome)
+		s.mb.RecordContainerMemoryPressureStallTimeDataPoint(now, float64(stall.full)/1e6, metadata.AttributePressureTypeFull)
+	}
 	if hits, ok := s.limits.podHits[string(p.RuntimeUID)]; ok {
 		s.mb.RecordK8sPodMemoryLimitHitsDataPoint(now, int64(hits.Reached))
 	}

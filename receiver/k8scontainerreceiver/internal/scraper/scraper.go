@@ -142,6 +142,9 @@ type Scraper struct {
 	// limitHitCounts are the limit hits of each running instance read by this scrape, by
 	// container ID.
 	limitHitCounts map[string]uint64
+	// stallTimes are the memory stall totals of each running instance read by this scrape
+	// (cgroup v2), by container ID.
+	stallTimes map[string]stallTime
 	// limits are the readings of the limit hits above the containers, for k8s.oom.scope.
 	limits limits
 	// podEvents writes an Event on the pod of each kill, with pod_events; else nil.
