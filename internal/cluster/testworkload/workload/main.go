@@ -14,6 +14,11 @@
 //	                   or, with WORKLOAD_EXIT_CODE set too, exits with that code by itself.
 //	                   exit: hold WORKLOAD_MB for WORKLOAD_EXIT_AFTER, then exit with
 //	                   WORKLOAD_EXIT_CODE (a failure that is not an OOM kill).
+//	                   leak-cache: hold WORKLOAD_MB, write a file of WORKLOAD_CACHE_MB in
+//	                   WORKLOAD_CACHE_DIR and read it again and again, so that its page cache
+//	                   keeps the cgroup at its limit, and add WORKLOAD_STEP_MB every
+//	                   WORKLOAD_INTERVAL: a slow leak that the kernel reclaims cache for, limit
+//	                   hit after limit hit, until it cannot.
 //	WORKLOAD_MB        memory held (MiB), default 24.
 //	WORKLOAD_STEP_MB   leak step (MiB), default 4.
 //	WORKLOAD_INTERVAL  period of leak steps, spikes and child starts, default 100ms.
@@ -67,6 +72,8 @@ func main() {
 			os.Exit(code)
 		}
 		select {}
+	case "leak-cache":
+		leakCache(intEnv("WORKLOAD_MB", 24), intEnv("WORKLOAD_CACHE_MB", 16), intEnv("WORKLOAD_STEP_MB", 4), interval, env("WORKLOAD_CACHE_DIR", "/cache"))
 	case "exit":
 		allocate(intEnv("WORKLOAD_MB", 24))
 		time.Sleep(durationEnv("WORKLOAD_EXIT_AFTER", 5*time.Second))
@@ -84,6 +91,49 @@ func leak(stepMB int, interval time.Duration) {
 		allocate(stepMB)
 		logf("holding %d MiB", total+stepMB)
 		time.Sleep(interval)
+	}
+}
+
+func leakCache(baseMB, cacheMB, stepMB int, interval time.Duration, dir string) {
+	allocate(baseMB)
+	path := dir + "/cache"
+	chunk := make([]byte, mib)
+	for i := range chunk {
+		chunk[i] = byte(i)
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		for i := 0; i < cacheMB && err == nil; i++ {
+			_, err = f.Write(chunk)
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		logf("writing %s: %v", path, err)
+		os.Exit(2)
+	}
+	next, total := time.Now().Add(interval), baseMB
+	for {
+		f, err := os.Open(path)
+		if err != nil {
+			logf("reading %s: %v", path, err)
+			os.Exit(2)
+		}
+		for {
+			if _, err := f.Read(chunk); err != nil {
+				break
+			}
+		}
+		_ = f.Close()
+		if time.Now().After(next) {
+			allocate(stepMB)
+			total += stepMB
+			logf("holding %d MiB and a %d MiB file", total, cacheMB)
+			next = next.Add(interval)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
