@@ -86,9 +86,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 `, testworkload.PauseImage, g("cni"), runc)
 
 	// failCgroupV1 keeps its default (true): this node is cgroup v2.
-	singleProcess := ""
+	extra := ""
 	if n.opts.SingleProcessOOMKill {
-		singleProcess = "# An OOM kills one process of a container: memory.oom.group stays 0.\nsingleProcessOOMKill: true\n"
+		extra = "# An OOM kills one process of a container: memory.oom.group stays 0.\nsingleProcessOOMKill: true\n"
+	}
+	if n.opts.SystemReservedMemory != "" {
+		extra += fmt.Sprintf("# The pods' memory, the kubepods cgroup's limit, is what is left.\nsystemReserved: {memory: %q}\n", n.opts.SystemReservedMemory)
 	}
 	files["kubelet.yaml"] = fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -116,7 +119,7 @@ evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.avail
 nodeStatusUpdateFrequency: 10s
 # Under TCG the runtime answers slowly.
 runtimeRequestTimeout: 5m
-%s`, g("ca.crt"), singleProcess)
+%s`, g("ca.crt"), extra)
 
 	files["node.sh"] = fmt.Sprintf(nodeScript, filepath.Join(c.Options().Dir, "bin"), shellWords(images), n.opts.NodeName)
 

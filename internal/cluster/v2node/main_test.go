@@ -75,9 +75,9 @@ type suite struct {
 	sinks      map[string]*otlpsink.Sink
 	guestPorts map[string]int
 
-	node          *Node
-	nodeOpts      Options
-	singleProcess bool
+	node     *Node
+	nodeOpts Options
+	kubelet  kubeletConfig
 }
 
 func TestMain(m *testing.M) {
@@ -111,10 +111,28 @@ func stopShared(log io.Writer) {
 	_, _ = fmt.Fprintf(log, "v2node: shared node and control plane torn down in %s\n", time.Since(began).Round(10*time.Millisecond))
 }
 
+// kubeletConfig is how the node's kubelet is configured beyond the defaults.
+type kubeletConfig struct {
+	singleProcess bool
+	// systemReserved is the kubelet's systemReserved memory, "" for none.
+	systemReserved string
+}
+
+func (k kubeletConfig) String() string {
+	return fmt.Sprintf("singleProcessOOMKill %v, systemReserved memory %q", k.singleProcess, k.systemReserved)
+}
+
 // nodeWith returns the shared suite with the node running, its kubelet configured with
-// singleProcessOOMKill as asked, and the agent running on it. The first call starts the control
-// plane; a call with the other kubelet configuration boots the node again.
+// singleProcessOOMKill as asked, and the agent running on it.
 func nodeWith(t *testing.T, singleProcess bool) *suite {
+	t.Helper()
+	return nodeWithKubelet(t, kubeletConfig{singleProcess: singleProcess})
+}
+
+// nodeWithKubelet returns the shared suite with the node running, its kubelet configured as
+// asked, and the agent running on it. The first call starts the control plane; a call with
+// another kubelet configuration boots the node again.
+func nodeWithKubelet(t *testing.T, kubelet kubeletConfig) *suite {
 	t.Helper()
 	if os.Getenv("OOMWATCH_E2E") != "1" {
 		t.Skip("set OOMWATCH_E2E=1 (as root, after `make collector cluster-bin cluster-deps` and make v2-node-kernel) to run the cgroup v2 node in QEMU")
@@ -130,7 +148,7 @@ func nodeWith(t *testing.T, singleProcess bool) *suite {
 		_ = s
 	}
 	s := shared
-	if s.node != nil && s.singleProcess == singleProcess {
+	if s.node != nil && s.kubelet == kubelet {
 		return s
 	}
 	if s.node != nil {
@@ -141,9 +159,9 @@ func nodeWith(t *testing.T, singleProcess bool) *suite {
 		require.NoError(t, s.node.Stop())
 		require.NoError(t, s.cs.CoreV1().Nodes().Delete(ctx, s.nodeOpts.NodeName, metav1.DeleteOptions{}))
 		s.node = nil
-		t.Logf("node stopped for a kubelet with singleProcessOOMKill %v: %s", singleProcess, time.Since(began).Round(10*time.Millisecond))
+		t.Logf("node stopped for a kubelet with %s: %s", kubelet, time.Since(began).Round(10*time.Millisecond))
 	}
-	s.bootNode(ctx, t, singleProcess)
+	s.bootNode(ctx, t, kubelet)
 	return s
 }
 
@@ -204,10 +222,13 @@ func startSuite(ctx context.Context, t *testing.T) (*suite, error) {
 }
 
 // bootNode boots the node, waits for it to be Ready and runs the agent on it.
-func (s *suite) bootNode(ctx context.Context, t *testing.T, singleProcess bool) {
+func (s *suite) bootNode(ctx context.Context, t *testing.T, kubelet kubeletConfig) {
 	t.Helper()
 	began := time.Now()
-	s.nodeOpts = Options{Log: testlog.Prefixed("v2node: "), SingleProcessOOMKill: singleProcess, HostForwards: map[int]int{}}
+	s.nodeOpts = Options{
+		Log: testlog.Prefixed("v2node: "), SingleProcessOOMKill: kubelet.singleProcess, SystemReservedMemory: kubelet.systemReserved,
+		HostForwards: map[int]int{},
+	}
 	for src, sink := range s.sinks {
 		_, port, err := net.SplitHostPort(sink.Endpoint())
 		require.NoError(t, err)
@@ -216,11 +237,11 @@ func (s *suite) bootNode(ctx context.Context, t *testing.T, singleProcess bool) 
 	}
 	n, err := Start(ctx, s.cp, s.nodeOpts)
 	require.NoError(t, err)
-	s.node, s.singleProcess, s.nodeOpts = n, singleProcess, n.Options()
+	s.node, s.kubelet, s.nodeOpts = n, kubelet, n.Options()
 	_, err = n.Wait(ctx, "kubelet-started", nil)
 	require.NoError(t, err)
 	_, ready := waitNode(ctx, t, s.cs, s.nodeOpts.NodeName)
-	t.Logf("node booted (singleProcessOOMKill %v) and Ready: %s", singleProcess, ready.Sub(began).Round(10*time.Millisecond))
+	t.Logf("node booted (%s) and Ready: %s", kubelet, ready.Sub(began).Round(10*time.Millisecond))
 
 	require.NoError(t, s.writeAgentConfig())
 	agent := s.agentPod()
@@ -318,6 +339,14 @@ current-context: oomwatch
       processors: [oom_counter/%[1]s, batch]
       exporters: [otlp_grpc/%[1]s]
 `, src)
+		if src == sourceCgroup {
+			// The kill records, with the limit each kill hit.
+			fmt.Fprintf(&pipelines, `    logs/%[1]s:
+      receivers: [k8s_container/%[1]s]
+      processors: [batch]
+      exporters: [otlp_grpc/%[1]s]
+`, src)
+		}
 	}
 	config := fmt.Sprintf(`receivers:
 %s

@@ -33,13 +33,20 @@ const (
 // workloadPod runs the test workload in one container "app" with a 64Mi limit on the node.
 func (s *suite) workloadPod(ctx context.Context, t *testing.T, name string, restart corev1.RestartPolicy, env map[string]string) *corev1.Pod {
 	t.Helper()
+	return s.workloadPodLimited(ctx, t, name, "64Mi", restart, env)
+}
+
+// workloadPodLimited runs the test workload in one container "app" with a memory limit on the
+// node; none ("") makes the pod BestEffort.
+func (s *suite) workloadPodLimited(ctx context.Context, t *testing.T, name, limit string, restart corev1.RestartPolicy, env map[string]string) *corev1.Pod {
+	t.Helper()
 	c := corev1.Container{
 		Name:            "app",
 		Image:           testworkload.WorkloadImage,
 		ImagePullPolicy: corev1.PullNever,
-		Resources: corev1.ResourceRequirements{
-			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
-		},
+	}
+	if limit != "" {
+		c.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(limit)}
 	}
 	for k, v := range env {
 		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})

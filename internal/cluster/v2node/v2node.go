@@ -79,6 +79,9 @@ type Options struct {
 	// SingleProcessOOMKill sets the kubelet's singleProcessOOMKill: true, so the kubelet leaves
 	// memory.oom.group at 0 and an OOM kills one process of a container, not all of them.
 	SingleProcessOOMKill bool
+	// SystemReservedMemory, when set, is the kubelet's systemReserved memory: the node's
+	// allocatable memory for pods, the limit of the kubepods cgroup, is the rest.
+	SystemReservedMemory string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 }
