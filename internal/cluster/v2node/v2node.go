@@ -171,6 +171,12 @@ func (n *Node) ConsoleLog() string { return filepath.Join(n.opts.RunDir, "consol
 func (n *Node) GuestLog(name string) string { return filepath.Join(n.shareDir(), "logs", name) }
 
 // Options returns the options with defaults filled in.
+// LeakInRootCgroup has guestwatch start a process in the guest's root cgroup, outside every pod,
+// that allocates until the node runs out of memory and the kernel kills it: a system OOM kill.
+func (n *Node) LeakInRootCgroup() error {
+	return os.WriteFile(filepath.Join(n.shareDir(), "leak-in-root-cgroup"), nil, 0o644)
+}
+
 func (n *Node) Options() Options { return n.opts }
 
 // Start writes the node's configuration, boots the guest and returns once QEMU runs; the guest's

@@ -9,12 +9,18 @@
 // the dead container: a periodic read of the tree sees the kill only in the pod's and the QoS
 // class's totals. So each new cgroup's memory.events is watched with inotify (the kernel
 // notifies every change of it) and read at once on each change, while the cgroup still exists.
+//
+// When the file leak-in-root-cgroup appears beside it (the host writes it into the share), it
+// removes it and starts itself again as "guestwatch leak": a process of the guest's root cgroup,
+// outside every pod, that allocates until the node runs out of memory and the kernel kills it,
+// the system OOM kill the kubelet records as a SystemOOM event on its Node.
 package main
 
 import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -27,7 +33,13 @@ const (
 	scanInterval = 250 * time.Millisecond
 )
 
+// leakTrigger is the file, beside the executable, that starts a leak in the root cgroup.
+const leakTrigger = "leak-in-root-cgroup"
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "leak" {
+		leak()
+	}
 	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "guestwatch: inotify:", err)
@@ -43,6 +55,7 @@ func main() {
 			w.report(p)
 		case <-tick.C:
 			w.scan()
+			startLeakIfAsked()
 		}
 	}
 }
@@ -135,4 +148,40 @@ func (w *watcher) report(path string) {
 	}
 	w.printed[path] = content
 	fmt.Printf("@@v2node oom %s %s@@\n", path, content)
+}
+
+// startLeakIfAsked starts "guestwatch leak" once per appearance of the trigger file.
+func startLeakIfAsked() {
+	self, err := os.Executable()
+	if err != nil {
+		return
+	}
+	trigger := filepath.Join(filepath.Dir(self), leakTrigger)
+	if os.Remove(trigger) != nil {
+		return
+	}
+	cmd := exec.Command(self, "leak")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "guestwatch: starting the leak:", err)
+		return
+	}
+	fmt.Fprintln(os.Stderr, "guestwatch: leaking in the root cgroup, pid", cmd.Process.Pid)
+	go func() { fmt.Fprintln(os.Stderr, "guestwatch: the leak ended:", cmd.Wait()) }()
+}
+
+// leak makes this process the OOM killer's first choice (as a BestEffort pod's processes are),
+// then allocates and touches 16 MiB at a time until it is killed.
+func leak() {
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0); err != nil {
+		fmt.Fprintln(os.Stderr, "guestwatch leak: oom_score_adj:", err)
+	}
+	var held [][]byte
+	for {
+		b := make([]byte, 16<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		held = append(held, b)
+	}
 }

@@ -1174,7 +1174,7 @@ type metricK8sNodeSystemOomKilled struct {
 // init fills k8s.node.system_oom_killed metric with initial data.
 func (m *metricK8sNodeSystemOomKilled) init() {
 	m.data.SetName("k8s.node.system_oom_killed")
-	m.data.SetDescription("System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills. The kubelet records a SystemOOM only for a victim outside every container (the root cgroup): a node running out of memory that kills a container's process is counted as that container's or process's kill, with k8s.oom.scope node, not here.")
+	m.data.SetDescription("System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills. The kubelet records a SystemOOM for every kill of the kernel's global OOM killer, also of a container's process, which the container's counters count too: do not add them up.")
 	m.data.SetUnit("{kill}")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)

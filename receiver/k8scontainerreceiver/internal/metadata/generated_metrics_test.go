@@ -519,7 +519,7 @@ func TestMetricsBuilder(t *testing.T) {
 					validatedMetrics["k8s.node.system_oom_killed"] = true
 					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-					assert.Equal(t, "System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills. The kubelet records a SystemOOM only for a victim outside every container (the root cgroup): a node running out of memory that kills a container's process is counted as that container's or process's kill, with k8s.oom.scope node, not here.", mi.Description())
+					assert.Equal(t, "System OOM kills of the node (the kubelet's SystemOOM events), since the previous point (delta). The oom_counter processor turns it into the cumulative k8s.node.system_oom_kills. The kubelet records a SystemOOM for every kill of the kernel's global OOM killer, also of a container's process, which the container's counters count too: do not add them up.", mi.Description())
 					assert.Equal(t, "{kill}", mi.Unit())
 					assert.True(t, mi.Sum().IsMonotonic())
 					assert.Equal(t, pmetric.AggregationTemporalityDelta, mi.Sum().AggregationTemporality())
