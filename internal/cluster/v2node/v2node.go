@@ -174,7 +174,7 @@ func (n *Node) GuestLog(name string) string { return filepath.Join(n.shareDir(),
 // LeakInRootCgroup has guestwatch start a process in the guest's root cgroup, outside every pod,
 // that allocates until the node runs out of memory and the kernel kills it: a system OOM kill.
 func (n *Node) LeakInRootCgroup() error {
-	return os.WriteFile(filepath.Join(n.shareDir(), "leak-in-root-cgroup"), nil, 0o644)
+	return os.WriteFile(filepath.Join(n.shareDir(), "leak-in-root-cgroup"), nil, 0o600)
 }
 
 func (n *Node) Options() Options { return n.opts }

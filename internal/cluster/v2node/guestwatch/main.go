@@ -160,7 +160,7 @@ func startLeakIfAsked() {
 	if os.Remove(trigger) != nil {
 		return
 	}
-	cmd := exec.Command(self, "leak")
+	cmd := exec.Command(self, "leak") //nolint:gosec // G204: this program itself
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "guestwatch: starting the leak:", err)
@@ -170,13 +170,15 @@ func startLeakIfAsked() {
 	go func() { fmt.Fprintln(os.Stderr, "guestwatch: the leak ended:", cmd.Wait()) }()
 }
 
+// held keeps the leak's allocations reachable.
+var held [][]byte
+
 // leak makes this process the OOM killer's first choice (as a BestEffort pod's processes are),
 // then allocates and touches 16 MiB at a time until it is killed.
 func leak() {
 	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("1000"), 0); err != nil {
 		fmt.Fprintln(os.Stderr, "guestwatch leak: oom_score_adj:", err)
 	}
-	var held [][]byte
 	for {
 		b := make([]byte, 16<<20)
 		for i := 0; i < len(b); i += 4096 {
