@@ -22,12 +22,14 @@ import (
 // counts of limit hits in the cgroups above the victim show it. One pod's container leaks past
 // its own limit; another pod has a memory limit of its own (pod-level resources) and a container
 // without one, which leaks past the pod's. The records say container and pod, and only the first
-// container gets a suggested limit.
+// container gets a suggested limit. A second agent, with kernel_log, sees the same kills: its
+// records name the same limits, the process the kernel killed and how the memory came there.
 func TestRealNodeOOMKillScope(t *testing.T) {
 	s := need(t)
 	ns := namespace(t, "e2e-scope")
 	began := time.Now()
 	a := startLogsAgent(t, agentOptions{node: s.realNode, name: "scope", cgroupRoot: "/sys/fs/cgroup"})
+	withLog := startLogsAgent(t, agentOptions{node: s.realNode, name: "scope-kernel-log", cgroupRoot: "/sys/fs/cgroup", kernelLog: true})
 
 	// Each leaks 4 MiB every 400 ms, so the agent reads its pod's cgroup a few times before the
 	// kill: a kill that no reading precedes names no scope.
@@ -62,6 +64,17 @@ func TestRealNodeOOMKillScope(t *testing.T) {
 		for _, r := range a.sink.Records("k8s.container.oom_kill", match) {
 			t.Logf("%s: kill record of %.12s at %s: k8s.oom.scope=%q", c.pod.Name, r.Attrs["container.id"], r.Attrs["k8s.container.end_time"], r.Attrs["k8s.oom.scope"])
 			assert.Equal(t, c.want, r.Attrs["k8s.oom.scope"], c.pod.Name)
+		}
+		require.Eventually(t, func() bool {
+			return len(withLog.sink.Records("k8s.container.oom_kill", match)) >= 1
+		}, time.Minute, 100*time.Millisecond, "no kill record for %s with kernel_log", c.pod.Name)
+		for _, r := range withLog.sink.Records("k8s.container.oom_kill", match) {
+			t.Logf("%s, with kernel_log: %v", c.pod.Name, r.Attrs)
+			assert.Equal(t, c.want, r.Attrs["k8s.oom.scope"], "%s: the limit the kernel's report names", c.pod.Name)
+			assert.Equal(t, "found", r.Attrs["k8s.oom.kernel_report"], c.pod.Name)
+			assert.Equal(t, "workload", r.Attrs["process.executable.name"], c.pod.Name)
+			assert.NotEmpty(t, r.Attrs["process.pid"], c.pod.Name)
+			assert.NotEmpty(t, r.Attrs["k8s.container.memory.working_set.peak"], "%s: the trajectory", c.pod.Name)
 		}
 	}
 	// The container killed at its own 64 MiB limit: a suggested limit of at least 80 MiB. The pod
