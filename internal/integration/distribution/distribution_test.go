@@ -53,7 +53,8 @@ func TestExampleConfigsValidate(t *testing.T) {
 	configs, err := filepath.Glob(filepath.Join("..", "..", "..", "testdata", "config", "*.yaml"))
 	require.NoError(t, err)
 	require.NotEmpty(t, configs)
-	env := []string{"K8S_NODE_NAME=node-1", "OTLP_ENDPOINT=127.0.0.1:4317"}
+	// The demo's agent sends its kill records to the demo too.
+	env := []string{"K8S_NODE_NAME=node-1", "OTLP_ENDPOINT=127.0.0.1:4317", "DEMO_RECORDS_ENDPOINT=http://127.0.0.1:4318"}
 	for _, cfg := range configs {
 		t.Run(filepath.Base(cfg), func(t *testing.T) {
 			t.Parallel()
