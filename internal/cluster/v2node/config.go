@@ -90,8 +90,13 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.nri.v1.nri",
 	if n.opts.SingleProcessOOMKill {
 		extra = "# An OOM kills one process of a container: memory.oom.group stays 0.\nsingleProcessOOMKill: true\n"
 	}
+	// The kubelet evicts pods when less than this is left of the node's memory, and of the
+	// pods' allocatable memory: with systemReserved, a leaker reaches the kubepods limit, and
+	// the eviction manager, reading stats of a moment before, would evict another pod as well.
+	evictionMemory := "100Mi"
 	if n.opts.SystemReservedMemory != "" {
 		extra += fmt.Sprintf("# The pods' memory, the kubepods cgroup's limit, is what is left.\nsystemReserved: {memory: %q}\n", n.opts.SystemReservedMemory)
+		evictionMemory = "1Mi"
 	}
 	files["kubelet.yaml"] = fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -115,11 +120,11 @@ clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
+evictionHard: {memory.available: %q, nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
 nodeStatusUpdateFrequency: 10s
 # Under TCG the runtime answers slowly.
 runtimeRequestTimeout: 5m
-%s`, g("ca.crt"), extra)
+%s`, g("ca.crt"), evictionMemory, extra)
 
 	files["node.sh"] = fmt.Sprintf(nodeScript, filepath.Join(c.Options().Dir, "bin"), shellWords(images), n.opts.NodeName)
 

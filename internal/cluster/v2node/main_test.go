@@ -58,6 +58,11 @@ const (
 
 var sources = []string{sourceCgroup, sourceKubelet}
 
+// sourceKernelLog names the backend of a second agent, root and privileged as
+// deploy/components/kernel-log runs it, whose receiver reads the cgroups and the kernel's log:
+// its kill records name the victim.
+const sourceKernelLog = "cgroup+kernel_log"
+
 // shared is the control plane and node the OOM kill tests use; nil until the first of them.
 var shared *suite
 
@@ -206,7 +211,7 @@ func startSuite(ctx context.Context, t *testing.T) (*suite, error) {
 		return nil, fmt.Errorf("the agent's token: %w", err)
 	}
 	s.token = tr.Status.Token
-	for i, src := range sources {
+	for i, src := range append(sources[:len(sources):len(sources)], sourceKernelLog) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -247,6 +252,9 @@ func (s *suite) bootNode(ctx context.Context, t *testing.T, kubelet kubeletConfi
 	agent := s.agentPod()
 	created, err := s.cs.CoreV1().Pods(agent.Namespace).Create(ctx, agent, metav1.CreateOptions{})
 	require.NoError(t, err)
+	kernelLogAgent := s.agentPodWith("oomwatch-agent-kernel-log", "config-kernel-log.yaml", true)
+	_, err = s.cs.CoreV1().Pods(kernelLogAgent.Namespace).Create(ctx, kernelLogAgent, metav1.CreateOptions{})
+	require.NoError(t, err)
 	// The agent reports its own container once it runs: both pipelines are up.
 	match := map[string]string{"k8s.pod.uid": string(created.UID)}
 	require.Eventuallyf(t, func() bool {
@@ -260,9 +268,11 @@ func (s *suite) bootNode(ctx context.Context, t *testing.T, kubelet kubeletConfi
 		}
 		return true
 	}, 3*time.Minute, 100*time.Millisecond, "the agent's pipelines did not report; see %s", s.agentLog())
-	p, err := s.cs.CoreV1().Pods(agent.Namespace).Get(ctx, agent.Name, metav1.GetOptions{})
-	require.NoError(t, err)
-	require.NotEqualf(t, corev1.PodFailed, p.Status.Phase, "the agent failed: %+v; see %s", p.Status.ContainerStatuses, s.agentLog())
+	for _, pod := range []*corev1.Pod{agent, kernelLogAgent} {
+		p, err := s.cs.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+		require.NoError(t, err)
+		require.NotEqualf(t, corev1.PodFailed, p.Status.Phase, "%s failed: %+v; see %s", pod.Name, p.Status.ContainerStatuses, filepath.Dir(s.agentLog()))
+	}
 	t.Logf("node booted to the agent's first reports at both backends: %s", time.Since(began).Round(10*time.Millisecond))
 }
 
@@ -364,7 +374,52 @@ service:
       level: none
   pipelines:
 %s`, receivers.String(), processors.String(), exporters.String(), agentLogDir, pipelines.String())
-	for name, content := range map[string]string{"kubeconfig": kubeconfig, "config.yaml": config} {
+	kernelLogConfig := fmt.Sprintf(`receivers:
+  k8s_container:
+    collection_interval: %[1]s
+    initial_delay: 0s
+    auth_type: kubeConfig
+    node: %[2]s
+    kubelet:
+      enabled: true
+      endpoint: https://127.0.0.1:10250
+      auth_type: kubeConfig
+      insecure_skip_verify: true
+      timeout: 10s
+    process_oom_kills:
+      source: cgroup
+      cgroup_root: /host/sys/fs/cgroup
+    kernel_log:
+      enabled: true
+
+processors:
+  oom_counter: {}
+  batch:
+    timeout: 100ms
+
+exporters:
+  otlp_grpc:
+    endpoint: %[3]s:%[4]d
+    tls:
+      insecure: true
+
+service:
+  telemetry:
+    logs:
+      output_paths: [%[5]s/agent-kernel-log.log]
+    metrics:
+      level: none
+  pipelines:
+    metrics:
+      receivers: [k8s_container]
+      processors: [oom_counter, batch]
+      exporters: [otlp_grpc]
+    logs:
+      receivers: [k8s_container]
+      processors: [batch]
+      exporters: [otlp_grpc]
+`, agentInterval, s.nodeOpts.NodeName, guestAPIAddress, s.guestPorts[sourceKernelLog], agentLogDir)
+	for name, content := range map[string]string{"kubeconfig": kubeconfig, "config.yaml": config, "config-kernel-log.yaml": kernelLogConfig} {
 		// The collector's user reads them in the guest; on the host the run folder is root's.
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			return err
@@ -375,24 +430,38 @@ service:
 
 // agentPod runs the collector from the host's build, as deploy/'s user, on the node's network.
 func (s *suite) agentPod() *corev1.Pod {
+	return s.agentPodWith("oomwatch-agent", "config.yaml", false)
+}
+
+// agentPodWith runs the collector with a configuration of agentDir; privileged runs it as
+// root and privileged, as deploy/components/kernel-log does, to read /dev/kmsg.
+func (s *suite) agentPodWith(name, config string, privileged bool) *corev1.Pod {
 	no, uid := false, int64(agentUID)
 	yes := true
+	podSecurity := &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid, RunAsNonRoot: &yes}
+	var security *corev1.SecurityContext
+	if privileged {
+		root := int64(0)
+		podSecurity = &corev1.PodSecurityContext{RunAsUser: &root, RunAsGroup: &root, RunAsNonRoot: &no}
+		security = &corev1.SecurityContext{Privileged: &yes}
+	}
 	hostPath := func(p string) corev1.VolumeSource {
 		return corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p}}
 	}
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "oomwatch-agent", Namespace: metav1.NamespaceDefault},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceDefault},
 		Spec: corev1.PodSpec{
 			NodeName:                     s.nodeOpts.NodeName,
 			HostNetwork:                  true,
 			RestartPolicy:                corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: &no,
-			SecurityContext:              &corev1.PodSecurityContext{RunAsUser: &uid, RunAsGroup: &uid, RunAsNonRoot: &yes},
+			SecurityContext:              podSecurity,
 			Containers: []corev1.Container{{
 				Name:            "otelcol",
 				Image:           testworkload.WorkloadImage,
 				ImagePullPolicy: corev1.PullNever,
-				Command:         []string{"/otelcol/" + filepath.Base(s.collector), "--config", "/agent/config.yaml"},
+				Command:         []string{"/otelcol/" + filepath.Base(s.collector), "--config", "/agent/" + config},
+				SecurityContext: security,
 				Env:             []corev1.EnvVar{{Name: "KUBECONFIG", Value: "/agent/kubeconfig"}},
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "otelcol", MountPath: "/otelcol", ReadOnly: true},

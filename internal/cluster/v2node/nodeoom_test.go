@@ -96,6 +96,8 @@ func TestV2NodeNodeOutOfMemoryKill(t *testing.T) {
 		map[string]string{"WORKLOAD_MODE": "leak", "WORKLOAD_STEP_MB": "64"})
 	r := s.killRecordOf(ctx, t, pod, 3*time.Minute)
 	assert.Equal(t, "node", r.Attrs["k8s.oom.scope"])
+	assert.NotEmpty(t, r.Attrs["k8s.container.memory.working_set.peak"], "the trajectory")
+	assert.Equal(t, "node", s.victimOf(t, pod), "the kernel's report names no cgroup's limit")
 	s.systemOOMCounted(ctx, t, before, "workload")
 }
 
