@@ -143,7 +143,7 @@ func TestLogsBuilder(t *testing.T) {
 			lb.RecordK8sContainerOomKillEvent(ctx, timestamp, 27, "container.id-val", 17, true, "k8s.container.start_time-val", "k8s.container.end_time-val", WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithContainerMemoryWorkingSetAgeEventAttribute(32.100000), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sContainerMemoryWorkingSetPeakEventAttribute(37), WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(44.100000), WithK8sOomTimeFrom80PercentEventAttribute(28.100000), WithK8sOomGrowthClassEventAttribute("k8s.oom.growth_class-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
 			defaultEventsCount++
 			allEventsCount++
-			lb.RecordK8sContainerProcessOomKillEvent(ctx, timestamp, 36, "container.id-val", true, WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
+			lb.RecordK8sContainerProcessOomKillEvent(ctx, timestamp, 36, "container.id-val", true, WithK8sContainerMemoryLimitEventAttribute(26), WithK8sContainerMemoryRequestEventAttribute(28), WithContainerMemoryWorkingSetEventAttribute(28), WithK8sPodQosClassEventAttribute("k8s.pod.qos_class-val"), WithK8sOomScopeEventAttribute("k8s.oom.scope-val"), WithK8sContainerMemoryWorkingSetPeakEventAttribute(37), WithK8sContainerMemoryWorkingSetGrowthRateEventAttribute(44.100000), WithK8sOomTimeFrom80PercentEventAttribute(28.100000), WithK8sOomGrowthClassEventAttribute("k8s.oom.growth_class-val"), WithK8sOomKernelReportEventAttribute("k8s.oom.kernel_report-val"), WithProcessPidEventAttribute(11), WithProcessExecutableNameEventAttribute("process.executable.name-val"))
 			defaultEventsCount++
 			allEventsCount++
 			lb.RecordK8sNodeSystemOomKillEvent(ctx, timestamp, WithProcessExecutableNameEventAttribute("process.executable.name-val"), WithProcessPidEventAttribute(11))
@@ -279,6 +279,18 @@ func TestLogsBuilder(t *testing.T) {
 					attrVal, ok = lr.Attributes().Get("k8s.oom.scope")
 					assert.True(t, ok)
 					assert.Equal(t, "k8s.oom.scope-val", attrVal.Str())
+					attrVal, ok = lr.Attributes().Get("k8s.container.memory.working_set.peak")
+					assert.True(t, ok)
+					assert.EqualValues(t, 37, attrVal.Int())
+					attrVal, ok = lr.Attributes().Get("k8s.container.memory.working_set.growth_rate")
+					assert.True(t, ok)
+					assert.Equal(t, 44.100000, attrVal.Double())
+					attrVal, ok = lr.Attributes().Get("k8s.oom.time_from_80_percent")
+					assert.True(t, ok)
+					assert.Equal(t, 28.100000, attrVal.Double())
+					attrVal, ok = lr.Attributes().Get("k8s.oom.growth_class")
+					assert.True(t, ok)
+					assert.Equal(t, "k8s.oom.growth_class-val", attrVal.Str())
 					attrVal, ok = lr.Attributes().Get("k8s.oom.kernel_report")
 					assert.True(t, ok)
 					assert.Equal(t, "k8s.oom.kernel_report-val", attrVal.Str())

@@ -16,6 +16,7 @@ import (
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/metadata"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/processkill"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/termination"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/trajectory"
 )
 
 // Process kills inside living containers: each scrape reads every instance's OOM kill counter,
@@ -105,11 +106,22 @@ func (s *Scraper) recordProcessKills(now pcommon.Timestamp, p *containerstate.Po
 		opts = append(opts, metadata.WithK8sPodQosClassEventAttribute(p.QOSClass))
 	}
 	opts = append(opts, scopeOption(scope, scopeOK)...)
+	opts = append(opts, trajectoryOptions(s.trajectoryToNow(key, c, now))...)
 	if report != "" {
 		opts = append(opts, victimOptions(v, report)...)
 	}
 	s.lb.RecordK8sContainerProcessOomKillEvent(context.Background(), now, kills.N, kills.ContainerID, false, opts...)
 	return true
+}
+
+// trajectoryToNow is how the memory of the running instance came to this scrape, which saw its
+// processes' kills: the readings of the instance the Summary lists, before the scrape's second.
+func (s *Scraper) trajectoryToNow(key statsKey, c *containerstate.Container, now pcommon.Timestamp) (trajectory.Trajectory, bool) {
+	st := s.stats[key]
+	if st == nil || st.StartTime.IsZero() {
+		return trajectory.Trajectory{}, false
+	}
+	return s.trajectories.Explain(key, instanceKey(st.StartTime.Time), c.MemoryLimit, now.AsTime())
 }
 
 // readCgroups reads the kernel's counter of each running container instance. An instance whose

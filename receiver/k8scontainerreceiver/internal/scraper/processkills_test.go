@@ -15,6 +15,7 @@ import (
 
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/podtest"
 	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/internal/scrapertest"
+	"github.com/oomwatch/oomwatch/receiver/k8scontainerreceiver/kubelettest"
 )
 
 func TestProcessKillRecord(t *testing.T) {
@@ -75,4 +76,37 @@ func TestProcessKillRecordWhenPID1ExitsByItself(t *testing.T) {
 		assert.Equal(t, false, attrs["k8s.oom.main_process"], "exit code %d", code)
 		assert.Equal(t, int64(1), attrs["k8s.container.process.oom_kill.count"], "exit code %d", code)
 	}
+}
+
+// A process kill record says how the running container's memory came to the scrape that saw the
+// kills: the trajectory of its readings before.
+func TestProcessKillRecordTrajectory(t *testing.T) {
+	h := scrapertest.NewWith(t, nil)
+	sink := new(consumertest.LogsSink)
+	h.Scraper.SetLogs(sink)
+	h.Start()
+	pod := podtest.NewPod("hog", scrapertest.PodUID, podtest.NewLife("hog", "OOMKilled").Running(0))
+	h.Send(watch.Added, pod)
+	counter := func(v int) {
+		h.Kubelet.SetCadvisor(scrapertest.Cadvisor(scrapertest.CadvisorCounter{Pod: "hog", UID: scrapertest.PodUID, Container: "hog", ID: "hog-0", Value: v}))
+	}
+	// Created a second before it started, as the Summary gives it; read at 10 and 20 s.
+	created := podtest.T0.Add(-time.Second)
+	for i, ws := range []uint64{40 << 20, 60 << 20} {
+		at := time.Duration(i+1) * 10 * time.Second
+		h.Kubelet.SetSummary(kubelettest.Summary(podtest.Node, kubelettest.Pod(podtest.Namespace, "hog", scrapertest.PodUID, created,
+			kubelettest.Container("hog", created, podtest.T0.Add(at), kubelettest.Usage{WorkingSet: ws}))))
+		counter(0)
+		h.At(at + 500*time.Millisecond)
+		h.Scrape()
+	}
+	counter(2)
+	h.At(30*time.Second + 500*time.Millisecond)
+	h.Scrape()
+	got := scrapertest.Records(sink)
+	require.Len(t, got, 1)
+	attrs := got[0].Attributes().AsRaw()
+	assert.Equal(t, false, attrs["k8s.oom.main_process"])
+	assert.Equal(t, int64(60<<20), attrs["k8s.container.memory.working_set.peak"])
+	assert.InDelta(t, 2<<20, attrs["k8s.container.memory.working_set.growth_rate"], 1, "20 MiB in 10 s")
 }
