@@ -54,6 +54,9 @@ func TestRealNodeOOMKillRecordNamesTheVictim(t *testing.T) {
 		t.Logf("process kills: %v", r.Attrs)
 		assert.Equal(t, "found", r.Attrs["k8s.oom.kernel_report"])
 		assert.NotEmpty(t, r.Attrs["process.pid"])
+		assert.Equal(t, "false", r.Attrs["k8s.oom.main_process"])
+		// PID 1 lives on: the container was read before each scrape that saw a kill.
+		assert.NotEmpty(t, r.Attrs["k8s.container.memory.working_set.peak"], "the running container's trajectory")
 	}
 	// Each child reached the limit before it was killed: the kernel's counts of limit hits show
 	// them. The pod's cgroup, whose limit is the container's, reaches it first (the sandbox's
