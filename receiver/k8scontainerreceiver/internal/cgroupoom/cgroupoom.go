@@ -106,6 +106,9 @@ type Reader struct {
 	gen uint64
 	buf []byte
 
+	// skipPressure leaves memory.pressure unread (SkipPressure).
+	skipPressure bool
+
 	// now is time.Now and listDir listDir, but in tests.
 	now     func() time.Time
 	listDir func(string) ([]fs.DirEntry, error)
@@ -242,6 +245,10 @@ type Counts struct {
 	HasStall             bool
 }
 
+// SkipPressure has Read leave each container's memory.pressure unread, for a reader whose
+// stall times nobody reports: a file less to read per container and scrape.
+func (r *Reader) SkipPressure() { r.skipPressure = true }
+
 // Read returns, for each instance whose cgroup it finds, the kernel's counts; instances
 // whose cgroup is not (or no longer) there are left out, not errors.
 //
@@ -295,7 +302,7 @@ func (r *Reader) read(in Instance) (n Counts, ok bool, err error) {
 		c = &containerCgroup{counter: dir + "/" + r.counterFile}
 		if r.counterFile == v1CounterFile {
 			c.failcnt = dir + "/" + v1FailcntFile
-		} else {
+		} else if !r.skipPressure {
 			c.pressure = dir + "/" + v2PressureFile
 		}
 		r.containers[in.ContainerID] = c

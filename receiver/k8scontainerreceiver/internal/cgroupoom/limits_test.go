@@ -153,6 +153,20 @@ func TestReadMemoryPressure(t *testing.T) {
 	assert.Equal(t, Counts{Kills: 7, LimitHits: 41, HasLimitHits: true}, got[id(1, 3)], "a memory.pressure that does not parse")
 }
 
+// TestReadMemoryPressureSkipped: a reader told to skip memory.pressure reads the kill counts
+// alone.
+func TestReadMemoryPressureSkipped(t *testing.T) {
+	v2 := v2Tree(t)
+	dir := "kubepods.slice/kubepods-pod" + systemdUID(uid(1)) + ".slice/cri-containerd-" + id(1, 1) + ".scope"
+	v2.cgroup(dir, 5)
+	v2.file(dir+"/memory.pressure", "some avg10=1.50 avg60=0.40 avg300=0.10 total=2500000\nfull avg10=0.80 avg60=0.20 avg300=0.05 total=1250000\n")
+	r := v2.reader()
+	r.SkipPressure()
+	got, err := r.Read([]Instance{{PodUID: uid(1), ContainerID: id(1, 1)}})
+	require.NoError(t, err)
+	assert.Equal(t, Counts{Kills: 5, LimitHits: 41, HasLimitHits: true}, got[id(1, 1)])
+}
+
 func TestParsePressure(t *testing.T) {
 	for _, tc := range []struct {
 		in         string

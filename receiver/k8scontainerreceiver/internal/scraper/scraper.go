@@ -217,6 +217,9 @@ func (s *Scraper) Start(ctx context.Context, host component.Host) error {
 		if s.cgroups, err = cgroupoom.NewReader(s.cfg.ProcessOOMKills.CgroupRoot); err != nil {
 			return fmt.Errorf("process_oom_kills.cgroup_root: %w", err)
 		}
+		if !s.cfg.Metrics.ContainerMemoryPressureStallTime.Enabled {
+			s.cgroups.SkipPressure()
+		}
 	}
 
 	if err := s.startPodWatch(); err != nil {
