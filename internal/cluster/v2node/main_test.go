@@ -321,23 +321,7 @@ current-context: oomwatch
 `, guestAPIAddress, guestAPIPort, apiServerName, base64.StdEncoding.EncodeToString(ca), s.token)
 	var receivers, processors, exporters, pipelines strings.Builder
 	for _, src := range sources {
-		fmt.Fprintf(&receivers, `  k8s_container/%[1]s:
-    collection_interval: %[2]s
-    initial_delay: 0s
-    auth_type: kubeConfig
-    node: %[3]s
-    kubelet:
-      enabled: true
-      endpoint: https://127.0.0.1:10250
-      auth_type: kubeConfig
-      insecure_skip_verify: true
-      timeout: 10s
-    process_oom_kills:
-      source: %[1]s
-`, src, agentInterval, s.nodeOpts.NodeName)
-		if src == sourceCgroup {
-			receivers.WriteString("      cgroup_root: /host/sys/fs/cgroup\n")
-		}
+		receivers.WriteString(s.receiverConfig("k8s_container/"+src, src, false))
 		fmt.Fprintf(&processors, "  oom_counter/%s:\n", src)
 		fmt.Fprintf(&exporters, `  otlp_grpc/%s:
     endpoint: %s:%d
@@ -375,23 +359,7 @@ service:
   pipelines:
 %s`, receivers.String(), processors.String(), exporters.String(), agentLogDir, pipelines.String())
 	kernelLogConfig := fmt.Sprintf(`receivers:
-  k8s_container:
-    collection_interval: %[1]s
-    initial_delay: 0s
-    auth_type: kubeConfig
-    node: %[2]s
-    kubelet:
-      enabled: true
-      endpoint: https://127.0.0.1:10250
-      auth_type: kubeConfig
-      insecure_skip_verify: true
-      timeout: 10s
-    process_oom_kills:
-      source: cgroup
-      cgroup_root: /host/sys/fs/cgroup
-    kernel_log:
-      enabled: true
-
+%[1]s
 processors:
   oom_counter: {}
   batch:
@@ -399,14 +367,14 @@ processors:
 
 exporters:
   otlp_grpc:
-    endpoint: %[3]s:%[4]d
+    endpoint: %[2]s:%[3]d
     tls:
       insecure: true
 
 service:
   telemetry:
     logs:
-      output_paths: [%[5]s/agent-kernel-log.log]
+      output_paths: [%[4]s/agent-kernel-log.log]
     metrics:
       level: none
   pipelines:
@@ -418,7 +386,7 @@ service:
       receivers: [k8s_container]
       processors: [batch]
       exporters: [otlp_grpc]
-`, agentInterval, s.nodeOpts.NodeName, guestAPIAddress, s.guestPorts[sourceKernelLog], agentLogDir)
+`, s.receiverConfig("k8s_container", sourceCgroup, true), guestAPIAddress, s.guestPorts[sourceKernelLog], agentLogDir)
 	for name, content := range map[string]string{"kubeconfig": kubeconfig, "config.yaml": config, "config-kernel-log.yaml": kernelLogConfig} {
 		// The collector's user reads them in the guest; on the host the run folder is root's.
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
@@ -426,6 +394,33 @@ service:
 		}
 	}
 	return nil
+}
+
+// receiverConfig is the k8s_container receiver named name, reading process kills from src and,
+// with kernelLog, the guest's kernel log.
+func (s *suite) receiverConfig(name, src string, kernelLog bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `  %[1]s:
+    collection_interval: %[2]s
+    initial_delay: 0s
+    auth_type: kubeConfig
+    node: %[3]s
+    kubelet:
+      enabled: true
+      endpoint: https://127.0.0.1:10250
+      auth_type: kubeConfig
+      insecure_skip_verify: true
+      timeout: 10s
+    process_oom_kills:
+      source: %[4]s
+`, name, agentInterval, s.nodeOpts.NodeName, src)
+	if src == sourceCgroup {
+		b.WriteString("      cgroup_root: /host/sys/fs/cgroup\n")
+	}
+	if kernelLog {
+		b.WriteString("    kernel_log:\n      enabled: true\n")
+	}
+	return b.String()
 }
 
 // agentPod runs the collector from the host's build, as deploy/'s user, on the node's network.

@@ -47,6 +47,11 @@ func main() {
 	}
 	w := &watcher{fd: fd, paths: map[int32]string{}, watched: map[string]bool{}, printed: map[string]string{}, events: make(chan string, 64)}
 	go w.read()
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "guestwatch: its own path:", err)
+		os.Exit(1)
+	}
 	tick := time.NewTicker(scanInterval)
 	defer tick.Stop()
 	for {
@@ -55,7 +60,7 @@ func main() {
 			w.report(p)
 		case <-tick.C:
 			w.scan()
-			startLeakIfAsked()
+			startLeakIfAsked(self)
 		}
 	}
 }
@@ -150,17 +155,14 @@ func (w *watcher) report(path string) {
 	fmt.Printf("@@v2node oom %s %s@@\n", path, content)
 }
 
-// startLeakIfAsked starts "guestwatch leak" once per appearance of the trigger file.
-func startLeakIfAsked() {
-	self, err := os.Executable()
-	if err != nil {
-		return
-	}
+// startLeakIfAsked starts "guestwatch leak" (self is this program) once per appearance of the
+// trigger file.
+func startLeakIfAsked(self string) {
 	trigger := filepath.Join(filepath.Dir(self), leakTrigger)
 	if os.Remove(trigger) != nil {
 		return
 	}
-	cmd := exec.Command(self, "leak") //nolint:gosec // G204: this program itself
+	cmd := exec.Command(self, "leak")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "guestwatch: starting the leak:", err)
