@@ -338,6 +338,19 @@ func importCollectorImage(t *testing.T) string {
 	return root
 }
 
+// applyAgent builds the kustomize overlay in dir and applies it; the agent's DaemonSet is
+// deleted at cleanup.
+func applyAgent(t *testing.T, dir string) {
+	t.Helper()
+	s := need(t)
+	manifest, err := kustomize.Build(dir)
+	require.NoError(t, err)
+	require.NoError(t, s.cluster.Apply(context.Background(), manifest))
+	t.Cleanup(func() {
+		_ = s.admin.AppsV1().DaemonSets("oomwatch").Delete(context.Background(), "oomwatch-agent", metav1.DeleteOptions{})
+	})
+}
+
 // agentPod waits for the one Ready agent pod of the DaemonSet on the real node that is not
 // old, and returns it.
 func agentPod(t *testing.T, old types.UID, within time.Duration) *corev1.Pod {
@@ -567,12 +580,7 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	}
 	service := startRoundRobin(t, gateways[0].otlp(), gateways[1].otlp())
 
-	manifest, err := kustomize.Build(overlay(t, root, service.addr(), filepath.Join(s.dir, "agent-state"), certs))
-	require.NoError(t, err)
-	require.NoError(t, s.cluster.Apply(ctx, manifest))
-	t.Cleanup(func() {
-		_ = s.admin.AppsV1().DaemonSets("oomwatch").Delete(ctx, "oomwatch-agent", metav1.DeleteOptions{})
-	})
+	applyAgent(t, overlay(t, root, service.addr(), filepath.Join(s.dir, "agent-state"), certs))
 	began := time.Now()
 	first := agentPod(t, "", 3*time.Minute)
 	t.Logf("agent pod %s Ready on %s in %s", first.Name, first.Spec.NodeName, time.Since(began).Round(time.Second))
@@ -631,7 +639,7 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 
 	// A rollout of the agent, as `kubectl rollout restart` does it.
 	restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
-	_, err = s.admin.AppsV1().DaemonSets("oomwatch").Patch(ctx, "oomwatch-agent", types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{})
+	_, err := s.admin.AppsV1().DaemonSets("oomwatch").Patch(ctx, "oomwatch-agent", types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{})
 	require.NoError(t, err)
 	second := agentPod(t, first.UID, 3*time.Minute)
 	t.Logf("agent rolled out: %s replaced %s", second.Name, first.Name)

@@ -14,8 +14,6 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
 )
 
 // TestDeployedAgentWithKernelLogNamesTheVictim: deploy/ with components/kernel-log, from the
@@ -33,12 +31,7 @@ func TestDeployedAgentWithKernelLogNamesTheVictim(t *testing.T) {
 	gateway := startGatewayReplica(t, "127.0.0.4", "http://127.0.0.1:9/api/v1/write", "http://127.0.0.1:9/api/v1/otlp/v1/metrics", logs.otlpLogs(), certs)
 	service := startRoundRobin(t, gateway.otlp())
 
-	manifest, err := kustomize.Build(overlay(t, root, service.addr(), filepath.Join(s.dir, "agent-state-kernel-log"), certs, "kernel-log"))
-	require.NoError(t, err)
-	require.NoError(t, s.cluster.Apply(ctx, manifest))
-	t.Cleanup(func() {
-		_ = s.admin.AppsV1().DaemonSets("oomwatch").Delete(ctx, "oomwatch-agent", metav1.DeleteOptions{})
-	})
+	applyAgent(t, overlay(t, root, service.addr(), filepath.Join(s.dir, "agent-state-kernel-log"), certs, "kernel-log"))
 	began := time.Now()
 	pod := agentPod(t, "", 3*time.Minute)
 	t.Logf("agent pod %s Ready in %s", pod.Name, time.Since(began).Round(time.Second))
@@ -59,6 +52,7 @@ func TestDeployedAgentWithKernelLogNamesTheVictim(t *testing.T) {
 	query := `event_name:="k8s.container.oom_kill" AND "k8s.namespace.name":="` + ns + `"`
 	var records []map[string]string
 	require.Eventually(t, func() bool {
+		var err error
 		records, err = logs.query(query)
 		return err == nil && len(records) >= 2
 	}, 3*time.Minute, time.Second, "VictoriaLogs: fewer than 2 kill records (the API server shows %d kills)", kills.count())
