@@ -105,3 +105,21 @@ func TestNoRuleIsWrittenTwice(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleTestsEvaluateGroupsInOrder: without group_eval_order promtool evaluates the groups of
+// rules.yaml in a random order, so an alert reads a recording rule's value of this evaluation
+// or of the one before, and a test on a recorded rate passes one run and fails the next.
+func TestRuleTestsEvaluateGroupsInOrder(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("prometheus", "rules_test.yaml"))
+	require.NoError(t, err)
+	var tests struct {
+		GroupEvalOrder []string `json:"group_eval_order"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &tests))
+	var groups []string
+	for _, g := range rulesAsPrometheusRule(t).Spec.Groups {
+		groups = append(groups, g.Name)
+	}
+	assert.Equal(t, groups, tests.GroupEvalOrder,
+		"rules_test.yaml's group_eval_order is not rules.yaml's groups, recording rules first")
+}
