@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/oomwatch/oomwatch/internal/testing/backend"
 	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
 	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
 )
@@ -98,7 +98,7 @@ func startAgent(t *testing.T, opts agentOptions) *agent {
 		_ = a.log.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(a.log.Name()); err == nil {
-				t.Logf("collector %s log (tail):\n%s", opts.name, tail(string(b), 40))
+				t.Logf("collector %s log (tail):\n%s", opts.name, backend.Tail(string(b), 40))
 			}
 		}
 	})
@@ -277,14 +277,6 @@ func (a *agent) waitReports(podUID, container string, since time.Time, n int) ot
 		return len(batches) >= n
 	}, scrapes(n), 50*time.Millisecond, "%s/%s: %d reports after %s not received", podUID, container, n, since.Format("15:04:05.000"))
 	return latest
-}
-
-func tail(s string, lines int) string {
-	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
 }
 
 // waitSaved waits until the collector's storage folder was written after since: the state it

@@ -31,6 +31,7 @@ import (
 	"github.com/oomwatch/oomwatch/internal/packaging/deployconfig"
 	"github.com/oomwatch/oomwatch/internal/packaging/kustomize"
 	"github.com/oomwatch/oomwatch/internal/testing/collectorrun"
+	"github.com/oomwatch/oomwatch/internal/testing/promserver"
 	"github.com/oomwatch/oomwatch/internal/testing/testcerts"
 	"github.com/oomwatch/oomwatch/internal/testing/testlog"
 )
@@ -465,7 +466,7 @@ func checkKillRecords(t *testing.T, logs *logsServer, kills int, processKills ui
 // (variables at All), each one's highest value per series over the last hour: memhog's kills
 // and, where it was read running, its memory against its limit, a series for the forker's process
 // kills, one for the node's system OOM kills, and no kill for steady.
-func checkDashboard(t *testing.T, prom *promServer, node string, firstValueCounted bool) {
+func checkDashboard(t *testing.T, prom *promserver.Server, node string, firstValueCounted bool) {
 	t.Helper()
 	b, err := deploy.Manifests.ReadFile("grafana/oomwatch.json")
 	require.NoError(t, err)
@@ -474,7 +475,7 @@ func checkDashboard(t *testing.T, prom *promServer, node string, firstValueCount
 	shown := map[int]map[string]float64{}
 	for _, p := range panels {
 		require.Len(t, p.Queries, 1, p.Title)
-		got, err := prom.instant("max_over_time((" + p.Queries[0] + ")[1h:10s])")
+		got, err := prom.Instant("max_over_time((" + p.Queries[0] + ")[1h:10s])")
 		require.NoError(t, err, p.Title)
 		shown[p.ID] = map[string]float64{}
 		for _, s := range got {
@@ -496,7 +497,7 @@ func checkDashboard(t *testing.T, prom *promServer, node string, firstValueCount
 	assert.Contains(t, shown[3], node, "system OOM kills: the node")
 	// memhog reaches its limit within 2 s of starting: whether a scrape every 10 s read one of its
 	// instances running is chance. Where one did, the panel shows it.
-	read, err := prom.instant(`max(max_over_time(k8s_container_memory_limit_utilization_ratio{k8s_deployment_name="memhog"}[1h]))`)
+	read, err := prom.Instant(`max(max_over_time(k8s_container_memory_limit_utilization_ratio{k8s_deployment_name="memhog"}[1h]))`)
 	require.NoError(t, err)
 	if len(read) == 1 {
 		assert.Positive(t, shown[4]["deployment/memhog"], "memory against the limit: memhog, read running")
@@ -538,8 +539,8 @@ func forkerDeployment(ns string) *appsv1.Deployment {
 }
 
 // promValue is the single value of a PromQL query, or an error saying what it returned.
-func promValue(p *promServer, query string) (float64, error) {
-	got, err := p.instant(query)
+func promValue(p *promserver.Server, query string) (float64, error) {
+	got, err := p.Instant(query)
 	if err != nil {
 		return 0, err
 	}
@@ -569,14 +570,14 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	prom3 := startPrometheusWith(t, promOptions{rules: rules, otlp: true})
 	backends := []struct {
 		name string
-		*promServer
+		*promserver.Server
 	}{{"Prometheus 2 (remote write)", prom}, {"Prometheus 3 (OTLP)", prom3}}
 	logs := startVictoriaLogs(t)
 	// The agent reaches the gateway through the round robin at 127.0.0.1, and checks that name.
 	certs := makeOTLPCerts(t, "127.0.0.1", "127.0.0.2", "127.0.0.3")
 	gateways := []*gatewayReplica{
-		startGatewayReplica(t, "127.0.0.2", prom.url+"/api/v1/write", prom3.url+"/api/v1/otlp/v1/metrics", logs.otlpLogs(), certs),
-		startGatewayReplica(t, "127.0.0.3", prom.url+"/api/v1/write", prom3.url+"/api/v1/otlp/v1/metrics", logs.otlpLogs(), certs),
+		startGatewayReplica(t, "127.0.0.2", prom.URL+"/api/v1/write", prom3.URL+"/api/v1/otlp/v1/metrics", logs.otlpLogs(), certs),
+		startGatewayReplica(t, "127.0.0.3", prom.URL+"/api/v1/write", prom3.URL+"/api/v1/otlp/v1/metrics", logs.otlpLogs(), certs),
 	}
 	service := startRoundRobin(t, gateways[0].otlp(), gateways[1].otlp())
 
@@ -607,7 +608,7 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 				return false
 			}
 			for _, b := range backends {
-				if v, err := promValue(b.promServer, counted); err != nil || int(v) != n {
+				if v, err := promValue(b.Server, counted); err != nil || int(v) != n {
 					return false
 				}
 			}
@@ -618,14 +619,14 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	}
 	n := waitCounted(0, "first kill")
 
-	alerts := func(p *promServer, query string) []promSample {
-		got, err := p.instant(query)
+	alerts := func(p *promserver.Server, query string) []promserver.Sample {
+		got, err := p.Instant(query)
 		require.NoError(t, err)
 		return got
 	}
 	for _, b := range backends {
 		require.Eventually(t, func() bool {
-			return len(alerts(b.promServer, `ALERTS{alertname="KubernetesWorkloadOOMKilled",alertstate="firing",workload="deployment/memhog"}`)) == 1
+			return len(alerts(b.Server, `ALERTS{alertname="KubernetesWorkloadOOMKilled",alertstate="firing",workload="deployment/memhog"}`)) == 1
 		}, time.Minute, time.Second, "%s: the OOM-kill alert does not fire for deployment/memhog", b.name)
 	}
 
@@ -656,7 +657,7 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	final := kills.count()
 	require.GreaterOrEqual(t, final, n)
 	for _, b := range backends {
-		checkBackend(t, b.name, b.promServer, final)
+		checkBackend(t, b.name, b.Server, final)
 	}
 	t.Logf("gateway connections: %v", service.connections())
 
@@ -674,14 +675,14 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 		var shown float64
 		var shownErr error
 		if !assert.Eventually(t, func() bool {
-			shown, shownErr = promValue(b.promServer, forkerKills)
+			shown, shownErr = promValue(b.Server, forkerKills)
 			return shownErr == nil && uint64(shown) == kernel
 		}, time.Minute, time.Second, "%s does not show the kernel's %d process kills", b.name, kernel) {
 			t.Logf("%s's last answer: %v, %v", b.name, shown, shownErr)
 			logAgent(t, second)
 			t.FailNow()
 		}
-		v, err := promValue(b.promServer, `sum(k8s_container_oom_kills_total{k8s_deployment_name="forker"})`)
+		v, err := promValue(b.Server, `sum(k8s_container_oom_kills_total{k8s_deployment_name="forker"})`)
 		require.NoError(t, err)
 		assert.Equal(t, 0.0, v, "%s: the forker's container was never OOM-killed itself", b.name)
 	}
@@ -692,10 +693,10 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	// The alert resolves by itself once the kills are out of its window.
 	for _, b := range backends {
 		require.Eventually(t, func() bool {
-			return len(alerts(b.promServer, `ALERTS{alertname="KubernetesWorkloadOOMKilled",workload="deployment/memhog"}`)) == 0
+			return len(alerts(b.Server, `ALERTS{alertname="KubernetesWorkloadOOMKilled",workload="deployment/memhog"}`)) == 0
 		}, 8*time.Minute, 5*time.Second, "%s: the OOM-kill alert for deployment/memhog does not resolve", b.name)
 		t.Logf("%s: alert resolved %s after the kills stopped", b.name, time.Since(stopped).Round(time.Second))
-		others := alerts(b.promServer, `count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!~"deployment/(memhog|forker)"}[1h])`)
+		others := alerts(b.Server, `count_over_time(ALERTS{alertname=~"KubernetesWorkload.*",workload!~"deployment/(memhog|forker)"}[1h])`)
 		assert.Empty(t, others, "%s: alerts for workloads that were not OOM-killed", b.name)
 	}
 
@@ -716,7 +717,7 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 	for _, b := range backends {
 		fired := func(workload string) map[string]string {
 			got := map[string]string{}
-			for _, a := range alerts(b.promServer, `max by (alertname, severity) (max_over_time(ALERTS{alertstate="firing",workload="`+workload+`"}[1h]))`) {
+			for _, a := range alerts(b.Server, `max by (alertname, severity) (max_over_time(ALERTS{alertstate="firing",workload="`+workload+`"}[1h]))`) {
 				got[a.Labels["alertname"]] = a.Labels["severity"]
 			}
 			return got
@@ -727,7 +728,7 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 		}, fired("deployment/memhog"), b.name)
 		forkerAlerts := fired("deployment/forker")
 		t.Logf("%s: the forker's alerts: %v", b.name, forkerAlerts)
-		if b.promServer == prom3 {
+		if b.Server == prom3 {
 			assert.Equal(t, map[string]string{"KubernetesWorkloadProcessOOMKilled": "warning"}, forkerAlerts, b.name)
 			continue
 		}
@@ -742,17 +743,17 @@ func TestDeployedAgentCountsEveryKillOfADeployment(t *testing.T) {
 // checkBackend checks what one backend shows once memhog's kills have stopped: all final kills,
 // no counter that went back, one series for memhog's container across the agent's rollout and
 // the gateway replicas, and no kill for steady.
-func checkBackend(t *testing.T, name string, p *promServer, final int) {
+func checkBackend(t *testing.T, name string, p *promserver.Server, final int) {
 	t.Helper()
 	const counted = `sum(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`
 	require.Eventually(t, func() bool {
 		v, err := promValue(p, counted)
 		return err == nil && int(v) == final
 	}, time.Minute, time.Second, "%s does not show the %d kills", name, final)
-	resets, err := p.instant(`resets(k8s_container_oom_kills_total[1h]) > 0`)
+	resets, err := p.Instant(`resets(k8s_container_oom_kills_total[1h]) > 0`)
 	require.NoError(t, err)
 	assert.Empty(t, resets, "%s: counter resets", name)
-	series, err := p.instant(`count(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`)
+	series, err := p.Instant(`count(k8s_container_oom_kills_total{k8s_deployment_name="memhog"})`)
 	require.NoError(t, err)
 	require.Len(t, series, 1, name)
 	assert.Equal(t, 1.0, series[0].Value, "%s: one series for memhog's one container, across the rollout", name)

@@ -26,6 +26,7 @@ import (
 	"k8s.io/kubelet/pkg/apis/stats/v1alpha1"
 
 	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
+	"github.com/oomwatch/oomwatch/internal/testing/promserver"
 )
 
 // The kill sources beside the pod status, on the real node, as a user checks them: processes the
@@ -129,14 +130,14 @@ func TestRealNodeProcessKillsCountedExactly(t *testing.T) {
 		reached.Value, reached.Received.Sub(kernelDone).Round(time.Millisecond), kernel)
 	settled := a.waitReports(uid, "app", time.Now(), 2)
 	sel := fmt.Sprintf(`%s{k8s_pod_uid=%q,k8s_container_name="app"}`, promProcessOOMKills, uid)
-	prom.sampleAfter(sel, settled.Received, scrapes(1)+promScrapeInterval)
+	prom.SampleAfter(sel, settled.Received, scrapes(1)+promScrapeInterval)
 
 	// Read at the same moment: the kernel, cAdvisor, the backend and Prometheus.
 	kernel = kernelOOMKills(t, uid, id)
 	cadvisor, _, listed := cadvisorOOMEventsOf(cadvisorOOMEvents(t), id)
 	exported, ok := a.latestOf("k8s.container.process.oom_kills", uid, "app")
 	require.True(t, ok)
-	got, err := prom.one(sel)
+	got, err := prom.One(sel)
 	require.NoError(t, err)
 	reports := klog.oomSummaries(id)
 	t.Logf("kernel oom_kill %d, kernel reports of the container %d, cadvisor %d (listed: %v), OTLP backend %v, Prometheus %s = %v",
@@ -147,13 +148,13 @@ func TestRealNodeProcessKillsCountedExactly(t *testing.T) {
 	assert.Equal(t, uint64(children), kernel, "every child OOM-killed, PID 1 never")
 	assert.Equal(t, float64(kernel), exported.Value, "k8s.container.process.oom_kills at the OTLP backend is not the kernel's count")
 	assert.Equal(t, float64(kernel), got.Value, "%s is not the kernel's count", sel)
-	resets, err := prom.one(fmt.Sprintf("resets(%s[5m])", sel))
+	resets, err := prom.One(fmt.Sprintf("resets(%s[5m])", sel))
 	require.NoError(t, err)
 	assert.Zero(t, resets.Value, "Prometheus saw the counter go down")
 
 	// The container never ended: no OOM kill of the container.
 	ends := fmt.Sprintf(`%s{k8s_pod_uid=%q,k8s_container_name="app"}`, promOOMKills, uid)
-	containerKills, err := prom.one(ends)
+	containerKills, err := prom.One(ends)
 	require.NoError(t, err)
 	assert.Zero(t, containerKills.Value, "%s: PID 1 never died", ends)
 	now := runningContainer(t, ns, "children", "app", time.Second)
@@ -431,8 +432,8 @@ func TestSystemOOMEventsCounted(t *testing.T) {
 	prom := startPrometheus(t, fmt.Sprintf("127.0.0.1:%d", promPort))
 	sel := fmt.Sprintf(`%s{k8s_node_name=%q}`, promSystemOOMKills, node)
 	// The collector reports the node at every scrape, 0 included.
-	prom.sampleAfter(sel, began, scrapes(2)+promScrapeInterval)
-	base, err := prom.one(sel)
+	prom.SampleAfter(sel, began, scrapes(2)+promScrapeInterval)
+	base, err := prom.One(sel)
 	require.NoError(t, err)
 	require.Zero(t, base.Value, "system OOM kills of the node before the test wrote any")
 
@@ -464,7 +465,7 @@ func TestSystemOOMEventsCounted(t *testing.T) {
 	waitCount := func(want float64, what string) {
 		t.Helper()
 		wrote := time.Now()
-		p := prom.waitFor(sel, scrapes(2)+promScrapeInterval, func(s promSample) bool { return s.Value >= want })
+		p := prom.WaitFor(sel, scrapes(2)+promScrapeInterval, func(s promserver.Sample) bool { return s.Value >= want })
 		t.Logf("%s: Prometheus shows %v, %s after the write", what, p.Value, time.Since(wrote).Round(time.Millisecond))
 		var last otlpsink.Point
 		seen := time.Now()
@@ -479,7 +480,7 @@ func TestSystemOOMEventsCounted(t *testing.T) {
 			return n >= 2
 		}, scrapes(2), 50*time.Millisecond, "%s: no reports of the node", what)
 		assert.Equal(t, want, last.Value, "%s: k8s.node.system_oom_kills at the OTLP backend", what)
-		got := prom.sampleAfter(sel, last.Received, scrapes(1)+promScrapeInterval)
+		got := prom.SampleAfter(sel, last.Received, scrapes(1)+promScrapeInterval)
 		assert.Equal(t, want, got.Value, "%s: %s", what, sel)
 	}
 
@@ -496,7 +497,7 @@ func TestSystemOOMEventsCounted(t *testing.T) {
 	second := create(nodeEvent(node, "SystemOOM", systemOOMVictim("postgres", 31337), time.Now()))
 	waitCount(4, "a second SystemOOM event")
 
-	all, err := prom.instant(promSystemOOMKills)
+	all, err := prom.Instant(promSystemOOMKills)
 	require.NoError(t, err)
 	require.Len(t, all, 1, "series of %s: %v", promSystemOOMKills, all)
 	assert.Equal(t, node, all[0].Labels["k8s_node_name"], "a node's kills counted for another")
@@ -551,10 +552,10 @@ func TestSystemOOMEventsCounted(t *testing.T) {
 		sort.Slice(after, func(i, j int) bool { return after[i].name > after[j].name })
 		assert.Equal(t, want, got, "k8s.node.system_oom_kill records")
 	}
-	resets, err := prom.one(fmt.Sprintf("resets(%s[5m])", sel))
+	resets, err := prom.One(fmt.Sprintf("resets(%s[5m])", sel))
 	require.NoError(t, err)
 	assert.Zero(t, resets.Value, "Prometheus saw the counter go down across the restart")
-	series, err := prom.series(sel, began, time.Now())
+	series, err := prom.SeriesOf(sel, began, time.Now())
 	require.NoError(t, err)
 	assert.Len(t, series, 1, "series of the node over the run: %v", series)
 	t.Logf("test time: %s", time.Since(began).Round(time.Millisecond))

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/oomwatch/oomwatch/internal/testing/backend"
 	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
 )
 
@@ -91,7 +92,7 @@ func TestRealNodeOOMKillScope(t *testing.T) {
 	assert.False(t, ok, "a suggested container limit for a kill at the pod's limit")
 	if t.Failed() {
 		b, err := os.ReadFile(a.log.Name())
-		t.Logf("agent log (%v):\n%s", err, tail(string(b), 40))
+		t.Logf("agent log (%v):\n%s", err, backend.Tail(string(b), 40))
 	}
 	t.Logf("test time: %s", time.Since(began).Round(time.Millisecond))
 }

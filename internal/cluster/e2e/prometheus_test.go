@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/oomwatch/oomwatch/internal/testing/otlpsink"
+	"github.com/oomwatch/oomwatch/internal/testing/promserver"
 )
 
 // promOOMKills is k8s.container.oom_kills as the prometheus exporter renders it: a monotonic
@@ -27,7 +28,7 @@ const promOOMKills = "k8s_container_oom_kills_total"
 type durable struct {
 	t     *testing.T
 	a     *agent
-	prom  *promServer
+	prom  *promserver.Server
 	uid   string
 	sel   string // the container's counter in PromQL
 	begin time.Time
@@ -93,7 +94,7 @@ func (d *durable) restart(killed time.Time) {
 	d.t.Helper()
 	d.a.start()
 	p := d.a.waitReports(d.uid, "app", killed, 1)
-	s := d.prom.sampleAfter(d.sel, killed, scrapes(1)+promScrapeInterval)
+	s := d.prom.SampleAfter(d.sel, killed, scrapes(1)+promScrapeInterval)
 	d.t.Logf("restarted: the OTLP backend got %v (start %s), Prometheus scraped %v", p.Value, p.Start.Format("15:04:05.000"), s.Value)
 }
 
@@ -103,11 +104,11 @@ func (d *durable) restart(killed time.Time) {
 func (d *durable) check(want int) {
 	d.t.Helper()
 	last := d.a.waitReports(d.uid, "app", time.Now(), 2)
-	d.prom.sampleAfter(d.sel, last.Received, scrapes(1)+promScrapeInterval)
+	d.prom.SampleAfter(d.sel, last.Received, scrapes(1)+promScrapeInterval)
 	d.t.Logf("the OTLP backend's last point: %v (start %s); true count %d", last.Value, last.Start.Format("15:04:05.000"), want)
 
 	window := fmt.Sprintf("%ds", int(math.Ceil(time.Since(d.begin).Seconds()))+5)
-	if history, err := d.prom.rangeVector(d.sel + "[" + window + "]"); err == nil {
+	if history, err := d.prom.RangeVector(d.sel + "[" + window + "]"); err == nil {
 		for _, ser := range history {
 			var vals []string
 			for i, s := range ser.Samples {
@@ -118,13 +119,13 @@ func (d *durable) check(want int) {
 			d.t.Logf("Prometheus: %s over the run, at each change: %s", d.sel, strings.Join(vals, " "))
 		}
 	}
-	got, err := d.prom.one(d.sel)
+	got, err := d.prom.One(d.sel)
 	require.NoError(d.t, err)
 	assert.Equal(d.t, float64(want), got.Value, "%s: the last value is not the number of OOM kills", d.sel)
-	resets, err := d.prom.one("resets(" + d.sel + "[" + window + "])")
+	resets, err := d.prom.One("resets(" + d.sel + "[" + window + "])")
 	require.NoError(d.t, err)
 	assert.Zero(d.t, resets.Value, "resets(%s[%s]): Prometheus saw the counter go down", d.sel, window)
-	series, err := d.prom.series(fmt.Sprintf(`{__name__=%q,k8s_pod_uid=%q,k8s_container_name="app"}`, promOOMKills, d.uid), d.begin, time.Now())
+	series, err := d.prom.SeriesOf(fmt.Sprintf(`{__name__=%q,k8s_pod_uid=%q,k8s_container_name="app"}`, promOOMKills, d.uid), d.begin, time.Now())
 	require.NoError(d.t, err)
 	assert.Len(d.t, series, 1, "series of the container over the run: %v", series)
 }
@@ -149,7 +150,7 @@ func TestPrometheusCountSurvivesSIGKILL(t *testing.T) {
 	d.watch(pod)
 	pod = writeStatus(t, pod, running("app", 0, ""))
 	d.a.waitOOMs(d.uid, "app", 0, 30*time.Second)
-	d.prom.sampleAfter(d.sel, d.begin, 30*time.Second)
+	d.prom.SampleAfter(d.sel, d.begin, 30*time.Second)
 
 	kills := 0           // OOM kills written: the true count
 	instance := int32(0) // the container instance running now
@@ -177,7 +178,7 @@ func TestPrometheusCountSurvivesSIGKILL(t *testing.T) {
 
 	// 2. SIGKILL as soon as Prometheus scraped the count.
 	p = killed()
-	s := d.prom.waitFor(d.sel, scrapes(1)+promScrapeInterval, func(s promSample) bool { return s.Value == p.Value })
+	s := d.prom.WaitFor(d.sel, scrapes(1)+promScrapeInterval, func(s promserver.Sample) bool { return s.Value == p.Value })
 	d.crash(fmt.Sprintf("right after Prometheus scraped count %v (%d OOM kills)", s.Value, kills))
 
 	// 3. SIGKILL right after an OOM kill reached the API server; the container restarts while
@@ -224,7 +225,7 @@ func TestPrometheusRealNodeCountSurvivesSIGKILL(t *testing.T) {
 		case 1:
 			d.crash(fmt.Sprintf("%s after the OTLP backend received count %v (%d OOM kills)", time.Since(p.Received).Round(time.Millisecond), p.Value, seen))
 		case 2:
-			s := d.prom.waitFor(d.sel, scrapes(1)+promScrapeInterval, func(s promSample) bool { return s.Value == p.Value })
+			s := d.prom.WaitFor(d.sel, scrapes(1)+promScrapeInterval, func(s promserver.Sample) bool { return s.Value == p.Value })
 			d.crash(fmt.Sprintf("right after Prometheus scraped count %v (%d OOM kills)", s.Value, seen))
 		}
 		before, since = d.latest(), time.Now()

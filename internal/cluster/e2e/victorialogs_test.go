@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/oomwatch/oomwatch/internal/testing/backend"
 )
 
 // logsServer is VictoriaLogs (built by make cluster-bin), a logs backend the gateway sends the
@@ -35,14 +37,14 @@ func startVictoriaLogs(t *testing.T) *logsServer {
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(dir, "data"), "-loggerLevel=WARN")
 	l := &logsServer{url: "http://" + addr}
-	startBackend(t, "victoria-logs", cmd, dir, l.url+"/health")
+	backend.Start(t, "victoria-logs", cmd, dir, l.url+"/health")
 	return l
 }
 
 // query runs a LogsQL query over everything stored and returns the entries, each a map of its
 // fields.
 func (l *logsServer) query(q string) ([]map[string]string, error) {
-	body, status, err := get(l.url + "/select/logsql/query?" + url.Values{"query": {q}}.Encode())
+	body, status, err := backend.Get(l.url + "/select/logsql/query?" + url.Values{"query": {q}}.Encode())
 	if err != nil {
 		return nil, err
 	}

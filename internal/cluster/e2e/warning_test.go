@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/oomwatch/oomwatch/internal/testing/promserver"
 )
 
 // TestRealNodeMemoryPressureWarnsBeforeTheKill: a container that holds 56 MiB, over 90 % of its
@@ -64,16 +66,16 @@ func TestRealNodeMemoryPressureWarnsBeforeTheKill(t *testing.T) {
 	lastLog := time.Time{}
 	require.Eventually(t, func() bool {
 		if firedAt.IsZero() {
-			if got, err := prom.instant(firing); err == nil && len(got) > 0 {
+			if got, err := prom.Instant(firing); err == nil && len(got) > 0 {
 				firedAt = time.Now()
 				t.Logf("KubernetesWorkloadMemoryPressure firing %s after the pod was created", firedAt.Sub(began).Round(time.Second))
 			}
 		}
 		if time.Since(lastLog) > 15*time.Second {
 			lastLog = time.Now()
-			h, _ := prom.instant(hits)
-			u, _ := prom.instant(used)
-			t.Logf("+%s: limit hits a second %v, working set against the limit %v", time.Since(began).Round(time.Second), values(h), values(u))
+			h, _ := prom.Instant(hits)
+			u, _ := prom.Instant(used)
+			t.Logf("+%s: limit hits a second %v, working set against the limit %v", time.Since(began).Round(time.Second), promserver.Values(h), promserver.Values(u))
 		}
 		p, err := s.admin.CoreV1().Pods(ns).Get(context.Background(), pod.Name, metav1.GetOptions{})
 		if err != nil {
@@ -91,13 +93,4 @@ func TestRealNodeMemoryPressureWarnsBeforeTheKill(t *testing.T) {
 	require.False(t, firedAt.IsZero(), "KubernetesWorkloadMemoryPressure never fired before the kill")
 	assert.True(t, firedAt.Before(killed.FinishedAt.Time), "fired at %s, killed at %s", firedAt, killed.FinishedAt)
 	t.Logf("the warning came %s before the kill", killed.FinishedAt.Sub(firedAt).Round(time.Second))
-}
-
-// values are the values of a query's samples.
-func values(samples []promSample) []float64 {
-	out := make([]float64, 0, len(samples))
-	for _, s := range samples {
-		out = append(out, s.Value)
-	}
-	return out
 }
