@@ -246,10 +246,12 @@ v2-kernel:
 	hack/v2kernel/fetch-kernel.sh _build/v2kernel
 
 ## v2-node-kernel: the same kernel for the cgroup v2 node, with the modules of the virtio network
-## card (the guest reaches the API server through QEMU's user-mode network) and of overlayfs (the
-## guest's root and containerd's snapshots) on top, in _build/v2node/kernel; nothing when there.
+## card (the guest reaches the API server through QEMU's user-mode network), of overlayfs (the
+## guest's root and containerd's snapshots) and of the virtio disk with ext4 (the kubelet's folder,
+## whose emptyDirs keep page cache the kernel can reclaim; crc32c for its checksums) on top, in _build/v2node/kernel;
+## nothing when there.
 v2-node-kernel: v2-kernel
-	hack/v2kernel/fetch-kernel.sh _build/v2node/kernel virtio_pci 9pnet_virtio 9p virtio_net overlay
+	hack/v2kernel/fetch-kernel.sh _build/v2node/kernel virtio_pci 9pnet_virtio 9p virtio_net overlay virtio_blk ext4 crc32c_generic
 
 ## cluster-images: build the pause and workload images into _build/cluster/images.
 cluster-images:

@@ -5,8 +5,9 @@
 # the guest loads by name and their dependencies as OUT/modules/*.ko, and OUT/modules.load, their
 # names in the order to insmod them (dependencies first, from depmod's modules.dep). The default
 # MODULEs are those the kernel-level tests need to mount the host's root over 9p; the cgroup v2
-# node adds the network card's and overlayfs's. Does nothing when OUT is complete; the kernel's
-# version is in OUT/version.
+# node adds the network card's, overlayfs's and the disk's (virtio_blk, ext4). Does nothing when
+# OUT is complete with these MODULEs (OUT/modules.wanted names them); the kernel's version is in
+# OUT/version.
 set -euo pipefail
 
 out=${1:-_build/v2kernel}
@@ -14,7 +15,8 @@ shift || true
 wanted=("$@")
 if [ ${#wanted[@]} -eq 0 ]; then wanted=(virtio_pci 9pnet_virtio 9p); fi
 
-if [ -s "$out/vmlinuz" ] && [ -s "$out/modules.load" ] && [ -s "$out/version" ]; then
+if [ -s "$out/vmlinuz" ] && [ -s "$out/modules.load" ] && [ -s "$out/version" ] &&
+	[ "$(cat "$out/modules.wanted" 2>/dev/null)" = "${wanted[*]}" ]; then
 	echo ">> v2 kernel already in $out: $(cat "$out/version")"
 	exit 0
 fi
@@ -101,6 +103,7 @@ for path in "${order[@]}"; do
 	echo "${name%%.ko*}.ko" >>"$out.tmp/modules.load"
 done
 cp "$work/root/boot/vmlinuz-$kver" "$out.tmp/vmlinuz"
+echo "${wanted[*]}" >"$out.tmp/modules.wanted"
 echo "$kver ($pkg $(dpkg-deb -f "$work"/"$pkg"_*.deb Version))" >"$out.tmp/version"
 rm -rf "$out"
 mv "$out.tmp" "$out"

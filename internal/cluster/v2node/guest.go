@@ -42,8 +42,8 @@ const (
 //
 // The root is an overlay of the host's root (9p, read-only) under a tmpfs, so the host's
 // dynamic binaries (runc, mount, the CNI plugins) run in a chroot as they do on the host; the
-// runtime's and the kubelet's folders are tmpfs of their own, since overlayfs cannot be the
-// upper layer of containerd's overlay snapshots.
+// runtime's folder is a tmpfs of its own, since overlayfs cannot be the upper layer of
+// containerd's overlay snapshots, and the kubelet's is the ext4 disk (/dev/vda).
 const initScript = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -66,9 +66,13 @@ mount -t devpts devpts $R/dev/pts
 mount -t tmpfs tmpfs $R/dev/shm
 mount -t cgroup2 cgroup2 $R/sys/fs/cgroup || fail mount cgroup2
 echo "+cpuset +cpu +io +memory +hugetlb +pids" >$R/sys/fs/cgroup/cgroup.subtree_control || fail delegate the controllers
-for d in /run /tmp /var/lib/kubelet /var/lib/containerd /var/log /etc/cni; do
+for d in /run /tmp /var/lib/containerd /var/log /etc/cni; do
 	mkdir -p $R$d && mount -t tmpfs -o mode=755 tmpfs $R$d || fail mount a tmpfs at $d
 done
+# The disk appears once virtio_blk has probed it.
+i=0
+until [ -b /dev/vda ]; do i=$((i+1)); [ $i -lt 100 ] || fail no disk /dev/vda; sleep 0.1; done
+mkdir -p $R/var/lib/kubelet && mount -t ext4 /dev/vda $R/var/lib/kubelet || { dmesg | tail -n 5; fail mount the kubelet disk; }
 # The repository, also where one of those tmpfs hides it (a clone under /tmp).
 mkdir -p $R%[3]s && mount --bind /host%[3]s $R%[3]s || fail bind the repository
 mkdir -p $R` + shareMount + `

@@ -48,6 +48,8 @@ const (
 	// QEMU is the emulator; Busybox the static busybox of Debian's busybox-static.
 	QEMU    = "qemu-system-x86_64"
 	Busybox = "/bin/busybox"
+	// MkfsExt4 formats the guest's disk (Debian's e2fsprogs).
+	MkfsExt4 = "mkfs.ext4"
 	// DefaultNodeName is the node the guest's kubelet registers.
 	DefaultNodeName = "oomwatch-v2"
 	// HostAddress is the guest's address of the host: the API server is its port 6443, and
@@ -76,6 +78,14 @@ type Options struct {
 	// as the API server is forwarded (one guestfwd each): what the guest sends to
 	// HostAddress:<key> reaches 127.0.0.1:<value> on the host, e.g. an OTLP backend.
 	HostForwards map[int]int
+	// GuestForwards maps ports of the host's 127.0.0.1 to ports of the guest (one hostfwd each),
+	// as the kubelet's 10250 is forwarded: what the host sends to 127.0.0.1:<key> reaches the
+	// guest's <value>, e.g. a hostNetwork pod's Prometheus exporter.
+	GuestForwards map[int]int
+	// KubeletDiskMiB sizes the guest's disk (ext4, sparse, in RunDir) that holds the kubelet's
+	// folder: emptyDirs on it keep page cache the kernel can reclaim, as on a node's disk, where a
+	// tmpfs's pages could only be swapped. Default: 4096.
+	KubeletDiskMiB int
 	// SingleProcessOOMKill sets the kubelet's singleProcessOOMKill: true, so the kubelet leaves
 	// memory.oom.group at 0 and an OOM kills one process of a container, not all of them.
 	SingleProcessOOMKill bool
@@ -102,6 +112,9 @@ func (o Options) Defaults(moduleDir string) Options {
 	}
 	if o.CPUs == 0 {
 		o.CPUs = 2
+	}
+	if o.KubeletDiskMiB == 0 {
+		o.KubeletDiskMiB = 4096
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -149,6 +162,9 @@ func Check(opts Options, moduleDir string) error {
 	}
 	if _, err := os.Stat(Busybox); err != nil {
 		return fmt.Errorf("%s is missing: install Debian's busybox-static (make cluster-deps as root)", Busybox)
+	}
+	if _, err := exec.LookPath(MkfsExt4); err != nil {
+		return fmt.Errorf("%s is missing: install Debian's e2fsprogs", MkfsExt4)
 	}
 	for _, f := range []string{"vmlinuz", "modules.load", "version"} {
 		if _, err := os.Stat(filepath.Join(o.Kernel, f)); err != nil {
@@ -223,6 +239,9 @@ func Start(ctx context.Context, c *controlplane.Cluster, opts Options) (*Node, e
 	if err := n.writeConfig(c, images); err != nil {
 		return nil, err
 	}
+	if err := n.makeKubeletDisk(ctx); err != nil {
+		return nil, err
+	}
 	load, err := os.ReadFile(filepath.Join(o.Kernel, "modules.load"))
 	if err != nil {
 		return nil, err
@@ -238,12 +257,43 @@ func Start(ctx context.Context, c *controlplane.Cluster, opts Options) (*Node, e
 	return n, nil
 }
 
+// kubeletDisk is the guest's disk, in the run folder.
+func (n *Node) kubeletDisk() string { return filepath.Join(n.opts.RunDir, "kubelet.img") }
+
+// makeKubeletDisk writes the guest's disk: a sparse file with an ext4 file system.
+func (n *Node) makeKubeletDisk(ctx context.Context) error {
+	f, err := os.Create(n.kubeletDisk())
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(int64(n.opts.KubeletDiskMiB) << 20); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	mkfs := exec.CommandContext(ctx, MkfsExt4, "-q", "-F", "-L", "kubelet", n.kubeletDisk()) //nolint:gosec // G204: the run folder's own file
+	if b, err := mkfs.CombinedOutput(); err != nil {
+		return fmt.Errorf("formatting the kubelet's disk: %w\n%s", err, b)
+	}
+	return nil
+}
+
 // boot starts QEMU in its own session (teardown signals the whole group: QEMU and the helpers
 // it spawns for each forwarded API server connection) and reads its console.
 func (n *Node) boot(initrd string, apiPort int) error {
 	o := n.opts
 	netdev := fmt.Sprintf("user,id=n0,restrict=off,hostfwd=tcp:127.0.0.1:%d-:10250,guestfwd=tcp:%s:%d-cmd:%s nc 127.0.0.1 %d",
 		o.KubeletPort, guestAPIAddress, guestAPIPort, Busybox, apiPort)
+	hostPorts := make([]int, 0, len(o.GuestForwards))
+	for p := range o.GuestForwards {
+		hostPorts = append(hostPorts, p)
+	}
+	sort.Ints(hostPorts)
+	for _, p := range hostPorts {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", p, o.GuestForwards[p])
+	}
 	guestPorts := make([]int, 0, len(o.HostForwards))
 	for p := range o.HostForwards {
 		guestPorts = append(guestPorts, p)
@@ -264,6 +314,7 @@ func (n *Node) boot(initrd string, apiPort int) error {
 		"-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
 		"-virtfs", "local,path=" + n.shareDir() + ",mount_tag=" + shareTag + ",security_model=none",
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
+		"-drive", "if=none,id=kubelet,format=raw,file=" + n.kubeletDisk(), "-device", "virtio-blk-pci,drive=kubelet",
 	}
 	console, err := os.Create(n.ConsoleLog())
 	if err != nil {
@@ -381,8 +432,9 @@ func (n *Node) Wait(ctx context.Context, kind string, ok func(Marker) bool) (Mar
 func (n *Node) Stop() error { return Teardown(n.opts, n.cluster.Options().ModuleDir) }
 
 // Teardown stops the node's QEMU (and every process of its session) and removes its run folder.
-// Nothing of the guest is on the host but those: its root, the runtime's and the kubelet's
-// folders and its cgroups all live in the guest's memory. Running it again finds nothing to do.
+// Nothing of the guest is on the host but those: its root, the runtime's folder and its cgroups
+// live in the guest's memory, the kubelet's folder on a disk in the run folder. Running it again
+// finds nothing to do.
 func Teardown(opts Options, moduleDir string) error {
 	o := opts.Defaults(moduleDir)
 	st, err := readState(o.RunDir)
