@@ -41,11 +41,17 @@ import (
 // read-only for the cgroup source, the kubelet at https://127.0.0.1:10250, and a token of
 // deploy/'s agent service account. It runs two k8s_container receivers, one per process-kill
 // source, each in a pipeline of its own with its own oom_counter and OTLP exporter; each
-// exporter reaches an OTLP backend (otlpsink) on the host through a guestfwd of the node.
+// exporter reaches an OTLP backend (otlpsink) on the host through a guestfwd of the node. The
+// cgroup source's metrics are also served by a Prometheus exporter, which a test's Prometheus on
+// the host scrapes through a hostfwd.
 
 // agentInterval is the agents' collection interval: under TCG a scrape of the kubelet takes a
 // good part of a second.
 const agentInterval = 3 * time.Second
+
+// agentPrometheusPort is the guest's port of the agent's Prometheus exporter, which serves the
+// cgroup source's metrics with the labels deploy/prometheus/rules.yaml needs.
+const agentPrometheusPort = 18889
 
 // agentUID is the collector's user: runAsUser of deploy/daemonset.yaml.
 const agentUID = 65532
@@ -79,6 +85,9 @@ type suite struct {
 	// sinks are the OTLP backends by source, with the guest port that reaches each.
 	sinks      map[string]*otlpsink.Sink
 	guestPorts map[string]int
+	// promPort is the host's port of the agent's Prometheus exporter (the cgroup source's
+	// counters), forwarded to agentPrometheusPort in the guest.
+	promPort int
 
 	node     *Node
 	nodeOpts Options
@@ -222,6 +231,9 @@ func startSuite(ctx context.Context, t *testing.T) (*suite, error) {
 		}
 		s.sinks[src], s.guestPorts[src] = sink, 14317+i
 	}
+	if s.promPort, err = freePort(); err != nil {
+		return nil, err
+	}
 	t.Logf("control plane ready, deploy/ applied, backends listening: %s", time.Since(began).Round(10*time.Millisecond))
 	return s, nil
 }
@@ -232,7 +244,7 @@ func (s *suite) bootNode(ctx context.Context, t *testing.T, kubelet kubeletConfi
 	began := time.Now()
 	s.nodeOpts = Options{
 		Log: testlog.Prefixed("v2node: "), SingleProcessOOMKill: kubelet.singleProcess, SystemReservedMemory: kubelet.systemReserved,
-		HostForwards: map[int]int{},
+		HostForwards: map[int]int{}, GuestForwards: map[int]int{s.promPort: agentPrometheusPort},
 	}
 	for src, sink := range s.sinks {
 		_, port, err := net.SplitHostPort(sink.Endpoint())
@@ -328,11 +340,15 @@ current-context: oomwatch
     tls:
       insecure: true
 `, src, guestAPIAddress, s.guestPorts[src])
+		metricsExporters := "otlp_grpc/" + src
+		if src == sourceCgroup {
+			metricsExporters += ", prometheus"
+		}
 		fmt.Fprintf(&pipelines, `    metrics/%[1]s:
       receivers: [k8s_container/%[1]s]
       processors: [oom_counter/%[1]s, batch]
-      exporters: [otlp_grpc/%[1]s]
-`, src)
+      exporters: [%[2]s]
+`, src, metricsExporters)
 		if src == sourceCgroup {
 			// The kill records, with the limit each kill hit.
 			fmt.Fprintf(&pipelines, `    logs/%[1]s:
@@ -349,7 +365,11 @@ processors:
     timeout: 100ms
 
 exporters:
-%s
+%s  prometheus:
+    endpoint: 0.0.0.0:%d
+    resource_constant_labels:
+      included: ["*"]
+
 service:
   telemetry:
     logs:
@@ -357,7 +377,7 @@ service:
     metrics:
       level: none
   pipelines:
-%s`, receivers.String(), processors.String(), exporters.String(), agentLogDir, pipelines.String())
+%s`, receivers.String(), processors.String(), exporters.String(), agentPrometheusPort, agentLogDir, pipelines.String())
 	kernelLogConfig := fmt.Sprintf(`receivers:
 %[1]s
 processors:

@@ -40,6 +40,11 @@ func (s *suite) workloadPod(ctx context.Context, t *testing.T, name string, rest
 // node; none ("") makes the pod BestEffort.
 func (s *suite) workloadPodLimited(ctx context.Context, t *testing.T, name, limit string, restart corev1.RestartPolicy, env map[string]string) *corev1.Pod {
 	t.Helper()
+	return s.createPod(ctx, t, s.newWorkloadPod(name, limit, restart, env))
+}
+
+// newWorkloadPod is the pod workloadPodLimited creates.
+func (s *suite) newWorkloadPod(name, limit string, restart corev1.RestartPolicy, env map[string]string) *corev1.Pod {
 	c := corev1.Container{
 		Name:            "app",
 		Image:           testworkload.WorkloadImage,
@@ -51,7 +56,7 @@ func (s *suite) workloadPodLimited(ctx context.Context, t *testing.T, name, limi
 	for k, v := range env {
 		c.Env = append(c.Env, corev1.EnvVar{Name: k, Value: v})
 	}
-	pod := &corev1.Pod{
+	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceDefault},
 		Spec: corev1.PodSpec{
 			NodeName:      s.nodeOpts.NodeName,
@@ -60,11 +65,16 @@ func (s *suite) workloadPodLimited(ctx context.Context, t *testing.T, name, limi
 			Containers:    []corev1.Container{c},
 		},
 	}
+}
+
+// createPod creates the pod, deleted when the test ends.
+func (s *suite) createPod(ctx context.Context, t *testing.T, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
 	created, err := s.cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		zero := int64(0)
-		_ = s.cs.CoreV1().Pods(pod.Namespace).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		_ = s.cs.CoreV1().Pods(pod.Namespace).Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
 	})
 	return created
 }

@@ -14,8 +14,8 @@
 //	                   or, with WORKLOAD_EXIT_CODE set too, exits with that code by itself.
 //	                   exit: hold WORKLOAD_MB for WORKLOAD_EXIT_AFTER, then exit with
 //	                   WORKLOAD_EXIT_CODE (a failure that is not an OOM kill).
-//	                   leak-cache: hold WORKLOAD_MB, write a file of WORKLOAD_CACHE_MB in
-//	                   WORKLOAD_CACHE_DIR and read it again and again, so that its page cache
+//	                   leak-cache: write a file of WORKLOAD_CACHE_MB in WORKLOAD_CACHE_DIR
+//	                   (synced), hold WORKLOAD_MB and read the file again and again, so that its page cache
 //	                   keeps the cgroup at its limit, and add WORKLOAD_STEP_MB every
 //	                   WORKLOAD_INTERVAL: a slow leak that the kernel reclaims cache for, limit
 //	                   hit after limit hit, until it cannot.
@@ -95,7 +95,9 @@ func leak(stepMB int, interval time.Duration) {
 }
 
 func leakCache(baseMB, cacheMB, stepMB int, interval time.Duration, dir string) {
-	allocate(baseMB)
+	// The file is written and synced before the memory is held: dirty pages cannot be reclaimed
+	// until a slow disk has written them back, and written at the limit they would end the
+	// container before its slow leak began.
 	path := dir + "/cache"
 	chunk := make([]byte, mib)
 	for i := range chunk {
@@ -106,6 +108,9 @@ func leakCache(baseMB, cacheMB, stepMB int, interval time.Duration, dir string) 
 		for i := 0; i < cacheMB && err == nil; i++ {
 			_, err = f.Write(chunk)
 		}
+		if err == nil {
+			err = f.Sync()
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -114,6 +119,7 @@ func leakCache(baseMB, cacheMB, stepMB int, interval time.Duration, dir string) 
 		logf("writing %s: %v", path, err)
 		os.Exit(2)
 	}
+	allocate(baseMB)
 	next, total := time.Now().Add(interval), baseMB
 	for {
 		f, err := os.Open(path)
