@@ -250,7 +250,9 @@ func checkV2Case(t *testing.T, c v2Case) {
 		assert.Equal(t, []int{pid1.PID}, c.ProcsAfter, "PID 1 alone is left in the container")
 		assert.Equal(t, int64(1), processKills, "the child's kill is one process kill")
 		assert.Equal(t, uint64(1), ev["oom_kill"])
-		assert.Equal(t, uint64(1), ev["oom"])
+		// As in "restart": the cgroup may be out of memory once more while the child exits, with
+		// nothing killed then (one run of many: oom 2).
+		assert.GreaterOrEqual(t, ev["oom"], uint64(1))
 		assert.Zero(t, ev["oom_group_kill"])
 		assert.Equal(t, 1, c.KilledLines)
 	case "group":
