@@ -6,14 +6,16 @@
 # server on a loopback port with a temporary configuration and storage; the package's own service
 # is not used). And what the kernel-level tests on cgroup v2 boot a Debian kernel with in QEMU
 # (hack/v2kernel, make v2-kernel): the emulator, a static busybox for the guest's initramfs, cpio
-# to pack it and kmod's depmod, whose modules.dep orders the guest's modules. Safe to run again:
+# to pack it and kmod's depmod, whose modules.dep orders the guest's modules; e2fsprogs'
+# mkfs.ext4 formats the cgroup v2 node's disk. Safe to run again:
 # it does nothing when every package is already installed.
 set -euo pipefail
 
 # ca-certificates: the CA bundle make image puts into the collector's image.
 # qemu-system-x86, busybox-static, cpio, kmod: the cgroup v2 guest of the kernel-level tests.
+# e2fsprogs: the ext4 disk of the cgroup v2 node's kubelet folder.
 packages=(runc containernetworking-plugins iptables mount util-linux prometheus ca-certificates
-	qemu-system-x86 busybox-static cpio kmod)
+	qemu-system-x86 busybox-static cpio kmod e2fsprogs)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -164,7 +164,7 @@ func Check(opts Options, moduleDir string) error {
 		return fmt.Errorf("%s is missing: install Debian's busybox-static (make cluster-deps as root)", Busybox)
 	}
 	if _, err := exec.LookPath(MkfsExt4); err != nil {
-		return fmt.Errorf("%s is missing: install Debian's e2fsprogs", MkfsExt4)
+		return fmt.Errorf("%s is missing: install Debian's e2fsprogs (make cluster-deps as root)", MkfsExt4)
 	}
 	for _, f := range []string{"vmlinuz", "modules.load", "version"} {
 		if _, err := os.Stat(filepath.Join(o.Kernel, f)); err != nil {
